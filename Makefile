@@ -1,0 +1,59 @@
+# The two commands README promises: `make run` and `make test`. Everything they need
+# is installed here, so a fresh Debian machine needs nothing else.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+# The server's Python: 3.12 or newer (Django 6 needs it).
+PYTHON_BASE ?= $(shell for p in python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.1[23].*/bin/python3) /usr/local/bin/python3 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE := playground.settings
+export PYTHONDONTWRITEBYTECODE := 1
+
+# A secret key generated once per checkout, so `make run` needs no configuration.
+var/secret_key:
+	@mkdir -p var && chmod 700 var
+	@umask 077 && $(PYTHON_BASE) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON_BASE)" || { echo "Python 3.12+ not found; set PYTHON_BASE=/path/to/python3.12" >&2; exit 1; }
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+.PHONY: setup
+setup: var/secret_key $(VENV)/.installed
+	bin/system-deps
+	SECRET_KEY=$$(cat var/secret_key) $(PY) manage.py snippetenv
+
+.PHONY: run
+run: setup
+	@export SECRET_KEY=$$(cat var/secret_key) PYTHON=$(PY); \
+	$(PY) manage.py migrate --noinput -v0 && \
+	$(PY) manage.py collectstatic --noinput -v0 && \
+	echo "CodeCarbon Playground at http://$${BIND:-127.0.0.1:8000} (Ctrl-C stops it)" && \
+	bin/serve
+
+.PHONY: lint
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: test
+test: setup lint
+	bin/system-deps --test
+	@export SECRET_KEY=$$(cat var/secret_key); \
+	$(PY) manage.py makemigrations --check --dry-run && \
+	HTTPS=1 $(PY) manage.py check --deploy --fail-level WARNING && \
+	$(PY) manage.py collectstatic --noinput -v0 && \
+	$(VENV)/bin/pytest
+
+.PHONY: bench
+bench: setup
+	@export SECRET_KEY=$$(cat var/secret_key); $(PY) benchmarks/run.py
+
+.PHONY: clean
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,227 @@
+"""Settings for CodeCarbon Playground.
+
+One module, configured by environment variables. Every variable is listed with its
+default in README.md; a bad value stops start-up with ImproperlyConfigured instead of
+being silently replaced.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {raw!r}")
+
+
+def env_number[T: (int, float)](name: str, default: T, kind: type[T], minimum: T) -> T:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a {kind.__name__}, not {raw!r}") from None
+    if value < minimum or value != value:  # value != value catches NaN
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for a development key).")
+    SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_tasks_db",
+    "runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "playground.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "playground.wsgi.application"
+
+# SQLite by default (in var/, created by `make`); PostgreSQL from one URL.
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+        conn_max_age=600,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web processes read while a worker writes progress; IMMEDIATE
+    # transactions make writers queue for the lock instead of failing mid-way.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # Tests that start real worker processes need a database file they can open.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 365  # history belongs to the browser for a year
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = 60 * 60 * 24 * 30 if HTTPS else 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+if not HTTPS:
+    # Served over plain HTTP on loopback or behind a TLS proxy that sets HTTPS=1.
+    SILENCED_SYSTEM_CHECKS = [
+        "security.W004",
+        "security.W008",
+        "security.W012",
+        "security.W016",
+    ]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # CodeCarbon logs every measurement at INFO; we report its figures ourselves.
+        "codecarbon": {"level": "ERROR", "propagate": True},
+    },
+}
+
+# --- The sandbox -----------------------------------------------------------------
+
+# Wall-clock limit of one run, in seconds (name kept from the original design).
+EXECUTION_TIMEOUT = env_number("EXECUTION_TIMEOUT", 10.0, float, 0.1)
+MAX_EXECUTION_TIMEOUT = env_number("MAX_EXECUTION_TIMEOUT", 60.0, float, 0.1)
+SANDBOX_MEMORY_MB = env_number("SANDBOX_MEMORY_MB", 512, int, 32)
+SANDBOX_MAX_PROCESSES = env_number("SANDBOX_MAX_PROCESSES", 64, int, 4)
+SANDBOX_OUTPUT_BYTES = env_number("SANDBOX_OUTPUT_BYTES", 256 * 1024, int, 1024)
+SANDBOX_DISK_MB = env_number("SANDBOX_DISK_MB", 64, int, 1)
+SANDBOX_MAX_FILES = env_number("SANDBOX_MAX_FILES", 10_000, int, 16)
+MAX_CODE_BYTES = env_number("MAX_CODE_BYTES", 64 * 1024, int, 1)
+SANDBOX_MODE = env_str("SANDBOX_MODE", "auto")
+if SANDBOX_MODE not in {"auto", "bubblewrap", "rlimits"}:
+    raise ImproperlyConfigured("SANDBOX_MODE must be auto, bubblewrap or rlimits.")
+# The unprivileged account snippets run as when the server runs as root.
+SANDBOX_USER = env_str("SANDBOX_USER", "ccp-sandbox")
+# The interpreter snippets run with: a virtual environment with numpy, readable by
+# SANDBOX_USER (see `manage.py snippetenv`).
+SNIPPET_PYTHON = env_str(
+    "SNIPPET_PYTHON",
+    "/opt/codecarbon-playground/snippet-env/bin/python"
+    if os.geteuid() == 0
+    else str(BASE_DIR / ".snippet-env" / "bin" / "python"),
+)
+
+# --- Measurement -----------------------------------------------------------------
+
+CODECARBON_COUNTRY = env_str("CODECARBON_COUNTRY", "IND").upper()
+CODECARBON_REGION = env_str("CODECARBON_REGION", "").lower()
+LIVE_SAMPLE_SECONDS = env_number("LIVE_SAMPLE_SECONDS", 0.5, float, 0.1)
+
+# --- The queue -------------------------------------------------------------------
+
+WORKER_POLL_INTERVAL = env_number("WORKER_POLL_INTERVAL", 0.05, float, 0.0)
+WORKER_HEARTBEAT_SECONDS = env_number("WORKER_HEARTBEAT_SECONDS", 2.0, float, 0.1)
+# A worker silent for this long is considered dead, and its running run is failed.
+WORKER_STALE_SECONDS = env_number("WORKER_STALE_SECONDS", 10.0, float, 0.5)
+# How long POST /run waits for its run before answering 202 with the run's URL.
+API_WAIT_SECONDS = env_number("API_WAIT_SECONDS", 70.0, float, 0.0)

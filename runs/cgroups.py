@@ -1,0 +1,154 @@
+"""Per-run control groups: whole-tree caps on memory and processes, exact CPU time.
+
+Resource limits (setrlimit) are per process, so a snippet that forks can multiply
+them; a control group caps the whole tree. Both layouts are handled: cgroup v2
+(one unified hierarchy) and v1 (one hierarchy per controller, as on the machines we
+develop on). Where neither is writable (not root, unprivileged container) `create`
+returns None and the sandbox falls back to its own watchdog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "codecarbon-playground"
+
+
+class RunCgroup:
+    """One run's cgroup, in v1 (several directories) or v2 (one directory)."""
+
+    def __init__(self, dirs: dict[str, Path], version: int):
+        self.dirs = dirs
+        self.version = version
+
+    def _read(self, controller: str, name: str) -> str:
+        try:
+            return (self.dirs[controller] / name).read_text()
+        except (OSError, KeyError):
+            return ""
+
+    def _stat(self, controller: str, name: str, key: str) -> int:
+        for line in self._read(controller, name).splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == key:
+                return int(parts[1])
+        return 0
+
+    def add(self, pid: int) -> None:
+        for directory in set(self.dirs.values()):
+            (directory / "cgroup.procs").write_text(str(pid))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for directory in set(self.dirs.values()):
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
+        return found
+
+    def kill_all(self) -> None:
+        if self.version == 2 and (self.dirs["memory"] / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                (self.dirs["memory"] / "cgroup.kill").write_text("1")
+        # A process may fork between listing and killing: repeat until nothing is left.
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def cpu_seconds(self) -> float | None:
+        if self.version == 2:
+            usec = self._stat("cpu", "cpu.stat", "usage_usec")
+            return usec / 1e6
+        raw = self._read("cpuacct", "cpuacct.usage").strip()
+        return int(raw) / 1e9 if raw else None
+
+    def memory_bytes(self) -> int:
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        raw = self._read("memory", name).strip()
+        return int(raw) if raw.isdigit() else 0
+
+    def peak_memory_bytes(self) -> int:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        raw = self._read("memory", name).strip()
+        return int(raw) if raw.isdigit() else 0
+
+    def hit_memory_limit(self) -> bool:
+        if self.version == 2:
+            return self._stat("memory", "memory.events", "oom_kill") > 0
+        return self._stat("memory", "memory.oom_control", "oom_kill") > 0
+
+    def hit_process_limit(self) -> bool:
+        name = "pids.events"
+        return self._stat("pids", name, "max") > 0
+
+    def destroy(self) -> None:
+        self.kill_all()
+        for directory in set(self.dirs.values()):
+            for _ in range(50):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    # Processes just killed may still be leaving the group.
+                    os.sched_yield()
+                    self.kill_all()
+
+
+def _v2_available() -> bool:
+    try:
+        enabled = (ROOT / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        return False
+    return {"memory", "pids", "cpu"} <= set(enabled) and os.access(ROOT, os.W_OK)
+
+
+def _v1_available() -> bool:
+    return all(
+        (ROOT / c / "cgroup.procs").exists() and os.access(ROOT / c, os.W_OK)
+        for c in ("memory", "pids", "cpuacct")
+    )
+
+
+def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
+    """A fresh cgroup with the run's caps, or None where cgroups are not writable."""
+    name = f"run-{uuid.uuid4().hex}"
+    group = None
+    try:
+        if _v2_available():
+            directory = ROOT / f"{PARENT}-{name}"
+            group = RunCgroup({"memory": directory, "pids": directory, "cpu": directory}, 2)
+            directory.mkdir()
+            (directory / "memory.max").write_text(str(memory_bytes))
+            (directory / "pids.max").write_text(str(max_processes))
+            # Without swap accounting there is no file to write, and nothing to cap.
+            with contextlib.suppress(OSError):
+                (directory / "memory.swap.max").write_text("0")
+            return group
+        if _v1_available():
+            dirs = {}
+            group = RunCgroup(dirs, 1)
+            for controller in ("memory", "pids", "cpuacct"):
+                directory = ROOT / controller / PARENT / name
+                directory.mkdir(parents=True)
+                dirs[controller] = directory
+            (dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            (dirs["pids"] / "pids.max").write_text(str(max_processes))
+            return group
+    except OSError as exc:
+        if group is not None:
+            group.destroy()
+        logger.warning("cgroups not usable (%s); falling back to the sandbox watchdog", exc)
+    return None

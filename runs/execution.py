@@ -1,0 +1,109 @@
+"""Turn a queued Run into a finished one: sandbox + measurement + persistence.
+
+The queue worker and `manage.py runsnippet` both call `execute`. Every process that
+executes runs keeps a heartbeat row alive (started on first use), so a run whose
+process dies is found by anyone and marked as an error instead of running forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from . import measure, sandbox
+from .models import Run, Worker
+
+logger = logging.getLogger(__name__)
+
+_heartbeat: Heartbeat | None = None
+_heartbeat_lock = threading.Lock()
+
+
+class Heartbeat(threading.Thread):
+    """Announces that this process is alive, and fails runs of processes that are not."""
+
+    def __init__(self, kind: str):
+        super().__init__(name="run-heartbeat", daemon=True)
+        self.worker = Worker(name=Worker.name_for_this_process(), kind=kind)
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        # The first beat is synchronous: a run must never be marked running by a
+        # process that the reaper cannot yet see as alive.
+        self.worker.beat()
+        super().start()
+
+    def run(self) -> None:
+        while not self.stopped.wait(settings.WORKER_HEARTBEAT_SECONDS):
+            try:
+                self.worker.beat()
+                Run.objects.fail_orphans()
+            except Exception:
+                logger.exception("heartbeat failed; retrying")
+            finally:
+                close_old_connections()
+        connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        Worker.objects.filter(name=self.worker.name).delete()
+
+
+def heartbeat(kind: str = Worker.Kind.QUEUE) -> Heartbeat:
+    global _heartbeat
+    with _heartbeat_lock:
+        if _heartbeat is None:
+            _heartbeat = Heartbeat(kind)
+            _heartbeat.start()
+        return _heartbeat
+
+
+class _Progress:
+    """Turns the sandbox's ticks into live power samples written to the Run."""
+
+    def __init__(self, run: Run, session: measure.Session):
+        self.run = run
+        self.session = session
+        self.samples: list[list[float]] = []
+        self.last_elapsed = 0.0
+        self.last_cpu = 0.0
+
+    def sample(self, elapsed: float, cpu_s: float, memory_bytes: int) -> None:
+        span = elapsed - self.last_elapsed
+        if span <= 0:
+            return
+        busy_threads = max(cpu_s - self.last_cpu, 0.0) / span
+        watts = self.session.live_watts(busy_threads, memory_bytes)
+        self.samples.append([round(elapsed, 3), round(watts, 4)])
+        self.last_elapsed, self.last_cpu = elapsed, cpu_s
+
+    def tick(self, tick: sandbox.Tick) -> None:
+        self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
+        self.run.record_progress(tick.stdout, tick.stderr, self.samples)
+
+
+def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
+    """Run `run`'s code in the sandbox, measure it, and store the result on `run`."""
+    beat = heartbeat(kind)
+    run.mark_running(beat.worker.name)
+    try:
+        limits = sandbox.Limits.from_settings(run.timeout_s)
+        session = measure.Session(run.country_iso_code or None, run.region or None)
+        progress = _Progress(run, session)
+        outcome = sandbox.run(
+            run.code, limits, on_tick=progress.tick, tick_seconds=settings.LIVE_SAMPLE_SECONDS
+        )
+        figures = session.finish(outcome)
+        progress.sample(outcome.wall_s, outcome.cpu_s, outcome.peak_memory_bytes)
+        run.power_samples = progress.samples
+        run.finish(outcome, figures)
+    except sandbox.SandboxUnavailable as exc:
+        logger.error("sandbox unavailable: %s", exc)
+        run.fail(f"The sandbox is not available on this server: {exc}")
+    except Exception:
+        logger.exception("run %s failed in our code", run.public_id)
+        run.fail("Something went wrong on our side while running this snippet; it has been logged.")
+    return run

@@ -1,0 +1,72 @@
+"""Human-readable figures: adaptive units so tiny numbers stay readable."""
+
+from __future__ import annotations
+
+KWH_IN_J = 3.6e6
+
+
+def _scaled(value: float, units: list[tuple[float, str]]) -> str:
+    for factor, unit in units:
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {unit}"
+    factor, unit = units[-1]
+    return f"{value / factor:.3g} {unit}"
+
+
+def energy(kwh: float | None) -> str:
+    """1.2e-06 kWh -> '1.2 mWh (4.32 J)'."""
+    if kwh is None:
+        return "—"
+    if kwh == 0:
+        return "0 Wh"
+    wh = kwh * 1000
+    text = _scaled(wh, [(1000, "kWh"), (1, "Wh"), (1e-3, "mWh"), (1e-6, "µWh"), (1e-9, "nWh")])
+    return f"{text} ({joules(kwh)})"
+
+
+def joules(kwh: float) -> str:
+    return _scaled(kwh * KWH_IN_J, [(1e6, "MJ"), (1e3, "kJ"), (1, "J"), (1e-3, "mJ"), (1e-6, "µJ")])
+
+
+def mass(grams: float | None) -> str:
+    if grams is None:
+        return "—"
+    if grams == 0:
+        return "0 g"
+    return _scaled(grams, [(1000, "kg"), (1, "g"), (1e-3, "mg"), (1e-6, "µg"), (1e-9, "ng")])
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1000:.0f} ms"
+
+
+def summary_lines(run) -> list[str]:
+    """The metrics summary `runsnippet` prints under the snippet's output."""
+    lines = [
+        "",
+        f"── {run.get_status_display()}"
+        + (f" (exit code {run.exit_code})" if run.exit_code is not None else ""),
+    ]
+    if run.error:
+        lines.append(f"   {run.error}")
+    if run.energy_kwh is not None:
+        gpu = energy(run.gpu_energy_kwh) if run.gpu_energy_kwh is not None else "no GPU"
+        parts = f"{energy(run.cpu_energy_kwh)} / {energy(run.ram_energy_kwh)} / {gpu}"
+        lines += [
+            f"   duration          {seconds(run.duration_s)} wall, {seconds(run.cpu_seconds)} CPU",
+            f"   snippet energy    {energy(run.energy_kwh)}",
+            f"     CPU / RAM / GPU {parts}",
+            f"   machine energy    {energy(run.machine_energy_kwh)} (whole machine, CodeCarbon)",
+            f"   emissions         {mass(run.emissions_g)} CO₂e at "
+            f"{run.carbon_intensity_g_per_kwh:.0f} g/kWh ({run.country_iso_code}"
+            + (f", {run.region}" if run.region else "")
+            + ")",
+            f"   CPU figure        {run.provenance.get('cpu', {}).get('method', '?')}: "
+            f"{run.provenance.get('cpu', {}).get('source', '')}",
+        ]
+    lines.append(f"   isolation         {run.isolation or '—'}   run {run.public_id}")
+    return lines

@@ -1,0 +1,67 @@
+import json
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from runs import execution, measure
+from runs.formatting import summary_lines
+from runs.models import Run, Worker
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a Python snippet in the sandbox, measure it with CodeCarbon, store the run "
+        "and print its output and metrics. Exits 0 only when the snippet succeeded."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="File with the snippet, or - to read stdin.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--timeout", type=float, help="Wall-clock limit in seconds.")
+        parser.add_argument("--country", help="3-letter ISO code of the grid (e.g. FRA).")
+        parser.add_argument("--region", help="Region within the country (e.g. california).")
+
+    def handle(self, *, path, json: bool, timeout, country, region, **options) -> None:
+        code = self.read(path)
+        fields = {"source": Run.Source.CLI}
+        if timeout is not None:
+            if not 0 < timeout <= 3600:
+                raise CommandError("--timeout must be between 0 and 3600 seconds.")
+            fields["timeout_s"] = timeout
+        if country is not None:
+            country = country.upper()
+            if country not in measure.countries():
+                raise CommandError(f"Unknown country {country!r}: use a 3-letter ISO code.")
+            fields["country_iso_code"] = country
+        if region is not None:
+            fields["region"] = region.lower()
+        try:
+            run = Run.objects.submit(code, **fields)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        execution.execute(run, kind=Worker.Kind.CLI)
+        execution.heartbeat().stop()
+        if json:
+            self.stdout.write(dumps(run.as_dict()))
+        else:
+            self.stdout.write(run.stdout, ending="")
+            self.stderr.write(run.stderr, ending="")
+            self.stdout.write("\n".join(summary_lines(run)))
+        if run.status != Run.Status.SUCCEEDED:
+            sys.exit(1)
+
+    def read(self, path: str) -> str:
+        try:
+            raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror}") from None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CommandError(f"{path} is not UTF-8 text; is it a binary file?") from None
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, ensure_ascii=False)

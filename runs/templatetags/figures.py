@@ -1,0 +1,9 @@
+from django import template
+
+from runs import formatting
+
+register = template.Library()
+
+register.filter("energy", formatting.energy)
+register.filter("mass", formatting.mass)
+register.filter("seconds", formatting.seconds)

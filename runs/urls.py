@@ -1,0 +1,19 @@
+from django.urls import path
+
+from . import views
+
+app_name = "runs"
+
+urlpatterns = [
+    path("", views.playground, name="playground"),
+    path("runs/", views.history, name="history"),
+    path("runs/new", views.create, name="create"),
+    path("runs/<uuid:public_id>/", views.detail, name="detail"),
+    path("runs/<uuid:public_id>/rerun", views.rerun, name="rerun"),
+    path("methodology/", views.methodology, name="methodology"),
+    # JSON API (POST /run and GET /healthz keep the original design's names).
+    path("run", views.api_run, name="api-run"),
+    path("api/runs", views.api_create, name="api-create"),
+    path("api/runs/<uuid:public_id>", views.api_detail, name="api-detail"),
+    path("healthz", views.healthz, name="healthz"),
+]

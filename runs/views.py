@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models.functions import Substr
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from . import charts, examples
+from .models import Run, Worker
+from .tasks import enqueue
+
+HISTORY_PAGE_SIZE = 25
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _session_key(request: HttpRequest) -> str:
+    if not request.session.session_key:
+        request.session.save()
+    return request.session.session_key
+
+
+def _run_context(run: Run) -> dict:
+    return {
+        "run": run,
+        "chart": charts.power_chart(run.power_samples),
+        "queue_position": run.queue_position(),
+        "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
+    }
+
+
+@require_GET
+def playground(request: HtmxHttpRequest) -> HttpResponse:
+    code = ""
+    source = request.GET.get("from")
+    if source:
+        # "Load into editor" from history or a shared run.
+        run = (
+            Run.objects.filter(public_id=source).only("code").first() if _is_uuid(source) else None
+        )
+        code = run.code if run else ""
+    return render(
+        request,
+        "runs/playground.html",
+        {"examples": examples.EXAMPLES, "code": code, "max_code_bytes": settings.MAX_CODE_BYTES},
+    )
+
+
+@require_POST
+def create(request: HtmxHttpRequest) -> HttpResponse:
+    code = request.POST.get("code", "")
+    try:
+        run = Run.objects.submit(code, session_key=_session_key(request))
+    except ValidationError as exc:
+        context = {
+            "examples": examples.EXAMPLES,
+            "code": code if len(code) <= settings.MAX_CODE_BYTES * 4 else "",
+            "errors": exc.messages,
+            "max_code_bytes": settings.MAX_CODE_BYTES,
+        }
+        template = "runs/playground.html#form-errors" if request.htmx else "runs/playground.html"
+        return render(request, template, context, status=422)
+    enqueue(run)
+    if request.htmx:
+        return render(request, "runs/detail.html#run", _run_context(run), status=201)
+    return redirect(run)
+
+
+@require_POST
+def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
+    original = get_object_or_404(Run, public_id=public_id)
+    run = Run.objects.submit(original.code, session_key=_session_key(request))
+    enqueue(run)
+    if request.htmx:
+        return HttpResponseClientRedirect(run.get_absolute_url())
+    return redirect(run)
+
+
+@never_cache
+@require_GET
+def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
+    run = get_object_or_404(Run, public_id=public_id)
+    # A poll is how a user notices a dead worker soonest: check this run now.
+    if run.status == Run.Status.RUNNING and Run.objects.filter(pk=run.pk).fail_orphans():
+        run.refresh_from_db()
+    template = "runs/detail.html#run" if request.htmx else "runs/detail.html"
+    return render(request, template, _run_context(run))
+
+
+@require_GET
+def history(request: HtmxHttpRequest) -> HttpResponse:
+    runs = (
+        Run.objects.for_session(request.session.session_key)
+        .annotate(preview=Substr("code", 1, 120))
+        .defer("code", "stdout", "stderr", "provenance", "power_samples")
+    )
+    # No COUNT(*): "older/newer" paging stays as fast with 100,000 runs as with 100.
+    page = _keyset_page(runs, request.GET.get("page", "1"))
+    template = "runs/history.html#rows" if request.htmx else "runs/history.html"
+    return render(request, template, page)
+
+
+def _keyset_page(runs, raw_page: str) -> dict:
+    try:
+        number = max(int(raw_page), 1)
+    except ValueError:
+        number = 1
+    start = (number - 1) * HISTORY_PAGE_SIZE
+    rows = list(runs[start : start + HISTORY_PAGE_SIZE + 1])
+    return {
+        "runs": rows[:HISTORY_PAGE_SIZE],
+        "page": number,
+        "has_next": len(rows) > HISTORY_PAGE_SIZE,
+        "has_previous": number > 1,
+    }
+
+
+@require_GET
+def methodology(request: HttpRequest) -> HttpResponse:
+    return render(request, "runs/methodology.html")
+
+
+# --- JSON API ----------------------------------------------------------------------
+
+
+def _json_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def api_view(*methods: str):
+    """Like require_http_methods, but a wrong method gets a JSON error, not HTML."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            if request.method not in methods:
+                response = _json_error(f"Method {request.method} not allowed.", 405)
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return csrf_exempt(wrapper)
+
+    return decorator
+
+
+def _submit_json(request: HttpRequest) -> Run | JsonResponse:
+    if request.content_type != "application/json":
+        return _json_error("Send JSON with Content-Type: application/json.", 415)
+    if len(request.body) > settings.MAX_CODE_BYTES * 8 + 1024:
+        return _json_error("Request body too large.", 413)
+    try:
+        payload = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return _json_error("The body is not valid JSON.", 400)
+    if not isinstance(payload, dict) or "code" not in payload:
+        return _json_error('Expected an object like {"code": "print(1)"}.', 400)
+    try:
+        run = Run.objects.submit(payload["code"], source=Run.Source.API)
+    except ValidationError as exc:
+        too_large = "limit is" in " ".join(exc.messages)
+        return _json_error(" ".join(exc.messages), 413 if too_large else 400)
+    enqueue(run)
+    return run
+
+
+def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
+    response = JsonResponse(
+        {
+            "id": str(run.public_id),
+            "status": run.status,
+            "url": request.build_absolute_uri(reverse("runs:api-detail", args=[run.public_id])),
+            "page": request.build_absolute_uri(run.get_absolute_url()),
+        },
+        status=202,
+    )
+    response["Location"] = reverse("runs:api-detail", args=[run.public_id])
+    return response
+
+
+@api_view("POST")
+def api_run(request: HttpRequest) -> JsonResponse:
+    """POST /run: the original design's endpoint; waits for the run to finish."""
+    run = _submit_json(request)
+    if isinstance(run, JsonResponse):
+        return run
+    deadline = time.monotonic() + settings.API_WAIT_SECONDS
+    while not run.is_over and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run.refresh_from_db()
+    if not run.is_over:
+        return _accepted(request, run)
+    return JsonResponse(run.as_dict())
+
+
+@api_view("POST")
+def api_create(request: HttpRequest) -> JsonResponse:
+    run = _submit_json(request)
+    if isinstance(run, JsonResponse):
+        return run
+    return _accepted(request, run)
+
+
+@never_cache
+@api_view("GET")
+def api_detail(request: HttpRequest, public_id) -> JsonResponse:
+    try:
+        run = Run.objects.get(public_id=public_id)
+    except Run.DoesNotExist:
+        return _json_error("No such run.", 404)
+    return JsonResponse(run.as_dict())
+
+
+@never_cache
+@api_view("GET")
+def healthz(request: HttpRequest) -> JsonResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = "ok"
+    except Exception as exc:  # any driver error means the database is not usable
+        database = f"error: {exc.__class__.__name__}"
+    workers = Worker.objects.queue_workers().alive().count() if database == "ok" else 0
+    body = {
+        "status": "ok" if database == "ok" else "error",
+        "database": database,
+        "workers_alive": workers,
+        "queued_runs": Run.objects.queued().count() if database == "ok" else None,
+    }
+    return JsonResponse(body, status=200 if database == "ok" else 503)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
