@@ -4,12 +4,14 @@ runs.sandbox passes this file's source to the snippet interpreter with `python -
 so the sandbox user never needs to read the project's files. It runs with the
 snippet's interpreter (which may be older than the server's), so it uses only the
 standard library. Arguments: file-size limit, process limit, address-space limit
-(0 = none), open-files limit.
+(0 = none), open-files limit, then the paths readable and the paths writable,
+separated by ':' (both empty: no Landlock).
 
 It reads the snippet from stdin, closes stdin, sets the resource limits, installs a
 seccomp filter that refuses every socket but AF_UNIX (and io_uring, which could
-bypass it), then runs the snippet as `__main__` from ./main.py, so tracebacks and
-`__file__` look as they would under `python main.py`.
+bypass it), restricts file access with Landlock where asked, then runs the snippet
+as `__main__` from ./main.py, so tracebacks and `__file__` look as they would under
+`python main.py`.
 """
 
 import ctypes
@@ -66,6 +68,46 @@ def install_seccomp():
         raise OSError("seccomp_load failed")
 
 
+SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+PR_SET_NO_NEW_PRIVS = 38
+FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+FS_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE  # the rest apply to directories
+FS_ALL_ABI1 = (1 << 13) - 1
+FS_READ_ONLY = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+
+
+class PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def install_landlock(read_only, read_write):
+    """Only these paths exist for the snippet's file operations from now on."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    handled = ctypes.c_uint64(FS_ALL_ABI1)
+    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(handled), 8, 0)
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    for paths, access in ((read_only, FS_READ_ONLY), (read_write, FS_ALL_ABI1)):
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            is_dir = os.path.isdir(path)
+            rule = PathBeneath(access if is_dir else access & FS_FILE_RIGHTS, fd)
+            if libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0) != 0:
+                raise OSError(ctypes.get_errno(), "landlock_add_rule failed for " + path)
+            os.close(fd)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    os.close(ruleset)
+
+
 def set_limits(file_bytes, processes, address_space, open_files):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
@@ -114,9 +156,12 @@ def main():
     os.close(devnull)
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     file_bytes, processes, address_space, open_files = (int(a) for a in sys.argv[1:5])
+    read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[5:7])
     try:
         set_limits(file_bytes, processes, address_space, open_files)
         install_seccomp()
+        if read_only or read_write:
+            install_landlock(read_only, read_write)
     except Exception as exc:
         sys.stderr.write("sandbox: could not confine the snippet: %s\n" % exc)
         sys.exit(SECCOMP_FAILED)

@@ -245,6 +245,24 @@ def _drop_privileges(account: tuple[int, int] | None) -> dict:
 
 
 @functools.cache
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 where Landlock is not available."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    version = libc.syscall(444, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    return max(version, 0)
+
+
+def _landlock_paths(python: str, workdir: str) -> tuple[str, str]:
+    """Readable and writable paths for the launcher's Landlock rules."""
+    readable = ["/usr", "/lib", "/lib64", "/bin", "/proc", "/dev"]
+    root = _interpreter_root(python)
+    if root:
+        readable.append(root)
+    writable = [workdir, "/dev/null", "/dev/shm"]
+    return os.pathsep.join(readable), os.pathsep.join(writable)
+
+
+@functools.cache
 def _become_subreaper() -> None:
     # Orphaned grandchildren (a daemonised process in rlimits mode) are re-parented to
     # us instead of init, so the sweep after a run finds and reaps them.
@@ -278,16 +296,19 @@ def run(
         str(OPEN_FILES),
     ]
     workdir = None
+    landlock = landlock_abi() > 0
     if mode == BUBBLEWRAP:
+        # The filesystem view is already minimal; Landlock adds a second wall anyway.
         command = _bwrap_command(python, limits) + launcher
+        command += list(_landlock_paths(python, SANDBOX_TMP)) if landlock else ["", ""]
         cwd = "/"
     else:
         workdir = tempfile.mkdtemp(prefix="ccp-run-")
         if account:
             os.chown(workdir, *account)
-        command = launcher
+        command = launcher + (list(_landlock_paths(python, workdir)) if landlock else ["", ""])
         cwd = workdir
-    watch = _Watch(limits, group, mode, workdir)
+    watch = _Watch(limits, group, mode, workdir, landlock)
     try:
         return watch.run(command, cwd, code.encode(), account, on_tick, tick_seconds)
     finally:
@@ -299,8 +320,9 @@ def run(
 class _Watch:
     """Starts the snippet, feeds it its code, watches it, and kills its whole tree."""
 
-    def __init__(self, limits: Limits, group, mode: str, workdir: str | None):
+    def __init__(self, limits: Limits, group, mode: str, workdir: str | None, landlock: bool):
         self.limits = limits
+        self.landlock = landlock
         self.group = group
         self.mode = mode
         self.workdir = workdir
@@ -313,17 +335,18 @@ class _Watch:
         if self.group:
             parts.append(f"cgroup-v{self.group.version}")
         parts.append("seccomp")
+        if self.landlock:
+            parts.append("landlock")
         return "+".join(parts)
 
     def run(self, command, cwd, source: bytes, account, on_tick, tick_seconds) -> Outcome:
         outcome = self.outcome
-        gate_read = gate_write = None
         if self.group:
-            # The child waits on this pipe until it is in the cgroup, so everything it
-            # starts is born inside and no process can slip out of the caps.
-            gate_read, gate_write = os.pipe()
-            gate = f'read -r _ <&{gate_read}; exec {gate_read}<&-; exec "$@"'
-            command = ["/bin/sh", "-c", gate, "gate", *command]
+            # The child waits for a first line on stdin until it is in the cgroup, so
+            # everything it starts is born inside and no process slips out of the caps.
+            # (The shell reads stdin a byte at a time: the code after it stays unread.)
+            command = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "gate", *command]
+            source = b"go\n" + source
         started = time.monotonic()
         try:
             self.proc = subprocess.Popen(
@@ -335,19 +358,13 @@ class _Watch:
                 env=_environment()
                 | ({"HOME": self.workdir, "TMPDIR": self.workdir} if self.workdir else {}),
                 start_new_session=True,
-                pass_fds=(gate_read,) if gate_read is not None else (),
                 **_drop_privileges(account),
             )
         except OSError as exc:
             outcome.error = f"Could not start the sandbox: {exc}"
             return outcome
-        finally:
-            if gate_read is not None:
-                os.close(gate_read)
         if self.group:
             self.group.add(self.proc.pid)
-            os.write(gate_write, b"go\n")
-            os.close(gate_write)
         try:
             self.proc.stdin.write(source)
             self.proc.stdin.close()

@@ -1,0 +1,126 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+
+from runs.models import Run, Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def sandbox_processes() -> list[psutil.Process]:
+    """Every process running as the sandbox account (only meaningful as root)."""
+    import pwd
+
+    try:
+        uid = pwd.getpwnam(settings.SANDBOX_USER).pw_uid
+    except KeyError:
+        return []
+    found = []
+    for p in psutil.process_iter(["uids", "status"]):
+        try:
+            if p.info["uids"].real == uid:
+                found.append(p)
+        except (psutil.Error, TypeError):
+            pass
+    return found
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+class WorkerProcess:
+    """A real `manage.py worker` process on the test database."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.log = log
+        # A file, not a pipe: nobody reads a pipe after start-up, and a full one
+        # would freeze the worker.
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "worker", "--interval", "0.02"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()}")
+            return "ready" in self.log.read_text()
+
+        wait_for(ready, timeout=60)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_env(transactional_db):
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        url = (
+            f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "playground.settings",
+        "WORKER_HEARTBEAT_SECONDS": "0.2",
+        "WORKER_STALE_SECONDS": "1.5",
+    }
+    return env
+
+
+@pytest.fixture
+def start_worker(worker_env, settings, tmp_path):
+    settings.WORKER_STALE_SECONDS = 1.5
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(worker_env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    Worker.objects.all().delete()
+
+
+def finished(run: Run) -> Run | None:
+    run.refresh_from_db()
+    return run if run.is_over else None
