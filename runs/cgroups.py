@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -124,7 +125,8 @@ def _v1_available() -> bool:
 
 def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
     """A fresh cgroup with the run's caps, or None where cgroups are not writable."""
-    name = f"run-{uuid.uuid4().hex}"
+    # The owner's pid in the name lets `sweep_orphans` tell a dead worker's cgroup.
+    name = f"run-{os.getpid()}-{uuid.uuid4().hex}"
     group = None
     try:
         if _v2_available():
@@ -152,3 +154,40 @@ def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
             group.destroy()
         logger.warning("cgroups not usable (%s); falling back to the sandbox watchdog", exc)
     return None
+
+
+def _run_dirs() -> list[Path]:
+    if _v2_available():
+        return list(ROOT.glob(f"{PARENT}-run-*"))
+    return list(ROOT.glob(f"*/{PARENT}/run-*"))
+
+
+def sweep_orphans() -> int:
+    """Kill what is left in the cgroups of workers that died; returns groups removed."""
+    removed = 0
+    by_run: dict[str, list[Path]] = {}
+    for directory in _run_dirs():
+        name = directory.name.removeprefix(f"{PARENT}-")
+        by_run.setdefault(name, []).append(directory)
+    for name, dirs in by_run.items():
+        match = re.fullmatch(r"run-(\d+)-[0-9a-f]+", name)
+        owner = int(match[1]) if match else 0  # unknown layout: nobody owns it
+        if owner == os.getpid() or (owner and _alive(owner)):
+            continue  # a live worker's run: it cleans up after itself
+        if len(dirs) == 1 and _v2_available():
+            group = RunCgroup({"memory": dirs[0], "pids": dirs[0], "cpu": dirs[0]}, 2)
+        else:
+            group = RunCgroup({d.parent.parent.name: d for d in dirs}, 1)
+        group.destroy()
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

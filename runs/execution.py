@@ -13,7 +13,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import measure, sandbox
+from . import cgroups, measure, sandbox
 from .models import Run, Worker
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Heartbeat(threading.Thread):
             try:
                 self.worker.beat()
                 Run.objects.fail_orphans()
+                cgroups.sweep_orphans()
             except Exception:
                 logger.exception("heartbeat failed; retrying")
             finally:

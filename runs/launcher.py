@@ -72,6 +72,7 @@ SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture
 SYS_LANDLOCK_ADD_RULE = 445
 SYS_LANDLOCK_RESTRICT_SELF = 446
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 FS_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE  # the rest apply to directories
 FS_ALL_ABI1 = (1 << 13) - 1
@@ -149,7 +150,15 @@ def run_snippet(source):
     return 0
 
 
+def die_with_parent():
+    # The process that started us is bubblewrap (or the worker): if it dies, so do we,
+    # and as PID 1 of the sandbox's namespace we take every process in it along.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+
+
 def main():
+    die_with_parent()
     source = sys.stdin.buffer.read()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

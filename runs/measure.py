@@ -57,13 +57,16 @@ def tracker_for(country: str, region: str = ""):
             tracker = OfflineEmissionsTracker(
                 country_iso_code=key[0],
                 region=key[1] or None,
-                save_to_file=False,
-                save_to_api=False,
+                output_methods=[],  # we store the figures ourselves
                 log_level="error",
                 measure_power_secs=1,
                 tracking_mode="machine",
                 allow_multiple_runs=True,
             )
+            # CodeCarbon's __init__ swallows its own exceptions and returns half a
+            # tracker; refuse it here rather than fail obscurely in the first run.
+            if not hasattr(tracker, "_hardware"):
+                raise RuntimeError(f"CodeCarbon could not start a tracker for {key}")
             _trackers[key] = tracker
         return tracker
 

@@ -185,6 +185,9 @@ def _bwrap_command(python: str, limits: Limits) -> list[str]:
         "--size", str(limits.disk_bytes), "--tmpfs", SANDBOX_TMP,
         "--unshare-all",
         "--die-with-parent",
+        # The launcher is PID 1 and sets its own parent-death signal: bubblewrap's
+        # reaper loses its one when it changes credentials, and survived its parent.
+        "--as-pid-1",
         "--new-session",
         "--hostname", "sandbox",
         "--chdir", SANDBOX_TMP,

@@ -20,7 +20,11 @@ def _fast_tests(settings):
 
 
 def sandbox_processes() -> list[psutil.Process]:
-    """Every process running as the sandbox account (only meaningful as root)."""
+    """Every live process of the sandbox account (only meaningful as root).
+
+    Zombies are left out: they run nothing, and on hosts whose PID 1 does not reap,
+    the parts of a sandbox whose worker was killed stay zombies forever.
+    """
     import pwd
 
     try:
@@ -30,7 +34,7 @@ def sandbox_processes() -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["uids", "status"]):
         try:
-            if p.info["uids"].real == uid:
+            if p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE:
                 found.append(p)
         except (psutil.Error, TypeError):
             pass

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 
-from runs import execution, measure
+from runs import cgroups, execution, measure
 from runs.models import Run
 
 
@@ -28,6 +28,9 @@ class Command(BaseCommand):
         failed = Run.objects.fail_orphans()
         if failed:
             self.stderr.write(f"Marked {failed} run(s) of dead workers as errors.")
+        swept = cgroups.sweep_orphans()
+        if swept:
+            self.stderr.write(f"Stopped what was left of {swept} dead worker run(s).")
         measure.warm()
         self.stdout.write(f"Worker {beat.worker.name} ready.")
         worker = QueueWorker(

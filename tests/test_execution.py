@@ -1,0 +1,103 @@
+"""One run end to end in this process: real sandbox, real CodeCarbon, real database."""
+
+import pytest
+
+from runs import execution
+from runs.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def execute(code: str, **fields) -> Run:
+    run = Run.objects.submit(code, **fields)
+    execution.execute(run)
+    run.refresh_from_db()
+    return run
+
+
+def test_a_successful_run_is_persisted_with_every_figure():
+    run = execute("print('hi')")
+    assert run.status == Run.Status.SUCCEEDED
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "hi\n", "")
+    assert run.started_at <= run.finished_at
+    for name in [
+        "duration_s",
+        "cpu_seconds",
+        "energy_kwh",
+        "cpu_energy_kwh",
+        "ram_energy_kwh",
+        "machine_energy_kwh",
+        "emissions_g",
+        "carbon_intensity_g_per_kwh",
+    ]:
+        assert getattr(run, name) > 0, name
+    assert run.gpu_energy_kwh is None  # no GPU on this host: unknown, not zero
+    assert run.energy_kwh == pytest.approx(run.cpu_energy_kwh + run.ram_energy_kwh)
+    assert run.emissions_g == pytest.approx(run.energy_kwh * run.carbon_intensity_g_per_kwh)
+    assert run.country_iso_code == "IND"
+    assert run.carbon_intensity_g_per_kwh == pytest.approx(713, abs=1)
+    assert run.provenance["cpu"]["method"] == "estimate"
+    assert run.provenance["gpu"]["method"] == "none"
+    assert run.provenance["codecarbon_version"] == "3.3.2"
+    assert run.isolation.startswith("bubblewrap")
+
+
+def test_a_crashing_snippet_is_failed_with_its_line():
+    run = execute("x = 1\nraise ValueError('bad input')\n")
+    assert run.status == Run.Status.FAILED
+    assert run.exit_code == 1
+    assert run.error == "ValueError: bad input (raised on line 2)"
+
+
+def test_a_syntax_error_names_the_line():
+    run = execute("def f(:\n    pass\n")
+    assert run.status == Run.Status.FAILED
+    assert run.error.startswith("SyntaxError on line 1:")
+    assert run.failure_title == "Syntax error"
+
+
+def test_a_timeout_is_its_own_status_and_keeps_the_output():
+    run = execute("import time\nprint('started', flush=True)\ntime.sleep(30)", timeout_s=1)
+    assert run.status == Run.Status.TIMED_OUT
+    assert run.stdout == "started\n"
+    assert "Timed out after 1 s" in run.error
+    assert run.duration_s < 3
+
+
+def test_a_limit_says_which_limit():
+    run = execute("while True: print('y' * 10000)")
+    assert run.status == Run.Status.LIMIT_EXCEEDED
+    assert run.limit == "output"
+    assert run.error.startswith("Output limit exceeded")
+    assert run.stdout_truncated
+
+
+def test_live_power_samples_are_written_while_the_run_executes():
+    run = execute("import time\nt = time.time()\nwhile time.time() - t < 1.2: pass")
+    seconds = [s[0] for s in run.power_samples]
+    assert len(seconds) >= 3 and seconds == sorted(seconds)
+    # A busy thread draws about 4 W under CodeCarbon's model for this CPU.
+    assert 3 < max(w for _, w in run.power_samples) < 5
+
+
+def test_waiting_costs_far_less_than_working():
+    busy = execute("import time\nt = time.time()\nwhile time.time() - t < 0.5: pass")
+    idle = execute("import time\ntime.sleep(0.5)")
+    assert idle.cpu_energy_kwh < busy.cpu_energy_kwh / 10
+    # The machine figure charges wall time: it barely tells them apart.
+    assert idle.machine_energy_kwh > busy.machine_energy_kwh / 3
+
+
+def test_country_and_region_change_the_intensity():
+    run = execute("pass", country_iso_code="FRA")
+    assert run.carbon_intensity_g_per_kwh == pytest.approx(56, abs=2)
+    assert run.emissions_g == pytest.approx(run.energy_kwh * run.carbon_intensity_g_per_kwh)
+
+
+def test_codecarbon_task_list_stays_bounded():
+    from runs import measure
+
+    for _ in range(3):
+        execute("pass")
+    tracker = measure.tracker_for("IND")
+    assert len(tracker._tasks) == 0

@@ -1,0 +1,89 @@
+"""The queue with real worker processes on the test database."""
+
+import os
+import signal
+
+import pytest
+from django.test import Client
+from django_tasks_db.models import DBTaskResult
+
+from runs.models import Run
+from runs.tasks import enqueue
+
+from .conftest import finished, sandbox_processes, wait_for
+
+
+def submit(code: str) -> Run:
+    run = Run.objects.submit(code)
+    enqueue(run)  # on_commit: immediate, we are in autocommit
+    return run
+
+
+def test_every_one_of_100_submissions_runs_exactly_once_with_two_workers(start_worker):
+    start_worker()
+    start_worker()
+    runs = [submit(f"print({i})") for i in range(100)]
+
+    wait_for(lambda: Run.objects.finished().count() == 100, timeout=180)
+
+    for i, run in enumerate(runs):
+        run.refresh_from_db()
+        assert run.status == Run.Status.SUCCEEDED
+        assert run.stdout == f"{i}\n"
+    results = list(DBTaskResult.objects.values_list("status", "return_value"))
+    assert len(results) == 100
+    assert all(result == ("SUCCESSFUL", "succeeded") for result in results)
+    assert len(set(Run.objects.values_list("worker", flat=True))) == 2, "both workers took runs"
+
+
+def test_a_worker_killed_mid_run_leaves_its_run_error_not_running(start_worker, settings):
+    worker = start_worker()
+    run = submit("import time\nprint('working', flush=True)\ntime.sleep(60)")
+    wait_for(lambda: Run.objects.get(pk=run.pk).stdout == "working\n")
+
+    worker.kill()
+
+    # A page poll notices once the worker's heartbeat is stale.
+    client = Client()
+
+    def polled() -> Run | None:
+        client.get(run.get_absolute_url())
+        return finished(run)
+
+    wait_for(polled, timeout=15, interval=0.3)
+    assert run.status == Run.Status.ERROR
+    assert "worker running this snippet stopped" in run.error
+    assert run.finished_at is not None
+    # bubblewrap's --die-with-parent took the snippet down with its worker.
+    wait_for(lambda: sandbox_processes() == [], timeout=5)
+
+
+def test_a_poll_shows_the_orphaned_run_as_failed(start_worker):
+    worker = start_worker()
+    run = submit("import time\ntime.sleep(60)")
+    wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING)
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait()
+
+    client = Client()
+
+    def polled_to_error():
+        response = client.get(run.get_absolute_url(), headers={"HX-Request": "true"})
+        return "stopped (killed or restarted)" in response.text
+
+    wait_for(polled_to_error, timeout=15, interval=0.3)
+
+
+def test_a_run_queued_with_no_worker_alive_says_so(transactional_db):
+    run = submit("print(1)")
+    response = Client().get(run.get_absolute_url())
+    assert response.status_code == 200
+    assert "No worker is running" in response.text
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+@pytest.mark.parametrize("count", [3])
+def test_queued_runs_show_their_place_in_line(transactional_db, count):
+    runs = [submit("print(1)") for _ in range(count)]
+    assert [r.queue_position() for r in runs] == [1, 2, 3]

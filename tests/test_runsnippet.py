@@ -1,0 +1,113 @@
+"""`manage.py runsnippet`, run as a user would: a real process, real exit status."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from runs.models import Run
+
+CONTRACT = {
+    "id",
+    "status",
+    "exit_code",
+    "stdout",
+    "stderr",
+    "stdout_truncated",
+    "stderr_truncated",
+    "duration_s",
+    "cpu_seconds",
+    "energy_kwh",
+    "cpu_energy_kwh",
+    "ram_energy_kwh",
+    "gpu_energy_kwh",
+    "machine_energy_kwh",
+    "emissions_g",
+    "carbon_intensity_g_per_kwh",
+    "country_iso_code",
+    "region",
+    "isolation",
+    "error",
+    "provenance",
+    "power_samples",
+}
+
+
+@pytest.fixture
+def runsnippet(worker_env):
+    def call(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", "runsnippet", *args],
+            cwd=settings.BASE_DIR,
+            env=worker_env,
+            input=stdin,
+            capture_output=True,
+            timeout=120,
+        )
+
+    return call
+
+
+def test_json_output_matches_the_contract(runsnippet):
+    result = runsnippet("--json", "-", stdin=b"print('hi')")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == CONTRACT
+    assert data["status"] == "succeeded"
+    assert data["stdout"] == "hi\n" and data["error"] is None
+    assert data["energy_kwh"] > 0 and data["emissions_g"] > 0
+    assert data["gpu_energy_kwh"] is None
+    assert data["country_iso_code"] == "IND"
+    assert all(len(sample) == 2 for sample in data["power_samples"])
+    assert {"cpu", "ram", "gpu", "codecarbon_version", "host"} <= set(data["provenance"])
+    run = Run.objects.get(public_id=data["id"])
+    assert run.source == Run.Source.CLI and run.status == Run.Status.SUCCEEDED
+
+
+def test_a_failing_snippet_exits_non_zero_and_prints_the_traceback(runsnippet, tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("print('out')\n1/0\n")
+    result = runsnippet(str(path))
+    assert result.returncode == 1
+    assert result.stdout.decode().startswith("out\n")
+    assert "ZeroDivisionError" in result.stderr.decode()
+    assert "Failed" in result.stdout.decode()
+    assert "snippet energy" in result.stdout.decode()
+
+
+def test_options_set_timeout_and_country(runsnippet):
+    result = runsnippet(
+        "--json", "--timeout", "1", "--country", "fra", "-", stdin=b"import time; time.sleep(5)"
+    )
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["status"] == "timed_out"
+    assert data["country_iso_code"] == "FRA"
+    assert data["carbon_intensity_g_per_kwh"] < 100
+
+
+@pytest.mark.parametrize(
+    ("stdin", "args", "message"),
+    [
+        (b"", ["-"], "There is no code to run."),
+        (b"\x89PNG\r\n\x1a\n\x00\xff", ["-"], "not UTF-8 text"),
+        (b"pass", ["--country", "XXX", "-"], "Unknown country"),
+        (b"pass", ["/no/such/file.py"], "Cannot read /no/such/file.py"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(runsnippet, stdin, args, message):
+    result = runsnippet(*args, stdin=stdin)
+    assert result.returncode != 0
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_code_over_the_size_limit_is_refused(runsnippet, worker_env):
+    big = b"# " + b"x" * (settings.MAX_CODE_BYTES + 10)
+    result = runsnippet("-", stdin=big)
+    assert result.returncode != 0
+    assert "the limit is" in result.stderr.decode()
+    assert not os.environ.get("NEVER")
