@@ -50,16 +50,27 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+        self.join()
         Worker.objects.filter(name=self.worker.name).delete()
 
 
 def heartbeat(kind: str = Worker.Kind.QUEUE) -> Heartbeat:
+    """This process's heartbeat, started on first use."""
     global _heartbeat
     with _heartbeat_lock:
         if _heartbeat is None:
             _heartbeat = Heartbeat(kind)
             _heartbeat.start()
         return _heartbeat
+
+
+def stop_heartbeat() -> None:
+    """Stop beating and forget this process's worker row (it is leaving cleanly)."""
+    global _heartbeat
+    with _heartbeat_lock:
+        if _heartbeat is not None:
+            _heartbeat.stop()
+            _heartbeat = None
 
 
 class _Progress:

@@ -8,6 +8,14 @@ from runs.models import Run
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _heartbeat_stops_with_the_test():
+    # Executing a run starts this process's heartbeat thread; it must not outlive the
+    # test's database.
+    yield
+    execution.stop_heartbeat()
+
+
 def execute(code: str, **fields) -> Run:
     run = Run.objects.submit(code, **fields)
     execution.execute(run)

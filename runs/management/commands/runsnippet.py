@@ -42,7 +42,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         execution.execute(run, kind=Worker.Kind.CLI)
-        execution.heartbeat().stop()
+        execution.stop_heartbeat()
         if json:
             self.stdout.write(dumps(run.as_dict()))
         else:

@@ -47,4 +47,4 @@ class Command(BaseCommand):
         try:
             worker.run()
         finally:
-            beat.stop()
+            execution.stop_heartbeat()
