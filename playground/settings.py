@@ -219,7 +219,7 @@ LIVE_SAMPLE_SECONDS = env_number("LIVE_SAMPLE_SECONDS", 0.5, float, 0.1)
 
 # --- The queue -------------------------------------------------------------------
 
-WORKER_POLL_INTERVAL = env_number("WORKER_POLL_INTERVAL", 0.05, float, 0.0)
+WORKER_POLL_INTERVAL = env_number("WORKER_POLL_INTERVAL", 0.1, float, 0.0)
 WORKER_HEARTBEAT_SECONDS = env_number("WORKER_HEARTBEAT_SECONDS", 2.0, float, 0.1)
 # A worker silent for this long is considered dead, and its running run is failed.
 WORKER_STALE_SECONDS = env_number("WORKER_STALE_SECONDS", 10.0, float, 0.5)

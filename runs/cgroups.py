@@ -1,4 +1,4 @@
-"""Per-run control groups: whole-tree caps on memory and processes, exact CPU time.
+"""Per-run control groups: whole-tree caps on memory and processes.
 
 Resource limits (setrlimit) are per process, so a snippet that forks can multiply
 them; a control group caps the whole tree. Both layouts are handled: cgroup v2
@@ -67,13 +67,6 @@ class RunCgroup:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
-    def cpu_seconds(self) -> float | None:
-        if self.version == 2:
-            usec = self._stat("cpu", "cpu.stat", "usage_usec")
-            return usec / 1e6
-        raw = self._read("cpuacct", "cpuacct.usage").strip()
-        return int(raw) / 1e9 if raw else None
-
     def memory_bytes(self) -> int:
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
         raw = self._read("memory", name).strip()
@@ -113,13 +106,13 @@ def _v2_available() -> bool:
         enabled = (ROOT / "cgroup.subtree_control").read_text().split()
     except OSError:
         return False
-    return {"memory", "pids", "cpu"} <= set(enabled) and os.access(ROOT, os.W_OK)
+    return {"memory", "pids"} <= set(enabled) and os.access(ROOT, os.W_OK)
 
 
 def _v1_available() -> bool:
     return all(
         (ROOT / c / "cgroup.procs").exists() and os.access(ROOT / c, os.W_OK)
-        for c in ("memory", "pids", "cpuacct")
+        for c in ("memory", "pids")
     )
 
 
@@ -131,7 +124,7 @@ def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
     try:
         if _v2_available():
             directory = ROOT / f"{PARENT}-{name}"
-            group = RunCgroup({"memory": directory, "pids": directory, "cpu": directory}, 2)
+            group = RunCgroup({"memory": directory, "pids": directory}, 2)
             directory.mkdir()
             (directory / "memory.max").write_text(str(memory_bytes))
             (directory / "pids.max").write_text(str(max_processes))
@@ -142,7 +135,8 @@ def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
         if _v1_available():
             dirs = {}
             group = RunCgroup(dirs, 1)
-            for controller in ("memory", "pids", "cpuacct"):
+            # Only what we cap: moving a process into each v1 hierarchy costs ~3 ms.
+            for controller in ("memory", "pids"):
                 directory = ROOT / controller / PARENT / name
                 directory.mkdir(parents=True)
                 dirs[controller] = directory
@@ -175,7 +169,7 @@ def sweep_orphans() -> int:
         if owner == os.getpid() or (owner and _alive(owner)):
             continue  # a live worker's run: it cleans up after itself
         if len(dirs) == 1 and _v2_available():
-            group = RunCgroup({"memory": dirs[0], "pids": dirs[0], "cpu": dirs[0]}, 2)
+            group = RunCgroup({"memory": dirs[0], "pids": dirs[0]}, 2)
         else:
             group = RunCgroup({d.parent.parent.name: d for d in dirs}, 1)
         group.destroy()

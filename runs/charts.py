@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 WIDTH, HEIGHT = 600, 160
-PAD_LEFT, PAD_BOTTOM, PAD_TOP = 44, 22, 10
+PAD_LEFT, PAD_BOTTOM, PAD_TOP = 52, 22, 10
 
 
 def _nice_ceiling(value: float) -> float:

@@ -13,18 +13,26 @@ def _scaled(value: float, units: list[tuple[float, str]]) -> str:
     return f"{value / factor:.3g} {unit}"
 
 
-def energy(kwh: float | None) -> str:
-    """1.2e-06 kWh -> '1.2 mWh (4.32 J)'."""
+def watt_hours(kwh: float | None) -> str:
+    """1.2e-06 kWh -> '1.2 mWh'."""
     if kwh is None:
         return "—"
     if kwh == 0:
         return "0 Wh"
-    wh = kwh * 1000
-    text = _scaled(wh, [(1000, "kWh"), (1, "Wh"), (1e-3, "mWh"), (1e-6, "µWh"), (1e-9, "nWh")])
-    return f"{text} ({joules(kwh)})"
+    units = [(1000, "kWh"), (1, "Wh"), (1e-3, "mWh"), (1e-6, "µWh"), (1e-9, "nWh")]
+    return _scaled(kwh * 1000, units)
 
 
-def joules(kwh: float) -> str:
+def energy(kwh: float | None) -> str:
+    """1.2e-06 kWh -> '1.2 mWh (4.32 J)'."""
+    if kwh is None:
+        return "—"
+    return f"{watt_hours(kwh)} ({joules(kwh)})"
+
+
+def joules(kwh: float | None) -> str:
+    if kwh is None:
+        return "—"
     return _scaled(kwh * KWH_IN_J, [(1e6, "MJ"), (1e3, "kJ"), (1, "J"), (1e-3, "mJ"), (1e-6, "µJ")])
 
 

@@ -1,7 +1,7 @@
 from django.db import transaction
 from django.tasks import task
 
-from . import execution
+from . import execution, wakeup
 from .models import Run
 
 
@@ -15,4 +15,9 @@ def execute_run(run_id: int) -> str:
 
 def enqueue(run: Run) -> None:
     """Queue `run` once the transaction that created it has committed."""
-    transaction.on_commit(lambda: execute_run.enqueue(run.pk))
+
+    def send() -> None:
+        execute_run.enqueue(run.pk)
+        wakeup.notify()
+
+    transaction.on_commit(send)

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from . import charts, examples
@@ -73,11 +73,14 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
             "errors": exc.messages,
             "max_code_bytes": settings.MAX_CODE_BYTES,
         }
-        template = "runs/playground.html#form-errors" if request.htmx else "runs/playground.html"
-        return render(request, template, context, status=422)
+        if request.htmx:
+            response = render(request, "runs/playground.html#form-errors", context, status=422)
+            return reswap(retarget(response, "#form-errors"), "outerHTML")
+        return render(request, "runs/playground.html", context, status=422)
     enqueue(run)
     if request.htmx:
-        return render(request, "runs/detail.html#run", _run_context(run), status=201)
+        context = _run_context(run) | {"clear_errors": True}
+        return render(request, "runs/detail.html#run", context, status=201)
     return redirect(run)
 
 
@@ -199,10 +202,12 @@ def api_run(request: HttpRequest) -> JsonResponse:
     run = _submit_json(request)
     if isinstance(run, JsonResponse):
         return run
-    deadline = time.monotonic() + settings.API_WAIT_SECONDS
-    while not run.is_over and time.monotonic() < deadline:
-        time.sleep(0.05)
-        run.refresh_from_db()
+    started = time.monotonic()
+    while not run.is_over and time.monotonic() - started < settings.API_WAIT_SECONDS:
+        # Short snippets finish in tens of milliseconds: poll fast first, then back off.
+        time.sleep(0.002 if time.monotonic() - started < 1 else 0.1)
+        run.refresh_from_db(fields=["status"])
+    run.refresh_from_db()
     if not run.is_over:
         return _accepted(request, run)
     return JsonResponse(run.as_dict())

@@ -1,9 +1,47 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from django.db.utils import OperationalError
 from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
+from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, measure
+from runs import cgroups, execution, measure, wakeup
 from runs.models import Run
+
+
+class Worker(QueueWorker):
+    """django-tasks-db's worker, but an idle one wakes as soon as a run is queued here."""
+
+    def __init__(self, waiter: wakeup.Waiter, **kwargs):
+        super().__init__(**kwargs)
+        self.waiter = waiter
+
+    def claim(self) -> DBTaskResult | None:
+        tasks = DBTaskResult.objects.ready().filter(
+            backend_name=self.backend_name, queue_name__in=self.queue_names
+        )
+        with exclusive_transaction(tasks.db):
+            try:
+                task = tasks.get_locked()
+                if task is not None:
+                    task.claim(self.worker_id)
+                return task
+            except OperationalError as exc:
+                if is_locked_database_exception(exc):
+                    return None  # another worker holds the lock: try again shortly
+                raise
+
+    def run(self) -> None:
+        while self.running:
+            close_old_connections()
+            task = self.claim()
+            if task is not None:
+                self.run_task(task)
+                if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
+                    return
+            elif self.running:
+                self.waiter.wait(self.interval)
 
 
 class Command(BaseCommand):
@@ -17,7 +55,8 @@ class Command(BaseCommand):
             "--interval",
             type=float,
             default=settings.WORKER_POLL_INTERVAL,
-            help="Seconds to wait between polls of an empty queue (default: %(default)s).",
+            help="Seconds between polls of an empty queue; a run queued on this machine "
+            "wakes the worker at once (default: %(default)s).",
         )
         parser.add_argument(
             "--max-tasks", type=int, default=None, help="Exit after this many runs."
@@ -32,8 +71,9 @@ class Command(BaseCommand):
         if swept:
             self.stderr.write(f"Stopped what was left of {swept} dead worker run(s).")
         measure.warm()
-        self.stdout.write(f"Worker {beat.worker.name} ready.")
-        worker = QueueWorker(
+        waiter = wakeup.Waiter()
+        worker = Worker(
+            waiter,
             queue_names=["default"],
             interval=interval,
             batch=False,
@@ -44,7 +84,10 @@ class Command(BaseCommand):
             excluded_queue_names=[],
         )
         worker.configure_signals()
+        self.stdout.write(f"Worker {beat.worker.name} ready.", ending="\n")
+        self.stdout.flush()
         try:
             worker.run()
         finally:
+            waiter.close()
             execution.stop_heartbeat()
