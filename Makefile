@@ -31,7 +31,6 @@ setup: var/secret_key $(VENV)/.installed
 .PHONY: run
 run: setup
 	@export SECRET_KEY=$$(cat var/secret_key) PYTHON=$(PY); \
-	$(PY) manage.py migrate --noinput -v0 && \
 	$(PY) manage.py collectstatic --noinput -v0 && \
 	echo "CodeCarbon Playground at http://$${BIND:-127.0.0.1:8000} (Ctrl-C stops it)" && \
 	bin/serve

@@ -2,6 +2,7 @@ import json
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -27,8 +28,11 @@ class Command(BaseCommand):
         code = self.read(path)
         fields = {"source": Run.Source.CLI}
         if timeout is not None:
-            if not 0 < timeout <= 3600:
-                raise CommandError("--timeout must be between 0 and 3600 seconds.")
+            if not 0 < timeout <= settings.MAX_EXECUTION_TIMEOUT:
+                raise CommandError(
+                    f"--timeout must be more than 0 and at most {settings.MAX_EXECUTION_TIMEOUT:g} "
+                    "seconds (MAX_EXECUTION_TIMEOUT)."
+                )
             fields["timeout_s"] = timeout
         if country is not None:
             country = country.upper()

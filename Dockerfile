@@ -1,0 +1,36 @@
+# CodeCarbon Playground: web server and one worker in one image (bin/serve).
+# Scale out by running more containers with WORKERS_ONLY=1 against one PostgreSQL.
+FROM python:3.12-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DATA_DIR=/data \
+    BIND=0.0.0.0:8000 \
+    SNIPPET_PYTHON=/opt/codecarbon-playground/snippet-env/bin/python
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --create-home --home-dir /home/app app \
+    && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ccp-sandbox \
+    && mkdir -p /data && chown app:app /data && chmod 700 /data
+
+WORKDIR /app
+COPY requirements.txt requirements-snippet.txt ./
+RUN pip install --no-cache-dir -r requirements.txt \
+    # Snippets get their own interpreter and numpy, readable by every user.
+    && python -m venv /opt/codecarbon-playground/snippet-env \
+    && /opt/codecarbon-playground/snippet-env/bin/pip install --no-cache-dir -r requirements-snippet.txt \
+    && chmod -R a+rX /opt/codecarbon-playground
+
+COPY . .
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
+
+# Not root: snippets then run as `app` too, confined by seccomp, Landlock and resource
+# limits, or by bubblewrap where the container may create user namespaces (README).
+USER app
+EXPOSE 8000
+VOLUME ["/data"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+    CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
+CMD ["bin/serve"]

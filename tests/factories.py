@@ -1,0 +1,40 @@
+"""Finished runs made directly in the database, for view tests that need many of them."""
+
+from django.utils import timezone
+
+from runs.models import Run
+
+
+def finished_run(**fields) -> Run:
+    now = timezone.now()
+    values = {
+        "code": "print('hi')",
+        "status": Run.Status.SUCCEEDED,
+        "timeout_s": 10,
+        "started_at": now,
+        "finished_at": now,
+        "exit_code": 0,
+        "stdout": "hi\n",
+        "duration_s": 0.05,
+        "cpu_seconds": 0.03,
+        "energy_kwh": 3.4e-8,
+        "cpu_energy_kwh": 3.3e-8,
+        "ram_energy_kwh": 1e-9,
+        "machine_energy_kwh": 5e-7,
+        "machine_cpu_energy_kwh": 1e-7,
+        "machine_ram_energy_kwh": 4e-7,
+        "emissions_g": 2.4e-5,
+        "machine_emissions_g": 3.6e-4,
+        "carbon_intensity_g_per_kwh": 713.4,
+        "country_iso_code": "IND",
+        "isolation": "bubblewrap+cgroup-v1+seccomp+landlock",
+        "provenance": {
+            "cpu": {"method": "estimate", "source": "CPU time × 4 W per thread"},
+            "ram": {"method": "estimate", "source": "20 W × share"},
+            "gpu": {"method": "none", "source": "no NVIDIA GPU on this host"},
+            "codecarbon_version": "3.3.2",
+            "host": "test",
+        },
+        "power_samples": [[0.05, 3.9]],
+    }
+    return Run.objects.create(**(values | fields))

@@ -1,0 +1,303 @@
+"""Every endpoint: pages, htmx fragments, wrong methods, the JSON API, the admin."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+from django_tasks_db.models import DBTaskResult
+
+from runs.models import Run, Worker
+
+from .factories import finished_run
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}
+
+
+def session_key(client) -> str:
+    client.get("/")
+    return client.session.session_key
+
+
+# --- playground and submissions ------------------------------------------------------
+
+
+def test_playground_page_has_the_editor_form_and_examples(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.text
+    assert '<textarea id="code" name="code"' in html
+    assert 'action="/runs/new"' in html and 'hx-post="/runs/new"' in html
+    assert "Busy loop" in html and "Waiting costs little" in html
+    assert "editor.bundle" in html and "htmx" in html
+    assert "https://cdn" not in html and "unpkg" not in html
+
+
+def test_playground_loads_a_runs_code_into_the_editor(client):
+    run = finished_run(code="print('from history <b>')")
+    response = client.get(f"/?from={run.public_id}")
+    assert "print(&#x27;from history &lt;b&gt;&#x27;)" in response.text
+
+
+def test_submitting_the_form_queues_a_run_and_redirects_to_it(
+    client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/runs/new", {"code": "print(1)"})
+    run = Run.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == run.get_absolute_url()
+    assert run.status == Run.Status.QUEUED and run.code == "print(1)"
+    assert run.session_key == client.session.session_key
+    assert DBTaskResult.objects.count() == 1
+
+
+def test_submitting_with_htmx_returns_the_run_fragment(client):
+    response = client.post("/runs/new", {"code": "print(1)"}, headers=HTMX)
+    run = Run.objects.get()
+    assert response.status_code == 201
+    assert f'id="run-{run.public_id}"' in response.text
+    assert 'hx-trigger="every 500ms' in response.text
+    assert "<html" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("", "There is no code to run."),
+        ("   \n", "There is no code to run."),
+        ("x" * 70_000, "the limit is 65,536 bytes"),
+        ("print(1)\x00", "NUL bytes"),
+    ],
+)
+def test_bad_code_is_refused_with_a_message_and_nothing_is_queued(client, code, message):
+    response = client.post("/runs/new", {"code": code})
+    assert response.status_code == 422
+    assert message in response.text
+    assert Run.objects.count() == 0
+
+
+def test_bad_code_over_htmx_retargets_the_error_box(client):
+    response = client.post("/runs/new", {"code": ""}, headers=HTMX)
+    assert response.status_code == 422
+    assert response["HX-Retarget"] == "#form-errors"
+    assert "There is no code to run." in response.text
+
+
+def test_the_code_is_kept_when_it_is_refused(client):
+    response = client.post("/runs/new", {"code": "print(1)\x00"})
+    assert "print(1)" in response.text
+
+
+@pytest.mark.parametrize("url", ["/runs/new"])
+def test_create_refuses_get(client, url):
+    assert client.get(url).status_code == 405
+
+
+# --- the run view ----------------------------------------------------------------
+
+
+def test_run_page_shows_the_cards_and_provenance(client):
+    run = finished_run()
+    response = client.get(run.get_absolute_url())
+    assert response.status_code == 200
+    html = response.text
+    assert "Succeeded" in html and "hi\n" in html
+    assert 'data-metric="energy"' in html and "34 µWh" in html
+    assert "No GPU" in html
+    assert "CPU time × 4 W per thread" in html
+    assert 'href="/methodology/"' in html
+    assert "hx-trigger" not in html  # finished: no polling
+
+
+def test_run_fragment_for_htmx_has_no_page_chrome(client):
+    run = finished_run()
+    response = client.get(run.get_absolute_url(), headers=HTMX)
+    assert response.text.lstrip().startswith("<section")
+    assert "<html" not in response.text
+
+
+def test_a_running_run_polls_and_shows_its_progress(client):
+    run = finished_run(
+        status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="1\n2\n"
+    )
+    Worker.objects.create(name=run.worker or "w", kind="queue")
+    Run.objects.filter(pk=run.pk).update(worker="w")
+    response = client.get(run.get_absolute_url(), headers=HTMX)
+    assert 'hx-trigger="every 500ms' in response.text
+    assert "Running for" in response.text and "1\n2\n" in response.text
+
+
+def test_user_text_is_escaped(client):
+    run = finished_run(
+        code="<script>alert(1)</script>",
+        stdout="<img src=x onerror=alert(1)>",
+        status="failed",
+        stderr="</pre><script>bad()</script>",
+        error="<b>boom</b>",
+        exit_code=1,
+    )
+    html = client.get(run.get_absolute_url()).text
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "<script>bad()" not in html and "<b>boom</b>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_unknown_run_is_404(client):
+    assert client.get("/runs/00000000-0000-0000-0000-000000000000/").status_code == 404
+    assert client.get("/runs/12/").status_code == 404
+
+
+def test_rerun_queues_the_same_code_for_this_visitor(client):
+    original = finished_run(code="print('again')")
+    response = client.post(reverse("runs:rerun", args=[original.public_id]))
+    again = Run.objects.exclude(pk=original.pk).get()
+    assert response.status_code == 302 and response["Location"] == again.get_absolute_url()
+    assert again.code == "print('again')" and again.status == Run.Status.QUEUED
+    assert client.get(reverse("runs:rerun", args=[original.public_id])).status_code == 405
+
+
+def test_rerun_over_htmx_redirects_the_browser(client):
+    original = finished_run()
+    response = client.post(reverse("runs:rerun", args=[original.public_id]), headers=HTMX)
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith("/runs/")
+
+
+# --- history -----------------------------------------------------------------------
+
+
+def test_history_lists_only_this_visitors_runs_newest_first(client):
+    key = session_key(client)
+    mine_old = finished_run(session_key=key, code="print('old')")
+    mine_new = finished_run(session_key=key, code="print('new')")
+    finished_run(session_key="someone-else", code="print('theirs')")
+    html = client.get("/runs/").text
+    assert "print(&#x27;new&#x27;)" in html and "print(&#x27;old&#x27;)" in html
+    assert "theirs" not in html
+    assert html.index(str(mine_new.public_id)) < html.index(str(mine_old.public_id))
+
+
+def test_history_pages_without_counting(client, django_assert_max_num_queries):
+    key = session_key(client)
+    for i in range(30):
+        finished_run(session_key=key, code=f"print({i})")
+    with django_assert_max_num_queries(3):
+        first = client.get("/runs/")
+    assert "Older →" in first.text and "print(29)" in first.text
+    second = client.get("/runs/?page=2", headers=HTMX)
+    assert "print(4)" in second.text and "print(29)" not in second.text
+    assert "← Newer" in second.text and "Older →" not in second.text
+    assert "<html" not in second.text
+    assert client.get("/runs/?page=nonsense").status_code == 200
+
+
+def test_history_is_empty_for_a_new_visitor(client):
+    finished_run(session_key="someone-else")
+    assert "No runs yet" in client.get("/runs/").text
+
+
+def test_methodology_page(client):
+    response = client.get("/methodology/")
+    assert response.status_code == 200
+    assert "estimate" in response.text and "RAPL" in response.text
+
+
+# --- JSON API ----------------------------------------------------------------------
+
+
+def post_json(client, url, body, **kwargs):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(url, data, content_type="application/json", **kwargs)
+
+
+def test_api_create_answers_202_with_the_runs_url(client):
+    response = post_json(client, "/api/runs", {"code": "print(1)"})
+    assert response.status_code == 202
+    run = Run.objects.get()
+    assert response.json()["id"] == str(run.public_id)
+    assert response.json()["url"].endswith(f"/api/runs/{run.public_id}")
+    assert response["Location"] == f"/api/runs/{run.public_id}"
+    assert run.source == Run.Source.API
+
+
+def test_api_detail_returns_the_contract(client):
+    run = finished_run()
+    data = client.get(f"/api/runs/{run.public_id}").json()
+    assert data["id"] == str(run.public_id) and data["status"] == "succeeded"
+    assert data["gpu_energy_kwh"] is None and data["error"] is None
+    assert client.get("/api/runs/00000000-0000-0000-0000-000000000000").json() == {
+        "error": "No such run."
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        ("not json", "application/json", 400, "not valid JSON"),
+        ("code=print(1)", "application/x-www-form-urlencoded", 415, "Content-Type"),
+        ("[1, 2]", "application/json", 400, "Expected an object"),
+        ('{"source": "print(1)"}', "application/json", 400, "Expected an object"),
+        ('{"code": 12}', "application/json", 400, "Code must be text"),
+        ('{"code": ""}', "application/json", 400, "no code"),
+        (json.dumps({"code": "x" * 70_000}), "application/json", 413, "limit is"),
+        (b"\xff\xfe", "application/json", 400, "not valid JSON"),
+    ],
+)
+@pytest.mark.parametrize("url", ["/run", "/api/runs"])
+def test_api_bad_requests_get_a_json_error(client, url, body, content_type, status, message):
+    response = client.post(url, body, content_type=content_type)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [("get", "/run"), ("put", "/api/runs"), ("post", "/healthz"), ("delete", "/api/runs/x")],
+)
+def test_api_wrong_methods_get_a_json_405(client, method, url):
+    if url.endswith("/x"):
+        url = f"/api/runs/{finished_run().public_id}"
+    response = getattr(client, method)(url)
+    assert response.status_code == 405
+    assert "not allowed" in response.json()["error"]
+
+
+def test_api_run_answers_202_when_the_run_does_not_finish_in_time(client, settings):
+    settings.API_WAIT_SECONDS = 0.1  # no worker runs here: the run stays queued
+    response = post_json(client, "/run", {"code": "print(1)"})
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+
+
+def test_healthz_reports_database_and_workers(client):
+    body = client.get("/healthz").json()
+    assert body == {"status": "ok", "database": "ok", "workers_alive": 0, "queued_runs": 0}
+    Worker.objects.create(name="host:1:abc")
+    assert client.get("/healthz").json()["workers_alive"] == 1
+
+
+# --- admin -------------------------------------------------------------------------
+
+
+def test_admin_needs_a_login(client):
+    response = client.get("/admin/runs/run/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_admin_lists_filters_and_searches_runs_read_only(client):
+    admin = User.objects.create_superuser("admin", "a@example.org", "pw")
+    client.force_login(admin)
+    finished_run(code="print('needle')", country_iso_code="FRA")
+    finished_run(code="print('hay')", status="failed")
+    listing = client.get("/admin/runs/run/")
+    assert listing.status_code == 200 and "34 µWh" in listing.text
+    assert client.get("/admin/runs/run/?q=needle").text.count("/change/") == 1
+    assert client.get("/admin/runs/run/?status__exact=failed").text.count("/change/") == 1
+    run = Run.objects.get(code="print('needle')")
+    change = client.get(f"/admin/runs/run/{run.pk}/change/")
+    assert change.status_code == 200
+    assert 'name="energy_kwh"' not in change.text  # read-only: shown, not editable
+    assert client.get("/admin/runs/run/add/").status_code == 403
