@@ -116,9 +116,8 @@ def main() -> None:
     BENCH_DB.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     Run.objects.all().delete()
-    print(
-        f"CodeCarbon Playground benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs\n"
-    )
+    when = time.strftime("%Y-%m-%d %H:%M")
+    print(f"CodeCarbon Playground benchmarks, {when}, {os.cpu_count()} CPUs\n")
     bench_overhead()
     print()
     bench_energy()
