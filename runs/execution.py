@@ -92,6 +92,15 @@ class _Progress:
         self.samples.append([round(elapsed, 3), round(watts, 4)])
         self.last_elapsed, self.last_cpu = elapsed, cpu_s
 
+    def finish(self, outcome: sandbox.Outcome) -> None:
+        """Close the series at the run's end: the live counters are gone by now, so
+        the last level is held (or, for a run too short to sample, its average)."""
+        if not self.samples:
+            self.last_elapsed = self.last_cpu = 0.0
+            self.sample(outcome.wall_s, outcome.cpu_s, outcome.peak_memory_bytes)
+        elif outcome.wall_s > self.last_elapsed:
+            self.samples.append([round(outcome.wall_s, 3), self.samples[-1][1]])
+
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
         self.run.record_progress(tick.stdout, tick.stderr, self.samples)
@@ -109,7 +118,7 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
             run.code, limits, on_tick=progress.tick, tick_seconds=settings.LIVE_SAMPLE_SECONDS
         )
         figures = session.finish(outcome)
-        progress.sample(outcome.wall_s, outcome.cpu_s, outcome.peak_memory_bytes)
+        progress.finish(outcome)
         run.power_samples = progress.samples
         run.finish(outcome, figures)
     except sandbox.SandboxUnavailable as exc:

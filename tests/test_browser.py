@@ -1,0 +1,174 @@
+"""The playground in a real Chromium, against a live server and a real worker."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from runs.models import Run
+
+pytestmark = pytest.mark.browser
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls that tests
+    # and fixtures make between browser steps are ordinary blocking calls all the same.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def site(chromium, live_server, start_worker, settings):
+    # The live server finds static files by name, not by the hashed names of the
+    # collected manifest that production serves.
+    settings.STORAGES = settings.STORAGES | {
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    }
+    start_worker()
+    return live_server.url
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def open_with_code(page, site: str, code: str) -> None:
+    """Open the playground with `code` in the editor (as a returning visitor would)."""
+    page.goto(site)
+    page.evaluate("code => localStorage.setItem('ccp:code', code)", code)
+    page.reload()
+    expect(page.locator(".cm-content")).to_contain_text(code.splitlines()[0])
+
+
+def run_and_wait(page, status: str):
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+    result = page.locator(f"#result .run[data-status={status}]")
+    expect(result).to_be_visible(timeout=30_000)
+    return result
+
+
+def test_an_example_runs_with_ctrl_enter_live_then_as_cards(site, page):
+    page.goto(site)
+    page.select_option("#example", "sleep")
+    expect(page.locator(".cm-content")).to_contain_text("time.sleep(2)")
+    page.keyboard.press("Control+Enter")
+
+    running = page.locator("#result .run[data-status=running]")
+    expect(running).to_be_visible(timeout=15_000)
+    expect(running.locator(".output")).to_contain_text("sleeping...")  # output as it arrives
+    expect(running.locator(".chart svg")).to_be_visible()  # live power chart
+    expect(running.locator(".chart polyline")).to_have_attribute("points", re.compile(r"\d"))
+    expect(running).to_contain_text("Running for")
+
+    done = page.locator("#result .run[data-status=succeeded]")
+    expect(done).to_be_visible(timeout=15_000)
+    expect(done.locator(".output")).to_contain_text("done: compare")
+    expect(done.locator('[data-metric="energy"]')).to_contain_text("Wh")
+    expect(done.locator('[data-metric="co2"]')).to_contain_text("g")
+    expect(done.locator('[data-metric="gpu"]')).to_contain_text("No GPU")
+    expect(done.locator(".provenance")).to_contain_text("CPU time × 4 W per thread")
+    assert "average" in done.locator(".chart svg").get_attribute("aria-label")
+    assert done.get_attribute("hx-trigger") is None  # polling stopped
+
+
+def test_errors_read_as_a_user_needs_them(site, page, settings):
+    settings.EXECUTION_TIMEOUT = 1.5
+
+    open_with_code(page, site, "x = 1\nprint(x +\n")
+    failed = run_and_wait(page, "failed")
+    expect(failed.locator(".run-error")).to_contain_text("Syntax error")
+    expect(failed.locator(".run-error")).to_contain_text("line 2")
+
+    open_with_code(page, site, "while True:\n    pass\n")
+    timed_out = run_and_wait(page, "timed_out")
+    expect(timed_out.locator(".run-error")).to_contain_text("Timed out after 1.5 s")
+
+    open_with_code(page, site, "while True:\n    print('x' * 1000)\n")
+    flooded = run_and_wait(page, "limit_exceeded")
+    expect(flooded.locator(".run-error")).to_contain_text("Output limit exceeded")
+    expect(flooded).to_contain_text("Output cut at the limit")
+
+
+def test_history_reload_and_a_shared_link(site, page, chromium):
+    open_with_code(page, site, "print('first run')")
+    run_and_wait(page, "succeeded")
+
+    # The code survives a reload.
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("  # edited")
+    page.reload()
+    expect(page.locator(".cm-content")).to_contain_text("# edited")
+
+    page.goto(f"{site}/runs/")
+    rows = page.locator("table.history tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("print('first run')")
+    expect(rows.first).to_contain_text("Succeeded")
+
+    # Someone else opens the link in a fresh browser.
+    run = Run.objects.get()
+    stranger = chromium.new_context()
+    other = stranger.new_page()
+    other.goto(f"{site}{run.get_absolute_url()}")
+    expect(other.locator(".run[data-status=succeeded]")).to_be_visible()
+    expect(other.locator(".output")).to_contain_text("first run")
+    other.goto(f"{site}/runs/")
+    expect(other.locator(".empty")).to_contain_text("No runs yet")  # history is per visitor
+    stranger.close()
+
+
+def test_without_javascript_the_form_still_runs_code(site, chromium):
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(site)
+    page.fill("textarea#code", "print('no javascript needed')")
+    page.click("#run-button")
+    expect(page).to_have_url(f"{site}{Run.objects.get().get_absolute_url()}")
+    expect(page.locator(".run[data-status=succeeded]")).to_be_visible(timeout=30_000)
+    expect(page.locator(".output")).to_contain_text("no javascript needed")
+    context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_screenshots_of_the_playground(site, chromium, scheme):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, viewport in [
+        ("desktop", {"width": 1280, "height": 900}),
+        ("phone", {"width": 390, "height": 844}),
+    ]:
+        context = chromium.new_context(viewport=viewport, color_scheme=scheme)
+        page = context.new_page()
+        page.goto(site)
+        page.select_option("#example", "busy-loop")
+        page.keyboard.press("Control+Enter")
+        expect(page.locator("#result .run[data-status=succeeded]")).to_be_visible(timeout=30_000)
+        path = SCREENSHOTS / f"playground-{scheme}-{name}.png"
+        page.screenshot(path=path, full_page=True)
+        assert path.stat().st_size > 20_000
+        # Contrast sanity: the page follows the system setting.
+        background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        assert (background == "rgb(18, 22, 20)") == (scheme == "dark")
+        context.close()
