@@ -8,7 +8,7 @@ import { indentWithTab } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
 import { oneDark } from "@codemirror/theme-one-dark";
 
-function create(textarea, { onRun, onChange } = {}) {
+function create(textarea, { onRun, onChange, label } = {}) {
   const theme = new Compartment();
   const dark = window.matchMedia("(prefers-color-scheme: dark)");
   const view = new EditorView({
@@ -24,7 +24,12 @@ function create(textarea, { onRun, onChange } = {}) {
           keymap.of([{ key: "Mod-Enter", run: () => { onRun && onRun(); return true; } }])
         ),
         theme.of(dark.matches ? oneDark : []),
-        EditorView.contentAttributes.of({ "aria-label": "Python code", "aria-describedby": "editor-help" }),
+        EditorView.contentAttributes.of({
+          "aria-label": label || "Python code",
+          ...(textarea.getAttribute("aria-describedby")
+            ? { "aria-describedby": textarea.getAttribute("aria-describedby") }
+            : {}),
+        }),
         EditorView.updateListener.of((update) => {
           if (update.docChanged) {
             textarea.value = update.state.doc.toString();

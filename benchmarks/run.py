@@ -26,10 +26,11 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from runs import measure, sandbox  # noqa: E402
+from runs import execution, measure, sandbox, stats  # noqa: E402
 from runs.models import Run  # noqa: E402
 
 BUSY = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < {s}: pass\n"
+WORK = "x = 0\nfor i in range({n}):\n    x += i * i\n"  # a fixed amount of CPU work
 
 
 def line(name: str, value: str, target: str, ok: bool) -> None:
@@ -99,16 +100,93 @@ def attributed_cpu_kwh(code: str) -> float:
     return session.finish(outcome).cpu_energy_kwh
 
 
+def snippet_kwh(code: str) -> float:
+    """The snippet's own energy (CPU + RAM), as a run reports it."""
+    session = measure.Session()
+    outcome = sandbox.run(code, sandbox.Limits.from_settings(30))
+    return session.finish(outcome).energy_kwh
+
+
 def bench_energy(repeats: int = 3) -> None:
     print("Attributed CPU energy (the snippet's own, from its CPU time)")
     measure.warm()
     one = [attributed_cpu_kwh(BUSY.format(s=1.0)) for _ in range(repeats)]
     two = [attributed_cpu_kwh(BUSY.format(s=2.0)) for _ in range(repeats)]
     idle = [attributed_cpu_kwh("import time\ntime.sleep(1)") for _ in range(repeats)]
+    empty = [attributed_cpu_kwh("pass") for _ in range(repeats)]
     ratio = statistics.median(two) / statistics.median(one)
     line("busy 2 s / busy 1 s", f"{ratio:.3f}", "2.00 ± 0.05", abs(ratio - 2) <= 0.05)
     sleep_share = statistics.median(idle) / statistics.median(one)
     line("sleep(1) / busy 1 s", f"{sleep_share:.2%}", "<= 2%", sleep_share <= 0.02)
+    start_up = statistics.median(empty)
+    net = (statistics.median(idle) - start_up) / (statistics.median(one) - start_up)
+    line("  the same, start-up baseline (`pass`) subtracted", f"{net:.2%}", "<= 2%", net <= 0.02)
+
+
+def calibrate(seconds: float) -> int:
+    """Iterations of WORK that take about `seconds` of CPU in the sandbox."""
+    n = 1_000_000
+    outcome = sandbox.run(WORK.format(n=n), sandbox.Limits.from_settings(30))
+    base = sandbox.run("pass", sandbox.Limits.from_settings(30)).cpu_s
+    return int(n * seconds / max(outcome.cpu_s - base, 0.01))
+
+
+def bench_comparisons(trials: int = 40, per_side: int = 10) -> None:
+    print("Comparisons (interleaved A, B, A, B ...; Welch's t-test on log energy)")
+    n = calibrate(0.3)
+    a, b = [], []
+    called_at = None
+    for i in range(per_side):
+        a.append(snippet_kwh(WORK.format(n=n)))
+        b.append(snippet_kwh(WORK.format(n=int(n * 1.1))))
+        result = stats.compare(a, b) if i >= 1 else None
+        if result and called_at is None and result.p_value < 0.05 and result.change > 0:
+            called_at = i + 1
+    final = stats.compare(a, b)
+    print(
+        f"  B does 10% more work: measured {final.change:+.1%} "
+        f"(95% CI {final.low:+.1%} to {final.high:+.1%}), p = {final.p_value:.2g} at n = {per_side}"
+    )
+    line(
+        "runs each until 10% more work is called (p < 0.05)",
+        f"{called_at or '>10'}",
+        "<= 10",
+        called_at is not None and called_at <= 10,
+    )
+
+    small = calibrate(0.05)
+    false_calls = 0
+    for _ in range(trials):
+        x, y = [], []
+        for _ in range(per_side // 2):
+            x.append(snippet_kwh(WORK.format(n=small)))
+            y.append(snippet_kwh(WORK.format(n=small)))
+        false_calls += stats.compare(x, y).significant
+    share = false_calls / trials
+    line(
+        f"identical snippets called different ({trials} trials of {per_side // 2} each)",
+        f"{false_calls}/{trials} = {share:.0%}",
+        "<= 5%",
+        share <= 0.05,
+    )
+
+
+def bench_stability_under_load(repeats: int = 10) -> None:
+    print("Stability: a fixed ~1 s CPU-bound workload while another process keeps a core busy")
+    n = calibrate(1.0)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        values = [snippet_kwh(WORK.format(n=n)) for _ in range(repeats)]
+    finally:
+        hog.kill()
+        hog.wait()
+    summary = stats.summarize(values)
+    quiet = stats.summarize([snippet_kwh(WORK.format(n=n)) for _ in range(3)])
+    print(
+        f"  median {summary.median * 3.6e6:.3f} J under load, {quiet.median * 3.6e6:.3f} J quiet "
+        f"({summary.median / quiet.median - 1:+.1%})"
+    )
+    line(f"CV of {repeats} runs under load", f"{summary.cv:.2%}", "<= 3%", summary.cv <= 0.03)
 
 
 def main() -> None:
@@ -121,6 +199,11 @@ def main() -> None:
     bench_overhead()
     print()
     bench_energy()
+    print()
+    bench_comparisons()
+    print()
+    bench_stability_under_load()
+    execution.stop_heartbeat()
 
 
 if __name__ == "__main__":

@@ -64,3 +64,41 @@ def power_chart(samples: list) -> dict | None:
             f"average {average:.2f} W, peak {max(watts):.2f} W."
         ),
     }
+
+
+def strip_chart(values: dict[str, list[float]], unit_format) -> dict | None:
+    """Each repetition as a dot, one row per variant, on one shared axis."""
+    every = [v for series in values.values() for v in series]
+    if not every:
+        return None
+    low, high = min(every), max(every)
+    span = (high - low) or abs(high) or 1.0
+    left, right, row_height = 40, WIDTH - 16, 34
+    rows = []
+    for index, (label, series) in enumerate(values.items()):
+        y = 18 + index * row_height
+        dots = [
+            {
+                "x": round(left + (v - low) / span * (right - left), 1),
+                "y": y,
+                "title": unit_format(v),
+            }
+            for v in series
+        ]
+        rows.append({"label": label, "y": y, "dots": dots})
+    height = 18 + len(values) * row_height
+    return {
+        "width": WIDTH,
+        "height": height + 14,
+        "rows": rows,
+        "left": left,
+        "right": right,
+        "axis_y": height,
+        "low": unit_format(low),
+        "high": unit_format(high),
+        "summary": "; ".join(
+            f"{label}: {len(vs)} runs from {unit_format(min(vs))} to {unit_format(max(vs))}"
+            for label, vs in values.items()
+            if vs
+        ),
+    }

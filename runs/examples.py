@@ -75,3 +75,15 @@ print("done: compare this run's energy with the busy loop")
 """,
     },
 ]
+
+# The comparison page's starting pair: the same sum, two ways.
+COMPARE_A = """# A: summing in a Python loop
+total = 0
+for i in range(3_000_000):
+    total += i
+print(total)
+"""
+COMPARE_B = """# B: the built-in sum()
+total = sum(range(3_000_000))
+print(total)
+"""

@@ -8,18 +8,24 @@ process dies is found by anyone and marked as an error instead of running foreve
 from __future__ import annotations
 
 import logging
+import socket
+import statistics
 import threading
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from . import cgroups, measure, sandbox
-from .models import Run, Worker
+from .models import Baseline, Run, Worker
 
 logger = logging.getLogger(__name__)
 
 _heartbeat: Heartbeat | None = None
 _heartbeat_lock = threading.Lock()
+_baseline: Baseline | None = None
+BASELINE_RUNS = 5
+BASELINE_MAX_AGE = timedelta(hours=24)
 
 
 class Heartbeat(threading.Thread):
@@ -106,6 +112,42 @@ class _Progress:
         self.run.record_progress(tick.stdout, tick.stderr, self.samples)
 
 
+def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
+    """Measure what an empty snippet (`pass`) costs in the sandbox here, and store it."""
+    global _baseline
+    limits = sandbox.Limits.from_settings(10)
+    energies, durations, cpus = [], [], []
+    for _ in range(runs):
+        session = measure.Session()
+        outcome = sandbox.run("pass", limits)
+        figures = session.finish(outcome)
+        if outcome.exit_code != 0 or outcome.error:
+            raise sandbox.SandboxUnavailable(
+                f"an empty snippet failed: {outcome.error or outcome.stderr[-500:]}"
+            )
+        energies.append(figures.energy_kwh)
+        durations.append(outcome.wall_s)
+        cpus.append(outcome.cpu_s)
+    _baseline = Baseline.objects.create(
+        host=socket.gethostname(),
+        isolation=outcome.isolation,
+        runs=runs,
+        energy_kwh=statistics.median(energies),
+        duration_s=statistics.median(durations),
+        cpu_seconds=statistics.median(cpus),
+        samples=energies,
+    )
+    return _baseline
+
+
+def current_baseline() -> Baseline:
+    """This host's start-up baseline: measured at worker start, reused for a day."""
+    global _baseline
+    if _baseline is None:
+        _baseline = Baseline.latest_for_this_host(max_age=BASELINE_MAX_AGE) or measure_baseline()
+    return _baseline
+
+
 def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
     """Run `run`'s code in the sandbox, measure it, and store the result on `run`."""
     beat = heartbeat(kind)
@@ -120,6 +162,7 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
         figures = session.finish(outcome)
         progress.finish(outcome)
         run.power_samples = progress.samples
+        run.apply_baseline(current_baseline())
         run.finish(outcome, figures)
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)

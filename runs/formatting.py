@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import math
+
 KWH_IN_J = 3.6e6
+MISSING = "—"
+
+
+def _number(value) -> float | None:
+    """The value as a number, or None for what templates pass when there is none ("")."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """`digits` significant figures, no exponent, no trailing zeros: 999.8 -> '1,000'."""
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{round(value, decimals):,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _scaled(value: float, units: list[tuple[float, str]]) -> str:
     for factor, unit in units:
         if abs(value) >= factor:
-            return f"{value / factor:.3g} {unit}"
+            return f"{significant(value / factor)} {unit}"
     factor, unit = units[-1]
-    return f"{value / factor:.3g} {unit}"
+    return f"{significant(value / factor)} {unit}"
 
 
 def watt_hours(kwh: float | None) -> str:
     """1.2e-06 kWh -> '1.2 mWh'."""
+    kwh = _number(kwh)
     if kwh is None:
-        return "—"
+        return MISSING
     if kwh == 0:
         return "0 Wh"
     units = [(1000, "kWh"), (1, "Wh"), (1e-3, "mWh"), (1e-6, "µWh"), (1e-9, "nWh")]
@@ -25,28 +45,31 @@ def watt_hours(kwh: float | None) -> str:
 
 def energy(kwh: float | None) -> str:
     """1.2e-06 kWh -> '1.2 mWh (4.32 J)'."""
-    if kwh is None:
-        return "—"
+    if _number(kwh) is None:
+        return MISSING
     return f"{watt_hours(kwh)} ({joules(kwh)})"
 
 
 def joules(kwh: float | None) -> str:
+    kwh = _number(kwh)
     if kwh is None:
-        return "—"
+        return MISSING
     return _scaled(kwh * KWH_IN_J, [(1e6, "MJ"), (1e3, "kJ"), (1, "J"), (1e-3, "mJ"), (1e-6, "µJ")])
 
 
 def mass(grams: float | None) -> str:
+    grams = _number(grams)
     if grams is None:
-        return "—"
+        return MISSING
     if grams == 0:
         return "0 g"
     return _scaled(grams, [(1000, "kg"), (1, "g"), (1e-3, "mg"), (1e-6, "µg"), (1e-9, "ng")])
 
 
 def seconds(value: float | None) -> str:
+    value = _number(value)
     if value is None:
-        return "—"
+        return MISSING
     if value >= 1:
         return f"{value:.2f} s"
     return f"{value * 1000:.0f} ms"
@@ -78,3 +101,10 @@ def summary_lines(run) -> list[str]:
         ]
     lines.append(f"   isolation         {run.isolation or '—'}   run {run.public_id}")
     return lines
+
+
+def p_value(p: float | None) -> str:
+    p = _number(p)
+    if p is None:
+        return MISSING
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

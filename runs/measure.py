@@ -13,6 +13,7 @@ first start costs ~1.3 s of hardware detection, later tasks ~1 ms.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -257,3 +258,46 @@ class Session:
 def _machine_cpu_seconds() -> float:
     t = psutil.cpu_times()
     return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+
+
+WHAT_IF_COUNTRIES = [
+    "SWE", "FRA", "NOR", "BRA", "CAN", "GBR", "ESP", "DEU",
+    "USA", "JPN", "CHN", "IND", "AUS", "ZAF", "POL",
+]  # fmt: skip
+
+
+@functools.cache
+def intensity_for(country: str, region: str = "") -> float:
+    """Grid carbon intensity (g CO₂e/kWh) from CodeCarbon's offline data, no tracker."""
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+    from codecarbon.input import DataSource
+
+    name = countries().get(country)
+    geo = GeoMetadata(country_iso_code=country, country_name=name, region=region or None)
+    emissions = Emissions(DataSource())
+    return emissions.get_private_infra_emissions(Energy.from_energy(kWh=1.0), geo) * 1000
+
+
+def what_if(energy_kwh: float, country: str, region: str = "") -> list[dict]:
+    """The same energy priced at other grids, cleanest first; the run's own is marked."""
+    names = countries()
+    rows = []
+    for code in dict.fromkeys([*WHAT_IF_COUNTRIES, country]):
+        own = code == country
+        intensity = intensity_for(code, region if own else "")
+        rows.append(
+            {
+                "country": code,
+                "name": names.get(code, code) + (f" ({region})" if own and region else ""),
+                "intensity": intensity,
+                "emissions_g": energy_kwh * intensity,
+                "own": own,
+            }
+        )
+    rows.sort(key=lambda row: row["intensity"])
+    highest = max(row["intensity"] for row in rows) or 1
+    for row in rows:
+        row["width"] = round(100 * row["intensity"] / highest, 1)
+    return rows

@@ -9,9 +9,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+
+from . import stats
 
 
 def clean_code(code: object) -> str:
@@ -124,6 +126,16 @@ class Run(models.Model):
     provenance = models.JSONField(default=dict, blank=True)
     # [[seconds since start, watts], ...], written while the run executes.
     power_samples = models.JSONField(default=list, blank=True)
+    # The sandbox's start-up cost on this host when the run executed (Baseline).
+    baseline_energy_kwh = models.FloatField(null=True, blank=True)
+    baseline_duration_s = models.FloatField(null=True, blank=True)
+    baseline_cpu_seconds = models.FloatField(null=True, blank=True)
+
+    series = models.ForeignKey(
+        "Series", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    variant = models.CharField(max_length=1, blank=True, default="")  # "A" or "B"
+    repetition = models.PositiveSmallIntegerField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -147,6 +159,19 @@ class Run(models.Model):
     @property
     def is_over(self) -> bool:
         return self.status not in {self.Status.QUEUED, self.Status.RUNNING}
+
+    @property
+    def net_energy_kwh(self) -> float | None:
+        """The snippet's energy less the interpreter's start-up (never below zero)."""
+        if self.energy_kwh is None or self.baseline_energy_kwh is None:
+            return None
+        return max(self.energy_kwh - self.baseline_energy_kwh, 0.0)
+
+    def apply_baseline(self, baseline: Baseline | None) -> None:
+        if baseline is not None:
+            self.baseline_energy_kwh = baseline.energy_kwh
+            self.baseline_duration_s = baseline.duration_s
+            self.baseline_cpu_seconds = baseline.cpu_seconds
 
     @property
     def elapsed_s(self) -> float:
@@ -253,6 +278,18 @@ class Run(models.Model):
             "error": self.error or None,
             "provenance": self.provenance,
             "power_samples": self.power_samples,
+            "net_energy_kwh": self.net_energy_kwh,
+            "baseline": None
+            if self.baseline_energy_kwh is None
+            else {
+                "energy_kwh": self.baseline_energy_kwh,
+                "duration_s": self.baseline_duration_s,
+                "cpu_seconds": self.baseline_cpu_seconds,
+            },
+            "series_id": str(self.series.public_id) if self.series_id else None,
+            "variant": self.variant or None,
+            "repetition": self.repetition,
+            "created_at": self.created_at.isoformat(),
         }
 
 
@@ -331,3 +368,214 @@ class Worker(models.Model):
                 "last_seen_at": self.last_seen_at,
             },
         )
+
+
+class SeriesQuerySet(models.QuerySet):
+    def submit(self, kind: str, codes: list[str], repetitions: int, **fields) -> Series:
+        """Create a series and queue its runs interleaved: A1, B1, A2, B2, ..."""
+        from .tasks import enqueue  # tasks imports this module
+
+        if not 1 <= repetitions <= MAX_REPETITIONS:
+            raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
+        codes = [clean_code(code) for code in codes]
+        with transaction.atomic():
+            series = self.create(
+                kind=kind,
+                code_a=codes[0],
+                code_b=codes[1] if len(codes) > 1 else "",
+                repetitions=repetitions,
+                **fields,
+            )
+            variants = "AB"[: len(codes)]
+            for repetition in range(1, repetitions + 1):
+                for variant, code in zip(variants, codes, strict=True):
+                    run = Run.objects.submit(
+                        code,
+                        session_key=series.session_key,
+                        source=series.source,
+                        series=series,
+                        variant=variant,
+                        repetition=repetition,
+                    )
+                    enqueue(run)
+        return series
+
+    def for_session(self, session_key: str | None) -> SeriesQuerySet:
+        if not session_key:
+            return self.none()
+        return self.filter(session_key=session_key)
+
+
+MAX_REPETITIONS = 30
+
+
+class Series(models.Model):
+    """Repetitions of one snippet, or of two interleaved for an A/B comparison."""
+
+    class Kind(models.TextChoices):
+        REPEAT = "repeat", "Repeat"
+        COMPARE = "compare", "Comparison"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind, default=Kind.REPEAT)
+    code_a = models.TextField()
+    code_b = models.TextField(blank=True, default="")
+    repetitions = models.PositiveSmallIntegerField()
+    session_key = models.CharField(max_length=40, blank=True, default="")
+    source = models.CharField(max_length=8, choices=Run.Source, default=Run.Source.WEB)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SeriesQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "series"
+        indexes = [
+            # "Your comparisons": WHERE session_key = ? ORDER BY created_at DESC.
+            models.Index(fields=["session_key", "-created_at"], name="series_session_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.public_id}"
+
+    def get_absolute_url(self) -> str:
+        name = "runs:compare-detail" if self.kind == self.Kind.COMPARE else "runs:series-detail"
+        return reverse(name, kwargs={"public_id": self.public_id})
+
+    def ordered_runs(self) -> list[Run]:
+        return list(self.runs.order_by("repetition", "variant"))
+
+    @property
+    def variants(self) -> str:
+        return "AB" if self.kind == self.Kind.COMPARE else "A"
+
+    def code_of(self, variant: str) -> str:
+        return self.code_b if variant == "B" else self.code_a
+
+    def results(self, runs: list[Run] | None = None) -> dict:
+        """Per-variant summaries and, for a comparison, B against A, from succeeded runs."""
+        runs = self.ordered_runs() if runs is None else runs
+        variants = {}
+        for variant in self.variants:
+            mine = [r for r in runs if r.variant == variant]
+            ok = [r for r in mine if r.status == Run.Status.SUCCEEDED]
+            variants[variant] = {
+                "runs": mine,
+                "succeeded": len(ok),
+                "failed": sum(1 for r in mine if r.is_over and r.status != Run.Status.SUCCEEDED),
+                "energy": stats.summarize([r.energy_kwh for r in ok]),
+                "net_energy": stats.summarize(
+                    [r.net_energy_kwh for r in ok if r.net_energy_kwh is not None]
+                ),
+                "duration": stats.summarize([r.duration_s for r in ok]),
+                "emissions": stats.summarize([r.emissions_g for r in ok]),
+            }
+        result = {
+            "variants": variants,
+            "finished": sum(1 for r in runs if r.is_over),
+            "total": len(runs),
+            "is_over": all(r.is_over for r in runs),
+        }
+        if self.kind == self.Kind.COMPARE:
+            a, b = ([r for r in variants[v]["runs"] if r.status == "succeeded"] for v in "AB")
+            result["energy"] = stats.compare([r.energy_kwh for r in a], [r.energy_kwh for r in b])
+            result["net_energy"] = stats.compare(
+                [r.net_energy_kwh or 0.0 for r in a], [r.net_energy_kwh or 0.0 for r in b]
+            )
+            result["duration"] = stats.compare([r.duration_s for r in a], [r.duration_s for r in b])
+        return result
+
+    def as_dict(self) -> dict:
+        """The JSON export of a series: its runs, summaries and comparison."""
+        runs = self.ordered_runs()
+        results = self.results(runs)
+
+        def summary(s: stats.Summary | None) -> dict | None:
+            if s is None:
+                return None
+            return {
+                "n": s.n,
+                "median": s.median,
+                "q1": s.q1,
+                "q3": s.q3,
+                "mean": s.mean,
+                "stdev": s.stdev,
+                "cv": s.cv,
+            }
+
+        def comparison(c: stats.Comparison | None, quantity: str, verb: str = "uses"):
+            if c is None:
+                return None
+            return {
+                "change": c.change,
+                "ci_low": c.low,
+                "ci_high": c.high,
+                "confidence": c.confidence,
+                "p_value": c.p_value,
+                "significant": c.significant,
+                "verdict": c.verdict(quantity, verb),
+            }
+
+        data = {
+            "id": str(self.public_id),
+            "kind": self.kind,
+            "repetitions": self.repetitions,
+            "created_at": self.created_at.isoformat(),
+            "code": {v: self.code_of(v) for v in self.variants},
+            "finished": results["finished"],
+            "total": results["total"],
+            "summary": {
+                v: {
+                    name: summary(results["variants"][v][name])
+                    for name in ("energy", "net_energy", "duration", "emissions")
+                }
+                | {
+                    "unit": {
+                        "energy": "kWh",
+                        "net_energy": "kWh",
+                        "duration": "s",
+                        "emissions": "g",
+                    }
+                }
+                for v in self.variants
+            },
+            "runs": [run.as_dict() for run in runs],
+        }
+        if self.kind == self.Kind.COMPARE:
+            data["comparison"] = {
+                "energy": comparison(results["energy"], "energy"),
+                "net_energy": comparison(results["net_energy"], "energy beyond start-up"),
+                "duration": comparison(results["duration"], "time", "takes"),
+            }
+        return data
+
+
+class Baseline(models.Model):
+    """What starting the interpreter in the sandbox costs on one host (`pass`, N times)."""
+
+    host = models.CharField(max_length=200)
+    isolation = models.CharField(max_length=64)
+    runs = models.PositiveSmallIntegerField()
+    energy_kwh = models.FloatField()
+    duration_s = models.FloatField()
+    cpu_seconds = models.FloatField()
+    samples = models.JSONField(default=list)  # each run's energy, kWh
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        get_latest_by = "created_at"
+        indexes = [
+            # The latest baseline of this host: WHERE host = ? ORDER BY created_at DESC.
+            models.Index(fields=["host", "-created_at"], name="baseline_host_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Baseline on {self.host}: {self.energy_kwh:.3g} kWh"
+
+    @classmethod
+    def latest_for_this_host(cls, max_age: timedelta | None = None) -> Baseline | None:
+        baselines = cls.objects.filter(host=socket.gethostname())
+        if max_age is not None:
+            baselines = baselines.filter(created_at__gte=timezone.now() - max_age)
+        return baselines.first()

@@ -69,7 +69,7 @@ class Comparison:
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
 
-    def verdict(self, quantity: str, less: str = "less", more: str = "more") -> str:
+    def verdict(self, quantity: str, verb: str = "uses") -> str:
         """Plain words: 'B uses 23% less energy (95% CI 19–27%)' or no clear difference."""
         level = f"{self.confidence:.0%}"
         if not self.significant:
@@ -77,10 +77,10 @@ class Comparison:
                 f"No clear difference in {quantity} at this sample size "
                 f"({level} CI {_pct(self.low, signed=True)} to {_pct(self.high, signed=True)})."
             )
-        word = less if self.change < 0 else more
+        word = "less" if self.change < 0 else "more"
         bounds = sorted([abs(self.low), abs(self.high)])
         return (
-            f"B uses {_pct(abs(self.change))} {word} {quantity} than A "
+            f"B {verb} {_pct(abs(self.change))} {word} {quantity} than A "
             f"({level} CI {_pct(bounds[0])}–{_pct(bounds[1])})."
         )
 
@@ -102,13 +102,12 @@ def compare(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> C
     se2_a, se2_b = var_a / len(log_a), var_b / len(log_b)
     diff = mean_b - mean_a
     se = math.sqrt(se2_a + se2_b)
-    if se == 0:
+    if se == 0:  # no spread at all: the difference is exact
+        change = math.expm1(diff)
         p_value = 1.0 if diff == 0 else 0.0
-        return Comparison(len(a), len(b), math.expm1(diff), math.expm1(diff), math.expm1(diff), p_value, confidence)
+        return Comparison(len(a), len(b), change, change, change, p_value, confidence)
     # Welch–Satterthwaite degrees of freedom.
-    df = (se2_a + se2_b) ** 2 / (
-        se2_a**2 / (len(log_a) - 1) + se2_b**2 / (len(log_b) - 1)
-    )
+    df = (se2_a + se2_b) ** 2 / (se2_a**2 / (len(log_a) - 1) + se2_b**2 / (len(log_b) - 1))
     t = diff / se
     p_value = 2 * (1 - t_cdf(abs(t), df))
     margin = t_ppf(1 - (1 - confidence) / 2, df) * se

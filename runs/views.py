@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models.functions import Substr
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -18,8 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import charts, examples
-from .models import Run, Worker
+from . import charts, equivalents, examples, export, formatting, measure
+from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker
 from .tasks import enqueue
 
 HISTORY_PAGE_SIZE = 25
@@ -36,12 +36,16 @@ def _session_key(request: HttpRequest) -> str:
 
 
 def _run_context(run: Run) -> dict:
-    return {
+    context = {
         "run": run,
         "chart": charts.power_chart(run.power_samples),
         "queue_position": run.queue_position(),
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
     }
+    if run.is_over and run.energy_kwh is not None:
+        context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
+        context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
+    return context
 
 
 @require_GET
@@ -67,16 +71,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
     try:
         run = Run.objects.submit(code, session_key=_session_key(request))
     except ValidationError as exc:
-        context = {
-            "examples": examples.EXAMPLES,
-            "code": code if len(code) <= settings.MAX_CODE_BYTES * 4 else "",
-            "errors": exc.messages,
-            "max_code_bytes": settings.MAX_CODE_BYTES,
-        }
-        if request.htmx:
-            response = render(request, "runs/playground.html#form-errors", context, status=422)
-            return reswap(retarget(response, "#form-errors"), "outerHTML")
-        return render(request, "runs/playground.html", context, status=422)
+        return _refused(request, code, exc)
     enqueue(run)
     if request.htmx:
         context = _run_context(run) | {"clear_errors": True}
@@ -135,7 +130,8 @@ def _keyset_page(runs, raw_page: str) -> dict:
 
 @require_GET
 def methodology(request: HttpRequest) -> HttpResponse:
-    return render(request, "runs/methodology.html")
+    context = {"constants": equivalents.CONSTANTS, "baseline": Baseline.objects.first()}
+    return render(request, "runs/methodology.html", context)
 
 
 # --- JSON API ----------------------------------------------------------------------
@@ -256,3 +252,140 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- repeats, comparisons and exports ------------------------------------------------
+
+
+def _repetitions(raw: str | None, default: int) -> int:
+    try:
+        return int(raw) if raw not in (None, "") else default
+    except ValueError:
+        return -1  # refused with a message by Series.objects.submit
+
+
+def _series_context(series: Series) -> dict:
+    runs = series.ordered_runs()
+    results = series.results(runs)
+    energies = {
+        variant: [r.energy_kwh for r in data["runs"] if r.status == Run.Status.SUCCEEDED]
+        for variant, data in results["variants"].items()
+    }
+    context = {
+        "series": series,
+        "results": results,
+        "strip": charts.strip_chart(energies, formatting.watt_hours),
+    }
+    if series.kind == Series.Kind.COMPARE:
+        context["verdicts"] = [
+            (label, comparison, comparison.verdict(quantity, verb) if comparison else None)
+            for label, comparison, quantity, verb in [
+                ("Energy", results["energy"], "energy", "uses"),
+                ("Energy beyond start-up", results["net_energy"], "energy beyond start-up", "uses"),
+                ("Duration", results["duration"], "time", "takes"),
+            ]
+        ]
+    return context
+
+
+@require_POST
+def series_create(request: HtmxHttpRequest) -> HttpResponse:
+    """Repeat the playground's snippet N times."""
+    code = request.POST.get("code", "")
+    repetitions = _repetitions(request.POST.get("repetitions"), default=5)
+    try:
+        series = Series.objects.submit(
+            Series.Kind.REPEAT, [code], repetitions, session_key=_session_key(request)
+        )
+    except ValidationError as exc:
+        return _refused(request, code, exc)
+    if request.htmx:
+        context = _series_context(series) | {"clear_errors": True}
+        return render(request, "runs/series.html#series", context, status=201)
+    return redirect(series)
+
+
+def _refused(request: HtmxHttpRequest, code: str, exc: ValidationError) -> HttpResponse:
+    context = {
+        "examples": examples.EXAMPLES,
+        "code": code if len(code) <= settings.MAX_CODE_BYTES * 4 else "",
+        "errors": exc.messages,
+        "max_code_bytes": settings.MAX_CODE_BYTES,
+    }
+    if request.htmx:
+        response = render(request, "runs/playground.html#form-errors", context, status=422)
+        return reswap(retarget(response, "#form-errors"), "outerHTML")
+    return render(request, "runs/playground.html", context, status=422)
+
+
+@require_GET
+def compare(request: HttpRequest) -> HttpResponse:
+    context = {
+        "code_a": examples.COMPARE_A,
+        "code_b": examples.COMPARE_B,
+        "repetitions": 10,
+        "max_repetitions": MAX_REPETITIONS,
+    }
+    return render(request, "runs/compare.html", context)
+
+
+@require_POST
+def compare_create(request: HttpRequest) -> HttpResponse:
+    code_a, code_b = request.POST.get("code_a", ""), request.POST.get("code_b", "")
+    repetitions = _repetitions(request.POST.get("repetitions"), default=10)
+    try:
+        series = Series.objects.submit(
+            Series.Kind.COMPARE, [code_a, code_b], repetitions, session_key=_session_key(request)
+        )
+    except ValidationError as exc:
+        context = {
+            "code_a": code_a[: settings.MAX_CODE_BYTES * 4],
+            "code_b": code_b[: settings.MAX_CODE_BYTES * 4],
+            "repetitions": repetitions if repetitions > 0 else 10,
+            "max_repetitions": MAX_REPETITIONS,
+            "errors": exc.messages,
+        }
+        return render(request, "runs/compare.html", context, status=422)
+    return redirect(series)
+
+
+@never_cache
+@require_GET
+def series_detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
+    series = get_object_or_404(Series, public_id=public_id)
+    if request.resolver_match.url_name != (
+        "compare-detail" if series.kind == Series.Kind.COMPARE else "series-detail"
+    ):
+        return redirect(series)
+    template = "runs/series.html#series" if request.htmx else "runs/series.html"
+    return render(request, template, _series_context(series))
+
+
+def _download(data: dict, filename: str) -> JsonResponse:
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@never_cache
+@require_GET
+def run_export(request: HttpRequest, public_id) -> JsonResponse:
+    run = get_object_or_404(Run, public_id=public_id)
+    return _download(run.as_dict(), f"run-{run.public_id}.json")
+
+
+@never_cache
+@require_GET
+def series_export(request: HttpRequest, public_id) -> JsonResponse:
+    series = get_object_or_404(Series, public_id=public_id)
+    return _download(series.as_dict(), f"{series.kind}-{series.public_id}.json")
+
+
+@never_cache
+@require_GET
+def history_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The visitor's history as CSV; columns follow CodeCarbon's emissions.csv."""
+    runs = Run.objects.for_session(request.session.session_key).select_related("series")
+    response = StreamingHttpResponse(export.history_csv(runs), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="codecarbon-playground-runs.csv"'
+    return response

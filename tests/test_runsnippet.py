@@ -55,7 +55,7 @@ def test_json_output_matches_the_contract(runsnippet):
     result = runsnippet("--json", "-", stdin=b"print('hi')")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == CONTRACT
+    assert set(data) == CONTRACT | ADDED
     assert data["status"] == "succeeded"
     assert data["stdout"] == "hi\n" and data["error"] is None
     assert data["energy_kwh"] > 0 and data["emissions_g"] > 0
@@ -63,6 +63,8 @@ def test_json_output_matches_the_contract(runsnippet):
     assert data["country_iso_code"] == "IND"
     assert all(len(sample) == 2 for sample in data["power_samples"])
     assert {"cpu", "ram", "gpu", "codecarbon_version", "host"} <= set(data["provenance"])
+    assert data["baseline"]["energy_kwh"] > 0
+    assert 0 <= data["net_energy_kwh"] < data["energy_kwh"]
     run = Run.objects.get(public_id=data["id"])
     assert run.source == Run.Source.CLI and run.status == Run.Status.SUCCEEDED
 

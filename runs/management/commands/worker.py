@@ -71,6 +71,11 @@ class Command(BaseCommand):
         if swept:
             self.stderr.write(f"Stopped what was left of {swept} dead worker run(s).")
         measure.warm()
+        baseline = execution.measure_baseline()
+        self.stdout.write(
+            f"Start-up baseline: {baseline.cpu_seconds * 1000:.0f} ms CPU, "
+            f"{baseline.duration_s * 1000:.0f} ms wall ({baseline.isolation})."
+        )
         waiter = wakeup.Waiter()
         worker = Worker(
             waiter,

@@ -1,0 +1,24 @@
+// The comparison page: two editors, kept in this browser, Ctrl/Cmd+Enter compares.
+(function () {
+  "use strict";
+  const form = document.getElementById("compare-form");
+  if (!form) return;
+  const submit = () => form.requestSubmit();
+  const refused = document.querySelector("#form-errors .error-message") !== null;
+  for (const side of ["a", "b"]) {
+    const textarea = document.getElementById("code_" + side);
+    const key = "ccp:compare:" + side;
+    let saved = null;
+    try { saved = localStorage.getItem(key); } catch (e) { /* private mode */ }
+    if (saved !== null && !refused) textarea.value = saved;
+    const remember = (text) => { try { localStorage.setItem(key, text); } catch (e) { /* ignore */ } };
+    if (window.PlaygroundEditor) {
+      window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, label: "Snippet " + side.toUpperCase() });
+    } else {
+      textarea.addEventListener("input", () => remember(textarea.value));
+    }
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }
+  });
+})();
