@@ -34,6 +34,8 @@ CONTRACT = {
     "provenance",
     "power_samples",
 }
+# Added later, for repeats and baselines; the contract's keys above never change.
+ADDED = {"net_energy_kwh", "baseline", "series_id", "variant", "repetition", "created_at"}
 
 
 @pytest.fixture
