@@ -1,5 +1,8 @@
 """The playground in a real Chromium, against a live server and a real worker."""
 
+import csv
+import io
+import json
 import os
 import re
 from pathlib import Path
@@ -172,3 +175,47 @@ def test_screenshots_of_the_playground(site, chromium, scheme):
         background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
         assert (background == "rgb(18, 22, 20)") == (scheme == "dark")
         context.close()
+
+
+def test_a_comparison_end_to_end_with_a_shareable_link(site, page, chromium):
+    page.goto(f"{site}/compare/")
+    page.evaluate(
+        """() => {
+            localStorage.setItem('ccp:compare:a', 'x = sum(i * i for i in range(1_000_000))');
+            localStorage.setItem('ccp:compare:b', 'x = 1');
+        }"""
+    )
+    page.reload()
+    expect(page.locator(".cm-content").first).to_contain_text("range(1_000_000)")
+    page.fill("#repetitions", "3")
+    page.click("#compare-button")
+
+    finished = page.locator(".series[data-finished=true]")
+    expect(finished).to_be_visible(timeout=60_000)
+    expect(finished).to_contain_text("6 of 6 runs finished")
+    verdict = finished.locator('[data-verdict="energy"]')
+    expect(verdict).to_contain_text("less energy than A (95% CI")
+    expect(finished.locator(".chart svg circle")).to_have_count(6)
+
+    stranger = chromium.new_context()
+    other = stranger.new_page()
+    other.goto(page.url)
+    expect(other.locator('[data-verdict="energy"]')).to_have_text(verdict.inner_text())
+    stranger.close()
+
+
+def test_exports_download_and_parse(site, page):
+    open_with_code(page, site, "print('exported')")
+    done = run_and_wait(page, "succeeded")
+    with page.expect_download() as download:
+        done.get_by_role("link", name="JSON").click()
+    data = json.loads(Path(download.value.path()).read_text())
+    assert data["stdout"] == "exported\n" and data["status"] == "succeeded"
+    assert data["energy_kwh"] > 0
+
+    page.goto(f"{site}/runs/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download as CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [row["run_id"] for row in rows] == [data["id"]]
+    assert float(rows[0]["energy_consumed"]) == pytest.approx(data["energy_kwh"])
