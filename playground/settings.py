@@ -198,6 +198,8 @@ MAX_CODE_BYTES = env_number("MAX_CODE_BYTES", 64 * 1024, int, 1)
 SANDBOX_MODE = env_str("SANDBOX_MODE", "auto")
 if SANDBOX_MODE not in {"auto", "bubblewrap", "rlimits"}:
     raise ImproperlyConfigured("SANDBOX_MODE must be auto, bubblewrap or rlimits.")
+# Hand the host's NVIDIA devices to snippets (only where /dev/nvidia* exists).
+SANDBOX_GPU = env_bool("SANDBOX_GPU", True)
 # The unprivileged account snippets run as when the server runs as root.
 SANDBOX_USER = env_str("SANDBOX_USER", "ccp-sandbox")
 # The interpreter snippets run with: a virtual environment with numpy, readable by

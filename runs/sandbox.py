@@ -172,6 +172,13 @@ def _interpreter_root(python: str) -> str | None:
     return str(path.parent.parent)
 
 
+def gpu_devices() -> list[str]:
+    """NVIDIA device nodes to hand to snippets (none unless SANDBOX_GPU allows it)."""
+    if not settings.SANDBOX_GPU:
+        return []
+    return sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device())
+
+
 def _bwrap_command(python: str, limits: Limits) -> list[str]:
     command = [
         "bwrap",
@@ -265,7 +272,10 @@ def _landlock_paths(python: str, workdir: str) -> tuple[str, str]:
     root = _interpreter_root(python)
     if root:
         readable.append(root)
-    writable = [workdir, "/dev/null", "/dev/shm"]
+    devices = gpu_devices()
+    if devices:
+        readable.append("/sys")
+    writable = [workdir, "/dev/null", "/dev/shm", *devices]
     return os.pathsep.join(readable), os.pathsep.join(writable)
 
 
