@@ -189,6 +189,62 @@ def bench_stability_under_load(repeats: int = 10) -> None:
     line(f"CV of {repeats} runs under load", f"{summary.cv:.2%}", "<= 3%", summary.cv <= 0.03)
 
 
+def bench_serving(big: int = 100_000) -> None:
+    print("Serving: server time of a status poll and of the history page (in-process client)")
+    from django.utils import timezone
+
+    client = Client()
+    client.get("/")
+    key = client.session.session_key
+    run = Run.objects.submit("print(1)", session_key=key)
+
+    def timed(url: str, n: int = 50, **headers) -> float:
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            response = client.get(url, headers=headers)
+            times.append(time.perf_counter() - start)
+            assert response.status_code == 200, response.status_code
+        return median_ms(times)
+
+    poll = timed(run.get_absolute_url(), **{"HX-Request": "true"})
+    line(
+        "status poll (htmx fragment of a queued run), median",
+        f"{poll:.2f} ms",
+        "<= 5 ms",
+        poll <= 5,
+    )
+
+    def fill(total: int) -> None:
+        now = timezone.now()
+        rows = [
+            Run(
+                code=f"print({i})",
+                session_key=key if i % 100 == 0 else f"other-{i % 997}",
+                status=Run.Status.SUCCEEDED,
+                timeout_s=10,
+                created_at=now,
+                energy_kwh=1e-8,
+                duration_s=0.05,
+                emissions_g=1e-5,
+            )
+            for i in range(total - Run.objects.count())
+        ]
+        Run.objects.bulk_create(rows, batch_size=5000)
+
+    fill(100)
+    small = timed("/runs/")
+    fill(big)
+    large = timed("/runs/")
+    print(f"  history page: {small:.2f} ms with 100 runs in the table, {large:.2f} ms with {big:,}")
+    line(
+        "history page time, 100,000 runs / 100 runs",
+        f"{large / small:.2f}",
+        "<= 1.5",
+        large / small <= 1.5,
+    )
+
+
 def main() -> None:
     BENCH_DB.parent.mkdir(exist_ok=True)
     BENCH_DB.unlink(missing_ok=True)
@@ -204,6 +260,8 @@ def main() -> None:
     print()
     bench_stability_under_load()
     execution.stop_heartbeat()
+    print()
+    bench_serving()
 
 
 if __name__ == "__main__":
