@@ -132,17 +132,17 @@ def calibrate(seconds: float) -> int:
 
 
 def bench_comparisons(trials: int = 40, per_side: int = 10) -> None:
-    print("Comparisons (interleaved A, B, A, B ...; Welch's t-test on log energy)")
+    print("Comparisons (interleaved A, B, A, B ...; paired t-test on log(B/A) of energy)")
     n = calibrate(0.3)
     a, b = [], []
     called_at = None
     for i in range(per_side):
         a.append(snippet_kwh(WORK.format(n=n)))
         b.append(snippet_kwh(WORK.format(n=int(n * 1.1))))
-        result = stats.compare(a, b) if i >= 1 else None
+        result = stats.compare_paired(list(zip(a, b, strict=True))) if i >= 1 else None
         if result and called_at is None and result.p_value < 0.05 and result.change > 0:
             called_at = i + 1
-    final = stats.compare(a, b)
+    final = stats.compare_paired(list(zip(a, b, strict=True)))
     print(
         f"  B does 10% more work: measured {final.change:+.1%} "
         f"(95% CI {final.low:+.1%} to {final.high:+.1%}), p = {final.p_value:.2g} at n = {per_side}"
@@ -161,7 +161,7 @@ def bench_comparisons(trials: int = 40, per_side: int = 10) -> None:
         for _ in range(per_side // 2):
             x.append(snippet_kwh(WORK.format(n=small)))
             y.append(snippet_kwh(WORK.format(n=small)))
-        false_calls += stats.compare(x, y).significant
+        false_calls += stats.compare_paired(list(zip(x, y, strict=True))).significant
     share = false_calls / trials
     line(
         f"identical snippets called different ({trials} trials of {per_side // 2} each)",

@@ -477,13 +477,33 @@ class Series(models.Model):
             "is_over": all(r.is_over for r in runs),
         }
         if self.kind == self.Kind.COMPARE:
-            a, b = ([r for r in variants[v]["runs"] if r.status == "succeeded"] for v in "AB")
-            result["energy"] = stats.compare([r.energy_kwh for r in a], [r.energy_kwh for r in b])
-            result["net_energy"] = stats.compare(
-                [r.net_energy_kwh or 0.0 for r in a], [r.net_energy_kwh or 0.0 for r in b]
-            )
-            result["duration"] = stats.compare([r.duration_s for r in a], [r.duration_s for r in b])
+            result |= self._comparisons(variants)
         return result
+
+    @staticmethod
+    def _comparisons(variants: dict) -> dict:
+        """B against A for energy, energy beyond start-up and duration.
+
+        Runs of the same repetition ran back to back: compare them in pairs (the
+        machine's drift cancels); with fewer than two complete pairs, nothing.
+        """
+        ok = {
+            v: {r.repetition: r for r in variants[v]["runs"] if r.status == Run.Status.SUCCEEDED}
+            for v in "AB"
+        }
+        pairs = [(ok["A"][k], ok["B"][k]) for k in sorted(ok["A"].keys() & ok["B"].keys())]
+
+        def of(field: str) -> stats.Comparison | None:
+            return stats.compare_paired(
+                [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs]
+            )
+
+        return {
+            "energy": of("energy_kwh"),
+            "net_energy": of("net_energy_kwh"),
+            "duration": of("duration_s"),
+            "pairs": len(pairs),
+        }
 
     def as_dict(self) -> dict:
         """The JSON export of a series: its runs, summaries and comparison."""
@@ -513,6 +533,8 @@ class Series(models.Model):
                 "confidence": c.confidence,
                 "p_value": c.p_value,
                 "significant": c.significant,
+                "method": c.method,
+                "pairs": c.n_a,
                 "verdict": c.verdict(quantity, verb),
             }
 

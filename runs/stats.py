@@ -4,8 +4,10 @@ Pure Python (no SciPy): the only non-trivial piece is Student's t distribution, 
 the regularised incomplete beta function (Numerical Recipes' continued fraction).
 
 A comparison works on logarithms: energy and time are positive and their noise is
-multiplicative, so Welch's t-test on log values compares geometric means, and its
-interval turns back into a percentage difference "B vs A" that is symmetric in ratio.
+multiplicative, so a t-test on log values compares geometric means, and its interval
+turns back into a percentage difference "B vs A". Runs interleaved A, B, A, B are
+compared in pairs (paired t-test on log(B/A)); Welch's test is the fallback for
+samples that are not paired.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Comparison:
     high: float
     p_value: float
     confidence: float = CONFIDENCE
+    method: str = "welch"  # or "paired": t-test on log(B/A) of runs made side by side
 
     @property
     def significant(self) -> bool:
@@ -119,6 +122,41 @@ def compare(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> C
         high=math.expm1(diff + margin),
         p_value=p_value,
         confidence=confidence,
+    )
+
+
+def compare_paired(
+    pairs: list[tuple[float, float]], confidence: float = CONFIDENCE
+) -> Comparison | None:
+    """Paired t-test on log(B/A) of runs made back to back.
+
+    Interleaving A, B, A, B puts each pair in the same moment of the machine; its speed
+    drifts (on shared VMs by tens of percent within seconds), and pairing takes that
+    drift out of the comparison where Welch's test would count it as noise.
+    """
+    ratios = [math.log(b / a) for a, b in pairs if a > 0 and b > 0]
+    if len(ratios) < 2:
+        return None
+    n = len(ratios)
+    mean = statistics.fmean(ratios)
+    se = statistics.stdev(ratios) / math.sqrt(n)
+    if se == 0:
+        change = math.expm1(mean)
+        return Comparison(
+            n, n, change, change, change, 1.0 if mean == 0 else 0.0, confidence, "paired"
+        )
+    df = n - 1
+    p_value = 2 * (1 - t_cdf(abs(mean / se), df))
+    margin = t_ppf(1 - (1 - confidence) / 2, df) * se
+    return Comparison(
+        n_a=n,
+        n_b=n,
+        change=math.expm1(mean),
+        low=math.expm1(mean - margin),
+        high=math.expm1(mean + margin),
+        p_value=p_value,
+        confidence=confidence,
+        method="paired",
     )
 
 

@@ -64,3 +64,31 @@ def test_noise_is_not_called_a_difference_more_than_5_percent_of_the_time():
 def test_too_few_values_give_no_comparison():
     assert stats.compare([1.0], [1.0, 2.0]) is None
     assert stats.compare([0.0, 0.0], [1.0, 2.0]) is None
+
+
+def test_pairs_cancel_a_drift_that_hides_the_difference_from_welch():
+    # The machine's speed drifts by ±25% between pairs; B always does 10% more work.
+    rng = random.Random(3)
+    pairs = []
+    for _ in range(10):
+        speed = rng.uniform(0.75, 1.25)
+        pairs.append((speed * (1 + rng.gauss(0, 0.01)), 1.1 * speed * (1 + rng.gauss(0, 0.01))))
+    paired = stats.compare_paired(pairs)
+    assert paired.method == "paired" and paired.significant
+    assert paired.change == pytest.approx(0.10, abs=0.02)
+    assert " more energy than A (95% CI " in paired.verdict("energy")
+    welch = stats.compare([a for a, _ in pairs], [b for _, b in pairs])
+    assert not welch.significant
+
+
+def test_identical_pairs_show_no_difference_and_noise_is_rarely_called():
+    assert not stats.compare_paired([(1.0, 1.0), (2.0, 2.0)]).significant
+    rng = random.Random(11)
+    called = sum(
+        stats.compare_paired(
+            [(1 + rng.gauss(0, 0.05), 1 + rng.gauss(0, 0.05)) for _ in range(10)]
+        ).significant
+        for _ in range(400)
+    )
+    assert called / 400 <= 0.07
+    assert stats.compare_paired([(1.0, 2.0)]) is None
