@@ -3,7 +3,6 @@
 import os
 import signal
 
-import pytest
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
@@ -83,7 +82,6 @@ def test_a_run_queued_with_no_worker_alive_says_so(transactional_db):
     assert run.status == Run.Status.QUEUED
 
 
-@pytest.mark.parametrize("count", [3])
-def test_queued_runs_show_their_place_in_line(transactional_db, count):
-    runs = [submit("print(1)") for _ in range(count)]
+def test_queued_runs_show_their_place_in_line(transactional_db):
+    runs = [submit("print(1)") for _ in range(3)]
     assert [r.queue_position() for r in runs] == [1, 2, 3]
