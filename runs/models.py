@@ -27,7 +27,8 @@ def clean_code(code: object) -> str:
     size = len(code.encode("utf-8", errors="surrogatepass"))
     if size > settings.MAX_CODE_BYTES:
         raise ValidationError(
-            f"The code is {size:,} bytes; the limit is {settings.MAX_CODE_BYTES:,} bytes."
+            f"The code is {size:,} bytes; the limit is {settings.MAX_CODE_BYTES:,} bytes.",
+            code="too_large",
         )
     try:
         code.encode("utf-8")
