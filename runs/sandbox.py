@@ -312,19 +312,19 @@ def run(
         "0" if group else str(limits.memory_bytes),
         str(OPEN_FILES),
     ]
-    workdir = None
     landlock = landlock_abi() > 0
     if mode == BUBBLEWRAP:
-        # The filesystem view is already minimal; Landlock adds a second wall anyway.
+        workdir = None  # the sandbox's own tmpfs /tmp
         command = _bwrap_command(python, limits) + launcher
-        command += list(_landlock_paths(python, SANDBOX_TMP)) if landlock else ["", ""]
         cwd = "/"
     else:
         workdir = tempfile.mkdtemp(prefix="ccp-run-")
         if account:
             os.chown(workdir, *account)
-        command = launcher + (list(_landlock_paths(python, workdir)) if landlock else ["", ""])
+        command = launcher
         cwd = workdir
+    # Inside bubblewrap the filesystem view is already minimal; Landlock is a second wall.
+    command += list(_landlock_paths(python, workdir or SANDBOX_TMP)) if landlock else ["", ""]
     watch = _Watch(limits, group, mode, workdir, landlock)
     try:
         return watch.run(command, cwd, code.encode(), account, on_tick, tick_seconds)
