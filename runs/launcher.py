@@ -77,6 +77,7 @@ FS_EXECUTE, FS_WRITE_FILE, FS_READ_FILE, FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1
 FS_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE  # the rest apply to directories
 FS_ALL_ABI1 = (1 << 13) - 1
 FS_READ_ONLY = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 
 class PathBeneath(ctypes.Structure):
@@ -85,10 +86,15 @@ class PathBeneath(ctypes.Structure):
 
 
 def install_landlock(read_only, read_write):
-    """Only these paths exist for the snippet's file operations from now on."""
+    """Only these paths exist for the snippet's file operations from now on; where the
+    kernel can (ABI 6+), it also may not signal, or reach abstract UNIX sockets of,
+    processes outside the sandbox: without bubblewrap the server may share its uid."""
     libc = ctypes.CDLL(None, use_errno=True)
-    handled = ctypes.c_uint64(FS_ALL_ABI1)
-    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(handled), 8, 0)
+    abi = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, 1)  # ..._VERSION
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+    attr = (ctypes.c_uint64 * 3)(FS_ALL_ABI1, 0, scoped)
+    size = 24 if scoped else 8
+    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), size, 0)
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     for paths, access in ((read_only, FS_READ_ONLY), (read_write, FS_ALL_ABI1)):

@@ -1,6 +1,7 @@
 """The sandbox on its own: real bubblewrap, real cgroups, real snippets (no database)."""
 
 import os
+import subprocess
 import textwrap
 
 import pytest
@@ -256,3 +257,30 @@ def test_snippet_cannot_signal_the_server(mode):
 def test_binary_output_is_kept_readable():
     outcome = run("import sys; sys.stdout.buffer.write(b'ok \\x00\\xff\\xfe end')")
     assert outcome.stdout == "ok \ufffd\ufffd\ufffd end"
+
+
+@pytest.mark.skipif(sandbox.landlock_abi() < 6, reason="Landlock signal scoping needs ABI 6")
+def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
+    # In an unprivileged container there is no other account to drop to and no
+    # bubblewrap: the launcher's Landlock domain is then what stops a kill.
+    rules = sandbox._landlock_paths(settings.SNIPPET_PYTHON, str(tmp_path))
+    code = f"import os\nos.kill({os.getpid()}, 15)\n"
+    result = subprocess.run(
+        [
+            settings.SNIPPET_PYTHON,
+            "-I",
+            "-c",
+            sandbox.LAUNCHER_SOURCE,
+            "1000000",
+            "0",
+            "0",
+            "64",
+            *rules,
+        ],
+        input=code.encode(),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert b"PermissionError" in result.stderr
