@@ -6,6 +6,7 @@ import signal
 import socket
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,16 +25,15 @@ def clean_code(code: object) -> str:
         raise ValidationError("There is no code to run.")
     if "\x00" in code:
         raise ValidationError("The code contains NUL bytes; is it a binary file?")
-    size = len(code.encode("utf-8", errors="surrogatepass"))
+    try:
+        size = len(code.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("The code is not valid UTF-8 text.") from None
     if size > settings.MAX_CODE_BYTES:
         raise ValidationError(
             f"The code is {size:,} bytes; the limit is {settings.MAX_CODE_BYTES:,} bytes.",
             code="too_large",
         )
-    try:
-        code.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("The code is not valid UTF-8 text.") from None
     return code
 
 
@@ -401,13 +401,30 @@ class SeriesQuerySet(models.QuerySet):
                     enqueue(run)
         return series
 
-    def for_session(self, session_key: str | None) -> SeriesQuerySet:
-        if not session_key:
-            return self.none()
-        return self.filter(session_key=session_key)
-
 
 MAX_REPETITIONS = 30
+
+
+class Compared(NamedTuple):
+    """One figure an A/B comparison states: its key, Run field, and how it reads."""
+
+    key: str
+    field: str
+    label: str
+    quantity: str
+    verb: str
+
+    def verdict(self, comparison: stats.Comparison) -> str:
+        return comparison.verdict(self.quantity, self.verb)
+
+
+COMPARED = [
+    Compared("energy", "energy_kwh", "Energy", "energy", "uses"),
+    Compared(
+        "net_energy", "net_energy_kwh", "Energy beyond start-up", "energy beyond start-up", "uses"
+    ),
+    Compared("duration", "duration_s", "Duration", "time", "takes"),
+]
 
 
 class Series(models.Model):
@@ -431,10 +448,6 @@ class Series(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "series"
-        indexes = [
-            # "Your comparisons": WHERE session_key = ? ORDER BY created_at DESC.
-            models.Index(fields=["session_key", "-created_at"], name="series_session_idx"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.public_id}"
@@ -499,12 +512,7 @@ class Series(models.Model):
                 [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs]
             )
 
-        return {
-            "energy": of("energy_kwh"),
-            "net_energy": of("net_energy_kwh"),
-            "duration": of("duration_s"),
-            "pairs": len(pairs),
-        }
+        return {c.key: of(c.field) for c in COMPARED} | {"pairs": len(pairs)}
 
     def as_dict(self) -> dict:
         """The JSON export of a series: its runs, summaries and comparison."""
@@ -524,7 +532,8 @@ class Series(models.Model):
                 "cv": s.cv,
             }
 
-        def comparison(c: stats.Comparison | None, quantity: str, verb: str = "uses"):
+        def comparison(compared: Compared) -> dict | None:
+            c = results[compared.key]
             if c is None:
                 return None
             return {
@@ -536,7 +545,7 @@ class Series(models.Model):
                 "significant": c.significant,
                 "method": c.method,
                 "pairs": c.n_a,
-                "verdict": c.verdict(quantity, verb),
+                "verdict": compared.verdict(c),
             }
 
         data = {
@@ -565,11 +574,7 @@ class Series(models.Model):
             "runs": [run.as_dict() for run in runs],
         }
         if self.kind == self.Kind.COMPARE:
-            data["comparison"] = {
-                "energy": comparison(results["energy"], "energy"),
-                "net_energy": comparison(results["net_energy"], "energy beyond start-up"),
-                "duration": comparison(results["duration"], "time", "takes"),
-            }
+            data["comparison"] = {c.key: comparison(c) for c in COMPARED}
         return data
 
 

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from . import charts, equivalents, examples, export, formatting, measure
-from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker
+from .models import COMPARED, MAX_REPETITIONS, Baseline, Run, Series, Worker
 from .tasks import enqueue
 
 HISTORY_PAGE_SIZE = 25
@@ -279,12 +279,8 @@ def _series_context(series: Series) -> dict:
     }
     if series.kind == Series.Kind.COMPARE:
         context["verdicts"] = [
-            (label, comparison, comparison.verdict(quantity, verb) if comparison else None)
-            for label, comparison, quantity, verb in [
-                ("Energy", results["energy"], "energy", "uses"),
-                ("Energy beyond start-up", results["net_energy"], "energy beyond start-up", "uses"),
-                ("Duration", results["duration"], "time", "takes"),
-            ]
+            (c.label, results[c.key], c.verdict(results[c.key]) if results[c.key] else None)
+            for c in COMPARED
         ]
     return context
 
