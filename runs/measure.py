@@ -118,6 +118,12 @@ class Hardware:
         )
 
 
+@functools.cache
+def _hardware_of(tracker) -> Hardware:
+    # What CodeCarbon detected does not change for a tracker's life: read it once.
+    return Hardware.of(tracker)
+
+
 @dataclass
 class Figures:
     """Everything measured about one run, ready to store on the Run."""
@@ -148,7 +154,7 @@ class Session:
         self.task = uuid.uuid4().hex
         self.machine_cpu_start = _machine_cpu_seconds()
         self.tracker.start_task(self.task)
-        self.hardware = Hardware.of(self.tracker)
+        self.hardware = _hardware_of(self.tracker)
 
     def live_watts(self, cpu_threads_busy: float, memory_bytes: int) -> float:
         """The snippet's power right now: busy threads and memory share (GPU excluded)."""
@@ -171,7 +177,7 @@ class Session:
         ram_kwh = hw.ram_w * ram_share_seconds / KWH
         gpu_kwh = task.gpu_energy if hw.gpu_count else None
         energy = cpu_kwh + ram_kwh + (gpu_kwh or 0.0)
-        intensity = self.intensity()
+        intensity = intensity_for(self.country, self.region)
         return Figures(
             energy_kwh=energy,
             cpu_energy_kwh=cpu_kwh,
@@ -193,16 +199,6 @@ class Session:
         # CodeCarbon keeps every finished task forever (~2.6 KB each); we have read
         # ours, so drop it and the tracker's memory stays flat in a long-lived worker.
         self.tracker._tasks.pop(self.task, None)
-
-    def intensity(self) -> float:
-        """Grid carbon intensity in g CO2e/kWh for this session's country and region."""
-        from codecarbon.core.units import Energy
-
-        geo = self.tracker._get_geo_metadata()
-        return (
-            self.tracker._emissions.get_private_infra_emissions(Energy.from_energy(kWh=1.0), geo)
-            * 1000
-        )
 
     def provenance(self, task) -> dict:
         hw = self.hardware

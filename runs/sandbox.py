@@ -235,13 +235,13 @@ def isolation() -> str:
     return RLIMITS
 
 
-def _environment() -> dict[str, str]:
+def _environment(home: str = SANDBOX_TMP) -> dict[str, str]:
     # Built from nothing: the server's environment (secrets, database URL) never leaks.
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
-        "HOME": SANDBOX_TMP,
-        "TMPDIR": SANDBOX_TMP,
+        "HOME": home,
+        "TMPDIR": home,
         "MPLBACKEND": "Agg",
     }
 
@@ -367,8 +367,7 @@ class _Watch:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=cwd,
-                env=_environment()
-                | ({"HOME": self.workdir, "TMPDIR": self.workdir} if self.workdir else {}),
+                env=_environment(self.workdir or SANDBOX_TMP),
                 start_new_session=True,
                 **_drop_privileges(account),
             )
