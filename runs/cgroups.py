@@ -1,10 +1,13 @@
-"""Per-run control groups: whole-tree caps on memory and processes.
+"""Per-run control groups: whole-tree caps on memory, processes and CPU, and CPU time.
 
 Resource limits (setrlimit) are per process, so a snippet that forks can multiply
 them; a control group caps the whole tree. Both layouts are handled: cgroup v2
 (one unified hierarchy) and v1 (one hierarchy per controller, as on the machines we
 develop on). Where neither is writable (not root, unprivileged container) `create`
 returns None and the sandbox falls back to its own watchdog.
+
+A group's CPU accounting counts every process that was ever in it, whether or not
+anyone waited for it: the figure for a run whose processes were killed.
 """
 
 from __future__ import annotations
@@ -21,14 +24,20 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "codecarbon-playground"
+CPU_PERIOD_US = 100_000
+# v1 hierarchies we use: caps (memory, pids, cpu) and accounting (cpuacct). On hosts
+# that mount cpu and cpuacct together both names lead to the same directory.
+V1_REQUIRED = ("memory", "pids")
+V1_OPTIONAL = ("cpu", "cpuacct")
 
 
 class RunCgroup:
     """One run's cgroup, in v1 (several directories) or v2 (one directory)."""
 
-    def __init__(self, dirs: dict[str, Path], version: int):
+    def __init__(self, dirs: dict[str, Path], version: int, cpu_capped: bool = False):
         self.dirs = dirs
         self.version = version
+        self.cpu_capped = cpu_capped
 
     def _read(self, controller: str, name: str) -> str:
         try:
@@ -72,6 +81,15 @@ class RunCgroup:
         raw = self._read("memory", name).strip()
         return int(raw) if raw.isdigit() else 0
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time of every process ever in the group; None where not accounted."""
+        if self.version == 2:
+            if not (self.dirs["memory"] / "cpu.stat").exists():
+                return None
+            return self._stat("memory", "cpu.stat", "usage_usec") / 1e6
+        raw = self._read("cpuacct", "cpuacct.usage").strip()
+        return int(raw) / 1e9 if raw.isdigit() else None
+
     def peak_memory_bytes(self) -> int:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         raw = self._read("memory", name).strip()
@@ -101,6 +119,10 @@ class RunCgroup:
                     self.kill_all()
 
 
+def _quota_us(cpus: float) -> int:
+    return max(int(cpus * CPU_PERIOD_US), 1000)
+
+
 def _v2_available() -> bool:
     try:
         enabled = (ROOT / "cgroup.subtree_control").read_text().split()
@@ -109,14 +131,15 @@ def _v2_available() -> bool:
     return {"memory", "pids"} <= set(enabled) and os.access(ROOT, os.W_OK)
 
 
+def _v1_writable(controller: str) -> bool:
+    return (ROOT / controller / "cgroup.procs").exists() and os.access(ROOT / controller, os.W_OK)
+
+
 def _v1_available() -> bool:
-    return all(
-        (ROOT / c / "cgroup.procs").exists() and os.access(ROOT / c, os.W_OK)
-        for c in ("memory", "pids")
-    )
+    return all(_v1_writable(c) for c in V1_REQUIRED)
 
 
-def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
+def create(memory_bytes: int, max_processes: int, cpus: float) -> RunCgroup | None:
     """A fresh cgroup with the run's caps, or None where cgroups are not writable."""
     # The owner's pid in the name lets `sweep_orphans` tell a dead worker's cgroup.
     name = f"run-{os.getpid()}-{uuid.uuid4().hex}"
@@ -128,6 +151,9 @@ def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
             directory.mkdir()
             (directory / "memory.max").write_text(str(memory_bytes))
             (directory / "pids.max").write_text(str(max_processes))
+            if (directory / "cpu.max").exists():
+                (directory / "cpu.max").write_text(f"{_quota_us(cpus)} {CPU_PERIOD_US}")
+                group.cpu_capped = True
             # Without swap accounting there is no file to write, and nothing to cap.
             with contextlib.suppress(OSError):
                 (directory / "memory.swap.max").write_text("0")
@@ -135,13 +161,18 @@ def create(memory_bytes: int, max_processes: int) -> RunCgroup | None:
         if _v1_available():
             dirs = {}
             group = RunCgroup(dirs, 1)
-            # Only what we cap: moving a process into each v1 hierarchy costs ~3 ms.
-            for controller in ("memory", "pids"):
-                directory = ROOT / controller / PARENT / name
-                directory.mkdir(parents=True)
-                dirs[controller] = directory
+            # Only what we use: moving a process into each v1 hierarchy costs ~3 ms.
+            for controller in V1_REQUIRED + V1_OPTIONAL:
+                if controller in V1_REQUIRED or _v1_writable(controller):
+                    directory = ROOT / controller / PARENT / name
+                    directory.mkdir(parents=True, exist_ok=True)
+                    dirs[controller] = directory
             (dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
             (dirs["pids"] / "pids.max").write_text(str(max_processes))
+            if "cpu" in dirs:
+                (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(_quota_us(cpus)))
+                group.cpu_capped = True
             return group
     except OSError as exc:
         if group is not None:

@@ -7,6 +7,17 @@ import math
 KWH_IN_J = 3.6e6
 MISSING = "—"
 
+# A snippet's output shown on a terminal: control characters would let it set the
+# window title, write the clipboard (OSC 52) or clear the screen. C0 controls and DEL
+# become their Unicode pictures, C1 controls the replacement character.
+_TERMINAL_SAFE = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\n\t"}
+_TERMINAL_SAFE |= {0x7F: 0x2421} | {code: 0xFFFD for code in range(0x80, 0xA0)}
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character but newline and tab made visible."""
+    return text.translate(_TERMINAL_SAFE)
+
 
 def _number(value) -> float | None:
     """The value as a number, or None for what templates pass when there is none ("")."""

@@ -44,6 +44,10 @@ SANDBOX_TMP = "/tmp"
 SHM_BYTES = 16 * 1024 * 1024
 OPEN_FILES = 256
 WATCH_SECONDS = 0.05
+# How long bubblewrap may take to show the launcher, and the supervisor to end a run.
+INIT_WAIT_SECONDS = 5
+STOP_GRACE_SECONDS = 0.5
+EXIT_POLL_SECONDS = 0.0005
 PR_SET_CHILD_SUBREAPER = 36
 
 BUBBLEWRAP = "bubblewrap"
@@ -164,12 +168,27 @@ def _python() -> str:
     return python
 
 
-def _interpreter_root(python: str) -> str | None:
-    """The directory to expose read-only for SNIPPET_PYTHON (None: it lives in /usr)."""
+# What snippets see of /usr: programs, shared libraries and shared data; not an
+# operator's /usr/local or /usr/etc, nor the administrator's /usr/sbin.
+SYSTEM_DIRS = ("/usr/bin", "/usr/lib", "/usr/lib64", "/usr/share")
+# /sys as the CUDA driver and NVML read it: PCI devices, the driver's module, CPU and
+# NUMA topology.
+GPU_SYS_DIRS = ("/sys/bus/pci", "/sys/module/nvidia", "/sys/devices/system")
+
+
+@functools.cache
+def _interpreter_dirs(python: str) -> tuple[str, ...]:
+    """Directories to expose read-only for SNIPPET_PYTHON beyond SYSTEM_DIRS."""
+    dirs = []
     path = Path(python)
-    if path.is_relative_to("/usr"):
-        return None
-    return str(path.parent.parent)
+    if not path.is_relative_to("/usr"):
+        dirs.append(str(path.parent.parent))  # its virtual environment (or install)
+    real = Path(os.path.realpath(python))
+    if not any(real.is_relative_to(d) for d in SYSTEM_DIRS):
+        # A base interpreter outside the system's (e.g. /usr/local in python images).
+        prefix = real.parent.parent
+        dirs += [str(prefix / "bin"), str(prefix / "lib")]
+    return tuple(dict.fromkeys(dirs))
 
 
 def gpu_devices() -> list[str]:
@@ -179,10 +198,52 @@ def gpu_devices() -> list[str]:
     return sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device())
 
 
+@functools.cache
+def gpu_library_dirs() -> tuple[str, ...]:
+    """Where the NVIDIA driver's libraries live: the sandbox has no /etc/ld.so.cache,
+    so they are bound in and named in LD_LIBRARY_PATH."""
+    if not gpu_devices():
+        return ()
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+    try:
+        listing = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    dirs = []
+    for line in listing.stdout.splitlines():
+        name, _, path = line.partition("=>")
+        if name.strip().startswith(("libcuda.so", "libnvidia-ml.so")) and "x86-64" in name:
+            dirs.append(os.path.dirname(os.path.realpath(path.strip())))
+    return tuple(dict.fromkeys(dirs))
+
+
+def _gpu_pci_dirs() -> list[str]:
+    """The sysfs directories of the NVIDIA PCI devices (vendor 0x10de)."""
+    found = []
+    for device in Path("/sys/bus/pci/devices").glob("*"):
+        with contextlib.suppress(OSError):
+            if (device / "vendor").read_text().strip() == "0x10de":
+                found.append(os.path.realpath(device))
+    return found
+
+
+def _gpu_bwrap_arguments() -> list[str]:
+    devices = gpu_devices()
+    if not devices:
+        return []
+    arguments = []
+    for device in devices:
+        arguments += ["--dev-bind", device, device]
+    for directory in [*GPU_SYS_DIRS, *_gpu_pci_dirs(), *gpu_library_dirs()]:
+        arguments += ["--ro-bind-try", directory, directory]
+    return arguments
+
+
 def _bwrap_command(python: str, limits: Limits) -> list[str]:
-    command = [
-        "bwrap",
-        "--ro-bind", "/usr", "/usr",
+    command = ["bwrap"]
+    for directory in SYSTEM_DIRS:
+        command += ["--ro-bind-try", directory, directory]
+    command += [
         "--symlink", "usr/lib", "/lib",
         "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin",
@@ -191,6 +252,9 @@ def _bwrap_command(python: str, limits: Limits) -> list[str]:
         "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
         "--size", str(limits.disk_bytes), "--tmpfs", SANDBOX_TMP,
         "--unshare-all",
+        # No user namespaces inside: the launcher's seccomp filter refuses every other
+        # kind of namespace too.
+        "--unshare-user", "--disable-userns",
         "--die-with-parent",
         # The launcher is PID 1 and sets its own parent-death signal: bubblewrap's
         # reaper loses its one when it changes credentials, and survived its parent.
@@ -199,10 +263,9 @@ def _bwrap_command(python: str, limits: Limits) -> list[str]:
         "--hostname", "sandbox",
         "--chdir", SANDBOX_TMP,
     ]  # fmt: skip
-    root = _interpreter_root(python)
-    if root:
-        command += ["--ro-bind", root, root]
-    return [*command, "--"]
+    for directory in _interpreter_dirs(python):
+        command += ["--ro-bind", directory, directory]
+    return [*command, *_gpu_bwrap_arguments(), "--"]
 
 
 @functools.cache
@@ -237,13 +300,16 @@ def isolation() -> str:
 
 def _environment(home: str = SANDBOX_TMP) -> dict[str, str]:
     # Built from nothing: the server's environment (secrets, database URL) never leaks.
-    return {
+    environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "HOME": home,
         "TMPDIR": home,
         "MPLBACKEND": "Agg",
     }
+    if gpu_library_dirs():
+        environment["LD_LIBRARY_PATH"] = os.pathsep.join(gpu_library_dirs())
+    return environment
 
 
 def _drop_privileges(account: tuple[int, int] | None) -> dict:
@@ -258,6 +324,15 @@ def _exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+def _own_children() -> list[int]:
+    """This process's children, from each of its threads' list (no /proc scan)."""
+    found = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(pid) for pid in children.read_text().split()]
+    return found
+
+
 @functools.cache
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 where Landlock is not available."""
@@ -268,23 +343,74 @@ def landlock_abi() -> int:
 
 def _landlock_paths(python: str, workdir: str) -> tuple[str, str]:
     """Readable and writable paths for the launcher's Landlock rules."""
-    readable = ["/usr", "/lib", "/lib64", "/bin", "/proc", "/dev"]
-    root = _interpreter_root(python)
-    if root:
-        readable.append(root)
+    readable = [*SYSTEM_DIRS, "/lib", "/lib64", "/bin", "/proc", "/dev"]
+    readable += _interpreter_dirs(python)
     devices = gpu_devices()
     if devices:
-        readable.append("/sys")
+        readable += [*GPU_SYS_DIRS, *_gpu_pci_dirs(), *gpu_library_dirs()]
     writable = [workdir, "/dev/null", "/dev/shm", *devices]
     return os.pathsep.join(readable), os.pathsep.join(writable)
 
 
-@functools.cache
+def _tasks_of_this_user() -> int:
+    """Processes and threads of our own uid: what RLIMIT_NPROC counts."""
+    uid = os.getuid()
+    total = 0
+    for p in psutil.process_iter(["uids", "num_threads"]):
+        with contextlib.suppress(TypeError, AttributeError):
+            if p.info["uids"].real == uid:
+                total += p.info["num_threads"]
+    return total
+
+
+def _process_cap(limits: Limits, account, group) -> int:
+    """RLIMIT_NPROC for the snippet (0: none). It counts every process of the account."""
+    if account:
+        return limits.max_processes * 4  # a backstop behind the cgroup's exact cap
+    if group:
+        return 0
+    # A server without root shares its uid with the snippet: the snippet may start
+    # max_processes beyond what that uid runs now.
+    return _tasks_of_this_user() + limits.max_processes
+
+
+def launcher_arguments(
+    python: str,
+    limits: Limits,
+    *,
+    processes: int = 0,
+    address_space: int = 0,
+    unix_sockets: bool = True,
+    report_fd: int,
+    landlock: tuple[str, str] = ("", ""),
+) -> list[str]:
+    """The launcher's command line (see runs/launcher.py for what each means)."""
+    return [
+        python,
+        "-I",
+        "-u",
+        "-c",
+        LAUNCHER_SOURCE,
+        str(limits.disk_bytes),
+        str(processes),
+        str(address_space),
+        str(OPEN_FILES),
+        "1" if unix_sockets else "0",
+        str(report_fd),
+        *landlock,
+    ]
+
+
 def _become_subreaper() -> None:
-    # Orphaned grandchildren (a daemonised process in rlimits mode) are re-parented to
-    # us instead of init, so the sweep after a run finds and reaps them.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    # Orphans whose launcher was killed are re-parented to us instead of init, so the
+    # sweep after a run finds and reaps them. Per process: fork does not inherit it.
+    if _subreaper_of.get("pid") != os.getpid():
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _subreaper_of["pid"] = os.getpid()
+
+
+_subreaper_of: dict[str, int] = {}
 
 
 def run(
@@ -298,54 +424,61 @@ def run(
     account = _account()
     python = _python()
     _become_subreaper()
-    group = cgroups.create(limits.memory_bytes, limits.max_processes)
-    launcher = [
-        python,
-        "-I",
-        "-u",
-        "-c",
-        LAUNCHER_SOURCE,
-        str(limits.disk_bytes),
-        # RLIMIT_NPROC counts every process of the account: a backstop only.
-        str(limits.max_processes * 4 if account else 0),
-        # Per-process address space when no cgroup caps the tree.
-        "0" if group else str(limits.memory_bytes),
-        str(OPEN_FILES),
-    ]
+    group = cgroups.create(limits.memory_bytes, limits.max_processes, settings.SANDBOX_CPUS)
     landlock = landlock_abi() > 0
     if mode == BUBBLEWRAP:
         workdir = None  # the sandbox's own tmpfs /tmp
-        command = _bwrap_command(python, limits) + launcher
-        cwd = "/"
     else:
         workdir = tempfile.mkdtemp(prefix="ccp-run-")
         if account:
             os.chown(workdir, *account)
-        command = launcher
-        cwd = workdir
-    # Inside bubblewrap the filesystem view is already minimal; Landlock is a second wall.
-    command += list(_landlock_paths(python, workdir or SANDBOX_TMP)) if landlock else ["", ""]
-    watch = _Watch(limits, group, mode, workdir, landlock)
+    report_read, report_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    launcher = launcher_arguments(
+        python,
+        limits,
+        processes=_process_cap(limits, account, group),
+        # Per-process address space when no cgroup caps the tree.
+        address_space=0 if group else limits.memory_bytes,
+        # Inside bubblewrap no host socket is reachable: AF_UNIX stays for local IPC.
+        unix_sockets=mode == BUBBLEWRAP,
+        report_fd=report_write,
+        # Inside bubblewrap the filesystem view is already minimal; Landlock is a second
+        # wall there and the only one in the fallback.
+        landlock=_landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
+    )
+    command = _bwrap_command(python, limits) + launcher if mode == BUBBLEWRAP else launcher
+    watch = _Watch(
+        limits=limits,
+        group=group,
+        mode=mode,
+        workdir=workdir,
+        landlock=landlock,
+        account=account,
+        report=(report_read, report_write),
+    )
     try:
-        return watch.run(command, cwd, code.encode(), account, on_tick, tick_seconds)
+        return watch.run(command, code.encode(), on_tick, tick_seconds)
     finally:
-        watch.cleanup(account)
+        watch.cleanup()
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Watch:
-    """Starts the snippet, feeds it its code, watches it, and kills its whole tree."""
+    """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
 
-    def __init__(self, limits: Limits, group, mode: str, workdir: str | None, landlock: bool):
+    def __init__(self, *, limits, group, mode, workdir, landlock, account, report):
         self.limits = limits
-        self.landlock = landlock
         self.group = group
         self.mode = mode
         self.workdir = workdir
+        self.landlock = landlock
+        self.account = account
+        self.report_read, self.report_write = report
         self.proc: subprocess.Popen | None = None
         self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
         self.init_pid: int | None = None
+        self.started_at = time.time()
         self.outcome = Outcome(isolation=self.describe_isolation())
 
     def describe_isolation(self) -> str:
@@ -355,9 +488,16 @@ class _Watch:
         parts.append("seccomp")
         if self.landlock:
             parts.append("landlock")
+        if not (self.group and self.group.cpu_capped):
+            parts.append("no-cpu-cap")
         return "+".join(parts)
 
-    def run(self, command, cwd, source: bytes, account, on_tick, tick_seconds) -> Outcome:
+    @property
+    def supervisor(self) -> int | None:
+        """The launcher's process on the host (PID 1 of bubblewrap's namespace)."""
+        return self._sandbox_init() if self.mode == BUBBLEWRAP else self.proc.pid
+
+    def run(self, command, source: bytes, on_tick, tick_seconds) -> Outcome:
         outcome = self.outcome
         started = time.monotonic()
         try:
@@ -366,21 +506,24 @@ class _Watch:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=cwd,
+                cwd=self.workdir or "/",
                 env=_environment(self.workdir or SANDBOX_TMP),
                 start_new_session=True,
-                **_drop_privileges(account),
+                pass_fds=(self.report_write,),
+                **_drop_privileges(self.account),
             )
         except OSError as exc:
             outcome.error = f"Could not start the sandbox: {exc}"
             return outcome
-        if self.group:
-            # The launcher reads the code before it runs anything, so moving it into
-            # the cgroup before sending the code puts every process of the snippet
-            # inside. The move (~3 ms per hierarchy) overlaps the interpreter's start.
-            launcher = self._wait_for_sandbox_init() if self.mode == BUBBLEWRAP else self.proc.pid
-            if launcher:
-                self.group.add(launcher)
+        finally:
+            os.close(self.report_write)
+        problem = self._confine()
+        if problem:
+            # Fail closed: the code is never sent to a sandbox we could not complete.
+            self.kill()
+            self._reap()
+            outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
+            return outcome
         try:
             self.proc.stdin.write(source)
             self.proc.stdin.close()
@@ -388,6 +531,22 @@ class _Watch:
             pass  # it died before reading; its stderr says why
         self._watch(started, on_tick, tick_seconds)
         return outcome
+
+    def _confine(self) -> str:
+        """Move the launcher into the run's cgroup; what failed, or ''."""
+        if not self.group:
+            return ""
+        # The launcher reads the code before it runs anything, so moving it into the
+        # cgroup before sending the code puts every process of the snippet inside.
+        # The move (~3 ms per v1 hierarchy) overlaps the interpreter's start.
+        launcher = self.supervisor
+        if launcher is None:
+            return "its first process did not appear in time to be moved into its cgroup"
+        try:
+            self.group.add(launcher)
+        except OSError as exc:
+            return f"could not move it into its cgroup: {exc.strerror or exc}"
+        return ""
 
     def _watch(self, started: float, on_tick, tick_seconds: float) -> None:
         outcome, limits, proc = self.outcome, self.limits, self.proc
@@ -430,8 +589,10 @@ class _Watch:
                 )
             timeout = max(0.0, min(deadline, next_check, next_tick) - now)
             if not selector.get_map():
+                # Both pipes closed: the sandbox is exiting; bubblewrap follows its
+                # launcher within a millisecond or so.
                 exited = self._exited()
-                time.sleep(0 if exited else timeout)
+                time.sleep(0 if exited else min(timeout, EXIT_POLL_SECONDS))
                 continue
             for key, _ in selector.select(timeout):
                 chunk = os.read(key.fd, 65536)
@@ -442,28 +603,29 @@ class _Watch:
                     exited = True
         end = time.monotonic()
         outcome.memory_byte_seconds += memory * (end - last_check)
-        self.kill()
+        if not self._exited():
+            self.stop()
         # Drain what the snippet wrote before it stopped (pipes may still hold data).
         for fd, stream in streams.items():
             if fd in selector.get_map():
                 self._drain(fd, stream)
         selector.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        status, tree_cpu = self._reap()
         outcome.wall_s = end - started
-        outcome.exit_code = proc.returncode
-        # Every process of the tree that was waited for, down to the last grandchild.
-        outcome.cpu_s = usage.ru_utime + usage.ru_stime
+        outcome.exit_code = os.waitstatus_to_exitcode(status)
+        # Every process of the tree: what the supervisor reaped, what bubblewrap and we
+        # reaped, and (with a cgroup) every process ever in it, waited for or not.
+        accounted = self.group.cpu_seconds() if self.group else None
+        outcome.cpu_s = max(tree_cpu, accounted or 0.0)
         if self.group:
             outcome.peak_memory_bytes = max(
                 outcome.peak_memory_bytes, self.group.peak_memory_bytes()
             )
-        outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, usage.ru_maxrss * 1024)
         if outcome.memory_byte_seconds == 0:
             outcome.memory_byte_seconds = outcome.peak_memory_bytes * outcome.wall_s
         if not outcome.limit and not outcome.timed_out:
             outcome.limit = self._limit_after_exit(stderr)
-        if proc.returncode == LAUNCHER_CONFINEMENT_FAILED and b"sandbox: " in stderr.data:
+        if outcome.exit_code == LAUNCHER_CONFINEMENT_FAILED and b"sandbox: " in stderr.data:
             outcome.error = stderr.text().strip()
         elif self.mode == BUBBLEWRAP and b"bwrap: " in stderr.data[:200]:
             outcome.error = f"The sandbox failed to start: {stderr.text().strip()}"
@@ -472,14 +634,53 @@ class _Watch:
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
+    def _reap(self) -> tuple[int, float]:
+        """Wait for the sandbox; (the snippet's wait status, CPU-seconds of its tree)."""
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        self.outcome.peak_memory_bytes = max(self.outcome.peak_memory_bytes, usage.ru_maxrss * 1024)
+        # If bubblewrap died before its child, that child (the launcher) is ours now.
+        if self.mode == BUBBLEWRAP and self.init_pid:
+            cpu += self._reap_adopted(self.init_pid)
+        try:
+            report = os.read(self.report_read, 256).split()
+        except BlockingIOError:
+            report = []
+        if len(report) == 2:
+            # The supervisor's own word: the snippet's status, its tree's CPU time.
+            status = int(report[0])
+            cpu = max(cpu, float(report[1]))
+        return status, cpu
+
+    def _reap_adopted(self, pid: int) -> float:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                found, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                return 0.0  # not ours: bubblewrap reaped it
+            if found:
+                return usage.ru_utime + usage.ru_stime
+            time.sleep(0.001)
+        return 0.0
+
     def _exited(self) -> bool:
-        # WNOWAIT: leave it a zombie for wait4 below, which collects its rusage.
+        # WNOWAIT: leave it a zombie for wait4, which collects its rusage.
         try:
             return (
                 os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
             )
         except ChildProcessError:
             return True
+
+    def _wait_exit(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self._exited():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
 
     @staticmethod
     def _drain(fd: int, stream: _Stream) -> None:
@@ -517,7 +718,9 @@ class _Watch:
         return total
 
     def _cpu_seconds(self) -> float:
-        """CPU time so far, for live samples (the final figure comes from wait4)."""
+        """CPU time so far, for live samples (the final figure comes after the end)."""
+        if self.group and self.group.cpu_seconds() is not None:
+            return self.group.cpu_seconds()
         total = 0.0
         for p in self._members():
             with contextlib.suppress(psutil.Error):
@@ -525,21 +728,17 @@ class _Watch:
                 total += t.user + t.system + t.children_user + t.children_system
         return total
 
-    def _wait_for_sandbox_init(self) -> int | None:
-        deadline = time.monotonic() + 5
-        while self._sandbox_init() is None:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                return None
-            time.sleep(0.0002)
-        return self.init_pid
-
     def _sandbox_init(self) -> int | None:
         """PID (on the host) of the launcher, PID 1 of the sandbox's namespace."""
-        if self.init_pid is None:
-            path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
+        deadline = time.monotonic() + INIT_WAIT_SECONDS
+        path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
+        while self.init_pid is None:
             with contextlib.suppress(OSError, ValueError):
                 children = Path(path).read_text().split()
                 self.init_pid = int(children[0]) if children else None
+            if self.init_pid or time.monotonic() > deadline or self._exited():
+                break
+            time.sleep(0.0002)
         return self.init_pid
 
     def _limit_reached(self, memory: int) -> str:
@@ -603,14 +802,29 @@ class _Watch:
                 pass
         return files, size
 
+    def stop(self) -> None:
+        """End the run at a limit: ask the supervisor, which kills and reaps the whole
+        tree and reports its CPU time; kill everything ourselves if it does not answer."""
+        supervisor = self.supervisor
+        if supervisor:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(supervisor, signal.SIGUSR1)
+            if self._wait_exit(STOP_GRACE_SECONDS):
+                return
+        self.kill()
+
     def kill(self) -> None:
         """Kill every process the snippet started, wherever it went."""
         if self.group:
             self.group.kill_all()
         if self.mode == BUBBLEWRAP and self._sandbox_init():
-            # PID 1 of a namespace takes every process in it along when it dies.
+            # PID 1 of a namespace takes every process in it along when it dies, and
+            # bubblewrap then reaps it and exits: give it the moment that takes, so
+            # the launcher is not left a zombie.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.init_pid, signal.SIGKILL)
+            if self._wait_exit(STOP_GRACE_SECONDS):
+                return
         elif not self.group:
             for p in self._members():
                 with contextlib.suppress(psutil.Error):
@@ -618,31 +832,32 @@ class _Watch:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
 
-    def cleanup(self, account) -> None:
+    def cleanup(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.kill()
-            self.proc.wait()
+            self._reap()
+        os.close(self.report_read)
         if self.group:
             self.group.destroy()
-        if self.mode != BUBBLEWRAP:
-            # Without a PID namespace a daemonised process can outlive the run.
-            self._sweep_orphans(account)
-        for pipe in (self.proc.stdout, self.proc.stderr) if self.proc else ():
+        self._sweep_orphans()
+        for pipe in (self.proc.stdout, self.proc.stderr, self.proc.stdin) if self.proc else ():
             pipe.close()
 
-    def _sweep_orphans(self, account) -> None:
-        # Daemonised leftovers were re-parented to us (we are a subreaper): kill and
-        # reap those that belong to the snippet, so nothing runs on or stays a zombie.
-        try:
-            children = psutil.Process().children()
-        except psutil.Error:
-            return
-        for child in children:
+    def _sweep_orphans(self) -> None:
+        # What a killed launcher left was re-parented to us (we are a subreaper): kill
+        # and reap those that belong to the run, so nothing runs on or stays a zombie.
+        # A worker runs one snippet at a time, so a child of ours that appeared since
+        # the run started, and is not one we started ourselves, is the run's.
+        for pid in _own_children():
             try:
+                child = psutil.Process(pid)
                 ours = self.seen.get(child.pid) == child.create_time()
-                if account:
-                    ours = ours or child.uids().real == account[0]
-                if not ours:
+                ours = ours or child.pid == self.init_pid
+                if self.account:
+                    ours = ours or child.uids().real == self.account[0]
+                else:
+                    ours = ours or child.create_time() >= self.started_at - 0.01
+                if not ours or child.pid == (self.proc.pid if self.proc else None):
                     continue
                 child.kill()
                 os.waitpid(child.pid, 0)

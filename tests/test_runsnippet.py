@@ -1,6 +1,8 @@
 """`manage.py runsnippet`, run as a user would: a real process, real exit status."""
 
 import json
+import os
+import select
 import subprocess
 import sys
 
@@ -114,3 +116,40 @@ def test_code_over_the_size_limit_is_refused(runsnippet):
     assert result.returncode != 0
     assert "the limit is" in result.stderr.decode()
     assert Run.objects.count() == 0  # nothing stored, nothing run
+
+
+ESCAPES = "print('\\x1b]0;pwned\\x07\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\x9b31mdone\\tok')"
+
+
+def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env):
+    controller, terminal = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runsnippet", "-"],
+        cwd=settings.BASE_DIR,
+        env=worker_env,
+        stdin=subprocess.PIPE,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(terminal)
+    proc.communicate(ESCAPES.encode(), timeout=120)
+    shown = b""
+    while select.select([controller], [], [], 1)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal's other end has closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    text = shown.decode()
+    assert proc.returncode == 0
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "␛]0;pwned␇" in text and "␛[2J" in text and "\ufffd31mdone\tok" in text
+
+
+def test_json_output_keeps_control_characters_escaped(runsnippet):
+    result = runsnippet("--json", "-", stdin=ESCAPES.encode())
+    data = json.loads(result.stdout)
+    assert data["stdout"].startswith("\x1b]0;pwned\x07")

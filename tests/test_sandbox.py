@@ -264,23 +264,25 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     # In an unprivileged container there is no other account to drop to and no
     # bubblewrap: the launcher's Landlock domain is then what stops a kill.
     rules = sandbox._landlock_paths(settings.SNIPPET_PYTHON, str(tmp_path))
+    report_read, report_write = os.pipe()
+    command = sandbox.launcher_arguments(
+        settings.SNIPPET_PYTHON,
+        limits(),
+        unix_sockets=False,
+        report_fd=report_write,
+        landlock=rules,
+    )
     code = f"import os\nos.kill({os.getpid()}, 15)\n"
     result = subprocess.run(
-        [
-            settings.SNIPPET_PYTHON,
-            "-I",
-            "-c",
-            sandbox.LAUNCHER_SOURCE,
-            "1000000",
-            "0",
-            "0",
-            "64",
-            *rules,
-        ],
+        command,
         input=code.encode(),
         capture_output=True,
         cwd=tmp_path,
         timeout=30,
+        pass_fds=(report_write,),
     )
-    assert result.returncode == 1
+    os.close(report_write)
+    with os.fdopen(report_read) as report:
+        status = int(report.read().split()[0])
+    assert os.waitstatus_to_exitcode(status) == 1
     assert b"PermissionError" in result.stderr

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from runs import execution, measure
-from runs.formatting import summary_lines
+from runs.formatting import summary_lines, terminal_safe
 from runs.models import Run, Worker
 
 
@@ -50,11 +50,16 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(dumps(run.as_dict()))
         else:
-            self.stdout.write(run.stdout, ending="")
-            self.stderr.write(run.stderr, ending="")
+            self.stdout.write(self.shown(run.stdout, self.stdout), ending="")
+            self.stderr.write(self.shown(run.stderr, self.stderr), ending="")
             self.stdout.write("\n".join(summary_lines(run)))
         if run.status != Run.Status.SUCCEEDED:
             sys.exit(1)
+
+    @staticmethod
+    def shown(text: str, stream) -> str:
+        """The snippet's output as written to `stream`: made harmless for a terminal."""
+        return terminal_safe(text) if stream.isatty() else text
 
     def read(self, path: str) -> str:
         try:

@@ -1,0 +1,425 @@
+"""Every way a run can end leaves nothing behind, and its figures count every process.
+
+Real sandbox, real cgroups, real snippets. The worker's role is played by this test
+process: `sandbox.run` is what a worker calls for each run, one at a time.
+"""
+
+import contextlib
+import errno
+import os
+import pickle
+import socket
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runs import cgroups, sandbox
+from runs.sandbox import Limits
+
+from .conftest import sandbox_processes
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
+
+NOBODY = 65534
+
+
+def limits(**overrides) -> Limits:
+    base = Limits.from_settings(timeout_s=5)
+    return Limits(**(vars(base) | overrides))
+
+
+def run(code: str, **overrides) -> sandbox.Outcome:
+    return sandbox.run(textwrap.dedent(code), limits(**overrides))
+
+
+@pytest.fixture(params=["bubblewrap", "rlimits"])
+def mode(request, settings):
+    settings.SANDBOX_MODE = request.param
+    sandbox.isolation.cache_clear()
+    yield request.param
+    sandbox.isolation.cache_clear()
+
+
+def zombie_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found.append(child)
+    return found
+
+
+def leftover_cgroups() -> list[Path]:
+    return [d for d in cgroups._run_dirs() if f"run-{os.getpid()}-" in d.name]
+
+
+# How a run can end, each with the limits that make it end that way quickly.
+ENDINGS = {
+    "succeeded": ("print('ok')", {}),
+    "failed": ("1 / 0", {}),
+    "timed_out": (
+        """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            while True: pass
+        time.sleep(60)
+        """,
+        {"timeout_s": 0.5},
+    ),
+    "memory": (
+        """
+        import time
+        t = time.process_time()
+        while time.process_time() - t < 0.05: pass
+        block = bytearray(256 * 1024 * 1024)
+        """,
+        {"memory_bytes": 96 * 1024 * 1024},
+    ),
+    "processes": (
+        """
+        import os, time
+        while True:
+            try:
+                if os.fork() == 0:
+                    time.sleep(30)
+            except OSError:
+                pass
+        """,
+        {"max_processes": 16},
+    ),
+    "output": ("while True: print('x' * 1000)", {"output_bytes": 8 * 1024}),
+    "disk": (
+        """
+        with open("big.bin", "wb") as f:
+            while True:
+                f.write(b"x" * 65536)
+        """,
+        {"disk_bytes": 2 * 1024 * 1024},
+    ),
+    "files": (
+        """
+        i = 0
+        while True:
+            open(f"f{i}", "w").close()
+            i += 1
+        """,
+        {"max_files": 200},
+    ),
+}
+
+
+def ended_as(outcome: sandbox.Outcome) -> str:
+    if outcome.timed_out:
+        return "timed_out"
+    if outcome.limit:
+        return outcome.limit
+    return "succeeded" if outcome.exit_code == 0 else "failed"
+
+
+def test_sixty_runs_ending_every_way_leave_nothing_behind(mode):
+    names = list(ENDINGS)
+    for i in range(60):
+        name = names[i % len(names)]
+        code, overrides = ENDINGS[name]
+        outcome = run(code, **overrides)
+        assert ended_as(outcome) == name, (name, outcome)
+        assert not outcome.error, outcome.error
+        assert outcome.cpu_s > 0 and outcome.wall_s > 0
+        assert zombie_children() == [], f"run {i} ({name}) left a zombie"
+    assert sandbox_processes() == []
+    assert leftover_cgroups() == []
+    assert not list(Path(tempfile_dir()).glob("ccp-run-*"))
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+BUSY_THEN_BLOW_UP = """
+import time
+t = time.process_time()
+while time.process_time() - t < 0.5:
+    pass
+block = bytearray(600 * 1024 * 1024)
+"""
+
+
+def test_cpu_time_of_a_run_killed_for_memory_is_counted():
+    for attempt in range(20):
+        outcome = run(BUSY_THEN_BLOW_UP, memory_bytes=256 * 1024 * 1024)
+        assert outcome.limit == "memory"
+        assert outcome.cpu_s >= 0.45, f"attempt {attempt}: {outcome.cpu_s} CPU-seconds"
+    assert zombie_children() == []
+
+
+def test_cpu_time_of_an_abandoned_busy_process_is_counted(mode):
+    # The main process ends at once; a setsid'd child nobody waits for burns the CPU.
+    outcome = run(
+        """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                while True: pass
+            os._exit(0)
+        time.sleep(1.2)
+        """,
+        timeout_s=1.0,
+    )
+    assert outcome.timed_out
+    assert outcome.cpu_s >= 0.7, outcome.cpu_s
+    assert zombie_children() == [] and sandbox_processes() == []
+
+
+def test_cpu_is_capped_per_run(settings):
+    settings.SANDBOX_CPUS = 1
+    outcome = run(
+        """
+        import multiprocessing, time
+        def spin():
+            t = time.monotonic()
+            while time.monotonic() - t < 2: pass
+        workers = [multiprocessing.Process(target=spin) for _ in range(4)]
+        for w in workers: w.start()
+        for w in workers: w.join()
+        print("done")
+        """,
+        timeout_s=20,
+    )
+    assert outcome.stdout == "done\n", outcome.stderr
+    assert "no-cpu-cap" not in outcome.isolation
+    # Four processes for 2 s of wall time would be 8 CPU-seconds uncapped (2 on this
+    # 2-core host); one CPU for 2 s is 2.
+    assert outcome.cpu_s <= 2.2, outcome.cpu_s
+    assert outcome.cpu_s >= 1.5, outcome.cpu_s
+
+
+NAMESPACES = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
+SIGCHLD = 17
+ALL = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET
+for name, flags in [("user", CLONE_NEWUSER), ("user+mount+net", ALL), ("net", CLONE_NEWNET)]:
+    result = libc.unshare(flags)
+    print("unshare", name, "ok" if result == 0 else errno.errorcode[ctypes.get_errno()])
+pid = libc.syscall(56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)  # clone(2) on x86-64
+if pid == 0:
+    os._exit(0)
+print("clone", "ok" if pid > 0 else errno.errorcode[ctypes.get_errno()])
+if pid > 0:
+    os.waitpid(pid, 0)
+args = (ctypes.c_uint64 * 11)(CLONE_NEWUSER, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0, 0)
+pid = libc.syscall(435, args, 88)  # clone3(2)
+if pid == 0:
+    os._exit(0)
+print("clone3", "ok" if pid > 0 else errno.errorcode[ctypes.get_errno()])
+"""
+
+
+def test_no_new_namespaces_inside_the_sandbox(mode):
+    outcome = run(NAMESPACES)
+    lines = outcome.stdout.splitlines()
+    assert len(lines) == 5, outcome.stderr
+    assert not [line for line in lines if line.endswith(" ok")], lines
+    for line in lines[:4]:
+        assert line.endswith("EPERM"), line
+    assert lines[4] == "clone3 ENOSYS"
+
+
+def test_a_run_whose_cgroup_move_fails_never_runs_its_code(monkeypatch, tmp_path):
+    # A fake fault: nothing we can do from here makes the kernel refuse a cgroup move.
+    def refuse(self, pid):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(cgroups.RunCgroup, "add", refuse)
+    marker = tmp_path / "ran"
+    outcome = run(f"print('ran'); open({str(marker)!r}, 'w')")
+    assert outcome.error.startswith("The sandbox could not be confined")
+    assert "cgroup" in outcome.error
+    assert outcome.stdout == "" and not marker.exists()
+    assert zombie_children() == [] and sandbox_processes() == []
+
+
+def test_operators_files_under_usr_are_hidden(mode, tmp_path):
+    secret = Path("/usr/local/etc/ccp-test-secret")
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("operator's secret")
+    secret.chmod(0o644)
+    try:
+        outcome = run(
+            f"""
+            import subprocess
+            try:
+                print(open({str(secret)!r}).read())
+            except OSError as exc:
+                print("hidden", type(exc).__name__)
+            print(subprocess.run(["/usr/bin/env"], capture_output=True).returncode)
+            import numpy
+            """
+        )
+    finally:
+        secret.unlink()
+    assert outcome.stdout.splitlines()[0].startswith("hidden"), outcome.stdout
+    assert outcome.stdout.splitlines()[1] == "0"
+    assert outcome.exit_code == 0, outcome.stderr
+
+
+# --- the fallback mode as a non-root server without cgroups ---------------------------
+
+
+def run_unprivileged(code: str, **overrides) -> sandbox.Outcome:
+    """`sandbox.run` in a child of this process that has dropped to `nobody`: the
+    server of an unprivileged container (no other account, no writable cgroups)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(reader)
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            outcome = run(code, **overrides)
+            with os.fdopen(writer, "wb") as out:
+                pickle.dump(outcome, out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as data:
+        raw = data.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and raw, "the unprivileged server failed"
+    return pickle.loads(raw)  # noqa: S301 - written by our own child above
+
+
+@pytest.fixture
+def unprivileged(settings):
+    settings.SANDBOX_MODE = "rlimits"
+    sandbox.isolation.cache_clear()
+    yield run_unprivileged
+    sandbox.isolation.cache_clear()
+
+
+def processes_of(uid: int) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["uids", "status"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(p)
+    return found
+
+
+def test_unprivileged_fallback_stops_a_daemon(unprivileged):
+    outcome = unprivileged(
+        """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                print("daemon", os.getpid(), flush=True)
+                os.close(1); os.close(2)
+                while True: time.sleep(0.01)
+            os._exit(0)
+        time.sleep(0.3)
+        print("main done")
+        """
+    )
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "no-cpu-cap" in outcome.isolation and "cgroup" not in outcome.isolation
+    daemon = int(outcome.stdout.split()[1])
+    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == "zombie"
+    assert processes_of(NOBODY) == []
+
+
+def test_unprivileged_fallback_caps_processes(unprivileged):
+    outcome = unprivileged(
+        """
+        import os, time
+        started = 0
+        for _ in range(200):
+            try:
+                if os.fork() == 0:
+                    time.sleep(5)
+                    os._exit(0)
+                started += 1
+            except OSError:
+                break
+        print(started)
+        """,
+        max_processes=16,
+    )
+    assert 0 < int(outcome.stdout) < 16, outcome.stdout
+    assert processes_of(NOBODY) == []
+
+
+def test_unprivileged_fallback_refuses_every_socket(unprivileged, tmp_path):
+    path = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    # Reachable by anyone, as a careless host service's socket would be.
+    os.chmod(tmp_path, 0o777)  # noqa: S103
+    path.chmod(0o777)
+    try:
+        outcome = unprivileged(
+            f"""
+            import socket
+            for family in (socket.AF_UNIX, socket.AF_INET):
+                try:
+                    s = socket.socket(family)
+                    s.connect({str(path)!r})
+                    print("connected", family.name)
+                except OSError as exc:
+                    print("refused", family.name, type(exc).__name__)
+            a, b = socket.socketpair()
+            a.send(b"x"); print("socketpair", b.recv(1).decode())
+            """
+        )
+    finally:
+        server.close()
+    assert outcome.stdout.splitlines() == [
+        "refused AF_UNIX PermissionError",
+        "refused AF_INET PermissionError",
+        "socketpair x",
+    ], outcome.stderr
+
+
+def test_unprivileged_fallback_refuses_new_namespaces(unprivileged):
+    outcome = unprivileged(NAMESPACES)
+    assert not [line for line in outcome.stdout.splitlines() if line.endswith(" ok")]
+    assert len(outcome.stdout.splitlines()) == 5, outcome.stderr
+
+
+# --- the GPU ---------------------------------------------------------------------------
+
+CUDA_AND_NVML = """
+import ctypes
+cuda = ctypes.CDLL("libcuda.so.1")
+count = ctypes.c_int()
+status = cuda.cuInit(0)
+print("cuInit", status, "devices", cuda.cuDeviceGetCount(ctypes.byref(count)) or count.value)
+nvml = ctypes.CDLL("libnvidia-ml.so.1")
+print("nvmlInit", nvml.nvmlInit_v2())
+"""
+
+
+@pytest.mark.skipif(not sandbox.gpu_devices(), reason="needs an NVIDIA GPU")
+def test_the_gpu_reaches_snippets_inside_bubblewrap(settings):
+    settings.SANDBOX_MODE = "bubblewrap"
+    sandbox.isolation.cache_clear()
+    try:
+        outcome = run(CUDA_AND_NVML, timeout_s=60)
+    finally:
+        sandbox.isolation.cache_clear()
+    assert outcome.exit_code == 0, outcome.stderr
+    words = outcome.stdout.split()
+    assert words[:2] == ["cuInit", "0"], outcome.stdout
+    assert int(words[3]) >= 1
+    assert words[4:] == ["nvmlInit", "0"]
