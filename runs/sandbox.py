@@ -240,7 +240,8 @@ def _gpu_bwrap_arguments() -> list[str]:
 
 
 def _bwrap_command(python: str, limits: Limits) -> list[str]:
-    command = ["bwrap"]
+    # Found on the server's PATH: the sandbox's own PATH is not the server's.
+    command = [shutil.which("bwrap") or "bwrap"]
     for directory in SYSTEM_DIRS:
         command += ["--ro-bind-try", directory, directory]
     command += [
@@ -349,6 +350,10 @@ def _landlock_paths(python: str, workdir: str) -> tuple[str, str]:
     if devices:
         readable += [*GPU_SYS_DIRS, *_gpu_pci_dirs(), *gpu_library_dirs()]
     writable = [workdir, "/dev/null", "/dev/shm", *devices]
+    if devices:
+        # The CUDA driver writes to the process's own /proc entries: without this
+        # cuInit fails (error 304) while NVML works. Ownership still guards the rest.
+        writable.append("/proc")
     return os.pathsep.join(readable), os.pathsep.join(writable)
 
 

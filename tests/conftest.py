@@ -125,6 +125,14 @@ def start_worker(worker_env, settings, tmp_path):
     Worker.objects.all().delete()
 
 
+def host_hardware():
+    """What CodeCarbon detects on this host, as the runs' figures are built from it."""
+    from runs import measure
+
+    tracker = measure.tracker_for(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
+    return measure.Hardware.of(tracker)
+
+
 def finished(run: Run) -> Run | None:
     run.refresh_from_db()
     return run if run.is_over else None

@@ -1,9 +1,13 @@
 """One run end to end in this process: real sandbox, real CodeCarbon, real database."""
 
+import codecarbon
 import pytest
+from django.conf import settings
 
-from runs import execution
+from runs import execution, measure, sandbox
 from runs.models import Run
+
+from .conftest import host_hardware
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,15 +43,22 @@ def test_a_successful_run_is_persisted_with_every_figure():
         "carbon_intensity_g_per_kwh",
     ]:
         assert getattr(run, name) > 0, name
-    assert run.gpu_energy_kwh is None  # no GPU on this host: unknown, not zero
-    assert run.energy_kwh == pytest.approx(run.cpu_energy_kwh + run.ram_energy_kwh)
+    hardware = host_hardware()
+    if hardware.gpu_count:
+        assert run.gpu_energy_kwh > 0 and run.provenance["gpu"]["method"] == "measured"
+    else:  # no GPU: unknown, not zero
+        assert run.gpu_energy_kwh is None and run.provenance["gpu"]["method"] == "none"
+    assert run.energy_kwh == pytest.approx(
+        run.cpu_energy_kwh + run.ram_energy_kwh + (run.gpu_energy_kwh or 0)
+    )
     assert run.emissions_g == pytest.approx(run.energy_kwh * run.carbon_intensity_g_per_kwh)
-    assert run.country_iso_code == "IND"
-    assert run.carbon_intensity_g_per_kwh == pytest.approx(713, abs=1)
-    assert run.provenance["cpu"]["method"] == "estimate"
-    assert run.provenance["gpu"]["method"] == "none"
-    assert run.provenance["codecarbon_version"] == "3.3.2"
-    assert run.isolation.startswith("bubblewrap")
+    assert run.country_iso_code == settings.CODECARBON_COUNTRY
+    assert run.carbon_intensity_g_per_kwh == pytest.approx(
+        measure.intensity_for(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
+    )
+    assert run.provenance["cpu"]["method"] == ("measured" if hardware.cpu_measured else "estimate")
+    assert run.provenance["codecarbon_version"] == codecarbon.__version__
+    assert run.isolation.startswith(sandbox.isolation())
 
 
 def test_a_crashing_snippet_is_failed_with_its_line():

@@ -3,6 +3,7 @@
 import os
 import signal
 
+import psutil
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
@@ -85,3 +86,24 @@ def test_a_run_queued_with_no_worker_alive_says_so(transactional_db):
 def test_queued_runs_show_their_place_in_line(transactional_db):
     runs = [submit("print(1)") for _ in range(3)]
     assert [r.queue_position() for r in runs] == [1, 2, 3]
+
+
+def test_a_worker_keeps_no_zombie_and_every_cpu_second_of_killed_runs(start_worker):
+    worker = start_worker()
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\n"
+    runs = [
+        submit(busy + "block = bytearray(2 * 1024 ** 3)"),  # killed by the memory cap
+        submit(busy + "import os\nwhile True: os.fork() or time.sleep(9)"),  # process cap
+        Run.objects.submit(busy + "while True: pass", timeout_s=1),  # timeout
+        submit(busy + "import sys\nwhile True: sys.stdout.write('x' * 4096)"),  # output cap
+    ]
+    enqueue(runs[2])
+    wait_for(lambda: all(finished(run) for run in runs), timeout=120)
+
+    statuses = {run.status for run in runs}
+    assert statuses == {Run.Status.LIMIT_EXCEEDED, Run.Status.TIMED_OUT}, statuses
+    for run in runs:
+        assert run.cpu_seconds >= 0.45, (run.limit or run.status, run.cpu_seconds)
+    children = psutil.Process(worker.proc.pid).children()
+    assert [c for c in children if c.status() == psutil.STATUS_ZOMBIE] == []
+    assert children == [], "a sandbox process outlived its run"
