@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import psutil
 import pytest
 from django.conf import settings
 
+from runs import sandbox
 from runs.models import Run, Worker
+from runs.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +42,26 @@ def sandbox_processes() -> list[psutil.Process]:
         except (psutil.Error, TypeError):
             pass
     return found
+
+
+def limits(**overrides) -> Limits:
+    """The configured limits with a short timeout, and any of them changed."""
+    base = Limits.from_settings(timeout_s=5)
+    return Limits(**(vars(base) | overrides))
+
+
+def run(code: str, **overrides) -> sandbox.Outcome:
+    """`code` (dedented) in the real sandbox, as a worker runs it."""
+    return sandbox.run(textwrap.dedent(code), limits(**overrides))
+
+
+@pytest.fixture(params=["bubblewrap", "rlimits"])
+def mode(request, settings):
+    """Run a test under both isolation modes: namespaces, and the fallback without them."""
+    settings.SANDBOX_MODE = request.param
+    sandbox.isolation.cache_clear()
+    yield request.param
+    sandbox.isolation.cache_clear()
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
@@ -129,8 +152,9 @@ def host_hardware():
     """What CodeCarbon detects on this host, as the runs' figures are built from it."""
     from runs import measure
 
-    tracker = measure.tracker_for(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
-    return measure.Hardware.of(tracker)
+    session = measure.Session()  # a tracker lists its hardware once it has started
+    session.finish(sandbox.Outcome())
+    return session.hardware
 
 
 def finished(run: Run) -> Run | None:

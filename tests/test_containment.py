@@ -9,37 +9,18 @@ import errno
 import os
 import pickle
 import socket
-import textwrap
 from pathlib import Path
 
 import psutil
 import pytest
 
 from runs import cgroups, sandbox
-from runs.sandbox import Limits
 
-from .conftest import sandbox_processes
+from .conftest import run, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
 
 NOBODY = 65534
-
-
-def limits(**overrides) -> Limits:
-    base = Limits.from_settings(timeout_s=5)
-    return Limits(**(vars(base) | overrides))
-
-
-def run(code: str, **overrides) -> sandbox.Outcome:
-    return sandbox.run(textwrap.dedent(code), limits(**overrides))
-
-
-@pytest.fixture(params=["bubblewrap", "rlimits"])
-def mode(request, settings):
-    settings.SANDBOX_MODE = request.param
-    sandbox.isolation.cache_clear()
-    yield request.param
-    sandbox.isolation.cache_clear()
 
 
 def zombie_children() -> list[psutil.Process]:

@@ -2,35 +2,15 @@
 
 import os
 import subprocess
-import textwrap
 
 import pytest
 from django.conf import settings
 
 from runs import sandbox
-from runs.sandbox import Limits
 
-from .conftest import sandbox_processes
+from .conftest import limits, run, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
-
-
-def limits(**overrides) -> Limits:
-    base = Limits.from_settings(timeout_s=5)
-    return Limits(**(vars(base) | overrides))
-
-
-def run(code: str, **overrides) -> sandbox.Outcome:
-    return sandbox.run(textwrap.dedent(code), limits(**overrides))
-
-
-@pytest.fixture(params=["bubblewrap", "rlimits"])
-def mode(request, settings):
-    """Run a test under both isolation modes: namespaces, and the fallback without them."""
-    settings.SANDBOX_MODE = request.param
-    sandbox.isolation.cache_clear()
-    yield request.param
-    sandbox.isolation.cache_clear()
 
 
 def test_success_returns_output_and_exit_code_zero(mode):
