@@ -406,6 +406,9 @@ def launcher_arguments(
     ]
 
 
+_subreaper_of: dict[str, int] = {}
+
+
 def _become_subreaper() -> None:
     # Orphans whose launcher was killed are re-parented to us instead of init, so the
     # sweep after a run finds and reaps them. Per process: fork does not inherit it.
@@ -413,9 +416,6 @@ def _become_subreaper() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         _subreaper_of["pid"] = os.getpid()
-
-
-_subreaper_of: dict[str, int] = {}
 
 
 def run(
@@ -724,8 +724,9 @@ class _Watch:
 
     def _cpu_seconds(self) -> float:
         """CPU time so far, for live samples (the final figure comes after the end)."""
-        if self.group and self.group.cpu_seconds() is not None:
-            return self.group.cpu_seconds()
+        accounted = self.group.cpu_seconds() if self.group else None
+        if accounted is not None:
+            return accounted
         total = 0.0
         for p in self._members():
             with contextlib.suppress(psutil.Error):
