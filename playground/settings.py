@@ -52,10 +52,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 DEBUG = env_bool("DEBUG", False)
 
+# Where the SQLite database, the generated secret key and the wake-up pipe live.
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+SECRET_KEY_FILE = DATA_DIR / "secret_key"
+
+# From the environment, else the key `make` generated, so that every command in README
+# (runsnippet, createsuperuser) works as written after `make run`.
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and SECRET_KEY_FILE.is_file():
+    SECRET_KEY = SECRET_KEY_FILE.read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for a development key).")
+        raise ImproperlyConfigured(
+            f"Set SECRET_KEY, or put one in {SECRET_KEY_FILE} (`make setup` does), "
+            "or DEBUG=1 for a development key."
+        )
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -104,8 +115,7 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "playground.wsgi.application"
 
-# SQLite by default (in var/, created by `make`); PostgreSQL from one URL.
-DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+# SQLite by default (in DATA_DIR, created by `make`); PostgreSQL from one URL.
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
