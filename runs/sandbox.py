@@ -543,7 +543,8 @@ class _Watch:
             return ""
         # The launcher reads the code before it runs anything, so moving it into the
         # cgroup before sending the code puts every process of the snippet inside.
-        # The move (~3 ms per v1 hierarchy) overlaps the interpreter's start.
+        # The move (one write per v1 hierarchy; one of them often waits 5-20 ms for
+        # the kernel) overlaps the interpreter's start.
         launcher = self.supervisor
         if launcher is None:
             return "its first process did not appear in time to be moved into its cgroup"
