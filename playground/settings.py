@@ -235,5 +235,18 @@ WORKER_POLL_INTERVAL = env_number("WORKER_POLL_INTERVAL", 0.1, float, 0.0)
 WORKER_HEARTBEAT_SECONDS = env_number("WORKER_HEARTBEAT_SECONDS", 2.0, float, 0.1)
 # A worker silent for this long is considered dead, and its running run is failed.
 WORKER_STALE_SECONDS = env_number("WORKER_STALE_SECONDS", 10.0, float, 0.5)
-# How long POST /run waits for its run before answering 202 with the run's URL.
+# How long POST /run waits for its run before answering 202 with the run's URL, and
+# how many requests of one web process may wait at once (the rest get 202 at once, so
+# waiting clients never take every server thread).
 API_WAIT_SECONDS = env_number("API_WAIT_SECONDS", 70.0, float, 0.0)
+API_MAX_WAITING = env_number("API_MAX_WAITING", 4, int, 0)
+
+# --- Limits per client (an address: see runs/clients.py) ----------------------------
+
+LIMIT_RUNS_PER_MINUTE = env_number("LIMIT_RUNS_PER_MINUTE", 60, int, 1)
+LIMIT_QUEUED_RUNS_PER_CLIENT = env_number("LIMIT_QUEUED_RUNS_PER_CLIENT", 60, int, 1)
+LIMIT_CPU_SECONDS_PER_HOUR = env_number("LIMIT_CPU_SECONDS_PER_HOUR", 900.0, float, 1.0)
+LIMIT_QUEUED_RUNS_TOTAL = env_number("LIMIT_QUEUED_RUNS_TOTAL", 1000, int, 1)
+LIMIT_ADMIN_LOGINS_PER_HOUR = env_number("LIMIT_ADMIN_LOGINS_PER_HOUR", 10, int, 1)
+# Proxies whose X-Forwarded-For is believed: by default only the front on this machine.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])

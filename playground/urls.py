@@ -8,3 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("runs.urls")),
 ]
+
+handler404 = "runs.api.handler404"
+handler500 = "runs.api.handler500"

@@ -53,6 +53,12 @@ class RunQuerySet(models.QuerySet):
     def queued(self) -> RunQuerySet:
         return self.filter(status=Run.Status.QUEUED)
 
+    def waiting_or_running(self) -> RunQuerySet:
+        return self.filter(status__in=Run.IN_FLIGHT)
+
+    def of_client(self, client: str) -> RunQuerySet:
+        return self.filter(client=client)
+
     def running(self) -> RunQuerySet:
         return self.filter(status=Run.Status.RUNNING)
 
@@ -91,9 +97,13 @@ class Run(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     code = models.TextField()
     session_key = models.CharField(max_length=40, blank=True, default="")
+    # Who submitted it, for per-client limits and the fair queue (runs.clients).
+    client = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=8, choices=Source, default=Source.WEB)
     status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
     created_at = models.DateTimeField(default=timezone.now)
+    # When it was handed to the workers' queue: one run per client at a time (runs.tasks).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="")
@@ -149,7 +159,20 @@ class Run(models.Model):
             ),
             # Queue position and orphan reaping: WHERE status = ? ORDER BY created_at.
             models.Index(fields=["status", "created_at"], name="run_status_created_idx"),
+            # Per-client limits and the next run to dispatch: WHERE client = ? AND ...
+            models.Index(fields=["client", "status", "created_at"], name="run_client_idx"),
         ]
+        constraints = [
+            # The fair queue's invariant, kept by the database across every web process
+            # and worker: at most one run of a client in the workers' queue or running.
+            models.UniqueConstraint(
+                fields=["client"],
+                condition=models.Q(dispatched_at__isnull=False, status__in=["queued", "running"]),
+                name="run_one_dispatched_per_client",
+            ),
+        ]
+
+    IN_FLIGHT = [Status.QUEUED, Status.RUNNING]
 
     def __str__(self) -> str:
         return f"Run {self.public_id} ({self.status})"
@@ -189,8 +212,18 @@ class Run(models.Model):
         """1 for the next run to start, None once it has started."""
         if self.status != self.Status.QUEUED:
             return None
-        earlier = Run.objects.queued().filter(created_at__lt=self.created_at).count()
-        return earlier + 1
+        # The workers' queue holds one run per client, in the order they were sent; a
+        # run not sent yet waits behind all of those and its own client's earlier runs.
+        sent = Run.objects.queued().filter(dispatched_at__isnull=False)
+        if self.dispatched_at:
+            return sent.filter(dispatched_at__lt=self.dispatched_at).count() + 1
+        own = (
+            Run.objects.queued()
+            .of_client(self.client)
+            .filter(dispatched_at__isnull=True, created_at__lt=self.created_at)
+            .count()
+        )
+        return sent.count() + own + 1
 
     # --- state changes, written by the worker --------------------------------------
 
@@ -373,9 +406,8 @@ class Worker(models.Model):
 
 class SeriesQuerySet(models.QuerySet):
     def submit(self, kind: str, codes: list[str], repetitions: int, **fields) -> Series:
-        """Create a series and queue its runs interleaved: A1, B1, A2, B2, ..."""
-        from .tasks import enqueue  # tasks imports this module
-
+        """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
+        queues them, as for single runs)."""
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
@@ -390,15 +422,15 @@ class SeriesQuerySet(models.QuerySet):
             variants = "AB"[: len(codes)]
             for repetition in range(1, repetitions + 1):
                 for variant, code in zip(variants, codes, strict=True):
-                    run = Run.objects.submit(
+                    Run.objects.submit(
                         code,
                         session_key=series.session_key,
                         source=series.source,
+                        client=series.client,
                         series=series,
                         variant=variant,
                         repetition=repetition,
                     )
-                    enqueue(run)
         return series
 
 
@@ -440,6 +472,7 @@ class Series(models.Model):
     code_b = models.TextField(blank=True, default="")
     repetitions = models.PositiveSmallIntegerField()
     session_key = models.CharField(max_length=40, blank=True, default="")
+    client = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=8, choices=Run.Source, default=Run.Source.WEB)
     created_at = models.DateTimeField(default=timezone.now)
 

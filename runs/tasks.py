@@ -1,5 +1,15 @@
-from django.db import transaction
+"""The fair queue: the workers' queue holds at most one run per client.
+
+A client's runs wait in the Run table; its oldest is handed to the workers' queue
+(django.tasks) when it has none there or running, and the next one when that one ends.
+So one client's backlog of sixty runs delays another client's run by at most the run
+in progress: round robin falls out of it. The database keeps the invariant (a partial
+unique constraint, `run_one_dispatched_per_client`) for every web process and worker.
+"""
+
+from django.db import IntegrityError, transaction
 from django.tasks import task
+from django.utils import timezone
 
 from . import execution, wakeup
 from .models import Run
@@ -10,14 +20,53 @@ def execute_run(run_id: int) -> str:
     run = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).first()
     if run is None:
         return "skipped"  # already run or failed elsewhere: never run twice
-    return execution.execute(run).status
+    try:
+        return execution.execute(run).status
+    finally:
+        dispatch(run.client)
 
 
-def enqueue(run: Run) -> None:
-    """Queue `run` once the transaction that created it has committed."""
+def enqueue(*runs: Run) -> None:
+    """Queue `runs` once the transaction that created them has committed."""
+    clients = list(dict.fromkeys(run.client for run in runs))
 
     def send() -> None:
-        execute_run.enqueue(run.pk)
-        wakeup.notify()
+        for client in clients:
+            dispatch(client)
 
     transaction.on_commit(send)
+
+
+def dispatch(client: str) -> bool:
+    """Hand `client`'s oldest waiting run to the workers unless one is there already."""
+    waiting = Run.objects.queued().of_client(client).filter(dispatched_at__isnull=True)
+    run = waiting.order_by("created_at", "id").first()
+    if run is None:
+        return False
+    try:
+        with transaction.atomic():
+            # Refused by the database while another run of this client is in flight.
+            sent = Run.objects.filter(
+                pk=run.pk, status=Run.Status.QUEUED, dispatched_at__isnull=True
+            ).update(dispatched_at=timezone.now())
+            if sent:
+                execute_run.enqueue(run.pk)
+    except IntegrityError:
+        return False
+    if sent:
+        wakeup.notify()
+    return bool(sent)
+
+
+def dispatch_waiting() -> int:
+    """Dispatch every client whose runs wait with none in flight (after a worker died,
+    say); workers call it on every heartbeat."""
+    in_flight = Run.objects.waiting_or_running().filter(dispatched_at__isnull=False)
+    clients = (
+        Run.objects.queued()
+        .filter(dispatched_at__isnull=True)
+        .exclude(client__in=in_flight.values("client"))
+        .values_list("client", flat=True)
+        .distinct()
+    )
+    return sum(dispatch(client) for client in list(clients[:1000]))

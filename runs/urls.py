@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "runs"
 
@@ -20,8 +20,9 @@ urlpatterns = [
     path("compare/<uuid:public_id>/", views.series_detail, name="compare-detail"),
     path("methodology/", views.methodology, name="methodology"),
     # JSON API (POST /run and GET /healthz keep the original design's names).
-    path("run", views.api_run, name="api-run"),
-    path("api/runs", views.api_create, name="api-create"),
-    path("api/runs/<uuid:public_id>", views.api_detail, name="api-detail"),
-    path("healthz", views.healthz, name="healthz"),
+    path("run", api.run, name="api-run"),
+    path("api/runs", api.create, name="api-create"),
+    # Any id: one that is not a run's gets a JSON 404, not the site's page.
+    path("api/runs/<str:public_id>", api.detail, name="api-detail"),
+    path("healthz", api.healthz, name="healthz"),
 ]

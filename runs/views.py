@@ -1,24 +1,19 @@
 from __future__ import annotations
 
-import functools
-import json
-import time
 import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.db.models.functions import Substr
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import charts, equivalents, examples, export, formatting, measure
+from . import charts, equivalents, examples, export, formatting, limits, measure
+from .clients import client_of
 from .models import COMPARED, MAX_REPETITIONS, Baseline, Run, Series, Worker
 from .tasks import enqueue
 
@@ -68,10 +63,14 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def create(request: HtmxHttpRequest) -> HttpResponse:
     code = request.POST.get("code", "")
+    client = client_of(request)
+    refusal = limits.check(client)
+    if refusal:
+        return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
     try:
-        run = Run.objects.submit(code, session_key=_session_key(request))
+        run = Run.objects.submit(code, session_key=_session_key(request), client=client)
     except ValidationError as exc:
-        return _refused(request, code, exc)
+        return _refused(request, code, exc.messages)
     enqueue(run)
     if request.htmx:
         context = _run_context(run) | {"clear_errors": True}
@@ -82,7 +81,13 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
     original = get_object_or_404(Run, public_id=public_id)
-    run = Run.objects.submit(original.code, session_key=_session_key(request))
+    client = client_of(request)
+    refusal = limits.check(client)
+    if refusal:
+        return _refused(
+            request, original.code, [refusal.message], refusal.status, refusal.retry_after
+        )
+    run = Run.objects.submit(original.code, session_key=_session_key(request), client=client)
     enqueue(run)
     if request.htmx:
         return HttpResponseClientRedirect(run.get_absolute_url())
@@ -135,118 +140,6 @@ def methodology(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/methodology.html", context)
 
 
-# --- JSON API ----------------------------------------------------------------------
-
-
-def _json_error(message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
-
-
-def api_view(*methods: str):
-    """Like require_http_methods, but a wrong method gets a JSON error, not HTML."""
-
-    def decorator(view):
-        @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs):
-            if request.method not in methods:
-                response = _json_error(f"Method {request.method} not allowed.", 405)
-                response["Allow"] = ", ".join(methods)
-                return response
-            return view(request, *args, **kwargs)
-
-        return csrf_exempt(wrapper)
-
-    return decorator
-
-
-def _submit_json(request: HttpRequest) -> Run | JsonResponse:
-    if request.content_type != "application/json":
-        return _json_error("Send JSON with Content-Type: application/json.", 415)
-    if len(request.body) > settings.MAX_CODE_BYTES * 8 + 1024:
-        return _json_error("Request body too large.", 413)
-    try:
-        payload = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        return _json_error("The body is not valid JSON.", 400)
-    if not isinstance(payload, dict) or "code" not in payload:
-        return _json_error('Expected an object like {"code": "print(1)"}.', 400)
-    try:
-        run = Run.objects.submit(payload["code"], source=Run.Source.API)
-    except ValidationError as exc:
-        status = 413 if exc.code == "too_large" else 400
-        return _json_error(" ".join(exc.messages), status)
-    enqueue(run)
-    return run
-
-
-def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
-    response = JsonResponse(
-        {
-            "id": str(run.public_id),
-            "status": run.status,
-            "url": request.build_absolute_uri(reverse("runs:api-detail", args=[run.public_id])),
-            "page": request.build_absolute_uri(run.get_absolute_url()),
-        },
-        status=202,
-    )
-    response["Location"] = reverse("runs:api-detail", args=[run.public_id])
-    return response
-
-
-@api_view("POST")
-def api_run(request: HttpRequest) -> JsonResponse:
-    """POST /run: the original design's endpoint; waits for the run to finish."""
-    run = _submit_json(request)
-    if isinstance(run, JsonResponse):
-        return run
-    started = time.monotonic()
-    while not run.is_over and time.monotonic() - started < settings.API_WAIT_SECONDS:
-        # Short snippets finish in tens of milliseconds: poll fast first, then back off.
-        time.sleep(0.002 if time.monotonic() - started < 1 else 0.1)
-        run.refresh_from_db(fields=["status"])
-    run.refresh_from_db()
-    if not run.is_over:
-        return _accepted(request, run)
-    return JsonResponse(run.as_dict())
-
-
-@api_view("POST")
-def api_create(request: HttpRequest) -> JsonResponse:
-    run = _submit_json(request)
-    if isinstance(run, JsonResponse):
-        return run
-    return _accepted(request, run)
-
-
-@never_cache
-@api_view("GET")
-def api_detail(request: HttpRequest, public_id) -> JsonResponse:
-    try:
-        run = Run.objects.get(public_id=public_id)
-    except Run.DoesNotExist:
-        return _json_error("No such run.", 404)
-    return JsonResponse(run.as_dict())
-
-
-@never_cache
-@api_view("GET")
-def healthz(request: HttpRequest) -> JsonResponse:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        database = "ok"
-    except Exception as exc:  # any driver error means the database is not usable
-        database = f"error: {exc.__class__.__name__}"
-    workers = Worker.objects.queue_workers().alive().count() if database == "ok" else 0
-    body = {
-        "status": "ok" if database == "ok" else "error",
-        "database": database,
-        "workers_alive": workers,
-        "queued_runs": Run.objects.queued().count() if database == "ok" else None,
-    }
-    return JsonResponse(body, status=200 if database == "ok" else 503)
-
-
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -263,6 +156,11 @@ def _repetitions(raw: str | None, default: int) -> int:
         return int(raw) if raw not in (None, "") else default
     except ValueError:
         return -1  # refused with a message by Series.objects.submit
+
+
+def _valid(repetitions: int) -> bool:
+    # Out of range is refused by Series.objects.submit, with its own message.
+    return 1 <= repetitions <= MAX_REPETITIONS
 
 
 def _series_context(series: Series) -> dict:
@@ -290,29 +188,49 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
     """Repeat the playground's snippet N times."""
     code = request.POST.get("code", "")
     repetitions = _repetitions(request.POST.get("repetitions"), default=5)
+    client = client_of(request)
+    refusal = limits.check(client, repetitions) if _valid(repetitions) else None
+    if refusal:
+        return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
     try:
         series = Series.objects.submit(
-            Series.Kind.REPEAT, [code], repetitions, session_key=_session_key(request)
+            Series.Kind.REPEAT,
+            [code],
+            repetitions,
+            session_key=_session_key(request),
+            client=client,
         )
     except ValidationError as exc:
-        return _refused(request, code, exc)
+        return _refused(request, code, exc.messages)
+    enqueue(*series.ordered_runs())
     if request.htmx:
         context = _series_context(series) | {"clear_errors": True}
         return render(request, "runs/series.html#series", context, status=201)
     return redirect(series)
 
 
-def _refused(request: HtmxHttpRequest, code: str, exc: ValidationError) -> HttpResponse:
+def _refused(
+    request: HtmxHttpRequest,
+    code: str,
+    messages: list[str],
+    status: int = 422,
+    retry_after: int | None = None,
+) -> HttpResponse:
+    """The playground again, with the code kept and what to do about it."""
     context = {
         "examples": examples.EXAMPLES,
         "code": code if len(code) <= settings.MAX_CODE_BYTES * 4 else "",
-        "errors": exc.messages,
+        "errors": messages,
         "max_code_bytes": settings.MAX_CODE_BYTES,
     }
     if request.htmx:
-        response = render(request, "runs/playground.html#form-errors", context, status=422)
-        return reswap(retarget(response, "#form-errors"), "outerHTML")
-    return render(request, "runs/playground.html", context, status=422)
+        response = render(request, "runs/playground.html#form-errors", context, status=status)
+        response = reswap(retarget(response, "#form-errors"), "outerHTML")
+    else:
+        response = render(request, "runs/playground.html", context, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 @require_GET
@@ -330,9 +248,17 @@ def compare(request: HttpRequest) -> HttpResponse:
 def compare_create(request: HttpRequest) -> HttpResponse:
     code_a, code_b = request.POST.get("code_a", ""), request.POST.get("code_b", "")
     repetitions = _repetitions(request.POST.get("repetitions"), default=10)
+    client = client_of(request)
+    refusal = limits.check(client, 2 * repetitions) if _valid(repetitions) else None
     try:
+        if refusal:
+            raise ValidationError(refusal.message)
         series = Series.objects.submit(
-            Series.Kind.COMPARE, [code_a, code_b], repetitions, session_key=_session_key(request)
+            Series.Kind.COMPARE,
+            [code_a, code_b],
+            repetitions,
+            session_key=_session_key(request),
+            client=client,
         )
     except ValidationError as exc:
         context = {
@@ -342,7 +268,13 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             "max_repetitions": MAX_REPETITIONS,
             "errors": exc.messages,
         }
-        return render(request, "runs/compare.html", context, status=422)
+        response = render(
+            request, "runs/compare.html", context, status=refusal.status if refusal else 422
+        )
+        if refusal:
+            response["Retry-After"] = str(refusal.retry_after)
+        return response
+    enqueue(*series.ordered_runs())
     return redirect(series)
 
 

@@ -13,8 +13,8 @@ from runs.tasks import enqueue
 from .conftest import finished, sandbox_processes, wait_for
 
 
-def submit(code: str) -> Run:
-    run = Run.objects.submit(code)
+def submit(code: str, **fields) -> Run:
+    run = Run.objects.submit(code, **fields)
     enqueue(run)  # on_commit: immediate, we are in autocommit
     return run
 
@@ -85,7 +85,17 @@ def test_a_run_queued_with_no_worker_alive_says_so(transactional_db):
 
 def test_queued_runs_show_their_place_in_line(transactional_db):
     runs = [submit("print(1)") for _ in range(3)]
-    assert [r.queue_position() for r in runs] == [1, 2, 3]
+    assert [Run.objects.get(pk=r.pk).queue_position() for r in runs] == [1, 2, 3]
+
+
+def test_another_clients_run_waits_only_behind_the_first_of_a_backlog(transactional_db):
+    backlog = [submit("print(1)", client="10.0.0.1") for _ in range(5)]
+    other = submit("print(2)", client="10.0.0.2")
+    # One run per client in the workers' queue: the backlog's first, then the other's.
+    sent = DBTaskResult.objects.order_by("enqueued_at")
+    assert [t.args_kwargs["args"][0] for t in sent] == [backlog[0].pk, other.pk]
+    assert Run.objects.get(pk=other.pk).queue_position() == 2
+    assert Run.objects.get(pk=backlog[1].pk).queue_position() == 3
 
 
 def test_a_worker_keeps_no_zombie_and_every_cpu_second_of_killed_runs(start_worker):

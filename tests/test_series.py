@@ -49,8 +49,10 @@ def test_repeat_from_the_playground_queues_n_runs_in_order(
     runs = list(series.runs.order_by("created_at"))
     assert [(r.variant, r.repetition) for r in runs] == [("A", 1), ("A", 2), ("A", 3), ("A", 4)]
     assert all(r.session_key == client.session.session_key for r in runs)
+    # The fair queue holds one run of a client at a time: the first; the rest follow it.
     queued = [t.args_kwargs["args"][0] for t in DBTaskResult.objects.order_by("enqueued_at")]
-    assert queued == [r.pk for r in runs]
+    assert queued == [runs[0].pk]
+    assert [r.queue_position() for r in series.runs.order_by("created_at")] == [1, 2, 3, 4]
 
 
 def test_a_comparison_interleaves_a_and_b(client, django_capture_on_commit_callbacks):

@@ -242,7 +242,7 @@ def test_api_detail_returns_the_contract(client):
         ('{"code": 12}', "application/json", 400, "Code must be text"),
         ('{"code": ""}', "application/json", 400, "no code"),
         (json.dumps({"code": "x" * 70_000}), "application/json", 413, "limit is"),
-        (b"\xff\xfe", "application/json", 400, "not valid JSON"),
+        (b"\xff\xfe", "application/json", 400, "not valid UTF-8"),
     ],
 )
 @pytest.mark.parametrize("url", ["/run", "/api/runs"])

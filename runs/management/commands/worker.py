@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
@@ -6,7 +8,7 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, measure, wakeup
+from runs import cgroups, execution, measure, tasks, wakeup
 from runs.models import Run
 
 
@@ -33,8 +35,13 @@ class Worker(QueueWorker):
                 raise
 
     def run(self) -> None:
+        next_repair = 0.0
         while self.running:
             close_old_connections()
+            if time.monotonic() >= next_repair:
+                # Clients whose runs wait with none in flight (their worker died, say).
+                tasks.dispatch_waiting()
+                next_repair = time.monotonic() + settings.WORKER_HEARTBEAT_SECONDS
             task = self.claim()
             if task is not None:
                 self.run_task(task)

@@ -1,0 +1,217 @@
+"""The JSON API: every answer is JSON, bad requests included, and no request can hold
+a server thread, or read a body, beyond a bound.
+
+`api_view` checks the method and, for POST, reads and parses the body once (size,
+encoding, JSON, nesting) before the view runs; views get the parsed object.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views import defaults
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+
+from . import limits
+from .clients import client_of
+from .models import Run, Worker
+from .tasks import enqueue
+
+# A JSON body holds one snippet: its largest escaped form and some room. Bodies past
+# this are read and thrown away up to DISCARD_BYTES, so the client reads our 413.
+MAX_BODY_BYTES = settings.MAX_CODE_BYTES * 6 + 1024
+DISCARD_BYTES = 16 * 1024 * 1024
+TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES:,} bytes."
+_waiting = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
+
+
+class BadRequest(Exception):
+    """A request we refuse, with the status and (for limits) when to come back."""
+
+    def __init__(self, message: str, status: int = 400, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def json_error(message: str, status: int, retry_after: int | None = None) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _read_json(request: HttpRequest) -> dict:
+    if request.content_type != "application/json":
+        raise BadRequest("Send JSON with Content-Type: application/json.", 415)
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("Bad Content-Length.") from None
+    if length > MAX_BODY_BYTES:
+        _discard(request, length)
+        raise BadRequest(TOO_LARGE, 413)
+    try:
+        payload = json.loads(request.body.decode("utf-8"))
+    except RequestDataTooBig:
+        raise BadRequest(TOO_LARGE, 413) from None
+    except UnicodeDecodeError:
+        raise BadRequest("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise BadRequest("The JSON is nested too deeply.") from None
+    except ValueError:
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(payload, dict) or "code" not in payload:
+        raise BadRequest('Expected an object like {"code": "print(1)"}.')
+    return payload
+
+
+def _discard(request: HttpRequest, length: int) -> None:
+    # Read what the client sends (up to a bound) so that it gets to read the answer
+    # instead of a connection reset.
+    stream = request.META.get("wsgi.input")
+    left = min(length, DISCARD_BYTES)
+    while stream is not None and left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+def api_view(*methods: str):
+    """Method check and, for POST, the parsed body passed to the view as `payload`."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            if request.method not in methods:
+                response = json_error(f"Method {request.method} not allowed.", 405)
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                if request.method == "POST":
+                    kwargs["payload"] = _read_json(request)
+                return view(request, *args, **kwargs)
+            except BadRequest as exc:
+                return json_error(str(exc), exc.status, exc.retry_after)
+
+        return csrf_exempt(wrapper)
+
+    return decorator
+
+
+def _submit(request: HttpRequest, payload: dict) -> Run:
+    client = client_of(request)
+    refusal = limits.check(client)
+    if refusal:
+        raise BadRequest(refusal.message, refusal.status, refusal.retry_after)
+    try:
+        run = Run.objects.submit(payload["code"], source=Run.Source.API, client=client)
+    except ValidationError as exc:
+        raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None
+    enqueue(run)
+    return run
+
+
+def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
+    url = reverse("runs:api-detail", args=[run.public_id])
+    response = JsonResponse(
+        {
+            "id": str(run.public_id),
+            "status": run.status,
+            "url": request.build_absolute_uri(url),
+            "page": request.build_absolute_uri(run.get_absolute_url()),
+        },
+        status=202,
+    )
+    response["Location"] = url
+    return response
+
+
+@api_view("POST")
+def run(request: HttpRequest, payload: dict) -> JsonResponse:
+    """POST /run: the original design's endpoint; waits for the run to finish."""
+    submitted = _submit(request, payload)
+    # At most API_MAX_WAITING requests of this process wait; the others are told where
+    # to look at once, so waiting clients never hold every server thread.
+    if settings.API_MAX_WAITING == 0 or not _waiting.acquire(blocking=False):
+        return _accepted(request, submitted)
+    try:
+        _wait_for(submitted, settings.API_WAIT_SECONDS)
+    finally:
+        _waiting.release()
+    if not submitted.is_over:
+        return _accepted(request, submitted)
+    submitted.refresh_from_db()
+    return JsonResponse(submitted.as_dict())
+
+
+def _wait_for(run: Run, seconds: float) -> None:
+    started = time.monotonic()
+    pause = 0.005
+    while not run.is_over and time.monotonic() - started < seconds:
+        # Short snippets finish in tens of milliseconds: look soon, then back off.
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.2)
+        run.refresh_from_db(fields=["status"])
+
+
+@api_view("POST")
+def create(request: HttpRequest, payload: dict) -> JsonResponse:
+    return _accepted(request, _submit(request, payload))
+
+
+@never_cache
+@api_view("GET")
+def detail(request: HttpRequest, public_id: str) -> JsonResponse:
+    try:
+        found = Run.objects.get(public_id=uuid.UUID(public_id))
+    except (ValueError, Run.DoesNotExist):
+        return json_error("No such run.", 404)
+    return JsonResponse(found.as_dict())
+
+
+@never_cache
+@api_view("GET")
+def healthz(request: HttpRequest) -> JsonResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = "ok"
+    except Exception as exc:  # any driver error means the database is not usable
+        database = f"error: {exc.__class__.__name__}"
+    workers = Worker.objects.queue_workers().alive().count() if database == "ok" else 0
+    body = {
+        "status": "ok" if database == "ok" else "error",
+        "database": database,
+        "workers_alive": workers,
+        "queued_runs": Run.objects.queued().count() if database == "ok" else None,
+    }
+    return JsonResponse(body, status=200 if database == "ok" else 503)
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path == "/run" or request.path.startswith("/api/")
+
+
+def handler404(request: HttpRequest, exception=None):
+    """JSON on the API, the site's page elsewhere."""
+    if is_api(request):
+        return json_error("Not found.", 404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest):
+    if is_api(request):
+        return json_error("Something went wrong on our side; it has been logged.", 500)
+    return defaults.server_error(request)

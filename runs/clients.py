@@ -1,0 +1,53 @@
+"""Who a request comes from: the address that per-client limits and the fair queue use.
+
+The peer's address, unless the peer is a trusted proxy (TRUSTED_PROXIES: by default
+the front on this machine, which sets X-Forwarded-For itself); then the right-most
+address in X-Forwarded-For that is not a trusted proxy. A client cannot choose its
+address by sending the header: only a trusted proxy's word counts. An IPv6 client is
+its /64, the block one host is usually given.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+UNKNOWN = "unknown"
+
+
+@functools.cache
+def _trusted_networks(proxies: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _parse(address: str):
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _is_trusted(address) -> bool:
+    networks = _trusted_networks(tuple(settings.TRUSTED_PROXIES))
+    return address is not None and any(address in network for network in networks)
+
+
+def client_of(request: HttpRequest) -> str:
+    """The client a request is counted against: an address (IPv6: its /64)."""
+    address = _parse(request.META.get("REMOTE_ADDR", ""))
+    if _is_trusted(address):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        for hop in reversed([h for h in forwarded if h.strip()]):
+            address = _parse(hop)
+            if not _is_trusted(address):
+                break
+    if address is None:
+        return UNKNOWN
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
