@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SNIPPET_PYTHON=/opt/codecarbon-playground/snippet-env/bin/python
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 nginx-light \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /home/app app \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ccp-sandbox \

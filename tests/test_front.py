@@ -1,0 +1,165 @@
+"""The real front (`bin/serve`: nginx, gunicorn, a worker) against hostile clients.
+
+Slow clients and clients waiting on `POST /run` must cost almost nothing: the pages
+and the health check keep answering while they hold their connections.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.conf import settings
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def front(worker_env, tmp_path):
+    port = free_port()
+    env = worker_env | {
+        "BIND": f"127.0.0.1:{port}",
+        "UPSTREAM_BIND": f"127.0.0.1:{free_port()}",
+        "PYTHON": sys.executable,
+        "MIGRATE_ON_START": "0",
+        "DATA_DIR": str(tmp_path),
+        "WORKER_HEARTBEAT_SECONDS": "2",
+        "WORKER_STALE_SECONDS": "10",
+    }
+    with (tmp_path / "serve.log").open("w") as log:
+        proc = subprocess.Popen(
+            ["bin/serve"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> bool:
+        try:
+            status, body, _ = get(port, "/healthz")
+        except OSError:
+            return False
+        return status == 200 and json.loads(body)["workers_alive"] > 0
+
+    try:
+        wait_for(ready, timeout=60, interval=0.2)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def get(port: int, path: str, timeout: float = 5) -> tuple[int, bytes, float]:
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read(), time.monotonic() - started
+    finally:
+        connection.close()
+
+
+class SlowClients(threading.Thread):
+    """Keeps `count` connections open, each with half a request line sent, reopening
+    any that the server closes: a slowloris attacker."""
+
+    def __init__(self, port: int, count: int):
+        super().__init__(daemon=True)
+        self.port, self.count = port, count
+        self.stopped = threading.Event()
+        self.sockets: list[socket.socket] = []
+
+    def open_one(self) -> None:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.sockets.append(s)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            for s in list(self.sockets):
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                self.sockets.remove(s)
+                s.close()
+            while len(self.sockets) < self.count and not self.stopped.is_set():
+                self.open_one()
+            self.stopped.wait(0.2)
+        for s in self.sockets:
+            s.close()
+
+
+def post_run(port: int, source: str, code: str, results: list) -> None:
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=120, source_address=(source, 0)
+    )
+    try:
+        body = json.dumps({"code": code})
+        connection.request("POST", "/run", body, {"Content-Type": "application/json"})
+        results.append(connection.getresponse().status)
+    finally:
+        connection.close()
+
+
+def test_pages_keep_answering_under_slow_and_waiting_clients(front):
+    slow = SlowClients(front, 200)
+    for _ in range(200):
+        slow.open_one()
+    slow.start()
+    statuses: list[int] = []
+    waiting = [
+        threading.Thread(
+            target=post_run,
+            args=(front, f"127.0.0.{2 + i % 6}", "import time; time.sleep(3)", statuses),
+            daemon=True,
+        )
+        for i in range(30)
+    ]
+    for thread in waiting:
+        thread.start()
+    latencies, failures = [], []
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for path in ("/healthz", "/"):
+                try:
+                    status, _, elapsed = get(front, path, timeout=2)
+                    latencies.append(elapsed)
+                    if status != 200:
+                        failures.append((path, status))
+                except OSError as exc:
+                    failures.append((path, repr(exc)))
+            time.sleep(0.5)
+    finally:
+        slow.stopped.set()
+        slow.join(timeout=10)
+    assert failures == []
+    assert max(latencies) < 1.0, sorted(latencies)[-5:]
+    assert statistics.quantiles(latencies, n=20)[-1] < 0.3, sorted(latencies)[-5:]
+    for thread in waiting:
+        thread.join(timeout=90)
+    # Every waiting client got an answer: the run's result, or 202 and where to look.
+    assert sorted(set(statuses)) <= [200, 202] and len(statuses) == 30, statuses
