@@ -241,6 +241,11 @@ WORKER_STALE_SECONDS = env_number("WORKER_STALE_SECONDS", 10.0, float, 0.5)
 API_WAIT_SECONDS = env_number("API_WAIT_SECONDS", 70.0, float, 0.0)
 API_MAX_WAITING = env_number("API_MAX_WAITING", 4, int, 0)
 
+# --- Retention (runs/retention.py) --------------------------------------------------
+
+RUN_RETENTION_DAYS = env_number("RUN_RETENTION_DAYS", 30, int, 1)
+RUN_OUTPUT_RETENTION_DAYS = env_number("RUN_OUTPUT_RETENTION_DAYS", 7, int, 1)
+
 # --- Limits per client (an address: see runs/clients.py) ----------------------------
 
 LIMIT_RUNS_PER_MINUTE = env_number("LIMIT_RUNS_PER_MINUTE", 60, int, 1)

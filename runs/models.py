@@ -640,3 +640,13 @@ class Baseline(models.Model):
         if max_age is not None:
             baselines = baselines.filter(created_at__gte=timezone.now() - max_age)
         return baselines.first()
+
+
+class Maintenance(models.Model):
+    """When a fleet-wide chore (retention) last ran: one row per chore."""
+
+    name = models.CharField(max_length=32, unique=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} (last {self.last_run_at})"

@@ -1,3 +1,4 @@
+import logging
 import time
 
 from django.conf import settings
@@ -8,8 +9,19 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, measure, tasks, wakeup
+from runs import cgroups, execution, measure, retention, tasks, wakeup
 from runs.models import Run
+
+PURGE_CHECK_SECONDS = 60
+logger = logging.getLogger(__name__)
+
+
+def chore(function) -> None:
+    """A side duty of the worker: its failure is logged, and runs go on."""
+    try:
+        function()
+    except Exception:
+        logger.exception("%s failed; retrying later", function.__name__)
 
 
 class Worker(QueueWorker):
@@ -35,13 +47,18 @@ class Worker(QueueWorker):
                 raise
 
     def run(self) -> None:
-        next_repair = 0.0
+        next_repair = next_purge = 0.0
         while self.running:
             close_old_connections()
-            if time.monotonic() >= next_repair:
+            now = time.monotonic()
+            if now >= next_repair:
+                next_repair = now + settings.WORKER_HEARTBEAT_SECONDS
                 # Clients whose runs wait with none in flight (their worker died, say).
-                tasks.dispatch_waiting()
-                next_repair = time.monotonic() + settings.WORKER_HEARTBEAT_SECONDS
+                chore(tasks.dispatch_waiting)
+            if now >= next_purge:
+                next_purge = now + PURGE_CHECK_SECONDS
+                # Hourly for the whole fleet; asking costs one conditional update.
+                chore(retention.purge_if_due)
             task = self.claim()
             if task is not None:
                 self.run_task(task)
