@@ -40,6 +40,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The suite runs twice: on SQLite, and on the PostgreSQL this machine runs on loopback
+# (the suite creates and drops its own test database there).
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/playground
+
 .PHONY: test
 test: setup lint
 	bin/system-deps --test
@@ -47,7 +51,11 @@ test: setup lint
 	$(PY) manage.py makemigrations --check --dry-run && \
 	HTTPS=1 $(PY) manage.py check --deploy --fail-level WARNING && \
 	$(PY) manage.py collectstatic --noinput -v0 && \
-	$(VENV)/bin/pytest
+	echo "--- the suite on SQLite" && \
+	$(VENV)/bin/pytest && \
+	echo "--- the suite on PostgreSQL ($(TEST_POSTGRES_URL))" && \
+	$(PY) bin/wait-for-database "$(TEST_POSTGRES_URL)" && \
+	DATABASE_URL="$(TEST_POSTGRES_URL)" $(VENV)/bin/pytest
 
 .PHONY: bench
 bench: setup

@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from runs.logins import throttled
+
 admin.site.site_header = "CodeCarbon Playground admin"
 admin.site.site_title = "CodeCarbon Playground"
 
 urlpatterns = [
+    path("admin/login/", throttled(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("", include("runs.urls")),
 ]

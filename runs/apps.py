@@ -6,4 +6,4 @@ class RunsConfig(AppConfig):
     verbose_name = "Snippet runs"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 (registers the system checks)
+        from . import checks, logins  # noqa: F401 (register the system checks, signals)

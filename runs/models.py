@@ -650,3 +650,16 @@ class Maintenance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (last {self.last_run_at})"
+
+
+class LoginFailure(models.Model):
+    """A failed admin login, counted per client to slow password guessing."""
+
+    client = models.CharField(max_length=64)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["client", "at"], name="login_failure_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.client} at {self.at}"

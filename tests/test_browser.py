@@ -54,8 +54,18 @@ def site(chromium, live_server, start_worker, settings):
 @pytest.fixture
 def page(chromium):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    yield context.new_page()
+    page = context.new_page()
+    # The Content-Security-Policy must never block anything the pages themselves use.
+    violations = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield page
     context.close()
+    assert violations == []
 
 
 def open_with_code(page, site: str, code: str) -> None:

@@ -124,3 +124,12 @@ def test_unknown_api_paths_answer_json_404(client, path):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]
+
+
+def test_admin_logins_are_limited_per_client(client, settings):
+    settings.LIMIT_ADMIN_LOGINS_PER_HOUR = 3
+    attempt = {"username": "admin", "password": "guess"}
+    statuses = [client.post("/admin/login/", attempt).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # three wrong passwords, then refused
+    other = client.post("/admin/login/", attempt, REMOTE_ADDR="203.0.113.99")
+    assert other.status_code == 200
