@@ -6,6 +6,7 @@ being silently replaced.
 """
 
 import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -246,6 +247,8 @@ LIVE_SAMPLE_SECONDS = env_number("LIVE_SAMPLE_SECONDS", 0.5, float, 0.1)
 
 # --- The queue -------------------------------------------------------------------
 
+# The name this machine's runs, baselines and workers carry (one baseline per host).
+HOST_NAME = env_str("HOST_NAME", socket.gethostname())
 WORKER_POLL_INTERVAL = env_number("WORKER_POLL_INTERVAL", 0.1, float, 0.0)
 WORKER_HEARTBEAT_SECONDS = env_number("WORKER_HEARTBEAT_SECONDS", 2.0, float, 0.1)
 # A worker silent for this long is considered dead, and its running run is failed.

@@ -8,7 +8,6 @@ process dies is found by anyone and marked as an error instead of running foreve
 from __future__ import annotations
 
 import logging
-import socket
 import statistics
 import threading
 from datetime import timedelta
@@ -129,7 +128,7 @@ def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
         durations.append(outcome.wall_s)
         cpus.append(outcome.cpu_s)
     _baseline = Baseline.objects.create(
-        host=socket.gethostname(),
+        host=settings.HOST_NAME,
         isolation=outcome.isolation,
         runs=runs,
         energy_kwh=statistics.median(energies),

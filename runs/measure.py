@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -247,7 +246,7 @@ class Session:
             "regional tables for USA/Canada)",
             "pue": task.pue,
             "codecarbon_version": task.codecarbon_version,
-            "host": socket.gethostname(),
+            "host": settings.HOST_NAME,
         }
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import uuid
 from datetime import timedelta
 from typing import NamedTuple
@@ -389,7 +388,7 @@ class Worker(models.Model):
 
     @staticmethod
     def name_for_this_process() -> str:
-        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return f"{settings.HOST_NAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def beat(self) -> None:
         self.last_seen_at = timezone.now()
@@ -636,7 +635,7 @@ class Baseline(models.Model):
 
     @classmethod
     def latest_for_this_host(cls, max_age: timedelta | None = None) -> Baseline | None:
-        baselines = cls.objects.filter(host=socket.gethostname())
+        baselines = cls.objects.filter(host=settings.HOST_NAME)
         if max_age is not None:
             baselines = baselines.filter(created_at__gte=timezone.now() - max_age)
         return baselines.first()

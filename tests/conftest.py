@@ -136,8 +136,8 @@ def start_worker(worker_env, settings, tmp_path):
     settings.WORKER_STALE_SECONDS = 1.5
     started: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(worker_env, tmp_path / f"worker-{len(started)}.log")
+    def start(**env: str) -> WorkerProcess:
+        worker = WorkerProcess(worker_env | env, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         worker.wait_ready()
         return worker
