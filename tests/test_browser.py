@@ -130,6 +130,19 @@ def test_errors_read_as_a_user_needs_them(site, page, settings):
     expect(flooded).to_contain_text("Output cut at the limit")
 
 
+def test_a_limit_is_explained_in_place_and_the_code_kept(site, page, settings):
+    settings.LIMIT_RUNS_PER_MINUTE = 1
+    open_with_code(page, site, "print('first')")
+    run_and_wait(page, "succeeded")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+    refusal = page.locator("#form-errors")
+    expect(refusal).to_contain_text("Too many runs: at most 1 a minute")
+    expect(page.locator(".cm-content")).to_contain_text("print('first')")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "playground-limit.png", full_page=True)
+
+
 def test_history_reload_and_a_shared_link(site, page, chromium):
     open_with_code(page, site, "print('first run')")
     run_and_wait(page, "succeeded")
