@@ -59,7 +59,9 @@ test: setup lint
 
 .PHONY: bench
 bench: setup
-	@export SECRET_KEY=$$(cat var/secret_key); $(PY) benchmarks/run.py
+	@export SECRET_KEY=$$(cat var/secret_key); $(PY) benchmarks/run.py && echo && \
+	$(PY) bin/wait-for-database "$(TEST_POSTGRES_URL)" && \
+	TEST_POSTGRES_URL="$(TEST_POSTGRES_URL)" $(PY) benchmarks/fleet.py
 
 .PHONY: clean
 clean:

@@ -163,3 +163,25 @@ def test_pages_keep_answering_under_slow_and_waiting_clients(front):
         thread.join(timeout=90)
     # Every waiting client got an answer: the run's result, or 202 and where to look.
     assert sorted(set(statuses)) <= [200, 202] and len(statuses) == 30, statuses
+
+
+def test_a_client_that_sends_5_mb_before_reading_gets_a_json_413(front):
+    body = json.dumps({"code": "x" * 5_000_000}).encode()
+    head = (
+        f"POST /run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", front), timeout=30) as s:
+        s.sendall(head)
+        sent = 0
+        try:
+            while sent < len(body):
+                sent += s.send(body[sent : sent + 65536])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may stop reading once it has answered; the answer is there
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 413 " in status_line, answer[:200]
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"].startswith("Request body too large")
