@@ -24,12 +24,31 @@ NOBODY = 65534
 
 
 def zombie_children() -> list[psutil.Process]:
+    """Zombies among this process's children that earlier tests did not leave: this
+    process is a subreaper (as a worker is), so servers other tests stopped can hand
+    it their own children."""
     found = []
     for child in psutil.Process().children():
         with contextlib.suppress(psutil.Error):
-            if child.status() == psutil.STATUS_ZOMBIE:
+            if child.status() == psutil.STATUS_ZOMBIE and child.pid not in _earlier:
                 found.append(child)
     return found
+
+
+_earlier: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _zombies_before_the_test():
+    _earlier.clear()
+    _earlier.update(p.pid for p in psutil.Process().children() if _is_zombie(p))
+
+
+def _is_zombie(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def leftover_cgroups() -> list[Path]:

@@ -4,6 +4,7 @@ Slow clients and clients waiting on `POST /run` must cost almost nothing: the pa
 and the health check keep answering while they hold their connections.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 from django.conf import settings
 
@@ -64,6 +66,35 @@ def front(worker_env, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        reap_group(proc.pid)
+
+
+def reap_group(group: int) -> None:
+    """Wait for every process of the stopped server: those its script left behind come
+    to this process (a subreaper, as the sandbox made it) and must be reaped here."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-group, os.WNOHANG)[0]:
+                pass
+        alive = [
+            p
+            for p in psutil.process_iter(["status"])
+            if p.info["status"] != psutil.STATUS_ZOMBIE and _group_of(p) == group
+        ]
+        if not alive:
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-group, os.WNOHANG)[0]:
+                    pass
+            return
+        time.sleep(0.05)
+
+
+def _group_of(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except OSError:
+        return None
 
 
 def get(port: int, path: str, timeout: float = 5) -> tuple[int, bytes, float]:
