@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .formatting import KWH_IN_J, significant
+from .formatting import KWH_IN_J, scaled, significant
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,11 @@ CONSTANTS = [CAR_G_PER_KM, PHONE_CHARGE_KWH, LED_WATTS, KETTLE_KWH]
 
 
 def _distance(km: float) -> str:
-    for factor, unit in ((1, "km"), (1e-3, "m"), (1e-5, "cm"), (1e-6, "mm"), (1e-9, "µm")):
-        if km >= factor:
-            return f"{significant(km / factor)} {unit}"
-    return f"{significant(km / 1e-9, 2)} µm"
+    return scaled(km, [(1, "km"), (1e-3, "m"), (1e-5, "cm"), (1e-6, "mm"), (1e-9, "µm")])
 
 
 def _duration(seconds: float) -> str:
-    for factor, unit in ((3600, "h"), (60, "min"), (1, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= factor:
-            return f"{significant(seconds / factor)} {unit}"
-    return f"{significant(seconds / 1e-6, 2)} µs"
+    return scaled(seconds, [(3600, "h"), (60, "min"), (1, "s"), (1e-3, "ms"), (1e-6, "µs")])
 
 
 def _share(fraction: float) -> str:

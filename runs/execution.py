@@ -153,7 +153,8 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
     run.mark_running(beat.worker.name)
     try:
         limits = sandbox.Limits.from_settings(run.timeout_s)
-        session = measure.Session(run.country_iso_code or None, run.region or None)
+        # The run carries its own timeout and grid, filled in when it was submitted.
+        session = measure.Session(run.country_iso_code, run.region)
         progress = _Progress(run, session)
         outcome = sandbox.run(
             run.code, limits, on_tick=progress.tick, tick_seconds=settings.LIVE_SAMPLE_SECONDS

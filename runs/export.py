@@ -28,55 +28,63 @@ class _Echo:
         return value
 
 
-def _row(run) -> list:
+def _row(run) -> dict:
+    """One run as CSV: a value for every column, keyed by the column's name."""
     provenance = run.provenance or {}
     cpu, gpu = provenance.get("cpu", {}), provenance.get("gpu", {})
     emissions_kg = run.emissions_g / 1000 if run.emissions_g is not None else None
     rate = emissions_kg / run.duration_s if emissions_kg is not None and run.duration_s else None
     machine_kg = run.machine_emissions_g / 1000 if run.machine_emissions_g is not None else None
-    return [
-        (run.started_at or run.created_at).isoformat(timespec="seconds"),
-        PROJECT,
-        run.public_id,
-        run.series.public_id if run.series_id else "",
-        run.duration_s,
-        emissions_kg,
-        rate,
-        run.cpu_energy_kwh,
-        run.gpu_energy_kwh,
-        run.ram_energy_kwh,
-        run.energy_kwh,
-        measure.countries().get(run.country_iso_code, ""),
-        run.country_iso_code,
-        run.region,
-        provenance.get("codecarbon_version", ""),
-        cpu.get("threads", ""),
-        cpu.get("model", ""),
-        gpu.get("count", ""),
-        gpu.get("model", ""),
-        round(provenance.get("ram", {}).get("total_bytes", 0) / 2**30, 3) or "",
-        "machine",
-        provenance.get("pue", ""),
-        run.status,
-        run.exit_code,
-        run.cpu_seconds,
-        run.carbon_intensity_g_per_kwh,
-        run.machine_energy_kwh,
-        machine_kg,
-        run.baseline_energy_kwh,
-        run.net_energy_kwh,
-        cpu.get("method", ""),
-        run.isolation,
-        run.series.public_id if run.series_id else "",
-        run.variant,
-        run.repetition,
-        run.get_absolute_url(),
-    ]
+    series_id = run.series.public_id if run.series_id else ""
+    return {
+        "timestamp": (run.started_at or run.created_at).isoformat(timespec="seconds"),
+        "project_name": PROJECT,
+        "run_id": run.public_id,
+        "experiment_id": series_id,
+        "duration": run.duration_s,
+        "emissions": emissions_kg,
+        "emissions_rate": rate,
+        "cpu_energy": run.cpu_energy_kwh,
+        "gpu_energy": run.gpu_energy_kwh,
+        "ram_energy": run.ram_energy_kwh,
+        "energy_consumed": run.energy_kwh,
+        "country_name": measure.countries().get(run.country_iso_code, ""),
+        "country_iso_code": run.country_iso_code,
+        "region": run.region,
+        "codecarbon_version": provenance.get("codecarbon_version", ""),
+        "cpu_count": cpu.get("threads", ""),
+        "cpu_model": cpu.get("model", ""),
+        "gpu_count": gpu.get("count", ""),
+        "gpu_model": gpu.get("model", ""),
+        "ram_total_size": round(provenance.get("ram", {}).get("total_bytes", 0) / 2**30, 3) or "",
+        "tracking_mode": "machine",
+        "pue": provenance.get("pue", ""),
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "cpu_seconds": run.cpu_seconds,
+        "carbon_intensity_g_per_kwh": run.carbon_intensity_g_per_kwh,
+        "machine_energy_consumed": run.machine_energy_kwh,
+        "machine_emissions": machine_kg,
+        "baseline_energy": run.baseline_energy_kwh,
+        "net_energy_consumed": run.net_energy_kwh,
+        "cpu_method": cpu.get("method", ""),
+        "isolation": run.isolation,
+        "series_id": series_id,
+        "variant": run.variant,
+        "repetition": run.repetition,
+        "url_path": run.get_absolute_url(),
+    }
 
 
 def history_csv(runs: Iterable) -> Iterator[str]:
     """Stream the rows: memory stays flat however long the history is."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CODECARBON_COLUMNS + EXTRA_COLUMNS)
+    # extrasaction="raise": a value without a column (or a column without a value,
+    # through restval) cannot slip by unnoticed.
+    writer = csv.DictWriter(_Echo(), CODECARBON_COLUMNS + EXTRA_COLUMNS, extrasaction="raise")
+    yield writer.writeheader()
     for run in runs.iterator(chunk_size=500) if hasattr(runs, "iterator") else runs:
-        yield writer.writerow(["" if v is None else v for v in _row(run)])
+        row = _row(run)
+        missing = set(writer.fieldnames) - set(row)
+        if missing:
+            raise KeyError(f"no value for CSV columns {sorted(missing)}")
+        yield writer.writerow({k: "" if v is None else v for k, v in row.items()})

@@ -35,7 +35,8 @@ def significant(value: float, digits: int = 3) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _scaled(value: float, units: list[tuple[float, str]]) -> str:
+def scaled(value: float, units: list[tuple[float, str]]) -> str:
+    """`value` in the largest unit it reaches (the smallest when it reaches none)."""
     for factor, unit in units:
         if abs(value) >= factor:
             return f"{significant(value / factor)} {unit}"
@@ -51,7 +52,7 @@ def watt_hours(kwh: float | None) -> str:
     if kwh == 0:
         return "0 Wh"
     units = [(1000, "kWh"), (1, "Wh"), (1e-3, "mWh"), (1e-6, "µWh"), (1e-9, "nWh")]
-    return _scaled(kwh * 1000, units)
+    return scaled(kwh * 1000, units)
 
 
 def energy(kwh: float | None) -> str:
@@ -65,7 +66,7 @@ def joules(kwh: float | None) -> str:
     kwh = _number(kwh)
     if kwh is None:
         return MISSING
-    return _scaled(kwh * KWH_IN_J, [(1e6, "MJ"), (1e3, "kJ"), (1, "J"), (1e-3, "mJ"), (1e-6, "µJ")])
+    return scaled(kwh * KWH_IN_J, [(1e6, "MJ"), (1e3, "kJ"), (1, "J"), (1e-3, "mJ"), (1e-6, "µJ")])
 
 
 def mass(grams: float | None) -> str:
@@ -74,7 +75,7 @@ def mass(grams: float | None) -> str:
         return MISSING
     if grams == 0:
         return "0 g"
-    return _scaled(grams, [(1000, "kg"), (1, "g"), (1e-3, "mg"), (1e-6, "µg"), (1e-9, "ng")])
+    return scaled(grams, [(1000, "kg"), (1, "g"), (1e-3, "mg"), (1e-6, "µg"), (1e-9, "ng")])
 
 
 def seconds(value: float | None) -> str:

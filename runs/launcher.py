@@ -34,6 +34,7 @@ SCMP_CMP_NE = 1
 SCMP_CMP_MASKED_EQ = 7
 AF_UNIX = 1  # not imported from socket: that import alone costs ~5 ms
 CONFINEMENT_FAILED = 125
+SNIPPET_FILE = "main.py"  # what tracebacks name; runs.models finds the line by it
 # Every namespace flag of clone(2)/unshare(2): a new user namespace hands the snippet
 # full capabilities over fresh kernel objects, the largest attack surface left.
 NAMESPACE_FLAGS = (
@@ -161,7 +162,7 @@ def set_limits(file_bytes, processes, address_space, open_files):
 
 
 def run_snippet(source):
-    path = os.path.join(os.getcwd(), "main.py")
+    path = os.path.join(os.getcwd(), SNIPPET_FILE)
     with open(path, "wb") as f:
         f.write(source)
     sys.argv = [path]
@@ -324,4 +325,6 @@ def finish(status):
     os._exit(status)
 
 
-main()
+# `python -c` runs this as __main__; the server imports it only for its constants.
+if __name__ == "__main__":
+    main()

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import psutil
 from django.conf import settings
 
+from .formatting import KWH_IN_J
 from .sandbox import Outcome
 
 logger = logging.getLogger(__name__)
 
-KWH = 3.6e6  # joules
 # CPU modes in which CodeCarbon reads an energy counter rather than estimating.
 MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "windows_emi", "powermetrics"}
 
@@ -99,6 +99,10 @@ class Hardware:
 
     @classmethod
     def of(cls, tracker) -> Hardware:
+        # CodeCarbon has no public API for what it detected: we read its private
+        # attributes (_hardware, _conf and the CPU's _mode, _model, _tdp, _cpu_count),
+        # which is safe only because requirements.txt pins its exact version, and
+        # tests/test_execution.py checks they are still there.
         from codecarbon.external.hardware import CPU
         from codecarbon.external.ram import RAM
 
@@ -169,11 +173,11 @@ class Session:
         if hw.cpu_measured and machine_cpu > 0:
             cpu_kwh = task.cpu_energy * min(outcome.cpu_s / machine_cpu, 1.0)
         else:
-            cpu_kwh = outcome.cpu_s * hw.watts_per_thread / KWH
+            cpu_kwh = outcome.cpu_s * hw.watts_per_thread / KWH_IN_J
         ram_share_seconds = (
             outcome.memory_byte_seconds / hw.ram_total_bytes if hw.ram_total_bytes else 0
         )
-        ram_kwh = hw.ram_w * ram_share_seconds / KWH
+        ram_kwh = hw.ram_w * ram_share_seconds / KWH_IN_J
         gpu_kwh = task.gpu_energy if hw.gpu_count else None
         energy = cpu_kwh + ram_kwh + (gpu_kwh or 0.0)
         intensity = intensity_for(self.country, self.region)
@@ -197,6 +201,7 @@ class Session:
     def forget(self) -> None:
         # CodeCarbon keeps every finished task forever (~2.6 KB each); we have read
         # ours, so drop it and the tracker's memory stays flat in a long-lived worker.
+        # (_tasks is private: see Hardware.of on the pinned version.)
         self.tracker._tasks.pop(self.task, None)
 
     def provenance(self, task) -> dict:

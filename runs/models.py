@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
 import uuid
 from datetime import timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,7 +14,11 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import stats
+from . import launcher, stats
+
+if TYPE_CHECKING:
+    from .measure import Figures
+    from .sandbox import Outcome
 
 
 def clean_code(code: object) -> str:
@@ -239,8 +244,11 @@ class Run(models.Model):
             stdout=stdout, stderr=stderr, power_samples=power_samples
         )
 
-    def finish(self, outcome, figures) -> None:
-        """Store the sandbox's outcome and the measured figures, and settle the status."""
+    def finish(self, outcome: Outcome, figures: Figures | None) -> None:
+        """Store the sandbox's outcome and the measured figures, and settle the status.
+
+        Every figure has a column of the same name (checked: a new figure without one
+        fails here, in the tests, instead of vanishing on save)."""
         self.exit_code = outcome.exit_code
         self.stdout, self.stderr = outcome.stdout, outcome.stderr
         self.stdout_truncated = outcome.stdout_truncated
@@ -253,10 +261,7 @@ class Run(models.Model):
         if outcome.error:
             self.status, self.error = self.Status.ERROR, outcome.error
         elif outcome.timed_out:
-            self.status = self.Status.TIMED_OUT
-            self.error = (
-                f"Timed out after {self.timeout_s:g} s; every process it started was stopped."
-            )
+            self.status, self.error = self.Status.TIMED_OUT, outcome.limit_message
         elif outcome.limit:
             self.status = self.Status.LIMIT_EXCEEDED
             self.error = outcome.limit_message
@@ -266,7 +271,8 @@ class Run(models.Model):
             self.status = self.Status.FAILED
             self.error = failure_message(outcome.exit_code, outcome.stderr)
         if figures is not None:
-            for name, value in vars(figures).items():
+            for name, value in dataclasses.asdict(figures).items():
+                self._meta.get_field(name)  # FieldDoesNotExist for a figure with no column
                 setattr(self, name, value)
         self.finished_at = timezone.now()
         self.save()
@@ -327,7 +333,7 @@ class Run(models.Model):
 
 
 SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
-TRACEBACK_LINE = re.compile(r'File "[^"]*main\.py", line (\d+)')
+TRACEBACK_LINE = re.compile(rf'File "[^"]*/{re.escape(launcher.SNIPPET_FILE)}", line (\d+)')
 
 
 def failure_message(exit_code: int | None, stderr: str) -> str:
@@ -552,33 +558,7 @@ class Series(models.Model):
         results = self.results(runs)
 
         def summary(s: stats.Summary | None) -> dict | None:
-            if s is None:
-                return None
-            return {
-                "n": s.n,
-                "median": s.median,
-                "q1": s.q1,
-                "q3": s.q3,
-                "mean": s.mean,
-                "stdev": s.stdev,
-                "cv": s.cv,
-            }
-
-        def comparison(compared: Compared) -> dict | None:
-            c = results[compared.key]
-            if c is None:
-                return None
-            return {
-                "change": c.change,
-                "ci_low": c.low,
-                "ci_high": c.high,
-                "confidence": c.confidence,
-                "p_value": c.p_value,
-                "significant": c.significant,
-                "method": c.method,
-                "pairs": c.n_a,
-                "verdict": compared.verdict(c),
-            }
+            return s.as_dict() if s else None
 
         data = {
             "id": str(self.public_id),
@@ -606,8 +586,18 @@ class Series(models.Model):
             "runs": [run.as_dict() for run in runs],
         }
         if self.kind == self.Kind.COMPARE:
-            data["comparison"] = {c.key: comparison(c) for c in COMPARED}
+            data["comparison"] = {
+                compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
+                for compared, comparison, verdict in self.verdicts(results)
+            }
         return data
+
+    def verdicts(self, results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
+        """What a comparison says about each compared figure, for the page and the export."""
+        return [
+            (c, results[c.key], c.verdict(results[c.key]) if results[c.key] else None)
+            for c in COMPARED
+        ]
 
 
 class Baseline(models.Model):

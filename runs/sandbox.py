@@ -34,12 +34,11 @@ from pathlib import Path
 import psutil
 from django.conf import settings
 
-from . import cgroups
+from . import cgroups, launcher
 
 logger = logging.getLogger(__name__)
 
 LAUNCHER_SOURCE = (Path(__file__).parent / "launcher.py").read_text()
-LAUNCHER_CONFINEMENT_FAILED = 125
 SANDBOX_TMP = "/tmp"
 SHM_BYTES = 16 * 1024 * 1024
 OPEN_FILES = 256
@@ -50,6 +49,7 @@ STOP_GRACE_SECONDS = 0.5
 EXIT_POLL_SECONDS = 0.0005
 PR_SET_CHILD_SUBREAPER = 36
 
+TIMEOUT = "timeout"  # how Limits.describe names the wall-clock limit
 BUBBLEWRAP = "bubblewrap"
 RLIMITS = "rlimits"
 
@@ -68,9 +68,10 @@ class Limits:
     max_files: int
 
     @classmethod
-    def from_settings(cls, timeout_s: float | None = None) -> Limits:
+    def from_settings(cls, timeout_s: float) -> Limits:
+        """The configured limits, with this run's own wall-clock timeout."""
         return cls(
-            timeout_s=timeout_s or settings.EXECUTION_TIMEOUT,
+            timeout_s=timeout_s,
             memory_bytes=settings.SANDBOX_MEMORY_MB * 1024 * 1024,
             max_processes=settings.SANDBOX_MAX_PROCESSES,
             output_bytes=settings.SANDBOX_OUTPUT_BYTES,
@@ -79,9 +80,10 @@ class Limits:
         )
 
     def describe(self, limit: str) -> str:
-        """The message a user reads when `limit` stopped their snippet."""
+        """The message a user reads when `limit` (or the timeout) stopped their snippet."""
         mib = 1024 * 1024
         return {
+            TIMEOUT: f"Timed out after {self.timeout_s:g} s; every process it started was stopped.",
             "memory": f"Memory limit exceeded: the snippet and its processes may use "
             f"{self.memory_bytes // mib} MiB in all.",
             "processes": f"Process limit exceeded: at most {self.max_processes} "
@@ -281,7 +283,8 @@ def isolation() -> str:
     else:
         account = _account()
         python = _python()
-        probe = [*_bwrap_command(python, Limits.from_settings()), python, "-I", "-c", "pass"]
+        limits = Limits.from_settings(settings.EXECUTION_TIMEOUT)
+        probe = [*_bwrap_command(python, limits), python, "-I", "-c", "pass"]
         result = subprocess.run(
             probe,
             capture_output=True,
@@ -616,8 +619,13 @@ class _Watch:
             if fd in selector.get_map():
                 self._drain(fd, stream)
         selector.close()
+        self._post_mortem(end - started, stdout, stderr)
+
+    def _post_mortem(self, wall_s: float, stdout: _Stream, stderr: _Stream) -> None:
+        """Once the tree is gone: its status, CPU, memory, and how the run ended."""
+        outcome, limits = self.outcome, self.limits
         status, tree_cpu = self._reap()
-        outcome.wall_s = end - started
+        outcome.wall_s = wall_s
         outcome.exit_code = os.waitstatus_to_exitcode(status)
         # Every process of the tree: what the supervisor reaped, what bubblewrap and we
         # reaped, and (with a cgroup) every process ever in it, waited for or not.
@@ -631,12 +639,12 @@ class _Watch:
             outcome.memory_byte_seconds = outcome.peak_memory_bytes * outcome.wall_s
         if not outcome.limit and not outcome.timed_out:
             outcome.limit = self._limit_after_exit(stderr)
-        if outcome.exit_code == LAUNCHER_CONFINEMENT_FAILED and b"sandbox: " in stderr.data:
+        if outcome.exit_code == launcher.CONFINEMENT_FAILED and b"sandbox: " in stderr.data:
             outcome.error = stderr.text().strip()
         elif self.mode == BUBBLEWRAP and b"bwrap: " in stderr.data[:200]:
             outcome.error = f"The sandbox failed to start: {stderr.text().strip()}"
-        if outcome.limit:
-            outcome.limit_message = limits.describe(outcome.limit)
+        if outcome.limit or outcome.timed_out:
+            outcome.limit_message = limits.describe(outcome.limit or TIMEOUT)
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 

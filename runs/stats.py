@@ -6,8 +6,8 @@ the regularised incomplete beta function (Numerical Recipes' continued fraction)
 A comparison works on logarithms: energy and time are positive and their noise is
 multiplicative, so a t-test on log values compares geometric means, and its interval
 turns back into a percentage difference "B vs A". Runs interleaved A, B, A, B are
-compared in pairs (paired t-test on log(B/A)); Welch's test is the fallback for
-samples that are not paired.
+compared in pairs (paired t-test on log(B/A)). Welch's test on unpaired samples is
+kept as the benchmarks' reference: `make bench` shows what pairing gains over it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,17 @@ class Summary:
     def cv(self) -> float:
         """Coefficient of variation (stdev / mean); 0 for a single value."""
         return self.stdev / self.mean if self.mean else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "median": self.median,
+            "q1": self.q1,
+            "q3": self.q3,
+            "mean": self.mean,
+            "stdev": self.stdev,
+            "cv": self.cv,
+        }
 
 
 def summarize(values: list[float]) -> Summary | None:
@@ -71,6 +82,18 @@ class Comparison:
     @property
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
+
+    def as_dict(self) -> dict:
+        return {
+            "change": self.change,
+            "ci_low": self.low,
+            "ci_high": self.high,
+            "confidence": self.confidence,
+            "p_value": self.p_value,
+            "significant": self.significant,
+            "method": self.method,
+            "pairs": self.n_a,
+        }
 
     def verdict(self, quantity: str, verb: str = "uses") -> str:
         """Plain words: 'B uses 23% less energy (95% CI 19–27%)' or no clear difference."""

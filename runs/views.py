@@ -14,7 +14,7 @@ from django_htmx.middleware import HtmxDetails
 
 from . import charts, equivalents, examples, export, formatting, limits, measure
 from .clients import client_of
-from .models import COMPARED, MAX_REPETITIONS, Baseline, Run, Series, Worker
+from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker
 from .tasks import enqueue
 
 HISTORY_PAGE_SIZE = 25
@@ -177,8 +177,8 @@ def _series_context(series: Series) -> dict:
     }
     if series.kind == Series.Kind.COMPARE:
         context["verdicts"] = [
-            (c.label, results[c.key], c.verdict(results[c.key]) if results[c.key] else None)
-            for c in COMPARED
+            (compared.label, comparison, verdict)
+            for compared, comparison, verdict in series.verdicts(results)
         ]
     return context
 

@@ -1,13 +1,14 @@
 """Every endpoint: pages, htmx fragments, wrong methods, the JSON API, the admin."""
 
 import json
+import re
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
-from runs.models import Run, Worker
+from runs.models import Run, Series, Worker
 
 from .factories import finished_run
 
@@ -30,7 +31,9 @@ def test_playground_page_has_the_editor_form_and_examples(client):
     assert '<textarea id="code" name="code"' in html
     assert 'action="/runs/new"' in html and 'hx-post="/runs/new"' in html
     assert "Busy loop" in html and "Waiting costs little" in html
-    assert "editor.bundle" in html and "htmx" in html
+    assert "editor.bundle" in html
+    # htmx itself is served from this site (its script tag), not only named in attributes.
+    assert re.search(r'<script src="/static/django_htmx/htmx[^"]*\.js"', html), html[:2000]
     assert "https://cdn" not in html and "unpkg" not in html
 
 
@@ -90,9 +93,29 @@ def test_the_code_is_kept_when_it_is_refused(client):
     assert "print(1)" in response.text
 
 
-@pytest.mark.parametrize("url", ["/runs/new"])
-def test_create_refuses_get(client, url):
-    assert client.get(url).status_code == 405
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/runs/new"),
+        ("get", "/series/new"),
+        ("get", "/compare/new"),
+        ("post", "/compare/"),
+        ("post", "/runs/"),
+        ("post", "/runs.csv"),
+        ("post", "/methodology/"),
+    ],
+)
+def test_pages_refuse_the_wrong_method(client, method, url):
+    assert getattr(client, method)(url).status_code == 405
+
+
+def test_exports_refuse_posts(client):
+    run = finished_run()
+    assert client.post(f"/runs/{run.public_id}.json").status_code == 405
+    series = Series.objects.submit(Series.Kind.REPEAT, ["print(1)"], 1)
+    assert client.post(f"/series/{series.public_id}.json").status_code == 405
+    assert client.post(f"/series/{series.public_id}/").status_code == 405
+    assert client.post(f"/runs/{run.public_id}/").status_code == 405
 
 
 # --- the run view ----------------------------------------------------------------
