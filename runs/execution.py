@@ -164,6 +164,9 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
         run.power_samples = progress.samples
         run.apply_baseline(current_baseline())
         run.finish(outcome, figures)
+        if kind == Worker.Kind.QUEUE:
+            # The next run's sandbox starts now, while this worker waits for it.
+            sandbox.prepare_standby(limits)
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         run.fail(f"The sandbox is not available on this server: {exc}")

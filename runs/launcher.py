@@ -8,7 +8,9 @@ file-size limit, process limit, address-space limit (0 = none), open-files limit
 whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, then the
 paths readable and the paths writable, separated by ':' (both empty: no Landlock).
 
-It reads the snippet from stdin, closes stdin, sets the resource limits, and forks:
+It waits for the snippet on stdin (a worker starts it ahead of the run, so that a run
+pays only for its own code), reports the CPU its start-up took, closes stdin, sets the
+resource limits, and forks:
 - the child confines itself (a seccomp filter refusing sockets other than AF_UNIX, or
   every socket, plus new namespaces and io_uring; Landlock where asked) and runs the
   snippet as `__main__` from ./main.py, so tracebacks and `__file__` look as they would
@@ -255,15 +257,20 @@ def supervise(snippet, report):
 def main():
     libc = ctypes.CDLL(None, use_errno=True)
     die_with_parent(libc)
-    source = sys.stdin.buffer.read()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     file_bytes, processes, address_space, open_files, allow_unix, report = (
         int(a) for a in sys.argv[1:7]
     )
     read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[7:9])
+    # A worker may start us ahead of the run: we wait here, interpreter ready, until
+    # the code arrives. What we spent until then is the start-up, reported at once on
+    # the report descriptor (the snippet never sees it) and not charged to the run.
+    source = sys.stdin.buffer.read()
+    start_up = resource.getrusage(resource.RUSAGE_SELF)
+    os.write(report, b"startup %.6f\n" % (start_up.ru_utime + start_up.ru_stime))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     try:
         set_limits(file_bytes, processes, address_space, open_files)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:

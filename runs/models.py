@@ -124,6 +124,8 @@ class Run(models.Model):
 
     duration_s = models.FloatField(null=True, blank=True)
     cpu_seconds = models.FloatField(null=True, blank=True)
+    # CPU the interpreter spent starting before the code arrived: measured, not charged.
+    startup_cpu_seconds = models.FloatField(null=True, blank=True)
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     energy_kwh = models.FloatField(null=True, blank=True)
     cpu_energy_kwh = models.FloatField(null=True, blank=True)
@@ -255,6 +257,7 @@ class Run(models.Model):
         self.stderr_truncated = outcome.stderr_truncated
         self.duration_s = outcome.wall_s
         self.cpu_seconds = outcome.cpu_s
+        self.startup_cpu_seconds = outcome.startup_cpu_s
         self.peak_memory_bytes = outcome.peak_memory_bytes
         self.isolation = outcome.isolation
         self.limit = outcome.limit
@@ -325,6 +328,7 @@ class Run(models.Model):
                 "duration_s": self.baseline_duration_s,
                 "cpu_seconds": self.baseline_cpu_seconds,
             },
+            "startup_cpu_seconds": self.startup_cpu_seconds,
             "series_id": str(self.series.public_id) if self.series_id else None,
             "variant": self.variant or None,
             "repetition": self.repetition,

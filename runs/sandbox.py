@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import logging
 import os
@@ -123,6 +124,8 @@ class Outcome:
     limit_message: str = ""
     isolation: str = ""
     error: str = ""  # our own failure, never the snippet's
+    # CPU the interpreter spent starting, before the code arrived: shown, not charged.
+    startup_cpu_s: float = 0.0
 
 
 @dataclass
@@ -427,7 +430,66 @@ def run(
     on_tick: Callable[[Tick], None] | None = None,
     tick_seconds: float = 0.5,
 ) -> Outcome:
-    """Run `code` to completion or to a limit; never raises for the snippet's faults."""
+    """Run `code` to completion or to a limit; never raises for the snippet's faults.
+
+    In the sandbox prepared ahead for this process (`prepare_standby`) when there is one
+    with these limits, else in a new one."""
+    watch = _take_standby(limits) or _launch(limits)
+    try:
+        return watch.execute(code.encode(), on_tick, tick_seconds)
+    finally:
+        watch.cleanup()
+
+
+# The next run's sandbox, started ahead: its interpreter is up and waiting for code.
+_standby: dict = {}
+
+
+def _standby_key(limits: Limits) -> tuple:
+    # Everything a sandbox is made of but the timeout, which the worker keeps itself.
+    return (
+        dataclasses.replace(limits, timeout_s=0),
+        isolation(),
+        _account(),
+        _python(),
+        settings.SANDBOX_CPUS,
+        tuple(gpu_devices()),
+        os.getpid(),
+    )
+
+
+def prepare_standby(limits: Limits) -> None:
+    """Start the next run's sandbox now, so that the run pays only for its own code.
+    Every run still gets a sandbox nobody used: this one is used once, then ended."""
+    discard_standby()
+    watch = _launch(limits)
+    if watch.outcome.error:
+        watch.cleanup()  # a run will meet the same problem and say so
+        return
+    _standby.update(key=_standby_key(limits), watch=watch)
+
+
+def discard_standby() -> None:
+    watch = _standby.pop("watch", None)
+    _standby.pop("key", None)
+    if watch is not None:
+        watch.cleanup()
+
+
+def _take_standby(limits: Limits) -> _Watch | None:
+    if "watch" not in _standby:
+        return None
+    if _standby["key"] != _standby_key(limits) or _standby["watch"]._exited():
+        discard_standby()
+        return None
+    watch = _standby.pop("watch")
+    _standby.pop("key")
+    watch.limits = limits  # this run's own timeout
+    return watch
+
+
+def _launch(limits: Limits) -> _Watch:
+    """A new sandbox, started and confined, its interpreter waiting for the code."""
     mode = isolation()
     account = _account()
     python = _python()
@@ -464,12 +526,8 @@ def run(
         account=account,
         report=(report_read, report_write),
     )
-    try:
-        return watch.run(command, code.encode(), on_tick, tick_seconds)
-    finally:
-        watch.cleanup()
-        if workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+    watch.start(command)
+    return watch
 
 
 class _Watch:
@@ -487,6 +545,7 @@ class _Watch:
         self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
         self.init_pid: int | None = None
         self.started_at = time.time()
+        self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
         self.outcome = Outcome(isolation=self.describe_isolation())
 
     def describe_isolation(self) -> str:
@@ -505,9 +564,9 @@ class _Watch:
         """The launcher's process on the host (PID 1 of bubblewrap's namespace)."""
         return self._sandbox_init() if self.mode == BUBBLEWRAP else self.proc.pid
 
-    def run(self, command, source: bytes, on_tick, tick_seconds) -> Outcome:
+    def start(self, command: list[str]) -> None:
+        """Start the sandbox and confine it; a failure is kept on the outcome."""
         outcome = self.outcome
-        started = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 command,
@@ -522,16 +581,22 @@ class _Watch:
             )
         except OSError as exc:
             outcome.error = f"Could not start the sandbox: {exc}"
-            return outcome
+            return
         finally:
             os.close(self.report_write)
         problem = self._confine()
         if problem:
-            # Fail closed: the code is never sent to a sandbox we could not complete.
             self.kill()
             self._reap()
             outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
-            return outcome
+
+    def execute(self, source: bytes, on_tick, tick_seconds: float) -> Outcome:
+        """Send the code and watch it to the end. Every figure counts from here."""
+        outcome = self.outcome
+        if outcome.error:
+            return outcome  # fail closed: the code never goes to an incomplete sandbox
+        self.cpu_before_code = self._cpu_seconds()
+        started = time.monotonic()
         try:
             self.proc.stdin.write(source)
             self.proc.stdin.close()
@@ -593,9 +658,8 @@ class _Watch:
                     break
             if on_tick and now >= next_tick:
                 next_tick = now + tick_seconds
-                on_tick(
-                    Tick(now - started, self._cpu_seconds(), memory, stdout.text(), stderr.text())
-                )
+                cpu = max(self._cpu_seconds() - self.cpu_before_code, 0.0)
+                on_tick(Tick(now - started, cpu, memory, stdout.text(), stderr.text()))
             timeout = max(0.0, min(deadline, next_check, next_tick) - now)
             if not selector.get_map():
                 # Both pipes closed: the sandbox is exiting; bubblewrap follows its
@@ -630,7 +694,7 @@ class _Watch:
         # Every process of the tree: what the supervisor reaped, what bubblewrap and we
         # reaped, and (with a cgroup) every process ever in it, waited for or not.
         accounted = self.group.cpu_seconds() if self.group else None
-        outcome.cpu_s = max(tree_cpu, accounted or 0.0)
+        outcome.cpu_s = max(tree_cpu, (accounted or 0.0) - outcome.startup_cpu_s, 0.0)
         if self.group:
             outcome.peak_memory_bytes = max(
                 outcome.peak_memory_bytes, self.group.peak_memory_bytes()
@@ -649,23 +713,32 @@ class _Watch:
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
     def _reap(self) -> tuple[int, float]:
-        """Wait for the sandbox; (the snippet's wait status, CPU-seconds of its tree)."""
+        """Wait for the sandbox; (the snippet's wait status, CPU-seconds of its tree
+        since the code arrived)."""
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
-        cpu = usage.ru_utime + usage.ru_stime
+        # Everything bubblewrap waited for, the launcher's start-up included.
+        everything = usage.ru_utime + usage.ru_stime
         self.outcome.peak_memory_bytes = max(self.outcome.peak_memory_bytes, usage.ru_maxrss * 1024)
         # If bubblewrap died before its child, that child (the launcher) is ours now.
         if self.mode == BUBBLEWRAP and self.init_pid:
-            cpu += self._reap_adopted(self.init_pid)
-        try:
-            report = os.read(self.report_read, 256).split()
-        except BlockingIOError:
-            report = []
-        if len(report) == 2:
-            # The supervisor's own word: the snippet's status, its tree's CPU time.
-            status = int(report[0])
-            cpu = max(cpu, float(report[1]))
-        return status, cpu
+            everything += self._reap_adopted(self.init_pid)
+        tree = 0.0
+        for line in self._report().splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] == "startup":
+                self.outcome.startup_cpu_s = float(words[1])
+            elif len(words) == 2:
+                # The supervisor's own word: the snippet's status, its tree's CPU time.
+                status, tree = int(words[0]), float(words[1])
+        return status, max(tree, everything - self.outcome.startup_cpu_s)
+
+    def _report(self) -> str:
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.report_read, 4096):
+                data += chunk
+        return data.decode("ascii", errors="replace")
 
     def _reap_adopted(self, pid: int) -> float:
         deadline = time.monotonic() + 2
@@ -857,6 +930,8 @@ class _Watch:
         self._sweep_orphans()
         for pipe in (self.proc.stdout, self.proc.stderr, self.proc.stdin) if self.proc else ():
             pipe.close()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _sweep_orphans(self) -> None:
         # What a killed launcher left was re-parented to us (we are a subreaper): kill

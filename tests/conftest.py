@@ -22,6 +22,15 @@ def _fast_tests(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _no_standby_sandbox_between_tests():
+    # Runs executed here prepare the next run's sandbox, as a worker does; a test must
+    # neither inherit one made under another test's settings nor leave one running.
+    sandbox.discard_standby()
+    yield
+    sandbox.discard_standby()
+
+
 def sandbox_processes() -> list[psutil.Process]:
     """Every live process of the sandbox account (only meaningful as root).
 

@@ -9,6 +9,7 @@ import errno
 import os
 import pickle
 import socket
+import time
 from pathlib import Path
 
 import psutil
@@ -16,7 +17,7 @@ import pytest
 
 from runs import cgroups, sandbox
 
-from .conftest import run, sandbox_processes
+from .conftest import limits, run, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
 
@@ -423,3 +424,33 @@ def test_the_gpu_reaches_snippets_inside_bubblewrap(settings):
     assert words[:2] == ["cuInit", "0"], outcome.stdout
     assert int(words[3]) >= 1
     assert words[4:] == ["nvmlInit", "0"]
+
+
+# --- the sandbox prepared ahead of a run ----------------------------------------------
+
+
+def test_a_prepared_sandbox_counts_from_the_code_and_serves_one_run(mode):
+    prepared = limits()
+    sandbox.prepare_standby(prepared)
+    time.sleep(0.5)  # the worker waits for a run; the interpreter is up meanwhile
+    first = sandbox.run(
+        "import os\nopen('left-behind', 'w').write('x')\nos.environ['LEFT'] = '1'", prepared
+    )
+    assert first.exit_code == 0, first.stderr
+    assert first.wall_s < 0.4, "the time the sandbox waited was charged to the run"
+    assert first.startup_cpu_s > 0, "the start-up is measured"
+    assert first.cpu_s < first.startup_cpu_s, "and not charged"
+
+    sandbox.prepare_standby(prepared)
+    second = sandbox.run(
+        "import os\nprint(os.path.exists('left-behind'), 'LEFT' in os.environ)", prepared
+    )
+    assert second.stdout == "False False\n", "state passed from one run to the next"
+    assert zombie_children() == []
+
+
+def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
+    sandbox.prepare_standby(limits(memory_bytes=128 * 1024 * 1024))
+    outcome = run("print('fresh')", memory_bytes=256 * 1024 * 1024)
+    assert outcome.stdout == "fresh\n"
+    assert sandbox_processes() == [] and zombie_children() == []

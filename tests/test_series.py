@@ -189,7 +189,7 @@ def test_run_page_shows_baseline_equivalents_and_other_grids(client):
         energy_kwh=1.08e-6, emissions_g=7.7e-4, baseline_energy_kwh=3e-8, baseline_cpu_seconds=0.027
     )
     html = client.get(run.get_absolute_url()).text
-    assert "Beyond start-up: 1.05 mWh" in html
+    assert "Beyond that: 1.05 mWh" in html
     assert "driving 3.1 mm in a typical passenger car" in html
     assert "10 W LED bulb lit for 389 ms" in html
     assert "France" in html and 'India <span class="muted">(this run)</span>' in html
