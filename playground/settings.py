@@ -258,6 +258,8 @@ WORKER_STALE_SECONDS = env_number("WORKER_STALE_SECONDS", 10.0, float, 0.5)
 # waiting clients never take every server thread).
 API_WAIT_SECONDS = env_number("API_WAIT_SECONDS", 70.0, float, 0.0)
 API_MAX_WAITING = env_number("API_MAX_WAITING", 4, int, 0)
+# How long the playground's form waits for a run before showing it queued or running.
+PAGE_WAIT_SECONDS = env_number("PAGE_WAIT_SECONDS", 0.5, float, 0.0)
 
 # --- Retention (runs/retention.py) --------------------------------------------------
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
-import time
 import uuid
 
 from django.conf import settings
@@ -22,7 +20,7 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from . import limits
+from . import limits, waiting
 from .clients import client_of
 from .models import Run, Worker
 from .tasks import enqueue
@@ -32,7 +30,6 @@ from .tasks import enqueue
 MAX_BODY_BYTES = settings.MAX_CODE_BYTES * 6 + 1024
 DISCARD_BYTES = 16 * 1024 * 1024
 TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES:,} bytes."
-_waiting = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 
 
 class BadRequest(Exception):
@@ -142,28 +139,11 @@ def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
 def run(request: HttpRequest, payload: dict) -> JsonResponse:
     """POST /run: the original design's endpoint; waits for the run to finish."""
     submitted = _submit(request, payload)
-    # At most API_MAX_WAITING requests of this process wait; the others are told where
-    # to look at once, so waiting clients never hold every server thread.
-    if settings.API_MAX_WAITING == 0 or not _waiting.acquire(blocking=False):
-        return _accepted(request, submitted)
-    try:
-        _wait_for(submitted, settings.API_WAIT_SECONDS)
-    finally:
-        _waiting.release()
-    if not submitted.is_over:
+    # Waiters are bounded (runs.waiting): past the bound the answer is 202 at once.
+    if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS):
         return _accepted(request, submitted)
     submitted.refresh_from_db()
     return JsonResponse(submitted.as_dict())
-
-
-def _wait_for(run: Run, seconds: float) -> None:
-    started = time.monotonic()
-    pause = 0.005
-    while not run.is_over and time.monotonic() - started < seconds:
-        # Short snippets finish in tens of milliseconds: look soon, then back off.
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.2)
-        run.refresh_from_db(fields=["status"])
 
 
 @api_view("POST")

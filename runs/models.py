@@ -49,6 +49,15 @@ class RunQuerySet(models.QuerySet):
         fields.setdefault("region", settings.CODECARBON_REGION)
         return self.create(code=clean_code(code), **fields)
 
+    def recent_duplicate(self, session_key: str, code: str, seconds: float = 1.0) -> Run | None:
+        """This session's run of exactly this code submitted in the last second, if any."""
+        since = timezone.now() - timedelta(seconds=seconds)
+        return (
+            self.filter(session_key=session_key, created_at__gte=since, code=code, series=None)
+            .order_by("-created_at")
+            .first()
+        )
+
     def for_session(self, session_key: str | None) -> RunQuerySet:
         if not session_key:
             return self.none()

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import charts, equivalents, examples, export, formatting, limits, measure
+from . import charts, equivalents, examples, export, formatting, limits, measure, waiting
 from .clients import client_of
 from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker
 from .tasks import enqueue
@@ -64,15 +64,22 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
 def create(request: HtmxHttpRequest) -> HttpResponse:
     code = request.POST.get("code", "")
     client = client_of(request)
-    refusal = limits.check(client)
-    if refusal:
-        return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
-    try:
-        run = Run.objects.submit(code, session_key=_session_key(request), client=client)
-    except ValidationError as exc:
-        return _refused(request, code, exc.messages)
-    enqueue(run)
+    session_key = _session_key(request)
+    # The same code sent twice within a second from one browser is one press too many.
+    run = Run.objects.recent_duplicate(session_key, code)
+    if run is None:
+        refusal = limits.check(client)
+        if refusal:
+            return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
+        try:
+            run = Run.objects.submit(code, session_key=session_key, client=client)
+        except ValidationError as exc:
+            return _refused(request, code, exc.messages)
+        enqueue(run)
     if request.htmx:
+        # A short run is answered finished: no "Queued" flash, no first poll to wait for.
+        if waiting.wait_for(run, settings.PAGE_WAIT_SECONDS):
+            run.refresh_from_db()
         context = _run_context(run) | {"clear_errors": True}
         return render(request, "runs/detail.html#run", context, status=201)
     return redirect(run)

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _fast_tests(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Most tests have no worker: the form need not wait for a run that cannot end.
+    settings.PAGE_WAIT_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

@@ -50,9 +50,9 @@ def test_a_series_counts_as_its_runs(client, settings):
 
 def test_the_page_says_how_many_runs_wait_in_place_of_the_result(client, settings):
     settings.LIMIT_QUEUED_RUNS_PER_CLIENT = 2
-    for _ in range(2):
-        assert client.post("/runs/new", {"code": "print(1)"}, headers=HTMX).status_code == 201
-    refused = client.post("/runs/new", {"code": "print(1)"}, headers=HTMX)
+    for i in range(2):
+        assert client.post("/runs/new", {"code": f"print({i})"}, headers=HTMX).status_code == 201
+    refused = client.post("/runs/new", {"code": "print(2)"}, headers=HTMX)
     assert refused.status_code == 429
     assert refused["HX-Retarget"] == "#form-errors"
     assert "You have 2 runs waiting or running" in refused.text

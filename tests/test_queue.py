@@ -122,3 +122,16 @@ def test_a_worker_keeps_no_zombie_and_every_cpu_second_of_killed_runs(start_work
     for child in children:
         assert len(child.children(recursive=True)) == 1, child.children(recursive=True)
     assert all(run.startup_cpu_seconds > 0 for run in runs)
+
+
+def test_the_form_answers_a_short_run_finished_and_one_press_makes_one_run(
+    start_worker, client, settings
+):
+    settings.PAGE_WAIT_SECONDS = 5
+    start_worker()
+    response = client.post("/runs/new", {"code": "print('hi')"}, headers={"HX-Request": "true"})
+    assert response.status_code == 201
+    assert 'data-status="succeeded"' in response.text and "Queued" not in response.text
+    again = client.post("/runs/new", {"code": "print('hi')"}, headers={"HX-Request": "true"})
+    assert Run.objects.count() == 1  # the same code from the same browser, within a second
+    assert 'data-status="succeeded"' in again.text
