@@ -19,6 +19,7 @@ EXTRA_COLUMNS = [
     "status", "exit_code", "cpu_seconds", "carbon_intensity_g_per_kwh",
     "machine_energy_consumed", "machine_emissions", "baseline_energy", "net_energy_consumed",
     "cpu_method", "isolation", "series_id", "variant", "repetition", "url_path",
+    "python_version", "code",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
 
@@ -73,6 +74,8 @@ def _row(run) -> dict:
         "variant": run.variant,
         "repetition": run.repetition,
         "url_path": run.get_absolute_url(),
+        "python_version": run.python_version or "",
+        "code": run.code,
     }
 
 

@@ -195,7 +195,7 @@ class Session:
             carbon_intensity_g_per_kwh=intensity,
             country_iso_code=self.country,
             region=self.region,
-            provenance=self.provenance(task),
+            provenance=self.provenance(task) | {"python": outcome.python_version},
         )
 
     def forget(self) -> None:

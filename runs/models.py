@@ -196,6 +196,11 @@ class Run(models.Model):
         return reverse("runs:detail", kwargs={"public_id": self.public_id})
 
     @property
+    def python_version(self) -> str | None:
+        """The snippet interpreter's version, as the sandbox reported it."""
+        return (self.provenance or {}).get("python")
+
+    @property
     def is_over(self) -> bool:
         return self.status not in {self.Status.QUEUED, self.Status.RUNNING}
 
@@ -338,6 +343,8 @@ class Run(models.Model):
                 "cpu_seconds": self.baseline_cpu_seconds,
             },
             "startup_cpu_seconds": self.startup_cpu_seconds,
+            "python_version": self.python_version,
+            "code": self.code,
             "series_id": str(self.series.public_id) if self.series_id else None,
             "variant": self.variant or None,
             "repetition": self.repetition,

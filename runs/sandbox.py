@@ -126,6 +126,7 @@ class Outcome:
     error: str = ""  # our own failure, never the snippet's
     # CPU the interpreter spent starting, before the code arrived: shown, not charged.
     startup_cpu_s: float = 0.0
+    python_version: str = ""
 
 
 @dataclass
@@ -194,6 +195,21 @@ def _interpreter_dirs(python: str) -> tuple[str, ...]:
         prefix = real.parent.parent
         dirs += [str(prefix / "bin"), str(prefix / "lib")]
     return tuple(dict.fromkeys(dirs))
+
+
+@functools.cache
+def python_version(python: str) -> str:
+    """The snippet interpreter's version ("3.11.2"), asked once per process."""
+    try:
+        result = subprocess.run(
+            [python, "-I", "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip()
 
 
 def gpu_devices() -> list[str]:
@@ -546,7 +562,9 @@ class _Watch:
         self.init_pid: int | None = None
         self.started_at = time.time()
         self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
-        self.outcome = Outcome(isolation=self.describe_isolation())
+        self.outcome = Outcome(
+            isolation=self.describe_isolation(), python_version=python_version(_python())
+        )
 
     def describe_isolation(self) -> str:
         parts = [self.mode]

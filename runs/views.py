@@ -12,7 +12,17 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import charts, equivalents, examples, export, formatting, limits, measure, waiting
+from . import (
+    charts,
+    equivalents,
+    examples,
+    export,
+    formatting,
+    limits,
+    measure,
+    sandbox,
+    waiting,
+)
 from .clients import client_of
 from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker
 from .tasks import enqueue
@@ -56,7 +66,12 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         "runs/playground.html",
-        {"examples": examples.EXAMPLES, "code": code, "max_code_bytes": settings.MAX_CODE_BYTES},
+        {
+            "examples": examples.EXAMPLES,
+            "code": code,
+            "max_code_bytes": settings.MAX_CODE_BYTES,
+            "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
+        },
     )
 
 
@@ -229,6 +244,7 @@ def _refused(
         "code": code if len(code) <= settings.MAX_CODE_BYTES * 4 else "",
         "errors": messages,
         "max_code_bytes": settings.MAX_CODE_BYTES,
+        "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
     }
     if request.htmx:
         response = render(request, "runs/playground.html#form-errors", context, status=status)

@@ -150,3 +150,14 @@ def test_the_codecarbon_internals_we_read_exist_in_the_pinned_version():
     for name in ("_mode", "_model", "_tdp", "_cpu_count"):
         assert hasattr(cpu, name), name
     assert isinstance(tracker._conf, dict) and isinstance(tracker._tasks, dict)
+
+
+def test_a_run_carries_its_context_into_exports_and_its_page(client):
+    run = execute("import sys; print(sys.version_info[:2])")
+    version = sandbox.python_version(settings.SNIPPET_PYTHON)
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    assert run.stdout == f"{major_minor}\n"  # the version we report is the one that ran
+    data = client.get(f"/runs/{run.public_id}.json").json()
+    assert data["python_version"] == version and data["code"] == run.code
+    page = client.get(run.get_absolute_url()).text
+    assert f"Python {version}" in page and run.created_at.strftime("%Y") in page

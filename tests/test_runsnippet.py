@@ -42,6 +42,8 @@ ADDED = {
     "net_energy_kwh",
     "baseline",
     "startup_cpu_seconds",
+    "python_version",
+    "code",
     "series_id",
     "variant",
     "repetition",
