@@ -562,6 +562,7 @@ class _Watch:
         self.init_pid: int | None = None
         self.started_at = time.time()
         self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
+        self.everything_cpu = 0.0  # all CPU bubblewrap waited for, start-up included
         self.outcome = Outcome(
             isolation=self.describe_isolation(), python_version=python_version(_python())
         )
@@ -711,8 +712,14 @@ class _Watch:
         outcome.exit_code = os.waitstatus_to_exitcode(status)
         # Every process of the tree: what the supervisor reaped, what bubblewrap and we
         # reaped, and (with a cgroup) every process ever in it, waited for or not.
-        accounted = self.group.cpu_seconds() if self.group else None
-        outcome.cpu_s = max(tree_cpu, (accounted or 0.0) - outcome.startup_cpu_s, 0.0)
+        if tree_cpu is not None:
+            outcome.cpu_s = tree_cpu
+        else:
+            # The supervisor was killed before it could count: what bubblewrap waited
+            # for and (with a cgroup) every process ever in it, less the start-up.
+            accounted = self.group.cpu_seconds() if self.group else None
+            most = max(self.everything_cpu, accounted or 0.0)
+            outcome.cpu_s = max(most - outcome.startup_cpu_s, 0.0)
         if self.group:
             outcome.peak_memory_bytes = max(
                 outcome.peak_memory_bytes, self.group.peak_memory_bytes()
@@ -730,9 +737,10 @@ class _Watch:
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
-    def _reap(self) -> tuple[int, float]:
-        """Wait for the sandbox; (the snippet's wait status, CPU-seconds of its tree
-        since the code arrived)."""
+    def _reap(self) -> tuple[int, float | None]:
+        """Wait for the sandbox; (the snippet's wait status, the CPU-seconds of the
+        snippet's processes as the supervisor counted them, or None where it could not
+        report, or the most that the machinery's own accounts allow)."""
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         # Everything bubblewrap waited for, the launcher's start-up included.
@@ -741,15 +749,18 @@ class _Watch:
         # If bubblewrap died before its child, that child (the launcher) is ours now.
         if self.mode == BUBBLEWRAP and self.init_pid:
             everything += self._reap_adopted(self.init_pid)
-        tree = 0.0
+        tree = None
         for line in self._report().splitlines():
             words = line.split()
             if len(words) == 2 and words[0] == "startup":
                 self.outcome.startup_cpu_s = float(words[1])
-            elif len(words) == 2:
-                # The supervisor's own word: the snippet's status, its tree's CPU time.
+            elif len(words) == 3:
+                # The supervisor's own word, once it has reaped every process of the
+                # snippet: their status and CPU time (its own, the sandbox's machinery,
+                # is the third figure and not the snippet's).
                 status, tree = int(words[0]), float(words[1])
-        return status, max(tree, everything - self.outcome.startup_cpu_s)
+        self.everything_cpu = everything
+        return status, tree
 
     def _report(self) -> str:
         data = b""

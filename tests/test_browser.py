@@ -135,10 +135,12 @@ def test_a_limit_is_explained_in_place_and_the_code_kept(site, page, settings):
     open_with_code(page, site, "print('first')")
     run_and_wait(page, "succeeded")
     page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nprint('second')")  # other code: not a double press
     page.keyboard.press("Control+Enter")
     refusal = page.locator("#form-errors")
     expect(refusal).to_contain_text("Too many runs: at most 1 a minute")
-    expect(page.locator(".cm-content")).to_contain_text("print('first')")
+    expect(page.locator(".cm-content")).to_contain_text("print('second')")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "playground-limit.png", full_page=True)
 

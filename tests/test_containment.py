@@ -454,3 +454,22 @@ def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
     outcome = run("print('fresh')", memory_bytes=256 * 1024 * 1024)
     assert outcome.stdout == "fresh\n"
     assert sandbox_processes() == [] and zombie_children() == []
+
+
+def test_when_the_supervisor_cannot_report_the_cgroup_counts_the_cpu(monkeypatch):
+    # A fake fault: the worker kills the sandbox outright instead of asking its
+    # supervisor, as if the supervisor had died; nothing a snippet does can cause it.
+    monkeypatch.setattr(sandbox._Watch, "stop", sandbox._Watch.kill)
+    outcome = run(
+        """
+        import os
+        if os.fork() == 0:
+            while True: pass
+        while True: pass
+        """,
+        timeout_s=1.0,
+    )
+    assert outcome.timed_out and "cgroup" in outcome.isolation
+    # One CPU (SANDBOX_CPUS) for about a second, start-up left out.
+    assert 0.7 <= outcome.cpu_s <= 1.3, outcome.cpu_s
+    assert zombie_children() == [] and sandbox_processes() == []

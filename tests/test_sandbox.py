@@ -263,7 +263,7 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     )
     os.close(report_write)
     with os.fdopen(report_read) as report:
-        # "startup <cpu>" when the code arrived, then "<status> <cpu>" at the end.
+        # "startup <cpu>" when the code arrived, then "<status> <cpu> <cpu>" at the end.
         status = int(report.read().splitlines()[-1].split()[0])
     assert os.waitstatus_to_exitcode(status) == 1
     assert b"PermissionError" in result.stderr
