@@ -24,7 +24,7 @@ from . import (
     waiting,
 )
 from .clients import client_of
-from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker
+from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker, clean_code
 from .tasks import enqueue
 
 HISTORY_PAGE_SIZE = 25
@@ -79,6 +79,10 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
 def create(request: HtmxHttpRequest) -> HttpResponse:
     code = request.POST.get("code", "")
     client = client_of(request)
+    try:
+        clean_code(code)  # before any query: PostgreSQL cannot even compare NUL bytes
+    except ValidationError as exc:
+        return _refused(request, code, exc.messages)
     session_key = _session_key(request)
     # The same code sent twice within a second from one browser is one press too many.
     run = Run.objects.recent_duplicate(session_key, code)
