@@ -164,13 +164,21 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
         run.power_samples = progress.samples
         run.apply_baseline(current_baseline())
         run.finish(outcome, figures)
-        if kind == Worker.Kind.QUEUE:
-            # The next run's sandbox starts now, while this worker waits for it.
-            sandbox.prepare_standby(limits)
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         run.fail(f"The sandbox is not available on this server: {exc}")
     except Exception:
         logger.exception("run %s failed in our code", run.public_id)
         run.fail("Something went wrong on our side while running this snippet; it has been logged.")
+    if kind == Worker.Kind.QUEUE:
+        prepare_next_sandbox()
     return run
+
+
+def prepare_next_sandbox() -> None:
+    """Start the next run's sandbox while this worker waits for that run. A failure
+    here is logged; the next run then starts its own sandbox and reports any problem."""
+    try:
+        sandbox.prepare_standby(sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT))
+    except Exception:
+        logger.exception("could not prepare the next run's sandbox")

@@ -32,6 +32,8 @@ def test_two_hosts_share_the_queue_fairly_and_cover_for_each_other(start_worker)
     for i, run in enumerate(many):
         assert (run.status, run.stdout) == (Run.Status.SUCCEEDED, f"{i}\n")
     every = [r.pk for r in backlog + many + [other]]
+    # A task is marked done just after its run is stored: wait for the queue's record.
+    wait_for(lambda: not DBTaskResult.objects.exclude(status="SUCCESSFUL").exists())
     executed = DBTaskResult.objects.filter(status="SUCCESSFUL", return_value="succeeded")
     assert sorted(t.args_kwargs["args"][0] for t in executed) == sorted(every)  # once each
     hosts = {w.split(":")[0] for w in Run.objects.values_list("worker", flat=True)}

@@ -25,6 +25,8 @@ def test_every_one_of_100_submissions_runs_exactly_once_with_two_workers(start_w
     runs = [submit(f"print({i})") for i in range(100)]
 
     wait_for(lambda: Run.objects.finished().count() == 100, timeout=180)
+    # A task is marked done just after its run is stored: wait for the queue's record.
+    wait_for(lambda: DBTaskResult.objects.filter(status="SUCCESSFUL").count() == 100)
 
     for i, run in enumerate(runs):
         run.refresh_from_db()

@@ -9,7 +9,7 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, measure, retention, sandbox, tasks, wakeup
+from runs import cgroups, execution, measure, retention, tasks, wakeup
 from runs.models import Run
 
 PURGE_CHECK_SECONDS = 60
@@ -96,7 +96,7 @@ class Command(BaseCommand):
             self.stderr.write(f"Stopped what was left of {swept} dead worker run(s).")
         measure.warm()
         baseline = execution.measure_baseline()
-        sandbox.prepare_standby(sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT))
+        execution.prepare_next_sandbox()
         self.stdout.write(
             f"Start-up baseline: {baseline.cpu_seconds * 1000:.0f} ms CPU, "
             f"{baseline.duration_s * 1000:.0f} ms wall ({baseline.isolation})."
