@@ -368,14 +368,13 @@ def _landlock_paths(python: str, workdir: str) -> tuple[str, str]:
     """Readable and writable paths for the launcher's Landlock rules."""
     readable = [*SYSTEM_DIRS, "/lib", "/lib64", "/bin", "/proc", "/dev"]
     readable += _interpreter_dirs(python)
+    writable = [workdir, "/dev/null", "/dev/shm"]
     devices = gpu_devices()
     if devices:
         readable += [*GPU_SYS_DIRS, *_gpu_pci_dirs(), *gpu_library_dirs()]
-    writable = [workdir, "/dev/null", "/dev/shm", *devices]
-    if devices:
         # The CUDA driver writes to the process's own /proc entries: without this
         # cuInit fails (error 304) while NVML works. Ownership still guards the rest.
-        writable.append("/proc")
+        writable += [*devices, "/proc"]
     return os.pathsep.join(readable), os.pathsep.join(writable)
 
 
@@ -562,7 +561,6 @@ class _Watch:
         self.init_pid: int | None = None
         self.started_at = time.time()
         self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
-        self.everything_cpu = 0.0  # all CPU bubblewrap waited for, start-up included
         self.outcome = Outcome(
             isolation=self.describe_isolation(), python_version=python_version(_python())
         )
@@ -707,18 +705,16 @@ class _Watch:
     def _post_mortem(self, wall_s: float, stdout: _Stream, stderr: _Stream) -> None:
         """Once the tree is gone: its status, CPU, memory, and how the run ended."""
         outcome, limits = self.outcome, self.limits
-        status, tree_cpu = self._reap()
+        status, snippet_cpu, everything_cpu = self._reap()
         outcome.wall_s = wall_s
         outcome.exit_code = os.waitstatus_to_exitcode(status)
-        # Every process of the tree: what the supervisor reaped, what bubblewrap and we
-        # reaped, and (with a cgroup) every process ever in it, waited for or not.
-        if tree_cpu is not None:
-            outcome.cpu_s = tree_cpu
+        if snippet_cpu is not None:
+            outcome.cpu_s = snippet_cpu
         else:
             # The supervisor was killed before it could count: what bubblewrap waited
             # for and (with a cgroup) every process ever in it, less the start-up.
             accounted = self.group.cpu_seconds() if self.group else None
-            most = max(self.everything_cpu, accounted or 0.0)
+            most = max(everything_cpu, accounted or 0.0)
             outcome.cpu_s = max(most - outcome.startup_cpu_s, 0.0)
         if self.group:
             outcome.peak_memory_bytes = max(
@@ -737,10 +733,10 @@ class _Watch:
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
-    def _reap(self) -> tuple[int, float | None]:
-        """Wait for the sandbox; (the snippet's wait status, the CPU-seconds of the
-        snippet's processes as the supervisor counted them, or None where it could not
-        report, or the most that the machinery's own accounts allow)."""
+    def _reap(self) -> tuple[int, float | None, float]:
+        """Wait for the sandbox: (the snippet's wait status; the CPU-seconds of the
+        snippet's processes as the supervisor counted them, None where it could not
+        report; all the CPU bubblewrap waited for, start-up included)."""
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         # Everything bubblewrap waited for, the launcher's start-up included.
@@ -759,8 +755,7 @@ class _Watch:
                 # snippet: their status and CPU time (its own, the sandbox's machinery,
                 # is the third figure and not the snippet's).
                 status, tree = int(words[0]), float(words[1])
-        self.everything_cpu = everything
-        return status, tree
+        return status, tree, everything
 
     def _report(self) -> str:
         data = b""

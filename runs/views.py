@@ -89,7 +89,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
     if run is None:
         refusal = limits.check(client)
         if refusal:
-            return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
+            return _over_limit(request, code, refusal)
         try:
             run = Run.objects.submit(code, session_key=session_key, client=client)
         except ValidationError as exc:
@@ -110,9 +110,7 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
     client = client_of(request)
     refusal = limits.check(client)
     if refusal:
-        return _refused(
-            request, original.code, [refusal.message], refusal.status, refusal.retry_after
-        )
+        return _over_limit(request, original.code, refusal)
     run = Run.objects.submit(original.code, session_key=_session_key(request), client=client)
     enqueue(run)
     if request.htmx:
@@ -217,7 +215,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
     client = client_of(request)
     refusal = limits.check(client, repetitions) if _valid(repetitions) else None
     if refusal:
-        return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
+        return _over_limit(request, code, refusal)
     try:
         series = Series.objects.submit(
             Series.Kind.REPEAT,
@@ -233,6 +231,10 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
         context = _series_context(series) | {"clear_errors": True}
         return render(request, "runs/series.html#series", context, status=201)
     return redirect(series)
+
+
+def _over_limit(request: HtmxHttpRequest, code: str, refusal: limits.Refusal) -> HttpResponse:
+    return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
 
 
 def _refused(
