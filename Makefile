@@ -44,9 +44,16 @@ lint: $(VENV)/.installed
 # (the suite creates and drops its own test database there).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/playground
 
+# axe-core, for the accessibility tests only (never served), pinned in its lock file.
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --no-audit --no-fund --loglevel=error
+	@touch $@
+
 .PHONY: test
 test: setup lint
 	bin/system-deps --test
+	$(MAKE) --no-print-directory $(AXE)
 	@export SECRET_KEY=$$(cat var/secret_key); \
 	$(PY) manage.py makemigrations --check --dry-run && \
 	HTTPS=1 $(PY) manage.py check --deploy --fail-level WARNING && \
@@ -65,4 +72,4 @@ bench: setup
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache tests/axe/node_modules

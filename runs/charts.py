@@ -1,9 +1,17 @@
-"""The live power chart, drawn on the server as SVG: no charting library to ship."""
+"""Charts drawn on the server: no charting library to ship.
+
+Shapes are SVG stretched to the box (lines keep their width with non-scaling-stroke);
+every text is HTML placed in percent, so axis labels keep the page's type size at any
+width instead of scaling with a viewBox.
+"""
 
 from __future__ import annotations
 
-WIDTH, HEIGHT = 600, 160
-PAD_LEFT, PAD_BOTTOM, PAD_TOP = 52, 22, 10
+from .formatting import DURATION_UNITS, Unit, significant
+
+# The SVG's own coordinates; the page stretches them to the box.
+WIDTH, HEIGHT = 1000, 200
+MIN_SAMPLES = 2  # fewer, and a chart would be one flat step: say so in words instead
 
 
 def _nice_ceiling(value: float) -> float:
@@ -19,19 +27,20 @@ def _nice_ceiling(value: float) -> float:
     return 10 * magnitude
 
 
-def power_chart(samples: list) -> dict | None:
-    """Geometry and a text alternative for watts over time, or None without samples."""
-    if not samples:
+def power_chart(samples: list, duration_s: float | None = None) -> dict | None:
+    """Geometry and a text alternative for watts over time, or None with too few
+    samples to draw. The time axis ends at the run's length (its last sample while
+    it runs)."""
+    if len(samples) < MIN_SAMPLES:
         return None
-    t_max = max(max(s[0] for s in samples), 0.5)
+    t_max = max(duration_s or 0.0, samples[-1][0]) or 1.0
     w_max = _nice_ceiling(max(s[1] for s in samples) * 1.1)
-    plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
 
     def x(t: float) -> float:
-        return round(PAD_LEFT + t / t_max * plot_w, 1)
+        return round(t / t_max * WIDTH, 1)
 
     def y(w: float) -> float:
-        return round(PAD_TOP + plot_h - w / w_max * plot_h, 1)
+        return round(HEIGHT - w / w_max * HEIGHT, 1)
 
     # Each sample is the average power since the previous one: draw it as a step.
     points = [f"{x(0)},{y(samples[0][1])}"]
@@ -45,60 +54,50 @@ def power_chart(samples: list) -> dict | None:
     starts = [0.0] + [s[0] for s in samples[:-1]]
     energy_j = sum(w * (t - start) for (t, w), start in zip(samples, starts, strict=True))
     average = energy_j / max(duration, 1e-9)
+    time_unit = Unit.fitting([t_max], DURATION_UNITS)
     return {
         "width": WIDTH,
         "height": HEIGHT,
         "points": " ".join(points),
         "area": " ".join([*points, f"{x(previous_t)},{y(0)}", f"{x(0)},{y(0)}"]),
-        "y_ticks": [{"y": y(w_max * f), "label": f"{w_max * f:g} W"} for f in (0, 0.5, 1)],
+        "grid_y": [y(w_max * f) for f in (0.5, 1)],
+        "y_ticks": [{"percent": f * 100, "label": f"{w_max * f:g} W"} for f in (0, 0.5, 1)],
         "x_ticks": [
-            {"x": x(t_max * f), "label": f"{t_max * f:.1f} s"} for f in (0, 0.25, 0.5, 0.75, 1)
+            {"percent": f * 100, "label": time_unit(t_max * f)} for f in (0, 0.25, 0.5, 0.75, 1)
         ],
-        "left": PAD_LEFT,
-        "right": WIDTH - 8,
-        "bottom": y(0),
         "peak_w": max(watts),
         "average_w": average,
         "summary": (
-            f"Power of the snippet over {duration:.1f} s, {len(samples)} samples: "
-            f"average {average:.2f} W, peak {max(watts):.2f} W."
+            f"Power of the snippet over {time_unit(duration)}, {len(samples)} samples: "
+            f"average {significant(average)} W, peak {significant(max(watts))} W."
         ),
     }
 
 
-def strip_chart(values: dict[str, list[float]], unit_format) -> dict | None:
-    """Each repetition as a dot, one row per variant, on one shared axis."""
+def strip_chart(values: dict[str, list[float]], unit: Unit, labels: dict[str, str]) -> dict | None:
+    """Each repetition as a dot, one row per variant, on one shared axis (all HTML)."""
     every = [v for series in values.values() for v in series]
     if not every:
         return None
     low, high = min(every), max(every)
     span = (high - low) or abs(high) or 1.0
-    left, right, row_height = 40, WIDTH - 16, 34
-    rows = []
-    for index, (label, series) in enumerate(values.items()):
-        y = 18 + index * row_height
-        dots = [
-            {
-                "x": round(left + (v - low) / span * (right - left), 1),
-                "y": y,
-                "title": unit_format(v),
-            }
-            for v in series
-        ]
-        rows.append({"label": label, "y": y, "dots": dots})
-    height = 18 + len(values) * row_height
+    rows = [
+        {
+            "key": key,
+            "label": labels[key],
+            "dots": [
+                {"percent": round((v - low) / span * 100, 2), "title": unit(v)} for v in series
+            ],
+        }
+        for key, series in values.items()
+    ]
     return {
-        "width": WIDTH,
-        "height": height + 14,
         "rows": rows,
-        "left": left,
-        "right": right,
-        "axis_y": height,
-        "low": unit_format(low),
-        "high": unit_format(high),
+        "low": unit(low),
+        "high": unit(high),
         "summary": "; ".join(
-            f"{label}: {len(vs)} runs from {unit_format(min(vs))} to {unit_format(max(vs))}"
-            for label, vs in values.items()
+            f"{labels[key]}: {len(vs)} runs from {unit(min(vs))} to {unit(max(vs))}"
+            for key, vs in values.items()
             if vs
         ),
     }

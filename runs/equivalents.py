@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .formatting import KWH_IN_J, scaled, significant
+from .formatting import ENERGY_UNITS, KWH_IN_J, MASS_UNITS, scaled, significant
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,23 @@ def for_figures(energy_kwh: float | None, emissions_g: float | None) -> list[dic
             "text": f"{_share(energy_kwh / KETTLE_KWH.value)} of {KETTLE_KWH.description}",
         },
     ]
+
+
+AT_SCALE_RUNS = 1_000_000
+
+
+def at_scale(energy_kwh: float | None, emissions_g: float | None) -> str:
+    """What the run would cost repeated AT_SCALE_RUNS times (a job in production, a test
+    suite on every commit), in the same everyday terms."""
+    if not energy_kwh or emissions_g is None:
+        return ""
+    kwh, grams = energy_kwh * AT_SCALE_RUNS, emissions_g * AT_SCALE_RUNS
+    return (
+        f"{scaled(kwh, ENERGY_UNITS)} and {scaled(grams, MASS_UNITS)} CO₂e: "
+        f"{_count(kwh / PHONE_CHARGE_KWH.value)} phone charges, or driving "
+        f"{_distance(grams / CAR_G_PER_KM.value)} in {CAR_G_PER_KM.description}."
+    )
+
+
+def _count(value: float) -> str:
+    return significant(value) if value >= 1 else f"{significant(value)} of one"

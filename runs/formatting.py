@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 KWH_IN_J = 3.6e6
 MISSING = "—"
@@ -44,6 +45,47 @@ def scaled(value: float, units: list[tuple[float, str]]) -> str:
     return f"{significant(value / factor)} {unit}"
 
 
+# Units by size, largest first, as (what one unit is in the stored unit, symbol).
+ENERGY_UNITS = [(1, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh"), (1e-12, "nWh")]
+MASS_UNITS = [(1000, "kg"), (1, "g"), (1e-3, "mg"), (1e-6, "µg"), (1e-9, "ng")]
+DURATION_UNITS = [(1, "s"), (1e-3, "ms")]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit for a group of figures read side by side (a column, a set of cards), so
+    that they compare at a glance: '5.2 mWh' next to '0.31 mWh', not next to '310 µWh'."""
+
+    factor: float
+    symbol: str
+    do_not_call_in_templates = True  # templates pass it to the in_unit filter
+
+    def __call__(self, value) -> str:
+        value = _number(value)
+        if value is None:
+            return MISSING
+        return f"{significant(value / self.factor)} {self.symbol}"
+
+    @classmethod
+    def fitting(cls, values, units: list[tuple[float, str]]) -> Unit:
+        """The largest unit the largest of `values` reaches (None and "" ignored)."""
+        largest = max((abs(v) for v in map(_number, values) if v is not None), default=0)
+        for factor, symbol in units:
+            if largest >= factor:
+                return cls(factor, symbol)
+        return cls(*units[-1])
+
+
+def units_for(rows, **columns: str) -> dict[str, Unit]:
+    """{column: Unit} for attributes of `rows`; `columns` maps a column to its kind
+    ("energy", "mass" or "duration"), e.g. units_for(runs, energy_kwh="energy")."""
+    tables = {"energy": ENERGY_UNITS, "mass": MASS_UNITS, "duration": DURATION_UNITS}
+    return {
+        column: Unit.fitting([getattr(row, column, None) for row in rows], tables[kind])
+        for column, kind in columns.items()
+    }
+
+
 def watt_hours(kwh: float | None) -> str:
     """1.2e-06 kWh -> '1.2 mWh'."""
     kwh = _number(kwh)
@@ -51,8 +93,7 @@ def watt_hours(kwh: float | None) -> str:
         return MISSING
     if kwh == 0:
         return "0 Wh"
-    units = [(1000, "kWh"), (1, "Wh"), (1e-3, "mWh"), (1e-6, "µWh"), (1e-9, "nWh")]
-    return scaled(kwh * 1000, units)
+    return scaled(kwh, ENERGY_UNITS)
 
 
 def energy(kwh: float | None) -> str:
@@ -75,7 +116,7 @@ def mass(grams: float | None) -> str:
         return MISSING
     if grams == 0:
         return "0 g"
-    return scaled(grams, [(1000, "kg"), (1, "g"), (1e-3, "mg"), (1e-6, "µg"), (1e-9, "ng")])
+    return scaled(grams, MASS_UNITS)
 
 
 def seconds(value: float | None) -> str:

@@ -18,6 +18,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import psutil
 from django.conf import settings
@@ -40,6 +41,54 @@ def countries() -> dict[str, str]:
 
     mix = DataSource().get_global_energy_mix_data()
     return {code: row["country_name"] for code, row in mix.items()}
+
+
+class Grid(NamedTuple):
+    """An electricity grid CodeCarbon has carbon data for: a country, or a region of one."""
+
+    country: str
+    region: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.country}/{self.region}" if self.region else self.country
+
+
+def _regions() -> dict[str, list[tuple[str, str]]]:
+    """Country code -> [(region as CodeCarbon reads it, its name)] for regional data."""
+    from codecarbon.input import DataSource
+
+    source = DataSource()
+    usa = source.get_country_emissions_data("usa")
+    canada = source.get_country_energy_mix_data("can")
+    china = source.get_china_provincial_emissions_data()["data"]
+    return {
+        "USA": [(r, r.title()) for r in sorted(usa) if not r.startswith("_")],
+        "CAN": [(r, r.title()) for r in sorted(canada)],
+        "CHN": sorted((p["names"][0], p["description"]) for p in china.values()),
+        "NOR": [(r.lower(), r) for r in ("NO1", "NO2", "NO3", "NO4", "NO5")],
+        "SWE": [(r.lower(), r) for r in ("SE1", "SE2", "SE3", "SE4")],
+    }
+
+
+@functools.cache
+def grids() -> dict[str, Grid]:
+    """Every grid a run can be priced at, by key ("FRA", "USA/california"), by name."""
+    every = {}
+    regions = _regions()
+    for code, name in sorted(countries().items(), key=lambda item: item[1]):
+        every[code] = Grid(code, "", name)
+        for region, region_name in regions.get(code, []):
+            grid = Grid(code, region, f"{name} — {region_name}")
+            every[grid.key] = grid
+    return every
+
+
+def grid_of(country: str, region: str = "") -> Grid:
+    """The grid a run was priced at, named (an unknown one keeps its codes as its name)."""
+    key = f"{country}/{region}" if region else country
+    return grids().get(key) or Grid(country, region, key)
 
 
 def tracker_for(country: str, region: str = ""):

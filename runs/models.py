@@ -14,7 +14,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import launcher, stats
+from . import failures, stats
 
 if TYPE_CHECKING:
     from .measure import Figures
@@ -62,6 +62,10 @@ class RunQuerySet(models.QuerySet):
         if not session_key:
             return self.none()
         return self.filter(session_key=session_key)
+
+    def history_rows(self) -> RunQuerySet:
+        """Single runs, and one run (the first) for each repeat or comparison."""
+        return self.filter(models.Q(series__isnull=True) | models.Q(repetition=1, variant="A"))
 
     def queued(self) -> RunQuerySet:
         return self.filter(status=Run.Status.QUEUED)
@@ -225,8 +229,13 @@ class Run(models.Model):
         return (end - self.started_at).total_seconds()
 
     @property
-    def failure_title(self) -> str:
-        return "Syntax error" if self.error.startswith(SYNTAX_ERRORS) else "Runtime error"
+    def failing_line(self) -> int | None:
+        """The line of the snippet that failed, for the editor to mark."""
+        return failures.failing_line(self.stderr) if self.status == self.Status.FAILED else None
+
+    @property
+    def hints(self) -> list[str]:
+        return failures.hints(self.stderr) if self.status == self.Status.FAILED else []
 
     def queue_position(self) -> int | None:
         """1 for the next run to start, None once it has started."""
@@ -352,19 +361,14 @@ class Run(models.Model):
         }
 
 
-SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
-TRACEBACK_LINE = re.compile(rf'File "[^"]*/{re.escape(launcher.SNIPPET_FILE)}", line (\d+)')
-
-
 def failure_message(exit_code: int | None, stderr: str) -> str:
     """One sentence saying why the snippet failed, with its line where we know it."""
     if exit_code is not None and exit_code < 0:
         return f"The snippet was killed by signal {-exit_code} ({signal_name(-exit_code)})."
-    lines = stderr.strip().splitlines()
-    last = lines[-1].strip() if lines else ""
-    where = TRACEBACK_LINE.findall(stderr)
-    line = f" on line {where[-1]}" if where else ""
-    if last.startswith(SYNTAX_ERRORS):
+    last = failures.last_line(stderr)
+    number = failures.failing_line(stderr)
+    line = f" on line {number}" if number else ""
+    if last.startswith(failures.SYNTAX_ERRORS):
         name, _, detail = last.partition(":")
         return f"{name}{line}: {detail.strip()}"
     if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", last):
@@ -430,9 +434,11 @@ class Worker(models.Model):
 
 
 class SeriesQuerySet(models.QuerySet):
-    def submit(self, kind: str, codes: list[str], repetitions: int, **fields) -> Series:
+    def submit(
+        self, kind: str, codes: list[str], repetitions: int, run_fields=None, **fields
+    ) -> Series:
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
-        queues them, as for single runs)."""
+        queues them, as for single runs); `run_fields` are set on every run (its grid)."""
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
@@ -455,6 +461,7 @@ class SeriesQuerySet(models.QuerySet):
                         series=series,
                         variant=variant,
                         repetition=repetition,
+                        **(run_fields or {}),
                     )
         return series
 
@@ -520,6 +527,11 @@ class Series(models.Model):
     @property
     def variants(self) -> str:
         return "AB" if self.kind == self.Kind.COMPARE else "A"
+
+    @property
+    def variant_labels(self) -> dict[str, str]:
+        """How the page names each variant: a repeat has one, which is not an "A"."""
+        return {"A": "A", "B": "B"} if self.kind == self.Kind.COMPARE else {"A": "Runs"}
 
     def code_of(self, variant: str) -> str:
         return self.code_b if variant == "B" else self.code_a

@@ -44,6 +44,7 @@ SANDBOX_TMP = "/tmp"
 SHM_BYTES = 16 * 1024 * 1024
 OPEN_FILES = 256
 WATCH_SECONDS = 0.05
+FIRST_TICK_SECONDS = 0.1
 # How long bubblewrap may take to show the launcher, and the supervisor to end a run.
 INIT_WAIT_SECONDS = 5
 STOP_GRACE_SECONDS = 0.5
@@ -651,7 +652,8 @@ class _Watch:
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
         deadline = started + limits.timeout_s
-        next_tick = started + tick_seconds
+        # The first tick comes early: a snippet's first output shows at once.
+        next_tick = started + min(tick_seconds, FIRST_TICK_SECONDS)
         next_check = started + WATCH_SECONDS
         last_check = started
         memory = 0

@@ -9,14 +9,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from . import (
     charts,
+    diffs,
     equivalents,
     examples,
     export,
+    failures,
     formatting,
     limits,
     measure,
@@ -43,14 +45,65 @@ def _session_key(request: HttpRequest) -> str:
 def _run_context(run: Run) -> dict:
     context = {
         "run": run,
-        "chart": charts.power_chart(run.power_samples),
+        "chart": charts.power_chart(run.power_samples, run.duration_s),
         "queue_position": run.queue_position(),
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
+        "poll_ms": _poll_interval_ms(run),
+        "grid": measure.grid_of(run.country_iso_code, run.region),
+        "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
+        "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "units": formatting.units_for(
+            [run, _Machine(run)], energy_kwh="energy", emissions_g="mass", duration_s="duration"
+        ),
     }
     if run.is_over and run.energy_kwh is not None:
         context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
+        context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
         context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
+
+
+class _Machine:
+    """The whole machine's figures of a run, read as a row next to the snippet's own."""
+
+    def __init__(self, run: Run):
+        self.energy_kwh = run.machine_energy_kwh
+        self.emissions_g = run.machine_emissions_g
+        self.duration_s = run.cpu_seconds
+
+
+def _poll_interval_ms(run: Run) -> int:
+    """Look again soon while a run is young, less often as it goes on."""
+    age = run.elapsed_s if run.status == Run.Status.RUNNING else 0.0
+    return 150 if age < 2 else 400 if age < 10 else 1000
+
+
+def _editor_context(request: HttpRequest, code: str, **extra) -> dict:
+    """What the playground's editor form needs, on the playground and on a run's page."""
+    return {
+        "examples": examples.EXAMPLES,
+        "code": code,
+        "max_code_bytes": settings.MAX_CODE_BYTES,
+        "max_repetitions": MAX_REPETITIONS,
+        "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
+        "installed_modules": failures.installed_modules(),
+        "grids": measure.grids().values(),
+        "chosen_grid": request.session.get("grid", _default_grid()),
+    } | extra
+
+
+def _default_grid() -> str:
+    return measure.grid_of(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION).key
+
+
+def _grid_fields(request: HttpRequest) -> dict:
+    """The grid chosen in the form (remembered for the visitor's next runs), as Run
+    fields; an unknown one falls back to the server's default."""
+    grid = measure.grids().get(request.POST.get("grid", ""))
+    if grid is None:
+        return {}
+    request.session["grid"] = grid.key
+    return {"country_iso_code": grid.country, "region": grid.region}
 
 
 @require_GET
@@ -58,21 +111,12 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
     code = ""
     source = request.GET.get("from")
     if source:
-        # "Load into editor" from history or a shared run.
+        # "Open in editor" from history or a shared run.
         run = (
             Run.objects.filter(public_id=source).only("code").first() if _is_uuid(source) else None
         )
         code = run.code if run else ""
-    return render(
-        request,
-        "runs/playground.html",
-        {
-            "examples": examples.EXAMPLES,
-            "code": code,
-            "max_code_bytes": settings.MAX_CODE_BYTES,
-            "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
-        },
-    )
+    return render(request, "runs/playground.html", _editor_context(request, code))
 
 
 @require_POST
@@ -90,17 +134,20 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         refusal = limits.check(client)
         if refusal:
             return _over_limit(request, code, refusal)
+        fields = _grid_fields(request)
         try:
-            run = Run.objects.submit(code, session_key=session_key, client=client)
+            run = Run.objects.submit(code, session_key=session_key, client=client, **fields)
         except ValidationError as exc:
             return _refused(request, code, exc.messages)
         enqueue(run)
     if request.htmx:
-        # A short run is answered finished: no "Queued" flash, no first poll to wait for.
-        if waiting.wait_for(run, settings.PAGE_WAIT_SECONDS):
+        # A short run is answered finished (no "Queued" flash, no first poll to wait
+        # for); a longer one as soon as it has printed something.
+        if waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True):
             run.refresh_from_db()
         context = _run_context(run) | {"clear_errors": True}
-        return render(request, "runs/detail.html#run", context, status=201)
+        response = render(request, "runs/detail.html#run", context, status=201)
+        return push_url(response, run.get_absolute_url())
     return redirect(run)
 
 
@@ -125,22 +172,75 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     # A poll is how a user notices a dead worker soonest: check this run now.
     if run.status == Run.Status.RUNNING and Run.objects.filter(pk=run.pk).fail_orphans():
         run.refresh_from_db()
-    template = "runs/detail.html#run" if request.htmx else "runs/detail.html"
-    return render(request, template, _run_context(run))
+    if request.htmx:
+        return render(request, "runs/detail.html#run", _run_context(run))
+    context = _run_context(run)
+    context |= _editor_context(
+        request, run.code, error_line=run.failing_line, chosen_grid=context["grid"].key
+    )
+    return render(request, "runs/detail.html", context)
 
 
 @require_GET
 def history(request: HtmxHttpRequest) -> HttpResponse:
     runs = (
         Run.objects.for_session(request.session.session_key)
+        .history_rows()
         .annotate(preview=Substr("code", 1, 120))
+        .select_related("series")
         .defer("code", "stdout", "stderr", "provenance", "power_samples")
+        .defer("series__code_a", "series__code_b")
     )
     # No COUNT(*) and an index in query order: "older/newer" pages cost the same with
     # 100,000 runs in the table as with 100.
     page = _history_page(runs, request.GET.get("page", "1"))
+    rows = [HistoryRow(run) for run in page["runs"]]
+    _summarize_series([row for row in rows if row.series])
+    page |= {
+        "rows": rows,
+        "units": formatting.units_for(
+            rows, energy_kwh="energy", emissions_g="mass", duration_s="duration"
+        ),
+    }
     template = "runs/history.html#rows" if request.htmx else "runs/history.html"
     return render(request, template, page)
+
+
+class HistoryRow:
+    """One line of the history: a single run, or a whole repeat or comparison (shown
+    by its first run) with its medians and verdict."""
+
+    def __init__(self, run: Run):
+        self.run, self.series = run, run.series
+        self.energy_kwh, self.emissions_g = run.energy_kwh, run.emissions_g
+        self.duration_s = run.duration_s
+        self.summary = ""
+
+    def summarize(self, runs: list[Run]) -> None:
+        results = self.series.results(runs)
+        first = results["variants"]["A"]
+        self.energy_kwh = first["energy"].median if first["energy"] else None
+        self.emissions_g = first["emissions"].median if first["emissions"] else None
+        self.duration_s = first["duration"].median if first["duration"] else None
+        self.finished, self.total = results["finished"], results["total"]
+        if self.series.kind == Series.Kind.COMPARE:
+            verdict = self.series.verdicts(results)[0][2]
+            self.summary = verdict or "No verdict yet."
+
+
+def _summarize_series(rows: list[HistoryRow]) -> None:
+    """Medians and verdicts of the page's series, from one query for all their runs."""
+    if not rows:
+        return
+    runs: dict[int, list[Run]] = {row.series.pk: [] for row in rows}
+    for run in (
+        Run.objects.filter(series__in=runs)
+        .order_by("repetition", "variant")
+        .only(*SERIES_RUN_FIELDS)
+    ):
+        runs[run.series_id].append(run)
+    for row in rows:
+        row.summarize(runs[row.series.pk])
 
 
 def _history_page(runs, raw_page: str) -> dict:
@@ -156,6 +256,19 @@ def _history_page(runs, raw_page: str) -> dict:
         "has_next": len(rows) > HISTORY_PAGE_SIZE,
         "has_previous": number > 1,
     }
+
+
+# What a series' medians and verdict are computed from.
+SERIES_RUN_FIELDS = [
+    "series",
+    "variant",
+    "repetition",
+    "status",
+    "energy_kwh",
+    "emissions_g",
+    "duration_s",
+    "baseline_energy_kwh",
+]
 
 
 @require_GET
@@ -190,6 +303,10 @@ def _valid(repetitions: int) -> bool:
 def _series_context(series: Series) -> dict:
     runs = series.ordered_runs()
     results = series.results(runs)
+    succeeded = [r for r in runs if r.status == Run.Status.SUCCEEDED]
+    units = formatting.units_for(
+        succeeded, energy_kwh="energy", emissions_g="mass", duration_s="duration"
+    )
     energies = {
         variant: [r.energy_kwh for r in data["runs"] if r.status == Run.Status.SUCCEEDED]
         for variant, data in results["variants"].items()
@@ -197,13 +314,15 @@ def _series_context(series: Series) -> dict:
     context = {
         "series": series,
         "results": results,
-        "strip": charts.strip_chart(energies, formatting.watt_hours),
+        "units": units,
+        "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
     }
     if series.kind == Series.Kind.COMPARE:
         context["verdicts"] = [
             (compared.label, comparison, verdict)
             for compared, comparison, verdict in series.verdicts(results)
         ]
+        context["diff"] = diffs.side_by_side(series.code_a, series.code_b)
     return context
 
 
@@ -223,13 +342,15 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
             repetitions,
             session_key=_session_key(request),
             client=client,
+            run_fields=_grid_fields(request),
         )
     except ValidationError as exc:
         return _refused(request, code, exc.messages)
     enqueue(*series.ordered_runs())
     if request.htmx:
         context = _series_context(series) | {"clear_errors": True}
-        return render(request, "runs/series.html#series", context, status=201)
+        response = render(request, "runs/series.html#series", context, status=201)
+        return push_url(response, series.get_absolute_url())
     return redirect(series)
 
 
@@ -245,13 +366,8 @@ def _refused(
     retry_after: int | None = None,
 ) -> HttpResponse:
     """The playground again, with the code kept and what to do about it."""
-    context = {
-        "examples": examples.EXAMPLES,
-        "code": code if len(code) <= settings.MAX_CODE_BYTES * 4 else "",
-        "errors": messages,
-        "max_code_bytes": settings.MAX_CODE_BYTES,
-        "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
-    }
+    kept = code if len(code) <= settings.MAX_CODE_BYTES * 4 else ""
+    context = _editor_context(request, kept, errors=messages)
     if request.htmx:
         response = render(request, "runs/playground.html#form-errors", context, status=status)
         response = reswap(retarget(response, "#form-errors"), "outerHTML")
@@ -270,6 +386,20 @@ def compare(request: HttpRequest) -> HttpResponse:
         "repetitions": 10,
         "max_repetitions": MAX_REPETITIONS,
     }
+    source = request.GET.get("from", "")
+    # "Edit and compare again": the comparison's two snippets, ready to change.
+    earlier = (
+        Series.objects.filter(public_id=source, kind=Series.Kind.COMPARE).first()
+        if _is_uuid(source)
+        else None
+    )
+    if earlier:
+        context |= {
+            "code_a": earlier.code_a,
+            "code_b": earlier.code_b,
+            "repetitions": earlier.repetitions,
+            "from_series": earlier,
+        }
     return render(request, "runs/compare.html", context)
 
 

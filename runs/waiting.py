@@ -16,9 +16,10 @@ from .models import Run
 _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 
 
-def wait_for(run: Run, seconds: float) -> bool:
-    """Wait up to `seconds` for `run` to end (refreshing its status); False without a
-    free slot or when it is still going."""
+def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
+    """Wait up to `seconds` for `run` to end (refreshing its status), or with
+    `until_output` for it to end or print; False without a free slot or when it is
+    still going."""
     if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
         return False
     try:
@@ -27,7 +28,9 @@ def wait_for(run: Run, seconds: float) -> bool:
         while not run.is_over and time.monotonic() - started < seconds:
             # Short snippets finish in tens of milliseconds: look soon, then back off.
             time.sleep(pause)
-            pause = min(pause * 1.5, 0.2)
+            pause = min(pause * 1.5, 0.1)
+            if until_output and Run.objects.filter(pk=run.pk).exclude(stdout="").exists():
+                break
             run.refresh_from_db(fields=["status"])
     finally:
         _slots.release()

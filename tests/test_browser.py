@@ -226,7 +226,7 @@ def test_a_comparison_end_to_end_with_a_shareable_link(site, page, chromium):
     expect(finished).to_contain_text("6 of 6 runs finished")
     verdict = finished.locator('[data-verdict="energy"]')
     expect(verdict).to_contain_text("less energy than A (95% CI")
-    expect(finished.locator(".chart svg circle")).to_have_count(6)
+    expect(finished.locator(".strip .dot")).to_have_count(6)
 
     stranger = chromium.new_context()
     other = stranger.new_page()

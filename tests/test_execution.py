@@ -4,7 +4,7 @@ import codecarbon
 import pytest
 from django.conf import settings
 
-from runs import execution, measure, sandbox
+from runs import execution, failures, measure, sandbox
 from runs.models import Run
 
 from .conftest import host_hardware
@@ -72,7 +72,19 @@ def test_a_syntax_error_names_the_line():
     run = execute("def f(:\n    pass\n")
     assert run.status == Run.Status.FAILED
     assert run.error.startswith("SyntaxError on line 1:")
-    assert run.failure_title == "Syntax error"
+    assert run.failing_line == 1
+
+
+def test_failures_the_sandbox_causes_come_with_a_plain_hint():
+    no_module = execute("import pandas\n")
+    assert no_module.failing_line == 1
+    assert any("pandas is not installed" in hint for hint in no_module.hints)
+    assert any(name in no_module.hints[0] for name in failures.installed_modules())
+    no_network = execute("import socket\n\nsocket.create_connection(('1.1.1.1', 80))\n")
+    assert failures.NO_NETWORK in no_network.hints and no_network.failing_line == 3
+    no_stdin = execute("name = input('Name? ')\n")
+    assert failures.NO_STDIN in no_stdin.hints
+    assert execute("raise ValueError('mine')").hints == []
 
 
 def test_a_timeout_is_its_own_status_and_keeps_the_output():

@@ -2,10 +2,12 @@
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs.models import Run, Series, Worker
@@ -61,8 +63,10 @@ def test_submitting_with_htmx_returns_the_run_fragment(client):
     run = Run.objects.get()
     assert response.status_code == 201
     assert f'id="run-{run.public_id}"' in response.text
-    assert 'hx-trigger="every 500ms' in response.text
+    assert re.search(r'hx-trigger="every \d+ms"', response.text)
     assert "<html" not in response.text
+    # Reload, Back and sharing keep the result: the address becomes the run's.
+    assert response["HX-Push-Url"] == run.get_absolute_url()
 
 
 @pytest.mark.parametrize(
@@ -148,8 +152,13 @@ def test_a_running_run_polls_and_shows_its_progress(client):
     Worker.objects.create(name=run.worker or "w", kind="queue")
     Run.objects.filter(pk=run.pk).update(worker="w")
     response = client.get(run.get_absolute_url(), headers=HTMX)
-    assert 'hx-trigger="every 500ms' in response.text
+    fresh = int(re.search(r'hx-trigger="every (\d+)ms"', response.text).group(1))
     assert "Running for" in response.text and "1\n2\n" in response.text
+    # A young run is looked at often, then less: first output soon, few requests later.
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=30))
+    response = client.get(run.get_absolute_url(), headers=HTMX)
+    later = int(re.search(r'hx-trigger="every (\d+)ms"', response.text).group(1))
+    assert fresh <= 200 < later
 
 
 def test_user_text_is_escaped(client):

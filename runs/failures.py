@@ -1,0 +1,88 @@
+"""What a failed run's traceback means to its author: the failing line of their code, and
+a plain hint where the sandbox, not the code, is the cause."""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+
+from django.conf import settings
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from . import launcher
+
+SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
+# A frame of the snippet's own code in a traceback.
+SNIPPET_FRAME = re.compile(rf'File "(?:[^"]*/)?{re.escape(launcher.SNIPPET_FILE)}", line (\d+)')
+NO_NETWORK = (
+    "The sandbox has no network: sockets are refused, so nothing can be downloaded or "
+    "fetched. Put the data in the code."
+)
+NO_STDIN = (
+    "The sandbox has no standard input: input() reads end-of-file at once. Put the "
+    "values in the code."
+)
+
+
+@functools.cache
+def installed_modules() -> list[str]:
+    """The packages a snippet can import beyond the standard library, from the same
+    requirements file the snippet environment is built from."""
+    path = settings.BASE_DIR / "requirements-snippet.txt"
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.append(re.split(r"[=<>!~\[; ]", line)[0])
+    return names
+
+
+def failing_line(stderr: str) -> int | None:
+    """The line of the snippet where it failed: the innermost frame of its own code."""
+    lines = SNIPPET_FRAME.findall(stderr)
+    return int(lines[-1]) if lines else None
+
+
+def last_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def hints(stderr: str) -> list[str]:
+    """Plain explanations for failures the sandbox causes on purpose."""
+    last = last_line(stderr)
+    found = []
+    missing = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", last)
+    if missing:
+        module = missing.group(1).split(".")[0]
+        if module not in sys.stdlib_module_names:
+            found.append(
+                f"{module} is not installed in the sandbox. Besides Python's standard "
+                f"library there is {', '.join(installed_modules())}."
+            )
+    network = ("socket", "urllib", "http.client", "requests", "gaierror", "ConnectionRefused")
+    if last.startswith(("PermissionError", "OSError", "socket.gaierror", "URLError")) and any(
+        word in stderr for word in network
+    ):
+        found.append(NO_NETWORK)
+    if last.startswith("EOFError") and "input(" in stderr:
+        found.append(NO_STDIN)
+    return found
+
+
+def linked_traceback(stderr: str) -> SafeString:
+    """The error output, escaped, with each line number of the snippet's own code a
+    link that the page's editor follows to that line."""
+    pieces, done = [], 0
+    for match in SNIPPET_FRAME.finditer(stderr):
+        start, end = match.span(1)
+        start -= len("line ")
+        link = format_html(
+            '<a href="#line-{0}" class="line-link" data-line="{0}">line {0}</a>', match.group(1)
+        )
+        pieces.append((stderr[done:start], link))
+        done = end
+    pieces.append((stderr[done:], ""))
+    return format_html_join("", "{}{}", pieces)

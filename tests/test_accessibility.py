@@ -1,0 +1,100 @@
+"""Every page, checked by axe-core in a real Chromium, in light, dark and phone layouts.
+
+axe-core comes from the npm registry (tests/axe, installed by `make test`) and is
+injected by the test only: the site never serves it.
+"""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from playwright.sync_api import expect
+
+from runs import execution
+from runs.models import Run, Series
+
+from .test_browser import SCREENSHOTS, chromium  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.browser
+AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+LAYOUTS = {
+    "light": {"viewport": {"width": 1366, "height": 800}, "color_scheme": "light"},
+    "dark": {"viewport": {"width": 1366, "height": 800}, "color_scheme": "dark"},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "color_scheme": "light",
+        "is_mobile": True,
+        "has_touch": True,
+        "device_scale_factor": 2,
+    },
+}
+# What WCAG calls serious or critical: what a user of a screen reader, a keyboard or a
+# small or dim screen cannot get past.
+BLOCKING = {"serious", "critical"}
+
+
+def execute(code: str, **fields) -> Run:
+    run = Run.objects.submit(code, **fields)
+    execution.execute(run)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def pages(settings):
+    settings.STORAGES = settings.STORAGES | {
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    }
+    # One visitor's session, so that the history page has its runs to show.
+    store = SessionStore()
+    store.create()
+    session = store.session_key
+    busy = "import time\nend = time.perf_counter() + 0.4\nwhile time.perf_counter() < end:\n    pass\nprint('done')\n"
+    succeeded = execute(busy, session_key=session)
+    failed = execute("x = 1\nprint(x +\n", session_key=session)
+    assert (succeeded.status, failed.status) == ("succeeded", "failed")
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["x = sum(range(10**6))", "x = 1"], 2, session_key=session
+    )
+    for run in series.ordered_runs():
+        execution.execute(run)
+    return session, {
+        "playground": "/",
+        "run": succeeded.get_absolute_url(),
+        "failed-run": failed.get_absolute_url(),
+        "history": "/runs/",
+        "compare": "/compare/",
+        "comparison": series.get_absolute_url(),
+        "methodology": "/methodology/",
+    }
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_no_serious_accessibility_violation_on_any_page(live_server, chromium, pages, layout):  # noqa: F811
+    session, paths = pages
+    # axe is injected by the test, not by the page: the page's CSP is not its concern.
+    context = chromium.new_context(bypass_csp=True, **LAYOUTS[layout])
+    context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
+    page = context.new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for name, path in paths.items():
+        page.goto(live_server.url + path)
+        expect(page.locator("h1")).to_have_count(1)
+        if name in ("playground", "run", "failed-run", "compare"):
+            expect(page.locator(".cm-content").first).to_be_visible()
+        page.screenshot(path=SCREENSHOTS / f"{name}-{layout}.png", full_page=True)
+        page.evaluate(AXE.read_text())
+        violations = page.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ["violations"]}))
+                .violations.map(v => ({id: v.id, impact: v.impact,
+                    targets: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))"""
+        )
+        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        if blocking:
+            found[name] = blocking
+        # No page scrolls sideways on a phone: tables scroll inside their own box.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= LAYOUTS[layout]["viewport"]["width"], (name, width)
+    context.close()
+    assert found == {}
