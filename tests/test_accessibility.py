@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from runs import execution
 from runs.models import Run, Series
 
-from .test_browser import SCREENSHOTS, chromium  # noqa: F401 (a fixture)
+from .test_browser import BUSY, SCREENSHOTS, chromium  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -49,8 +49,7 @@ def pages(settings):
     store = SessionStore()
     store.create()
     session = store.session_key
-    busy = "import time\nend = time.perf_counter() + 0.4\nwhile time.perf_counter() < end:\n    pass\nprint('done')\n"
-    succeeded = execute(busy, session_key=session)
+    succeeded = execute(BUSY + "print('done')\n", session_key=session)
     failed = execute("x = 1\nprint(x +\n", session_key=session)
     assert (succeeded.status, failed.status) == ("succeeded", "failed")
     series = Series.objects.submit(

@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from runs import charts, failures, measure
 from runs.models import Run
 
 from .conftest import host_hardware
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+# Long enough to be sampled and charted (the first sample comes after 0.1 s).
+BUSY = "import time\nend = time.perf_counter() + 0.4\nwhile time.perf_counter() < end:\n    pass\n"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -108,8 +111,42 @@ def test_an_example_runs_with_ctrl_enter_live_then_as_cards(site, page):
     if not hardware.cpu_measured:
         per_thread = f"CPU time × {hardware.watts_per_thread:g} W per thread"
         expect(done.locator(".provenance")).to_contain_text(per_thread)
-    assert "average" in done.locator(".chart svg").get_attribute("aria-label")
+    assert "average" in done.locator(".chart .plot").get_attribute("aria-label")
     assert done.get_attribute("hx-trigger") is None  # polling stopped
+    expect(page.locator("#run-announcer")).to_have_text("Finished: Succeeded.")
+
+    # The time axis ends at the run's length, as the chart module draws it.
+    run = Run.objects.get()
+    ticks = charts.power_chart(run.power_samples, run.duration_s)["x_ticks"]
+    expect(done.locator(".x-axis span").last).to_have_text(ticks[-1]["label"])
+
+    # The address is the run's: reload and Back keep what the user saw.
+    expect(page).to_have_url(f"{page.url.split('/runs/')[0]}{run.get_absolute_url()}")
+    page.reload()
+    expect(page.locator("#result .run[data-status=succeeded] .output")).to_contain_text("done")
+    expect(page.locator(".cm-content")).to_contain_text("time.sleep(2)")
+    page.go_back()
+    expect(page).to_have_url(f"{site}/")
+
+
+def test_result_beside_the_editor_on_a_wide_screen_below_on_a_phone(site, chromium):
+    sizes = set()
+    for viewport, beside in [
+        ({"width": 1366, "height": 800}, True),
+        ({"width": 390, "height": 844}, False),
+    ]:
+        context = chromium.new_context(viewport=viewport)
+        page = context.new_page()
+        open_with_code(page, site, f"{BUSY}print({viewport['width']})")
+        result = run_and_wait(page, "succeeded")
+        editor, box = page.locator("#run-form").bounding_box(), result.bounding_box()
+        assert (box["x"] > editor["x"] + editor["width"] - 1) == beside
+        # Either way the result is in view once it arrives.
+        assert box["y"] < viewport["height"] and box["y"] + 40 > 0
+        # Axis labels keep the page's type size at every width (no viewBox scaling).
+        sizes.add(page.locator(".x-axis span").first.evaluate("e => getComputedStyle(e).fontSize"))
+        context.close()
+    assert len(sizes) == 1 and float(sizes.pop().removesuffix("px")) >= 11
 
 
 def test_errors_read_as_a_user_needs_them(site, page, settings):
@@ -117,8 +154,19 @@ def test_errors_read_as_a_user_needs_them(site, page, settings):
 
     open_with_code(page, site, "x = 1\nprint(x +\n")
     failed = run_and_wait(page, "failed")
-    expect(failed.locator(".run-error")).to_contain_text("Syntax error")
-    expect(failed.locator(".run-error")).to_contain_text("line 2")
+    expect(failed.locator(".run-error")).to_contain_text("SyntaxError on line 2")
+    assert "Syntax error" not in failed.locator(".run-error").inner_text()  # said once
+    expect(page.locator(".cm-error-line")).to_have_text("print(x +")  # marked in the editor
+    expect(failed.locator(".card")).to_have_count(8)
+    expect(failed.locator(".card").first).to_be_hidden()  # the cost, folded below the error
+
+    open_with_code(page, site, "import socket\n\nsocket.create_connection(('1.1.1.1', 80))\n")
+    blocked = run_and_wait(page, "failed")
+    expect(blocked.locator("[data-hint]")).to_have_text(failures.NO_NETWORK)
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+Home")
+    blocked.locator(".output--stderr a.line-link").last.click()  # the traceback's line
+    expect(page.locator(".cm-error-line")).to_have_text("socket.create_connection(('1.1.1.1', 80))")
 
     open_with_code(page, site, "while True:\n    pass\n")
     timed_out = run_and_wait(page, "timed_out")
@@ -172,6 +220,27 @@ def test_history_reload_and_a_shared_link(site, page, chromium):
     other.goto(f"{site}/runs/")
     expect(other.locator(".empty")).to_contain_text("No runs yet")  # history is per visitor
     stranger.close()
+
+
+def test_loading_a_run_keeps_the_code_the_user_had(site, page):
+    other = Run.objects.submit("print('theirs')")
+    open_with_code(page, site, "print('mine, unsaved')")
+    page.goto(f"{site}/?from={other.public_id}")
+    expect(page.locator(".cm-content")).to_contain_text("print('theirs')")
+    page.get_by_role("button", name="Bring your code back").click()
+    expect(page.locator(".cm-content")).to_contain_text("print('mine, unsaved')")
+
+
+def test_the_grid_chosen_is_used_shown_and_remembered(site, page):
+    france = measure.grids()["FRA"]
+    open_with_code(page, site, "print('priced in France')")
+    page.select_option("#grid", france.key)
+    done = run_and_wait(page, "succeeded")
+    expect(done.locator('[data-metric="grid"]')).to_have_text(france.name)
+    run = Run.objects.get()
+    assert (run.country_iso_code, run.region) == (france.country, france.region)
+    page.goto(site)
+    expect(page.locator("#grid")).to_have_value(france.key)
 
 
 def test_without_javascript_the_form_still_runs_code(site, chromium):
@@ -238,6 +307,9 @@ def test_a_comparison_end_to_end_with_a_shareable_link(site, page, chromium):
 def test_exports_download_and_parse(site, page):
     open_with_code(page, site, "print('exported')")
     done = run_and_wait(page, "succeeded")
+    # Too short to sample: a sentence, not a chart of one point.
+    expect(done.locator('[data-chart="too-short"]')).to_contain_text("Too short to chart")
+    expect(done.locator(".chart")).to_have_count(0)
     with page.expect_download() as download:
         done.get_by_role("link", name="JSON").click()
     data = json.loads(Path(download.value.path()).read_text())
