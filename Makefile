@@ -66,7 +66,9 @@ test: setup lint
 
 .PHONY: bench
 bench: setup
-	@export SECRET_KEY=$$(cat var/secret_key); $(PY) benchmarks/run.py && echo && \
+	bin/system-deps --test
+	@export SECRET_KEY=$$(cat var/secret_key); $(PY) manage.py collectstatic --noinput -v0 && \
+	$(PY) benchmarks/run.py && echo && $(PY) benchmarks/served.py && echo && \
 	$(PY) bin/wait-for-database "$(TEST_POSTGRES_URL)" && \
 	TEST_POSTGRES_URL="$(TEST_POSTGRES_URL)" $(PY) benchmarks/fleet.py
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import cgroups, measure, sandbox
+from . import cgroups, measure, sandbox, wakeup
 from .models import Baseline, Run, Worker
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class _Progress:
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
         self.run.record_progress(tick.stdout, tick.stderr, self.samples)
+        wakeup.notify_run(self.run.pk)
 
 
 def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
@@ -170,15 +171,15 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
     except Exception:
         logger.exception("run %s failed in our code", run.public_id)
         run.fail("Something went wrong on our side while running this snippet; it has been logged.")
+    wakeup.notify_run(run.pk)
     if kind == Worker.Kind.QUEUE:
         prepare_next_sandbox()
     return run
 
 
 def prepare_next_sandbox() -> None:
-    """Start the next run's sandbox while this worker waits for that run. A failure
-    here is logged; the next run then starts its own sandbox and reports any problem."""
-    try:
-        sandbox.prepare_standby(sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT))
-    except Exception:
-        logger.exception("could not prepare the next run's sandbox")
+    """Start the next run's sandbox while this worker waits for that run, in the
+    background: a failure there is logged, and the next run starts its own sandbox."""
+    sandbox.prepare_standby(
+        sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT), background=True
+    )

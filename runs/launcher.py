@@ -189,6 +189,8 @@ def run_snippet(source):
         # No frames: the error is in the snippet, not in this launcher.
         traceback.print_exception(type(exc), exc, None)
         return 1
+    # Output shows as the snippet prints it, as on a terminal, not when a buffer fills.
+    sys.stdout.reconfigure(line_buffering=True)
     main = types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = __builtins__

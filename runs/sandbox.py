@@ -22,11 +22,13 @@ import functools
 import logging
 import os
 import pwd
+import queue
 import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ SANDBOX_TMP = "/tmp"
 SHM_BYTES = 16 * 1024 * 1024
 OPEN_FILES = 256
 WATCH_SECONDS = 0.05
-FIRST_TICK_SECONDS = 0.1
+FIRST_TICK_SECONDS = 0.05
 # How long bubblewrap may take to show the launcher, and the supervisor to end a run.
 INIT_WAIT_SECONDS = 5
 STOP_GRACE_SECONDS = 0.5
@@ -474,18 +476,67 @@ def _standby_key(limits: Limits) -> tuple:
     )
 
 
-def prepare_standby(limits: Limits) -> None:
+def prepare_standby(limits: Limits, background: bool = False) -> None:
     """Start the next run's sandbox now, so that the run pays only for its own code.
-    Every run still gets a sandbox nobody used: this one is used once, then ended."""
+    Every run still gets a sandbox nobody used: this one is used once, then ended.
+
+    In the background, the worker is free to fetch its next run meanwhile; that run
+    waits for the preparation to end (sooner than starting a sandbox of its own)."""
     discard_standby()
-    watch = _launch(limits)
+    if background:
+        _preparer.submit(limits)
+    else:
+        _prepare(limits)
+
+
+def _prepare(limits: Limits) -> None:
+    try:
+        watch = _launch(limits)
+    except Exception:
+        # A run will meet the same problem in its own sandbox, and say so.
+        logger.exception("could not prepare the next run's sandbox")
+        return
     if watch.outcome.error:
-        watch.cleanup()  # a run will meet the same problem and say so
+        watch.cleanup()
         return
     _standby.update(key=_standby_key(limits), watch=watch)
 
 
+class _Preparer:
+    """One thread for the life of the process that starts standby sandboxes. Not a
+    thread per sandbox: bubblewrap dies with the thread that started it
+    (--die-with-parent is PR_SET_PDEATHSIG, which follows the thread, not the process)."""
+
+    def __init__(self) -> None:
+        self.requests: queue.SimpleQueue[Limits] = queue.SimpleQueue()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, limits: Limits) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._serve, name="sandbox-standby", daemon=True)
+            self.thread.start()
+        self.idle.clear()
+        self.requests.put(limits)
+
+    def _serve(self) -> None:
+        while True:
+            limits = self.requests.get()
+            try:
+                _prepare(limits)
+            finally:
+                self.idle.set()
+
+    def wait(self) -> None:
+        self.idle.wait()
+
+
+_preparer = _Preparer()
+
+
 def discard_standby() -> None:
+    _preparer.wait()
     watch = _standby.pop("watch", None)
     _standby.pop("key", None)
     if watch is not None:
@@ -493,6 +544,7 @@ def discard_standby() -> None:
 
 
 def _take_standby(limits: Limits) -> _Watch | None:
+    _preparer.wait()
     if "watch" not in _standby:
         return None
     if _standby["key"] != _standby_key(limits) or _standby["watch"]._exited():

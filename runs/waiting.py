@@ -6,12 +6,16 @@ playground's form for a moment); the others answer at once with where to look.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 from django.conf import settings
 
+from . import wakeup
 from .models import Run
+
+FALLBACK_POLL_SECONDS = 0.05
 
 _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 
@@ -22,16 +26,30 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
     still going."""
     if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
         return False
+    waiter = None
     try:
-        started = time.monotonic()
-        pause = 0.005
-        while not run.is_over and time.monotonic() - started < seconds:
-            # Short snippets finish in tens of milliseconds: look soon, then back off.
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.1)
-            if until_output and Run.objects.filter(pk=run.pk).exclude(stdout="").exists():
+        with contextlib.suppress(OSError):  # no pipe: look every FALLBACK_POLL_SECONDS
+            waiter = wakeup.Waiter.for_run(run.pk)
+        deadline = time.monotonic() + seconds
+        while not _settled(run, until_output):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
-            run.refresh_from_db(fields=["status"])
+            # The worker pokes the run's pipe when it prints or ends; the timeout
+            # covers a worker on another machine.
+            if waiter:
+                waiter.wait(min(remaining, FALLBACK_POLL_SECONDS))
+            else:
+                time.sleep(min(remaining, FALLBACK_POLL_SECONDS))
     finally:
+        if waiter:
+            waiter.close()
         _slots.release()
     return run.is_over
+
+
+def _settled(run: Run, until_output: bool) -> bool:
+    run.refresh_from_db(fields=["status"])
+    if run.is_over:
+        return True
+    return until_output and Run.objects.filter(pk=run.pk).exclude(stdout="").exists()

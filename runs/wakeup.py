@@ -1,8 +1,10 @@
-"""Wake an idle worker on this machine the moment a run is queued.
+"""Wake an idle worker on this machine the moment a run is queued, and a request
+waiting for a run the moment that run prints or ends.
 
-Workers poll the queue (WORKER_POLL_INTERVAL) because that works across machines; on
-the machine that took the submission a named pipe wakes one of them at once, saving
-half a poll interval on every run. Losing a wake-up costs nothing but that delay.
+Workers poll the queue (WORKER_POLL_INTERVAL) and waiting requests poll the run,
+because that works across machines; on one machine a named pipe wakes them at once,
+saving most of a poll interval on every run. Losing a wake-up costs nothing but that
+delay.
 """
 
 from __future__ import annotations
@@ -20,10 +22,23 @@ def _path() -> str:
     return str(settings.DATA_DIR / "worker-wakeup.fifo")
 
 
+def _run_path(run_pk: int) -> str:
+    return str(settings.DATA_DIR / f"run-{run_pk}.fifo")
+
+
 def notify() -> None:
     """Wake one waiting worker, if any; never blocks, never fails the caller."""
+    _poke(_path())
+
+
+def notify_run(run_pk: int) -> None:
+    """Wake the requests on this machine waiting for run `run_pk`, if any."""
+    _poke(_run_path(run_pk))
+
+
+def _poke(path: str) -> None:
     try:
-        fd = os.open(_path(), os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno not in (errno.ENXIO, errno.ENOENT):  # no worker waiting / none yet
             raise
@@ -34,10 +49,12 @@ def notify() -> None:
 
 
 class Waiter:
-    """The worker's end: sleep until notified or until `timeout` passes."""
+    """The waiting end: sleep until notified or until `timeout` passes. A worker waits
+    on the queue's pipe; a request on its run's (Waiter.for_run), removed on close."""
 
-    def __init__(self) -> None:
-        path = _path()
+    def __init__(self, path: str | None = None) -> None:
+        path = path or _path()
+        self.path = path
         with contextlib.suppress(FileExistsError):
             os.mkfifo(path, 0o600)
         if not stat.S_ISFIFO(os.stat(path).st_mode):
@@ -53,6 +70,17 @@ class Waiter:
             with contextlib.suppress(BlockingIOError):
                 os.read(self.fd, 4096)
 
+    @classmethod
+    def for_run(cls, run_pk: int) -> Waiter:
+        waiter = cls(_run_path(run_pk))
+        waiter.owned = True
+        return waiter
+
+    owned = False  # a run's pipe is removed by its waiter; the queue's stays
+
     def close(self) -> None:
         os.close(self.fd)
         os.close(self.keepalive)
+        if self.owned:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)

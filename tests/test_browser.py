@@ -17,7 +17,7 @@ from .conftest import host_hardware
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-# Long enough to be sampled and charted (the first sample comes after 0.1 s).
+# Long enough to be sampled and charted (the first sample comes after 0.05 s).
 BUSY = "import time\nend = time.perf_counter() + 0.4\nwhile time.perf_counter() < end:\n    pass\n"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -449,6 +449,20 @@ def test_a_prepared_sandbox_counts_from_the_code_and_serves_one_run(mode):
     assert zombie_children() == []
 
 
+def test_a_sandbox_prepared_in_the_background_lives_until_its_run(mode):
+    # bubblewrap dies with the thread that started it: the preparing thread must stay.
+    prepared = limits()
+    sandbox.prepare_standby(prepared, background=True)
+    time.sleep(0.5)
+    standby = sandbox._standby["watch"]
+    assert not standby._exited(), "the prepared sandbox died before its run"
+    outcome = sandbox.run("print('prepared')", prepared)
+    assert outcome.stdout == "prepared\n" and outcome.wall_s < 0.4
+    assert sandbox._standby == {}, "a prepared sandbox serves one run only"
+    sandbox.discard_standby()
+    assert sandbox_processes() == [] and zombie_children() == []
+
+
 def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
     sandbox.prepare_standby(limits(memory_bytes=128 * 1024 * 1024))
     outcome = run("print('fresh')", memory_bytes=256 * 1024 * 1024)

@@ -24,6 +24,16 @@ def test_success_returns_output_and_exit_code_zero(mode):
     assert not outcome.timed_out and not outcome.limit and not outcome.error
 
 
+def test_output_shows_as_it_is_printed_not_when_a_buffer_fills(mode):
+    ticks = []
+    code = "import time\nprint('started')\nend = time.time() + 1\nwhile time.time() < end: pass\n"
+    outcome = sandbox.run(code, limits(), on_tick=ticks.append, tick_seconds=0.5)
+    assert outcome.stdout == "started\n"
+    # The first tick comes early, and already holds the line printed without flush=True.
+    first = ticks[0]
+    assert first.elapsed_s < 0.5 and first.stdout == "started\n"
+
+
 def test_numpy_is_available_to_snippets():
     outcome = run("import numpy as np; print(np.arange(4).sum())")
     assert (outcome.exit_code, outcome.stdout) == (0, "6\n")

@@ -9,7 +9,7 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, measure, retention, tasks, wakeup
+from runs import cgroups, execution, measure, retention, sandbox, tasks, wakeup
 from runs.models import Run
 
 PURGE_CHECK_SECONDS = 60
@@ -120,4 +120,5 @@ class Command(BaseCommand):
             worker.run()
         finally:
             waiter.close()
+            sandbox.discard_standby()
             execution.stop_heartbeat()

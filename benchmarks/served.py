@@ -1,0 +1,192 @@
+"""`make bench`, part 3: what a user feels, through the real server.
+
+Starts `bin/serve` with gunicorn listening itself (FRONT=none) and one worker, on its
+own SQLite database (var/bench-served.sqlite3), then measures:
+- POST /run for print('hi') over one HTTP keep-alive connection, against a bare
+  `python -I -c "print('hi')"` timed alternately in the same run;
+- in Chromium, Ctrl+Enter to the finished result of print('hi'), and to the first
+  output line of a snippet that prints at once and then works for 2 s (both timed in
+  the page, from the key press to the result on screen), and whether any run showed
+  "Queued" on the way.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB = ROOT / "var" / "bench-served.sqlite3"
+os.environ["DATABASE_URL"] = f"sqlite:///{DB}"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+# Times from the key press to a result on screen, measured by the page's own clock.
+# (The promise is returned inside an object, or Playwright would wait for it at once.)
+WATCH = """(selector) => ({done: new Promise((resolve) => {
+  const result = document.getElementById("result");
+  let pressed = null;
+  let queued = false;
+  const press = () => { pressed ??= performance.now(); };
+  document.addEventListener("keydown", press, {capture: true, once: true});
+  const observer = new MutationObserver(() => {
+    if (result.querySelector(".run[data-status=queued]")) queued = true;
+    if (pressed !== null && result.querySelector(selector)) {
+      observer.disconnect();
+      resolve({ms: performance.now() - pressed, queued});
+    }
+  });
+  observer.observe(result, {subtree: true, childList: true, characterData: true});
+})})"""
+FIRST_LINE = (
+    "import time\nprint('started')\nend = time.perf_counter() + 2\n"
+    "while time.perf_counter() < end:\n    pass\n"
+)
+
+
+def line(name: str, value: str, target: str, ok: bool) -> None:
+    print(f"  {name:<58} {value:>16}   target {target:<14} {'ok' if ok else 'MISSED'}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    env = os.environ | {
+        "BIND": f"127.0.0.1:{port}",
+        "FRONT": "none",
+        "PYTHON": sys.executable,
+        "MIGRATE_ON_START": "0",
+        "LIMIT_RUNS_PER_MINUTE": "1000",
+        "LIMIT_QUEUED_RUNS_PER_CLIENT": "1000",
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    server = subprocess.Popen(
+        ["bin/serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.2)
+
+
+def bench_post_run(port: int, n: int = 40) -> None:
+    print("POST /run for print('hi') through gunicorn (keep-alive), against bare Python")
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    served, bare = [], []
+    for i in range(n + 5):
+        body = json.dumps({"code": "print('hi')"})
+        start = time.perf_counter()
+        connection.request("POST", "/run", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = json.loads(response.read())
+        elapsed = time.perf_counter() - start
+        assert response.status == 200 and data["stdout"] == "hi\n", (response.status, data)
+        start = time.perf_counter()
+        subprocess.run([settings.SNIPPET_PYTHON, "-I", "-c", "print('hi')"], capture_output=True)
+        if i >= 5:  # warm-up
+            served.append(elapsed)
+            bare.append(time.perf_counter() - start)
+    ratio = statistics.median(served) / statistics.median(bare)
+    print(
+        f"  median {statistics.median(served) * 1000:.1f} ms served, "
+        f"{statistics.median(bare) * 1000:.1f} ms bare"
+    )
+    line("POST /run / bare python (medians)", f"{ratio:.2f}x", "<= 1.0x", ratio <= 1.0)
+
+
+def timed_presses(page, site: str, codes: list[str], selector: str) -> list[dict]:
+    results = []
+    for code in codes:
+        page.evaluate("code => localStorage.setItem('ccp:code', code)", code)
+        page.goto(f"{site}/")
+        page.locator(".cm-content").click()
+        watch = page.evaluate_handle(WATCH, selector)
+        page.keyboard.press("Control+Enter")
+        results.append(watch.evaluate("watch => watch.done"))
+        # The next press waits for this run to end: a queue would be another benchmark.
+        page.wait_for_selector("#result .run[data-status=succeeded]", timeout=30_000)
+    return results
+
+
+def bench_browser(port: int, n: int = 10) -> None:
+    print("In Chromium: from Ctrl+Enter to what the user sees (timed in the page)")
+    site = f"http://127.0.0.1:{port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_context(viewport={"width": 1366, "height": 800}).new_page()
+        page.goto(site)
+        # Each press runs other code: the same code twice within a second is one run.
+        codes = [f"print('hi')  # {i}" for i in range(n + 2)]
+        finished = timed_presses(page, site, codes, ".run[data-status=succeeded]")[2:]
+        first = timed_presses(
+            page, site, [f"{FIRST_LINE}# {i}" for i in range(n)], ".run .output:not(:empty)"
+        )
+        browser.close()
+    done = statistics.median(r["ms"] for r in finished)
+    shown = statistics.median(r["ms"] for r in first)
+    queued = sum(r["queued"] for r in finished + first)
+    line(
+        "Ctrl+Enter to finished print('hi'), median of 10",
+        f"{done:.0f} ms",
+        "<= 150 ms",
+        done <= 150,
+    )
+    line(
+        "Ctrl+Enter to first output line, median of 10",
+        f"{shown:.0f} ms",
+        "<= 200 ms",
+        shown <= 200,
+    )
+    line("runs that showed a false 'Queued'", f"{queued}", "0", queued == 0)
+
+
+def main() -> None:
+    DB.parent.mkdir(exist_ok=True)
+    DB.unlink(missing_ok=True)
+    call_command("migrate", verbosity=0)
+    port = free_port()
+    server = start_server(port)
+    try:
+        bench_post_run(port)
+        print()
+        bench_browser(port)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
