@@ -273,7 +273,11 @@ SERIES_RUN_FIELDS = [
 
 @require_GET
 def methodology(request: HttpRequest) -> HttpResponse:
-    context = {"constants": equivalents.CONSTANTS, "baseline": Baseline.objects.first()}
+    context = {
+        "constants": equivalents.CONSTANTS,
+        "baseline": Baseline.objects.first(),
+        "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+    }
     return render(request, "runs/methodology.html", context)
 
 
