@@ -244,6 +244,9 @@ SNIPPET_PYTHON = env_str(
 CODECARBON_COUNTRY = env_str("CODECARBON_COUNTRY", "IND").upper()
 CODECARBON_REGION = env_str("CODECARBON_REGION", "").lower()
 LIVE_SAMPLE_SECONDS = env_number("LIVE_SAMPLE_SECONDS", 0.5, float, 0.1)
+# The line profiler's sampling interval, in milliseconds of the snippet's CPU time
+# (0 turns it off).
+PROFILE_INTERVAL_MS = env_number("PROFILE_INTERVAL_MS", 5.0, float, 0.0)
 
 # --- The queue -------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ so the sandbox user never needs to read the project's files. It runs with the
 snippet's interpreter (which may be older than the server's), so it uses only the
 standard library. Its arguments are built by `runs.sandbox.launcher_arguments`:
 file-size limit, process limit, address-space limit (0 = none), open-files limit,
-whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, then the
-paths readable and the paths writable, separated by ':' (both empty: no Landlock).
+whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, the file
+descriptor for the snippet's own measurements (sections and the line profile), the
+profiler's interval in microseconds (0 = none), then the paths readable and the paths
+writable, separated by ':' (both empty: no Landlock).
 
 It waits for the snippet on stdin (a worker starts it ahead of the run, so that a run
 pays only for its own code), reports the CPU its start-up took, closes stdin, sets the
@@ -21,6 +23,12 @@ resource limits, and forks:
   sends SIGUSR1 at a limit), and reports the snippet's wait status, the CPU time of
   the snippet's processes and its own on the report descriptor, which the snippet has
   closed and cannot reach.
+
+Inside the snippet's process, `from playground import section` times named parts of
+the code, and a CPU-time interval timer (SIGPROF) samples which line of main.py is
+running in every thread. Both are written, when the snippet ends, on the measurements
+descriptor: in the snippet's own process, so a snippet could forge them, and the worker
+checks them against what the supervisor measured.
 """
 
 # Not `signal`: it imports enum, ~4 ms of every run's start-up. Nor contextlib.
@@ -30,6 +38,7 @@ import errno
 import os
 import resource
 import sys
+import time as time_module
 import types
 
 SCMP_ACT_ALLOW = 0x7FFF0000
@@ -175,6 +184,100 @@ def set_limits(file_bytes, processes, address_space, open_files):
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
 
+# --- what the snippet measures of itself: sections and the line profile ---------------
+
+SECTION_STATS = {}  # "outer/inner" -> [calls, wall seconds, CPU seconds]
+SECTION_STACK = []
+LINE_SAMPLES = {}  # line of main.py -> samples (shared among the threads sampled)
+PROFILE = {"handler": None, "interval": 0.0}
+MEASUREMENTS = {"fd": None}
+MAX_REPORTED_LINES = 500
+
+
+class Section:
+    """`with section("name"):` or `@section("name")`: calls, wall and CPU time."""
+
+    def __init__(self, name):
+        self.name = str(name).replace("/", "∕")[:100]
+        self.entered = []
+
+    def __enter__(self):
+        path = SECTION_STACK[-1] + "/" + self.name if SECTION_STACK else self.name
+        SECTION_STACK.append(path)
+        self.entered.append((path, time_module.perf_counter(), time_module.process_time()))
+        return self
+
+    def __exit__(self, *exc_info):
+        path, wall, cpu = self.entered.pop()
+        stats = SECTION_STATS.setdefault(path, [0, 0.0, 0.0])
+        stats[0] += 1
+        stats[1] += time_module.perf_counter() - wall
+        stats[2] += time_module.process_time() - cpu
+        if SECTION_STACK and SECTION_STACK[-1] == path:
+            SECTION_STACK.pop()
+        return False
+
+    def __call__(self, function):
+        name = self.name
+
+        def timed(*args, **kwargs):
+            with Section(name):
+                return function(*args, **kwargs)
+
+        timed.__name__ = getattr(function, "__name__", "timed")
+        timed.__qualname__ = getattr(function, "__qualname__", timed.__name__)
+        timed.__doc__ = getattr(function, "__doc__", None)
+        timed.__wrapped__ = function
+        return timed
+
+
+def install_section_module():
+    module = types.ModuleType("playground", "Measure named parts of your snippet.")
+    module.section = Section
+    sys.modules["playground"] = module
+
+
+def start_profile(interval, path):
+    """Sample, every `interval` seconds of the process's CPU time, the line of main.py
+    each thread is on (time inside a library is the line that called it)."""
+
+    def sample(signum, frame):
+        found = []
+        for current in sys._current_frames().values():
+            while current is not None and current.f_code.co_filename != path:
+                current = current.f_back
+            if current is not None:
+                found.append(current.f_lineno)
+        for line in found:
+            LINE_SAMPLES[line] = LINE_SAMPLES.get(line, 0) + 1.0 / len(found)
+
+    PROFILE.update(handler=sample, interval=interval)
+    signal.signal(signal.SIGPROF, sample)
+    signal.setitimer(signal.ITIMER_PROF, interval, interval)
+
+
+def report_measurements(fd):
+    """Sections and line samples, one per line, tab-separated (no json: its import
+    would cost every run). Never blocks: a full pipe drops them."""
+    lines = []
+    if PROFILE["handler"] is not None:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        if signal.getsignal(signal.SIGPROF) is not PROFILE["handler"]:
+            lines.append("P\tstopped")
+        top = sorted(LINE_SAMPLES.items(), key=lambda item: -item[1])[:MAX_REPORTED_LINES]
+        lines += ["L\t%d\t%.3f" % item for item in top]
+        lines.append("I\t%.6f" % PROFILE["interval"])
+    for path, (calls, wall, cpu) in list(SECTION_STATS.items())[:MAX_REPORTED_LINES]:
+        name = path.replace("\t", " ").replace("\n", " ")
+        lines.append("S\t%s\t%d\t%.6f\t%.6f" % (name, calls, wall, cpu))
+    if lines:
+        try:
+            os.write(fd, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
+    os.close(fd)
+
+
 def run_snippet(source):
     path = os.path.join(os.getcwd(), SNIPPET_FILE)
     with open(path, "wb") as f:
@@ -189,8 +292,9 @@ def run_snippet(source):
         # No frames: the error is in the snippet, not in this launcher.
         traceback.print_exception(type(exc), exc, None)
         return 1
-    # Output shows as the snippet prints it, as on a terminal, not when a buffer fills.
-    sys.stdout.reconfigure(line_buffering=True)
+    install_section_module()
+    if PROFILE["interval"]:
+        start_profile(PROFILE["interval"], path)
     main = types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = __builtins__
@@ -277,10 +381,11 @@ def supervise(snippet, report):
 def main():
     libc = ctypes.CDLL(None, use_errno=True)
     die_with_parent(libc)
-    file_bytes, processes, address_space, open_files, allow_unix, report = (
-        int(a) for a in sys.argv[1:7]
+    file_bytes, processes, address_space, open_files, allow_unix, report, measurements = (
+        int(a) for a in sys.argv[1:8]
     )
-    read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[7:9])
+    PROFILE["interval"] = int(sys.argv[8]) / 1e6
+    read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[9:11])
     try:
         # Built now, applied in the snippet's process: the building is start-up.
         seccomp = build_seccomp(allow_unix)
@@ -312,9 +417,12 @@ def main():
     if snippet:
         if ruleset is not None:
             os.close(ruleset)
+        os.close(measurements)
         supervise(snippet, report)
     try:
         os.close(report)
+        MEASUREMENTS["fd"] = measurements
+        os.set_inheritable(measurements, False)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         die_with_parent(libc)
@@ -358,6 +466,8 @@ def finish(status):
             stream.flush()
         except Exception:  # noqa: S110 - a snippet's broken stream must not stop the exit
             pass
+    if MEASUREMENTS["fd"] is not None:
+        report_measurements(MEASUREMENTS["fd"])
     os._exit(status)
 
 

@@ -14,7 +14,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import failures, stats
+from . import breakdown, failures, stats
 
 if TYPE_CHECKING:
     from .measure import Figures
@@ -156,6 +156,11 @@ class Run(models.Model):
     provenance = models.JSONField(default=dict, blank=True)
     # [[seconds since start, watts], ...], written while the run executes.
     power_samples = models.JSONField(default=list, blank=True)
+    # Where the energy went (runs.breakdown): named sections and sampled lines, from
+    # the snippet's own process and checked against the figures above.
+    sections = models.JSONField(default=list, blank=True)
+    lines = models.JSONField(default=list, blank=True)
+    measurement_notes = models.JSONField(default=list, blank=True)
     # The sandbox's start-up cost on this host when the run executed (Baseline).
     baseline_energy_kwh = models.FloatField(null=True, blank=True)
     baseline_duration_s = models.FloatField(null=True, blank=True)
@@ -300,6 +305,8 @@ class Run(models.Model):
             for name, value in dataclasses.asdict(figures).items():
                 self._meta.get_field(name)  # FieldDoesNotExist for a figure with no column
                 setattr(self, name, value)
+        parts = breakdown.of(outcome.measurements, self)
+        self.sections, self.lines, self.measurement_notes = parts.sections, parts.lines, parts.notes
         self.finished_at = timezone.now()
         self.save()
 
@@ -343,6 +350,9 @@ class Run(models.Model):
             "error": self.error or None,
             "provenance": self.provenance,
             "power_samples": self.power_samples,
+            "sections": self.sections,
+            "lines": self.lines,
+            "measurement_notes": self.measurement_notes,
             "net_energy_kwh": self.net_energy_kwh,
             "baseline": None
             if self.baseline_energy_kwh is None

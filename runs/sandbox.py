@@ -52,6 +52,8 @@ INIT_WAIT_SECONDS = 5
 STOP_GRACE_SECONDS = 0.5
 EXIT_POLL_SECONDS = 0.0005
 PR_SET_CHILD_SUBREAPER = 36
+# The snippet's own measurements (sections, line samples): bounded like its output.
+MEASUREMENTS_BYTES = 256 * 1024
 
 TIMEOUT = "timeout"  # how Limits.describe names the wall-clock limit
 BUBBLEWRAP = "bubblewrap"
@@ -130,6 +132,9 @@ class Outcome:
     # CPU the interpreter spent starting, before the code arrived: shown, not charged.
     startup_cpu_s: float = 0.0
     python_version: str = ""
+    # What the snippet measured of itself (sections, line samples), raw: runs.breakdown
+    # reads it and checks it against the figures above.
+    measurements: str = ""
 
 
 @dataclass
@@ -411,6 +416,7 @@ def launcher_arguments(
     address_space: int = 0,
     unix_sockets: bool = True,
     report_fd: int,
+    measurements_fd: int,
     landlock: tuple[str, str] = ("", ""),
 ) -> list[str]:
     """The launcher's command line (see runs/launcher.py for what each means)."""
@@ -426,6 +432,8 @@ def launcher_arguments(
         str(OPEN_FILES),
         "1" if unix_sockets else "0",
         str(report_fd),
+        str(measurements_fd),
+        str(round(settings.PROFILE_INTERVAL_MS * 1000)),
         *landlock,
     ]
 
@@ -471,6 +479,7 @@ def _standby_key(limits: Limits) -> tuple:
         _account(),
         _python(),
         settings.SANDBOX_CPUS,
+        settings.PROFILE_INTERVAL_MS,
         tuple(gpu_devices()),
         os.getpid(),
     )
@@ -571,6 +580,7 @@ def _launch(limits: Limits) -> _Watch:
         if account:
             os.chown(workdir, *account)
     report_read, report_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    measurements_read, measurements_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     launcher = launcher_arguments(
         python,
         limits,
@@ -580,6 +590,7 @@ def _launch(limits: Limits) -> _Watch:
         # Inside bubblewrap no host socket is reachable: AF_UNIX stays for local IPC.
         unix_sockets=mode == BUBBLEWRAP,
         report_fd=report_write,
+        measurements_fd=measurements_write,
         # Inside bubblewrap the filesystem view is already minimal; Landlock is a second
         # wall there and the only one in the fallback.
         landlock=_landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
@@ -593,15 +604,25 @@ def _launch(limits: Limits) -> _Watch:
         landlock=landlock,
         account=account,
         report=(report_read, report_write),
+        measurements=(measurements_read, measurements_write),
     )
     watch.start(command)
     return watch
 
 
+def _drain(fd: int, cap: int = MEASUREMENTS_BYTES) -> bytes:
+    """What a pipe holds now, up to `cap` bytes (it never blocks)."""
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while len(data) < cap and (chunk := os.read(fd, 65536)):
+            data += chunk
+    return data[:cap]
+
+
 class _Watch:
     """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
 
-    def __init__(self, *, limits, group, mode, workdir, landlock, account, report):
+    def __init__(self, *, limits, group, mode, workdir, landlock, account, report, measurements):
         self.limits = limits
         self.group = group
         self.mode = mode
@@ -609,6 +630,7 @@ class _Watch:
         self.landlock = landlock
         self.account = account
         self.report_read, self.report_write = report
+        self.measurements_read, self.measurements_write = measurements
         self.proc: subprocess.Popen | None = None
         self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
         self.init_pid: int | None = None
@@ -646,7 +668,7 @@ class _Watch:
                 cwd=self.workdir or "/",
                 env=_environment(self.workdir or SANDBOX_TMP),
                 start_new_session=True,
-                pass_fds=(self.report_write,),
+                pass_fds=(self.report_write, self.measurements_write),
                 **_drop_privileges(self.account),
             )
         except OSError as exc:
@@ -654,6 +676,7 @@ class _Watch:
             return
         finally:
             os.close(self.report_write)
+            os.close(self.measurements_write)
         problem = self._confine()
         if problem:
             self.kill()
@@ -809,14 +832,11 @@ class _Watch:
                 # snippet: their status and CPU time (its own, the sandbox's machinery,
                 # is the third figure and not the snippet's).
                 status, tree = int(words[0]), float(words[1])
+        self.outcome.measurements = _drain(self.measurements_read).decode("utf-8", "replace")
         return status, tree, everything
 
     def _report(self) -> str:
-        data = b""
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(self.report_read, 4096):
-                data += chunk
-        return data.decode("ascii", errors="replace")
+        return _drain(self.report_read).decode("ascii", errors="replace")
 
     def _reap_adopted(self, pid: int) -> float:
         deadline = time.monotonic() + 2
@@ -1003,6 +1023,7 @@ class _Watch:
             self.kill()
             self._reap()
         os.close(self.report_read)
+        os.close(self.measurements_read)
         if self.group:
             self.group.destroy()
         self._sweep_orphans()

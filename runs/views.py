@@ -188,7 +188,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         .history_rows()
         .annotate(preview=Substr("code", 1, 120))
         .select_related("series")
-        .defer("code", "stdout", "stderr", "provenance", "power_samples")
+        .defer("code", "stdout", "stderr", "provenance", "power_samples", "sections", "lines")
         .defer("series__code_a", "series__code_b")
     )
     # No COUNT(*) and an index in query order: "older/newer" pages cost the same with

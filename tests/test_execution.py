@@ -4,7 +4,7 @@ import codecarbon
 import pytest
 from django.conf import settings
 
-from runs import execution, failures, measure, sandbox
+from runs import breakdown, execution, failures, measure, sandbox
 from runs.models import Run
 
 from .conftest import host_hardware
@@ -173,3 +173,82 @@ def test_a_run_carries_its_context_into_exports_and_its_page(client):
     assert data["python_version"] == version and data["code"] == run.code
     page = client.get(run.get_absolute_url()).text
     assert f"Python {version}" in page and run.created_at.strftime("%Y") in page
+
+
+# --- where the energy goes: sections and the line profile ------------------------------
+
+BUSY_FUNCTION = """import time
+from playground import section
+
+def busy(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+"""
+
+
+def test_named_sections_measure_their_own_part_of_the_run():
+    run = execute(
+        BUSY_FUNCTION
+        + """
+numbers = [i for i in range(10_000)]  # set-up, outside any section
+with section("long"):
+    busy(0.4)
+with section("short"):
+    busy(0.2)
+
+@section("twice")
+def f():
+    with section("inner"):
+        busy(0.02)
+
+f()
+f()
+"""
+    )
+    assert run.status == Run.Status.SUCCEEDED, run.stderr
+    sections = {s["name"]: s for s in run.sections}
+    assert set(sections) == {"long", "short", "twice", "twice/inner"}
+    ratio = sections["long"]["energy_kwh"] / sections["short"]["energy_kwh"]
+    assert ratio == pytest.approx(2.0, abs=0.2)
+    assert sections["twice"]["calls"] == 2 and sections["twice/inner"]["calls"] == 2
+    assert all(s["cpu_seconds"] <= run.cpu_seconds for s in run.sections)
+    assert sum(s["share"] for s in run.sections if "/" not in s["name"]) <= 1.0
+    assert run.measurement_notes == []
+    assert run.as_dict()["sections"] == run.sections
+
+
+def test_the_line_profile_finds_the_busy_line():
+    run = execute(BUSY_FUNCTION + "\nprint('set up')\nbusy(0.5)\nprint('done')\n")
+    assert run.stdout == "set up\ndone\n"
+    lines = {line["line"]: line for line in run.lines}
+    busy_line = BUSY_FUNCTION.splitlines().index("    while time.process_time() < end:") + 1
+    assert lines[busy_line]["share"] >= 0.8
+    assert sum(line["cpu_seconds"] for line in run.lines) == pytest.approx(run.cpu_seconds)
+
+
+def test_forged_section_figures_are_clipped_and_flagged():
+    run = execute(
+        "import playground\n"
+        "playground.section.__init__.__globals__['SECTION_STATS']['forged'] = [1, 1e6, 1e6]\n"
+    )
+    forged = breakdown.section_figures(run, "forged")
+    assert forged["cpu_seconds"] == run.cpu_seconds
+    assert forged["duration_s"] == run.duration_s
+    assert breakdown.SECTIONS_CLIPPED in run.measurement_notes
+
+
+def test_a_snippet_taking_the_profilers_signal_is_left_alone_and_told():
+    run = execute(
+        "import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\n"
+        + BUSY_FUNCTION.replace("from playground import section\n", "")
+        + "busy(0.1)\nprint('unchanged')\n"
+    )
+    assert run.status == Run.Status.SUCCEEDED and run.stdout == "unchanged\n"
+    assert breakdown.PROFILE_STOPPED in run.measurement_notes
+
+
+def test_a_snippet_without_sections_has_none():
+    run = execute("print('plain')")
+    assert (run.sections, run.measurement_notes) == ([], [])
+    assert run.lines == []  # too short to profile
