@@ -50,17 +50,17 @@ def of(measurements: str, run) -> Breakdown:
     if not measurements or run.cpu_seconds is None or run.energy_kwh is None:
         return result
     raw_sections, samples, stopped = [], {}, False
-    code_lines = run.code.count("\n") + 1
+    code_lines = len(run.code.splitlines())
     for line in measurements.splitlines():
         parts = line.split("\t")
         if parts[0] == "S" and len(parts) == 5 and len(raw_sections) < MAX_SECTIONS:
             numbers = [_number(p) for p in parts[2:]]
             if parts[1] and None not in numbers:
                 raw_sections.append((parts[1], *numbers))
-        elif parts[0] == "L" and len(parts) == 3 and parts[1].isdigit():
-            number, count = int(parts[1]), _number(parts[2])
-            if 1 <= number <= code_lines and count:
-                samples[number] = count
+        elif parts[0] == "L" and len(parts) == 4 and parts[1].isdigit():
+            number, count, weight = int(parts[1]), _number(parts[2]), _number(parts[3])
+            if 1 <= number <= code_lines and count and weight is not None:
+                samples[number] = (count, weight)
         elif parts[0] == "P" and parts[1:] == ["stopped"]:
             stopped = True
     result.sections = _sections(raw_sections, run, result.notes)
@@ -109,20 +109,21 @@ def _energy(run, cpu_seconds: float, wall_seconds: float) -> float:
     )
 
 
-def _lines(samples: dict[int, float], run) -> list[dict]:
-    """Each sampled line's share of the run's measured CPU time, and of its energy."""
-    total = sum(samples.values())
+def _lines(samples: dict[int, tuple[float, float]], run) -> list[dict]:
+    """Each sampled line's share of the sampled CPU time, applied to the run's measured
+    CPU time and energy: the profile only shares out what the supervisor measured."""
+    total = sum(weight for _, weight in samples.values())
     if not total:
         return []
     return [
         {
             "line": number,
             "samples": round(count, 2),
-            "cpu_seconds": run.cpu_seconds * count / total,
-            "energy_kwh": run.energy_kwh * count / total,
-            "share": count / total,
+            "cpu_seconds": run.cpu_seconds * weight / total,
+            "energy_kwh": run.energy_kwh * weight / total,
+            "share": weight / total,
         }
-        for number, count in sorted(samples.items())
+        for number, (count, weight) in sorted(samples.items())
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Iterator
 
 from . import measure
@@ -19,7 +20,7 @@ EXTRA_COLUMNS = [
     "status", "exit_code", "cpu_seconds", "carbon_intensity_g_per_kwh",
     "machine_energy_consumed", "machine_emissions", "baseline_energy", "net_energy_consumed",
     "cpu_method", "isolation", "series_id", "variant", "repetition", "url_path",
-    "python_version", "code",
+    "python_version", "code", "sections", "lines",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
 
@@ -76,6 +77,9 @@ def _row(run) -> dict:
         "url_path": run.get_absolute_url(),
         "python_version": run.python_version or "",
         "code": run.code,
+        # As JSON, the same objects as the run's JSON export.
+        "sections": json.dumps(run.sections, separators=(",", ":")) if run.sections else "",
+        "lines": json.dumps(run.lines, separators=(",", ":")) if run.lines else "",
     }
 
 

@@ -152,6 +152,18 @@ def summary_lines(run) -> list[str]:
             f"   CPU figure        {run.provenance.get('cpu', {}).get('method', '?')}: "
             f"{run.provenance.get('cpu', {}).get('source', '')}",
         ]
+    for section in run.sections:
+        calls = f"{section['calls']} call" + ("s" if section["calls"] != 1 else "")
+        lines.append(
+            f"   section {section['name']:<18} {calls:>9}  {seconds(section['cpu_seconds'])} CPU  "
+            f"{watt_hours(section['energy_kwh'])}  {section['share'] * 100:.0f}%"
+        )
+    for line in sorted(run.lines, key=lambda line: -line["share"])[:3]:
+        lines.append(
+            f"   hot line {line['line']:<5}     {line['share'] * 100:.0f}% of the CPU time, "
+            f"{watt_hours(line['energy_kwh'])}"
+        )
+    lines += [f"   note: {note}" for note in run.measurement_notes]
     lines.append(f"   isolation         {run.isolation or '—'}   run {run.public_id}")
     return lines
 

@@ -13,6 +13,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 from django_htmx.middleware import HtmxDetails
 
 from . import (
+    breakdown,
     charts,
     diffs,
     equivalents,
@@ -52,15 +53,60 @@ def _run_context(run: Run) -> dict:
         "grid": measure.grid_of(run.country_iso_code, run.region),
         "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
         "units": formatting.units_for(
             [run, _Machine(run)], energy_kwh="energy", emissions_g="mass", duration_s="duration"
         ),
     }
+    if run.lines or run.sections:
+        context |= _breakdown_context(run)
     if run.is_over and run.energy_kwh is not None:
         context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
         context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
         context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
+
+
+HOTTEST_LINES = 5
+
+
+def _breakdown_context(run: Run) -> dict:
+    """The run's sections, and its code with each line's share of the samples."""
+    shares = {line["line"]: line for line in run.lines}
+    top = max((line["share"] for line in run.lines), default=0) or 1
+    listing = [
+        {
+            "number": number,
+            "text": text,
+            "line": shares.get(number),
+            "heat": _heat(shares, number, top),
+        }
+        for number, text in enumerate(run.code.splitlines(), start=1)
+    ]
+    hottest = sorted(run.lines, key=lambda line: -line["share"])[:HOTTEST_LINES]
+    sections = [s | {"depth": s["name"].count("/")} for s in run.sections]
+    return {
+        "listing": listing if run.lines else [],
+        "hottest": [line | {"text": listing[line["line"] - 1]["text"]} for line in hottest],
+        "section_rows": sections,
+        "section_units": formatting.units_for(
+            [_Figures(s) for s in run.sections],
+            energy_kwh="energy",
+            duration_s="duration",
+        ),
+    }
+
+
+def _heat(shares: dict, number: int, top: float) -> int:
+    """0–100: how hot a line is against the hottest one, for its bar."""
+    line = shares.get(number)
+    return round(100 * line["share"] / top) if line else 0
+
+
+class _Figures:
+    def __init__(self, figures: dict):
+        self.energy_kwh = figures["energy_kwh"]
+        self.duration_s = max(figures["duration_s"], figures["cpu_seconds"])
 
 
 class _Machine:
@@ -277,6 +323,8 @@ def methodology(request: HttpRequest) -> HttpResponse:
         "constants": equivalents.CONSTANTS,
         "baseline": Baseline.objects.first(),
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
+        "min_profile_ms": breakdown.MIN_PROFILE_CPU_SECONDS * 1000,
     }
     return render(request, "runs/methodology.html", context)
 

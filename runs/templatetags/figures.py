@@ -21,3 +21,18 @@ def in_unit(value, unit: formatting.Unit) -> str:
 @register.filter
 def item(mapping: dict, key):
     return mapping.get(key)
+
+
+@register.filter
+def percent(fraction) -> str:
+    """0.4321 -> '43%'; below 1%, one decimal."""
+    if fraction in (None, ""):
+        return formatting.MISSING
+    value = fraction * 100
+    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
+
+
+@register.filter
+def percent_width(fraction) -> float:
+    """A share as a bar's width in percent, never past the bar's box."""
+    return round(min(max(fraction or 0.0, 0.0), 1.0) * 100, 1)
