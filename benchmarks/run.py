@@ -195,6 +195,28 @@ def bench_stability_under_load(repeats: int = 10) -> None:
     line(f"CV of {repeats} runs under load", f"{summary.cv:.2%}", "<= 3%", summary.cv <= 0.03)
 
 
+def bench_profiler(pairs: int = 8) -> None:
+    print("The line profiler's cost: a fixed ~1 s workload's CPU time, profiled or not")
+    n = calibrate(1.0)
+    interval = settings.PROFILE_INTERVAL_MS
+    limits = sandbox.Limits.from_settings(30)
+    profiled, plain = [], []
+    try:
+        for _ in range(pairs):  # interleaved, so the machine's drift hits both alike
+            settings.PROFILE_INTERVAL_MS = interval
+            profiled.append(sandbox.run(WORK.format(n=n), limits).cpu_s)
+            settings.PROFILE_INTERVAL_MS = 0
+            plain.append(sandbox.run(WORK.format(n=n), limits).cpu_s)
+    finally:
+        settings.PROFILE_INTERVAL_MS = interval
+    cost = stats.compare_paired(list(zip(plain, profiled, strict=True)))
+    print(
+        f"  median {statistics.median(profiled):.3f} s profiled every {interval:g} ms, "
+        f"{statistics.median(plain):.3f} s without (95% CI {cost.low:+.1%} to {cost.high:+.1%})"
+    )
+    line("profiled / not, CPU time (paired)", f"{cost.change:+.2%}", "<= +3%", cost.change <= 0.03)
+
+
 def bench_serving(big: int = 100_000) -> None:
     print("Serving: server time of a status poll and of the history page (in-process client)")
     from django.utils import timezone
@@ -270,6 +292,8 @@ def main() -> None:
     bench_comparisons()
     print()
     bench_stability_under_load()
+    print()
+    bench_profiler()
     execution.stop_heartbeat()
     print()
     bench_serving()
