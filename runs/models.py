@@ -460,23 +460,15 @@ class SeriesQuerySet(models.QuerySet):
                 repetitions=repetitions,
                 **fields,
             )
-            variants = "AB"[: len(codes)]
-            for repetition in range(1, repetitions + 1):
-                for variant, code in zip(variants, codes, strict=True):
-                    Run.objects.submit(
-                        code,
-                        session_key=series.session_key,
-                        source=series.source,
-                        client=series.client,
-                        series=series,
-                        variant=variant,
-                        repetition=repetition,
-                        **(run_fields or {}),
-                    )
+            series.add_runs(range(1, repetitions + 1), **(run_fields or {}))
         return series
 
 
 MAX_REPETITIONS = 30
+# A side of a series whose energy varies more than this, run to run, is called noisy.
+NOISY_CV = 0.10
+# Runs using less CPU than this are mostly start-up (pyperf warns likewise).
+SHORT_RUN_CPU_SECONDS = 0.05
 
 
 class Compared(NamedTuple):
@@ -513,6 +505,8 @@ class Series(models.Model):
     code_a = models.TextField()
     code_b = models.TextField(blank=True, default="")
     repetitions = models.PositiveSmallIntegerField()
+    # The first run of each side is a warm-up: kept and shown, left out of the statistics.
+    warmup = models.BooleanField(default=False)
     session_key = models.CharField(max_length=40, blank=True, default="")
     client = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=8, choices=Run.Source, default=Run.Source.WEB)
@@ -546,23 +540,67 @@ class Series(models.Model):
     def code_of(self, variant: str) -> str:
         return self.code_b if variant == "B" else self.code_a
 
+    def add_runs(self, repetitions: range, **run_fields) -> list[Run]:
+        """Queued runs for these repetitions, interleaved A, B, A, B (the caller
+        queues them)."""
+        return [
+            Run.objects.submit(
+                self.code_of(variant),
+                session_key=self.session_key,
+                source=self.source,
+                client=self.client,
+                series=self,
+                variant=variant,
+                repetition=repetition,
+                **run_fields,
+            )
+            for repetition in repetitions
+            for variant in self.variants
+        ]
+
+    def check_more_pairs(self, count: int) -> None:
+        if not 1 <= count <= MAX_REPETITIONS - self.repetitions:
+            raise ValidationError(
+                f"A comparison has at most {MAX_REPETITIONS} runs of each snippet."
+            )
+
+    def add_pairs(self, count: int) -> list[Run]:
+        """`count` more pairs on the same grid, numbered after the last; refused past
+        MAX_REPETITIONS."""
+        self.check_more_pairs(count)
+        first = self.runs.order_by("repetition").first()
+        grid = {"country_iso_code": first.country_iso_code, "region": first.region}
+        with transaction.atomic():
+            start = self.repetitions + 1
+            self.repetitions += count
+            self.save(update_fields=["repetitions"])
+            return self.add_runs(range(start, self.repetitions + 1), **grid)
+
+    def is_warmup(self, run: Run) -> bool:
+        """The first run of each side, kept but left out of the statistics if asked."""
+        return self.warmup and run.repetition == 1
+
     def results(self, runs: list[Run] | None = None) -> dict:
-        """Per-variant summaries and, for a comparison, B against A, from succeeded runs."""
+        """Per-variant summaries and, for a comparison, B against A, from succeeded runs
+        (warm-up runs left out)."""
         runs = self.ordered_runs() if runs is None else runs
         variants = {}
         for variant in self.variants:
             mine = [r for r in runs if r.variant == variant]
-            ok = [r for r in mine if r.status == Run.Status.SUCCEEDED]
+            counted = [r for r in mine if not self.is_warmup(r)]
+            ok = [r for r in counted if r.status == Run.Status.SUCCEEDED]
             variants[variant] = {
                 "runs": mine,
+                "counted": counted,
                 "succeeded": len(ok),
-                "failed": sum(1 for r in mine if r.is_over and r.status != Run.Status.SUCCEEDED),
+                "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
                 "energy": stats.summarize([r.energy_kwh for r in ok]),
                 "net_energy": stats.summarize(
                     [r.net_energy_kwh for r in ok if r.net_energy_kwh is not None]
                 ),
                 "duration": stats.summarize([r.duration_s for r in ok]),
                 "emissions": stats.summarize([r.emissions_g for r in ok]),
+                "cpu": stats.summarize([r.cpu_seconds for r in ok if r.cpu_seconds is not None]),
             }
         result = {
             "variants": variants,
@@ -572,27 +610,74 @@ class Series(models.Model):
         }
         if self.kind == self.Kind.COMPARE:
             result |= self._comparisons(variants)
+        result["warnings"] = self._warnings(result)
         return result
 
-    @staticmethod
-    def _comparisons(variants: dict) -> dict:
+    def _pairs(self, variants: dict) -> list[tuple[Run, Run]]:
+        ok = {
+            v: {r.repetition: r for r in variants[v]["counted"] if r.status == Run.Status.SUCCEEDED}
+            for v in "AB"
+        }
+        return [(ok["A"][k], ok["B"][k]) for k in sorted(ok["A"].keys() & ok["B"].keys())]
+
+    def _comparisons(self, variants: dict) -> dict:
         """B against A for energy, energy beyond start-up and duration.
 
         Runs of the same repetition ran back to back: compare them in pairs (the
         machine's drift cancels); with fewer than two complete pairs, nothing.
         """
-        ok = {
-            v: {r.repetition: r for r in variants[v]["runs"] if r.status == Run.Status.SUCCEEDED}
-            for v in "AB"
-        }
-        pairs = [(ok["A"][k], ok["B"][k]) for k in sorted(ok["A"].keys() & ok["B"].keys())]
+        pairs = self._pairs(variants)
 
         def of(field: str) -> stats.Comparison | None:
             return stats.compare_paired(
                 [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs]
             )
 
-        return {c.key: of(c.field) for c in COMPARED} | {"pairs": len(pairs)}
+        energy = [(a.energy_kwh or 0.0, b.energy_kwh or 0.0) for a, b in pairs]
+        return {c.key: of(c.field) for c in COMPARED} | {
+            "pairs": len(pairs),
+            "settle_pairs": stats.pairs_to_settle(energy),
+        }
+
+    def _warnings(self, results: dict) -> list[str]:
+        """What makes this series' figures less sure than they look."""
+        found = []
+        labels = self.variant_labels
+        for variant, data in results["variants"].items():
+            side = "The runs" if self.kind == self.Kind.REPEAT else f"{labels[variant]}'s runs"
+            energy, cpu = data["energy"], data["cpu"]
+            if energy and energy.n >= 3 and energy.cv > NOISY_CV:
+                found.append(
+                    f"{side} vary by {energy.cv:.0%} (coefficient of variation), more than "
+                    f"{NOISY_CV:.0%}: a noisy machine or code whose work changes from run to "
+                    "run. Treat small differences with care; more runs help."
+                )
+            if cpu and cpu.median < SHORT_RUN_CPU_SECONDS:
+                found.append(
+                    f"{side} use {cpu.median * 1000:.0f} ms of CPU each, under "
+                    f"{SHORT_RUN_CPU_SECONDS * 1000:.0f} ms: mostly the interpreter and the "
+                    "sandbox, not your code. Put the work in a loop so that it dominates."
+                )
+        comparison = results.get("energy")
+        if comparison and not comparison.significant and results["is_over"]:
+            settle = results.get("settle_pairs")
+            if settle:
+                found.append(
+                    f"No clear answer yet: at this spread about {settle} pairs in all "
+                    f"({settle - results['pairs']} more) would likely settle whether the "
+                    f"{abs(comparison.change):.0%} difference is real."
+                )
+        return found
+
+    def more_pairs(self, results: dict) -> int:
+        """How many pairs the 'add them' button offers: what would settle the
+        comparison, within the cap on repetitions (0: none to offer)."""
+        settle = results.get("settle_pairs")
+        if not settle or not results["is_over"] or not results.get("energy"):
+            return 0
+        if results["energy"].significant:
+            return 0
+        return max(min(settle - results["pairs"], MAX_REPETITIONS - self.repetitions), 0)
 
     def as_dict(self) -> dict:
         """The JSON export of a series: its runs, summaries and comparison."""
@@ -606,6 +691,8 @@ class Series(models.Model):
             "id": str(self.public_id),
             "kind": self.kind,
             "repetitions": self.repetitions,
+            "warmup": self.warmup,
+            "warnings": results["warnings"],
             "created_at": self.created_at.isoformat(),
             "code": {v: self.code_of(v) for v in self.variants},
             "finished": results["finished"],
@@ -631,7 +718,7 @@ class Series(models.Model):
             data["comparison"] = {
                 compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
                 for compared, comparison, verdict in self.verdicts(results)
-            }
+            } | {"pairs_to_settle": results["settle_pairs"]}
         return data
 
     def verdicts(self, results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:

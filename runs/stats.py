@@ -240,3 +240,21 @@ def _betacf(a: float, b: float, x: float) -> float:
         if abs(delta - 1) < 1e-12:
             break
     return h
+
+
+# The power a comparison aims at when it says how many more pairs would settle it.
+SETTLING_POWER_Z = 0.8416  # 80% power
+SETTLING_CONFIDENCE_Z = 1.96  # 95% two-sided
+
+
+def pairs_to_settle(pairs: list[tuple[float, float]]) -> int | None:
+    """About how many pairs in all would show the observed difference at 95% confidence
+    (80% power), at the observed spread; None with no difference at all to show."""
+    ratios = [math.log(b / a) for a, b in pairs if a > 0 and b > 0]
+    if len(ratios) < 2:
+        return None
+    mean, spread = statistics.fmean(ratios), statistics.stdev(ratios)
+    if mean == 0:
+        return None
+    needed = ((SETTLING_CONFIDENCE_Z + SETTLING_POWER_Z) * spread / abs(mean)) ** 2
+    return max(math.ceil(needed), len(ratios) + 1)

@@ -370,6 +370,7 @@ def _series_context(series: Series) -> dict:
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
     }
     if series.kind == Series.Kind.COMPARE:
+        context["more_pairs"] = series.more_pairs(results)
         context["verdicts"] = [
             (compared.label, comparison, verdict)
             for compared, comparison, verdict in series.verdicts(results)
@@ -395,6 +396,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
             session_key=_session_key(request),
             client=client,
             run_fields=_grid_fields(request),
+            warmup=request.POST.get("warmup") == "on",
         )
     except ValidationError as exc:
         return _refused(request, code, exc.messages)
@@ -450,6 +452,7 @@ def compare(request: HttpRequest) -> HttpResponse:
             "code_a": earlier.code_a,
             "code_b": earlier.code_b,
             "repetitions": earlier.repetitions,
+            "warmup": earlier.warmup,
             "from_series": earlier,
         }
     return render(request, "runs/compare.html", context)
@@ -470,6 +473,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             repetitions,
             session_key=_session_key(request),
             client=client,
+            warmup=request.POST.get("warmup") == "on",
         )
     except ValidationError as exc:
         context = {
@@ -477,6 +481,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             "code_b": code_b[: settings.MAX_CODE_BYTES * 4],
             "repetitions": repetitions if repetitions > 0 else 10,
             "max_repetitions": MAX_REPETITIONS,
+            "warmup": request.POST.get("warmup") == "on",
             "errors": exc.messages,
         }
         response = render(
@@ -486,6 +491,31 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             response["Retry-After"] = str(refusal.retry_after)
         return response
     enqueue(*series.ordered_runs())
+    return redirect(series)
+
+
+@require_POST
+def compare_more(request: HttpRequest, public_id) -> HttpResponse:
+    """Add the pairs a comparison without a clear answer needs, to the same comparison."""
+    series = get_object_or_404(Series, public_id=public_id, kind=Series.Kind.COMPARE)
+    count = _repetitions(request.POST.get("pairs"), default=0)
+    client = client_of(request)
+    refusal = None
+    try:
+        series.check_more_pairs(count)
+        refusal = limits.check(client, 2 * count)
+        if refusal:
+            raise ValidationError(refusal.message)
+        runs = series.add_pairs(count)
+    except ValidationError as exc:
+        context = _series_context(series) | {"errors": exc.messages}
+        response = render(
+            request, "runs/series.html", context, status=refusal.status if refusal else 422
+        )
+        if refusal:
+            response["Retry-After"] = str(refusal.retry_after)
+        return response
+    enqueue(*runs)
     return redirect(series)
 
 

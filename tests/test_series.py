@@ -7,8 +7,8 @@ import json
 import pytest
 from django_tasks_db.models import DBTaskResult
 
-from runs import equivalents, measure
-from runs.models import Run, Series
+from runs import equivalents, measure, models, stats
+from runs.models import MAX_REPETITIONS, Run, Series
 
 from .factories import finished_run
 
@@ -211,3 +211,61 @@ def test_what_if_prices_the_same_energy_on_other_grids():
     assert by_country["IND"]["own"] and not by_country["FRA"]["own"]
     assert [row["intensity"] for row in rows] == sorted(row["intensity"] for row in rows)
     assert measure.intensity_for("USA", "california") < measure.intensity_for("USA")
+
+
+# --- verdicts that check themselves -------------------------------------------------
+
+
+def test_a_noisy_side_and_runs_that_are_mostly_start_up_are_warned_about():
+    noisy = make_series("repeat", {"A": [1e-6, 2e-6, 1e-6, 3e-6, 1.2e-6]})
+    results = noisy.results()
+    assert results["variants"]["A"]["energy"].cv > models.NOISY_CV
+    assert any("vary by" in w and "The runs" in w for w in results["warnings"])
+
+    steady = make_series("repeat", {"A": [1e-6, 1.01e-6, 0.99e-6, 1e-6]})
+    Run.objects.filter(series=steady).update(cpu_seconds=0.01)
+    warnings = steady.results()["warnings"]
+    assert not any("vary by" in w for w in warnings)
+    assert any("Put the work in a loop" in w for w in warnings)
+    Run.objects.filter(series=steady).update(cpu_seconds=0.5)
+    assert steady.results()["warnings"] == []
+
+
+def test_an_unclear_comparison_says_how_many_pairs_would_settle_it_and_adds_them(
+    client, django_capture_on_commit_callbacks
+):
+    series = make_series(
+        "compare", {"A": [1.0e-6, 1.1e-6, 0.9e-6], "B": [0.95e-6, 1.12e-6, 0.8e-6]}
+    )
+    results = series.results()
+    assert not results["energy"].significant
+    pairs = [(a.energy_kwh, b.energy_kwh) for a, b in series._pairs(results["variants"])]
+    settle = stats.pairs_to_settle(pairs)
+    assert settle > 3
+    assert any(f"about {settle} pairs" in w for w in results["warnings"])
+    offered = series.more_pairs(results)
+    assert offered == min(settle - 3, MAX_REPETITIONS - 3)
+    page = client.get(series.get_absolute_url()).text
+    assert f"Add {offered} pair" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/compare/{series.public_id}/more", {"pairs": str(offered)})
+    assert response.status_code == 302
+    series.refresh_from_db()
+    assert series.repetitions == 3 + offered
+    added = series.runs.filter(repetition__gt=3)
+    assert added.count() == 2 * offered and set(added.values_list("status", flat=True)) == {
+        "queued"
+    }
+    too_many = client.post(f"/compare/{series.public_id}/more", {"pairs": "100"})
+    assert too_many.status_code == 422 and "at most" in too_many.text
+
+
+def test_a_warm_up_run_is_shown_but_left_out_of_the_statistics(client):
+    series = make_series("repeat", {"A": [9e-6, 1e-6, 1e-6, 1e-6]})
+    assert series.results()["variants"]["A"]["energy"].n == 4
+    series.warmup = True
+    warmed = series.results()["variants"]["A"]["energy"]
+    assert warmed.n == 3 and warmed.median == pytest.approx(1e-6)
+    series.save()
+    assert "warm-up" in client.get(series.get_absolute_url()).text
