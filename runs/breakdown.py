@@ -9,6 +9,7 @@ shares out the CPU time the supervisor measured, by its samples.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 # Below this much CPU time a profile is a handful of samples, and a line's share noise.
@@ -125,6 +126,13 @@ def _lines(samples: dict[int, tuple[float, float]], run) -> list[dict]:
         }
         for number, (count, weight) in sorted(samples.items())
     ]
+
+
+def defines_section(code: str, name: str) -> bool:
+    """Whether `code` names a section `name` (its last part, for a nested one): a
+    check before runs are spent, not a parse; the runs report what really ran."""
+    last = name.split("/")[-1]
+    return re.search(rf"""section\(\s*(['"]){re.escape(last)}\1\s*\)""", code) is not None
 
 
 def section_figures(run, name: str) -> dict | None:

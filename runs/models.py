@@ -452,6 +452,13 @@ class SeriesQuerySet(models.QuerySet):
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
+        section = fields.get("section", "")
+        for label, code in zip("AB", codes, strict=False):
+            if section and not breakdown.defines_section(code, section):
+                raise ValidationError(
+                    f"Snippet {label} has no section named “{section}”: wrap the part to "
+                    f'compare in `with section("{section.split("/")[-1]}"):`.'
+                )
         with transaction.atomic():
             series = self.create(
                 kind=kind,
@@ -469,6 +476,16 @@ MAX_REPETITIONS = 30
 NOISY_CV = 0.10
 # Runs using less CPU than this are mostly start-up (pyperf warns likewise).
 SHORT_RUN_CPU_SECONDS = 0.05
+
+
+class Measured(NamedTuple):
+    """The figures of a run that a series compares: the run's, or one section's."""
+
+    energy_kwh: float | None
+    net_energy_kwh: float | None
+    duration_s: float | None
+    emissions_g: float | None
+    cpu_seconds: float | None
 
 
 class Compared(NamedTuple):
@@ -507,6 +524,8 @@ class Series(models.Model):
     repetitions = models.PositiveSmallIntegerField()
     # The first run of each side is a warm-up: kept and shown, left out of the statistics.
     warmup = models.BooleanField(default=False)
+    # Compare this named section of both snippets (runs.breakdown) instead of the runs.
+    section = models.CharField(max_length=100, blank=True, default="")
     session_key = models.CharField(max_length=40, blank=True, default="")
     client = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=8, choices=Run.Source, default=Run.Source.WEB)
@@ -580,27 +599,47 @@ class Series(models.Model):
         """The first run of each side, kept but left out of the statistics if asked."""
         return self.warmup and run.repetition == 1
 
+    def measured(self, run: Run) -> Measured | None:
+        """What this series compares of `run`: the whole run, or its named section
+        (None when a succeeded run did not report that section)."""
+        if not self.section:
+            return Measured(
+                run.energy_kwh, run.net_energy_kwh, run.duration_s, run.emissions_g,
+                run.cpu_seconds,
+            )  # fmt: skip
+        part = breakdown.section_figures(run, self.section)
+        if part is None:
+            return None
+        intensity = run.carbon_intensity_g_per_kwh or 0.0
+        return Measured(
+            part["energy_kwh"], None, part["duration_s"], part["energy_kwh"] * intensity,
+            part["cpu_seconds"],
+        )  # fmt: skip
+
     def results(self, runs: list[Run] | None = None) -> dict:
         """Per-variant summaries and, for a comparison, B against A, from succeeded runs
-        (warm-up runs left out)."""
+        (warm-up runs left out), of the whole runs or of the series' section."""
         runs = self.ordered_runs() if runs is None else runs
         variants = {}
         for variant in self.variants:
             mine = [r for r in runs if r.variant == variant]
             counted = [r for r in mine if not self.is_warmup(r)]
-            ok = [r for r in counted if r.status == Run.Status.SUCCEEDED]
+            succeeded = [r for r in counted if r.status == Run.Status.SUCCEEDED]
+            measured = {r.repetition: self.measured(r) for r in succeeded}
+            ok = [m for m in measured.values() if m is not None]
             variants[variant] = {
                 "runs": mine,
-                "counted": counted,
-                "succeeded": len(ok),
+                "measured": {k: m for k, m in measured.items() if m is not None},
+                "without_section": len(measured) - len(ok),
+                "succeeded": len(succeeded),
                 "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
-                "energy": stats.summarize([r.energy_kwh for r in ok]),
+                "energy": stats.summarize([m.energy_kwh for m in ok]),
                 "net_energy": stats.summarize(
-                    [r.net_energy_kwh for r in ok if r.net_energy_kwh is not None]
+                    [m.net_energy_kwh for m in ok if m.net_energy_kwh is not None]
                 ),
-                "duration": stats.summarize([r.duration_s for r in ok]),
-                "emissions": stats.summarize([r.emissions_g for r in ok]),
-                "cpu": stats.summarize([r.cpu_seconds for r in ok if r.cpu_seconds is not None]),
+                "duration": stats.summarize([m.duration_s for m in ok]),
+                "emissions": stats.summarize([m.emissions_g for m in ok]),
+                "cpu": stats.summarize([m.cpu_seconds for m in ok if m.cpu_seconds is not None]),
             }
         result = {
             "variants": variants,
@@ -613,12 +652,10 @@ class Series(models.Model):
         result["warnings"] = self._warnings(result)
         return result
 
-    def _pairs(self, variants: dict) -> list[tuple[Run, Run]]:
-        ok = {
-            v: {r.repetition: r for r in variants[v]["counted"] if r.status == Run.Status.SUCCEEDED}
-            for v in "AB"
-        }
-        return [(ok["A"][k], ok["B"][k]) for k in sorted(ok["A"].keys() & ok["B"].keys())]
+    @staticmethod
+    def _pairs(variants: dict) -> list[tuple[Measured, Measured]]:
+        a, b = variants["A"]["measured"], variants["B"]["measured"]
+        return [(a[k], b[k]) for k in sorted(a.keys() & b.keys())]
 
     def _comparisons(self, variants: dict) -> dict:
         """B against A for energy, energy beyond start-up and duration.
@@ -629,9 +666,10 @@ class Series(models.Model):
         pairs = self._pairs(variants)
 
         def of(field: str) -> stats.Comparison | None:
-            return stats.compare_paired(
-                [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs]
-            )
+            values = [(getattr(a, field), getattr(b, field)) for a, b in pairs]
+            if any(a is None or b is None for a, b in values):
+                return None  # not measured for a section: the start-up is the run's
+            return stats.compare_paired(values)
 
         energy = [(a.energy_kwh or 0.0, b.energy_kwh or 0.0) for a, b in pairs]
         return {c.key: of(c.field) for c in COMPARED} | {
@@ -644,6 +682,11 @@ class Series(models.Model):
         found = []
         labels = self.variant_labels
         for variant, data in results["variants"].items():
+            if data["without_section"]:
+                found.append(
+                    f"{data['without_section']} of {labels[variant]}'s successful runs did "
+                    f"not report the section “{self.section}” and are left out."
+                )
             side = "The runs" if self.kind == self.Kind.REPEAT else f"{labels[variant]}'s runs"
             energy, cpu = data["energy"], data["cpu"]
             if energy and energy.n >= 3 and energy.cv > NOISY_CV:
@@ -692,6 +735,7 @@ class Series(models.Model):
             "kind": self.kind,
             "repetitions": self.repetitions,
             "warmup": self.warmup,
+            "section": self.section or None,
             "warnings": results["warnings"],
             "created_at": self.created_at.isoformat(),
             "code": {v: self.code_of(v) for v in self.variants},

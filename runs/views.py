@@ -355,12 +355,15 @@ def _valid(repetitions: int) -> bool:
 def _series_context(series: Series) -> dict:
     runs = series.ordered_runs()
     results = series.results(runs)
-    succeeded = [r for r in runs if r.status == Run.Status.SUCCEEDED]
+    measured = [m for data in results["variants"].values() for m in data["measured"].values()]
     units = formatting.units_for(
-        succeeded, energy_kwh="energy", emissions_g="mass", duration_s="duration"
+        measured + [r for r in runs if r.status == Run.Status.SUCCEEDED],
+        energy_kwh="energy",
+        emissions_g="mass",
+        duration_s="duration",
     )
     energies = {
-        variant: [r.energy_kwh for r in data["runs"] if r.status == Run.Status.SUCCEEDED]
+        variant: [m.energy_kwh for m in data["measured"].values()]
         for variant, data in results["variants"].items()
     }
     context = {
@@ -453,6 +456,7 @@ def compare(request: HttpRequest) -> HttpResponse:
             "code_b": earlier.code_b,
             "repetitions": earlier.repetitions,
             "warmup": earlier.warmup,
+            "section": earlier.section,
             "from_series": earlier,
         }
     return render(request, "runs/compare.html", context)
@@ -474,6 +478,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             session_key=_session_key(request),
             client=client,
             warmup=request.POST.get("warmup") == "on",
+            section=request.POST.get("section", "").strip()[:100],
         )
     except ValidationError as exc:
         context = {
@@ -482,6 +487,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             "repetitions": repetitions if repetitions > 0 else 10,
             "max_repetitions": MAX_REPETITIONS,
             "warmup": request.POST.get("warmup") == "on",
+            "section": request.POST.get("section", "")[:100],
             "errors": exc.messages,
         }
         response = render(

@@ -3,9 +3,10 @@
 import codecarbon
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from runs import breakdown, execution, failures, measure, sandbox
-from runs.models import Run
+from runs.models import Run, Series
 
 from .conftest import host_hardware
 
@@ -252,3 +253,21 @@ def test_a_snippet_without_sections_has_none():
     run = execute("print('plain')")
     assert (run.sections, run.measurement_notes) == ([], [])
     assert run.lines == []  # too short to profile
+
+
+def test_a_comparison_on_a_section_leaves_the_set_up_out():
+    set_up = "busy(0.3)  # the same set-up in both\n"
+    a = BUSY_FUNCTION + set_up + "with section('sort'):\n    busy(0.2)\n"
+    b = BUSY_FUNCTION + set_up + "with section('sort'):\n    busy(0.1)\n"
+    with pytest.raises(ValidationError, match="no section named"):
+        Series.objects.submit(Series.Kind.COMPARE, [a, "print(1)"], 3, section="sort")
+    on_section = Series.objects.submit(Series.Kind.COMPARE, [a, b], 3, section="sort")
+    for run in on_section.ordered_runs():
+        execution.execute(run)
+    results = on_section.results()
+    assert results["energy"].change == pytest.approx(-0.5, abs=0.1)
+    # The whole runs differ far less: the set-up dilutes the difference.
+    whole = Series.objects.get(pk=on_section.pk)
+    whole.section = ""
+    assert whole.results()["energy"].change > results["energy"].change + 0.2
+    assert on_section.as_dict()["section"] == "sort"
