@@ -254,6 +254,8 @@ PROFILE_INTERVAL_MS = env_number("PROFILE_INTERVAL_MS", 5.0, float, 0.0)
 HOST_NAME = env_str("HOST_NAME", socket.gethostname())
 WORKER_POLL_INTERVAL = env_number("WORKER_POLL_INTERVAL", 0.1, float, 0.0)
 WORKER_HEARTBEAT_SECONDS = env_number("WORKER_HEARTBEAT_SECONDS", 2.0, float, 0.1)
+# An idle worker runs the control workload this often (host stability, runs.models).
+CONTROL_INTERVAL_SECONDS = env_number("CONTROL_INTERVAL_SECONDS", 300.0, float, 10.0)
 # A worker silent for this long is considered dead, and its running run is failed.
 WORKER_STALE_SECONDS = env_number("WORKER_STALE_SECONDS", 10.0, float, 0.5)
 # How long POST /run waits for its run before answering 202 with the run's URL, and

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from . import formatting
-from .models import Run, Worker
+from .models import ControlRun, Run, Worker
 
 
 @admin.register(Run)
@@ -83,3 +83,12 @@ class WorkerAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "started_at", "last_seen_at"]
     list_filter = ["kind"]
     readonly_fields = ["name", "kind", "started_at", "last_seen_at"]
+
+
+@admin.register(ControlRun)
+class ControlRunAdmin(admin.ModelAdmin):
+    """The hosts' control runs: what the repeatability on every page comes from."""
+
+    list_display = ["host", "cpu_seconds", "duration_s", "created_at"]
+    list_filter = ["host"]
+    readonly_fields = ["host", "cpu_seconds", "duration_s", "created_at"]

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import limits, waiting
 from .clients import client_of
-from .models import Run, Worker
+from .models import ControlRun, Run, Worker
 from .tasks import enqueue
 
 # A JSON body holds one snippet: its largest escaped form and some room. Bodies past
@@ -176,6 +176,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "database": database,
         "workers_alive": workers,
         "queued_runs": Run.objects.queued().count() if database == "ok" else None,
+        # How much identical work varies on each worker host (its control runs).
+        "repeatability": [
+            {"host": s.host, "cv": s.cv, "control_runs": s.runs}
+            for host in (ControlRun.objects.hosts() if database == "ok" else [])
+            if (s := ControlRun.objects.repeatability(host))
+        ],
     }
     return JsonResponse(body, status=200 if database == "ok" else 503)
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from . import cgroups, measure, sandbox, wakeup
-from .models import Baseline, Run, Worker
+from .models import CONTROL_RUNS_KEPT, Baseline, ControlRun, Run, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,27 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
     if kind == Worker.Kind.QUEUE:
         prepare_next_sandbox()
     return run
+
+
+# A fixed, CPU-bound workload of about 0.2 s: the same work every time, so the spread
+# of its CPU time is the host's own noise.
+CONTROL_CODE = "x = 0\nfor i in range(1_500_000):\n    x += i * i\n"
+
+
+def run_control() -> ControlRun | None:
+    """Run the control workload in a sandbox like any run's, keep its figures and the
+    last CONTROL_RUNS_KEPT of this host; None if the sandbox could not run it."""
+    outcome = sandbox.run(CONTROL_CODE, sandbox.Limits.from_settings(30))
+    if outcome.exit_code != 0 or outcome.error:
+        logger.warning("control run failed: %s", outcome.error or outcome.stderr[-300:])
+        return None
+    control = ControlRun.objects.create(
+        host=settings.HOST_NAME, cpu_seconds=outcome.cpu_s, duration_s=outcome.wall_s
+    )
+    stale = ControlRun.objects.filter(host=settings.HOST_NAME).values_list("pk", flat=True)
+    ControlRun.objects.filter(pk__in=list(stale[CONTROL_RUNS_KEPT * 5 :])).delete()
+    prepare_next_sandbox()  # the control took the one prepared for the next run
+    return control
 
 
 def prepare_next_sandbox() -> None:

@@ -712,6 +712,27 @@ class Series(models.Model):
                 )
         return found
 
+    def host_warnings(self, runs: list[Run]) -> list[str]:
+        """A warning for each host whose control runs varied too much while this
+        series ran (from a control interval before it to one after it)."""
+        finished = [r.finished_at for r in runs if r.finished_at]
+        if not finished:
+            return []
+        margin = timedelta(seconds=settings.CONTROL_INTERVAL_SECONDS * 2)
+        hosts = sorted({r.provenance.get("host") for r in runs if r.provenance.get("host")})
+        found = []
+        for host in hosts:
+            spread = ControlRun.objects.repeatability(
+                host, since=self.created_at - margin, until=max(finished) + margin
+            )
+            if spread and spread.unstable:
+                found.append(
+                    f"The host {host} was unstable while this ran: {spread.sentence()}, more "
+                    f"than {UNSTABLE_HOST_CV:.0%}. A difference smaller than that is not "
+                    "to be trusted here."
+                )
+        return found
+
     def more_pairs(self, results: dict) -> int:
         """How many pairs the 'add them' button offers: what would settle the
         comparison, within the cap on repetitions (0: none to offer)."""
@@ -736,7 +757,7 @@ class Series(models.Model):
             "repetitions": self.repetitions,
             "warmup": self.warmup,
             "section": self.section or None,
-            "warnings": results["warnings"],
+            "warnings": results["warnings"] + self.host_warnings(runs),
             "created_at": self.created_at.isoformat(),
             "code": {v: self.code_of(v) for v in self.variants},
             "finished": results["finished"],
@@ -802,6 +823,67 @@ class Baseline(models.Model):
         if max_age is not None:
             baselines = baselines.filter(created_at__gte=timezone.now() - max_age)
         return baselines.first()
+
+
+class Repeatability(NamedTuple):
+    """How much identical work varies on a host: the spread of its control runs."""
+
+    host: str
+    cv: float
+    runs: int
+
+    def sentence(self) -> str:
+        return (
+            f"identical work varies ±{self.cv:.1%} here, measured from the last "
+            f"{self.runs} control runs"
+        )
+
+    @property
+    def unstable(self) -> bool:
+        return self.cv > UNSTABLE_HOST_CV
+
+
+# A host whose control runs vary more than this is too noisy to trust small differences.
+UNSTABLE_HOST_CV = 0.05
+# Control runs kept per host, and the fewest that make a spread.
+CONTROL_RUNS_KEPT = 20
+CONTROL_RUNS_NEEDED = 3
+
+
+class ControlRunQuerySet(models.QuerySet):
+    def repeatability(self, host: str, since=None, until=None) -> Repeatability | None:
+        """The spread (CV) of `host`'s last control runs (within a window if given)."""
+        runs = self.filter(host=host)
+        if since is not None:
+            runs = runs.filter(created_at__gte=since)
+        if until is not None:
+            runs = runs.filter(created_at__lte=until)
+        values = list(runs.values_list("cpu_seconds", flat=True)[:CONTROL_RUNS_KEPT])
+        if len(values) < CONTROL_RUNS_NEEDED:
+            return None
+        return Repeatability(host, stats.summarize(values).cv, len(values))
+
+    def hosts(self) -> list[str]:
+        return list(self.values_list("host", flat=True).distinct().order_by("host")[:100])
+
+
+class ControlRun(models.Model):
+    """A fixed workload each worker runs now and then: the same work, so its spread is
+    the host's own noise (as Green Metrics Tool watches its machines)."""
+
+    host = models.CharField(max_length=200)
+    cpu_seconds = models.FloatField()
+    duration_s = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ControlRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["host", "-created_at"], name="control_host_idx")]
+
+    def __str__(self) -> str:
+        return f"Control run on {self.host}: {self.cpu_seconds:.3f} s CPU"
 
 
 class Maintenance(models.Model):

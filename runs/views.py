@@ -27,7 +27,16 @@ from . import (
     waiting,
 )
 from .clients import client_of
-from .models import MAX_REPETITIONS, Baseline, Run, Series, Worker, clean_code
+from .models import (
+    MAX_REPETITIONS,
+    UNSTABLE_HOST_CV,
+    Baseline,
+    ControlRun,
+    Run,
+    Series,
+    Worker,
+    clean_code,
+)
 from .tasks import enqueue
 
 HISTORY_PAGE_SIZE = 25
@@ -61,6 +70,8 @@ def _run_context(run: Run) -> dict:
     if run.lines or run.sections:
         context |= _breakdown_context(run)
     if run.is_over and run.energy_kwh is not None:
+        context["repeatability"] = ControlRun.objects.repeatability(run.provenance.get("host", ""))
+        context["unstable_cv"] = UNSTABLE_HOST_CV
         context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
         context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
         context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
@@ -325,6 +336,13 @@ def methodology(request: HttpRequest) -> HttpResponse:
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
         "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
         "min_profile_ms": breakdown.MIN_PROFILE_CPU_SECONDS * 1000,
+        "repeatabilities": [
+            spread
+            for host in ControlRun.objects.hosts()
+            if (spread := ControlRun.objects.repeatability(host))
+        ],
+        "unstable_cv": UNSTABLE_HOST_CV,
+        "control_interval": settings.CONTROL_INTERVAL_SECONDS,
     }
     return render(request, "runs/methodology.html", context)
 
@@ -369,6 +387,7 @@ def _series_context(series: Series) -> dict:
     context = {
         "series": series,
         "results": results,
+        "warnings": results["warnings"] + series.host_warnings(runs),
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
     }

@@ -49,7 +49,13 @@ def pages(settings):
     store = SessionStore()
     store.create()
     session = store.session_key
-    succeeded = execute(BUSY + "print('done')\n", session_key=session)
+    # With a section and a line profile, so that their tables are checked too.
+    body = "".join("    " + line + "\n" for line in BUSY.splitlines())
+    sections = (
+        f"from playground import section\n\n\n@section('work')\ndef work():\n{body}\n\nwork()\n"
+    )
+    succeeded = execute(sections + "print('done')\n", session_key=session)
+    assert succeeded.sections and succeeded.lines
     failed = execute("x = 1\nprint(x +\n", session_key=session)
     assert (succeeded.status, failed.status) == ("succeeded", "failed")
     series = Series.objects.submit(

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from runs import breakdown, execution, failures, measure, sandbox
-from runs.models import Run, Series
+from runs.models import ControlRun, Run, Series
 
 from .conftest import host_hardware
 
@@ -271,3 +271,10 @@ def test_a_comparison_on_a_section_leaves_the_set_up_out():
     whole.section = ""
     assert whole.results()["energy"].change > results["energy"].change + 0.2
     assert on_section.as_dict()["section"] == "sort"
+
+
+def test_a_control_run_measures_the_same_fixed_work_in_the_sandbox():
+    first, second = execution.run_control(), execution.run_control()
+    assert first.host == second.host == settings.HOST_NAME
+    assert 0.05 < first.cpu_seconds < 5 and first.duration_s >= first.cpu_seconds * 0.5
+    assert ControlRun.objects.filter(host=settings.HOST_NAME).count() == 2

@@ -8,7 +8,7 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 
 from runs import equivalents, measure, models, stats
-from runs.models import MAX_REPETITIONS, Run, Series
+from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
 
 from .factories import finished_run
 
@@ -269,3 +269,37 @@ def test_a_warm_up_run_is_shown_but_left_out_of_the_statistics(client):
     assert warmed.n == 3 and warmed.median == pytest.approx(1e-6)
     series.save()
     assert "warm-up" in client.get(series.get_absolute_url()).text
+
+
+# --- host stability -------------------------------------------------------------------
+
+
+def controls(host: str, values: list[float]) -> None:
+    for value in values:
+        ControlRun.objects.create(host=host, cpu_seconds=value, duration_s=value)
+
+
+def test_a_hosts_repeatability_is_on_runs_healthz_and_the_methodology(client):
+    assert ControlRun.objects.repeatability("h1") is None
+    controls("h1", [0.20, 0.21, 0.19, 0.20])
+    spread = ControlRun.objects.repeatability("h1")
+    expected = stats.summarize([0.20, 0.21, 0.19, 0.20]).cv
+    assert spread.runs == 4 and spread.cv == pytest.approx(expected)
+    run = finished_run(provenance={"host": "h1", "cpu": {}, "ram": {}, "gpu": {}})
+    assert spread.sentence() in client.get(run.get_absolute_url()).text
+    health = client.get("/healthz").json()
+    assert health["repeatability"] == [{"host": "h1", "cv": spread.cv, "control_runs": 4}]
+    methodology = client.get("/methodology/").text
+    assert "<td>h1</td>" in methodology and f"{spread.cv * 100:.0f}%" in methodology
+
+
+def test_a_comparison_warns_when_its_host_was_unstable_while_it_ran(client):
+    series = make_series("compare", {"A": [1e-6, 1e-6, 1e-6], "B": [2e-6, 2e-6, 2e-6]})
+    Run.objects.filter(series=series).update(provenance={"host": "noisy"})
+    controls("noisy", [0.20, 0.20, 0.20])
+    assert series.host_warnings(series.ordered_runs()) == []
+    controls("noisy", [0.30, 0.12])
+    warnings = series.host_warnings(series.ordered_runs())
+    assert len(warnings) == 1 and "noisy was unstable" in warnings[0]
+    assert warnings[0] in client.get(series.get_absolute_url()).text
+    assert warnings[0] in series.as_dict()["warnings"]

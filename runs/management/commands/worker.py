@@ -13,6 +13,8 @@ from runs import cgroups, execution, measure, retention, sandbox, tasks, wakeup
 from runs.models import Run
 
 PURGE_CHECK_SECONDS = 60
+# Control runs when a worker starts, so that a fresh host has a spread at once.
+CONTROL_RUNS_AT_START = 3
 logger = logging.getLogger(__name__)
 
 
@@ -48,6 +50,7 @@ class Worker(QueueWorker):
 
     def run(self) -> None:
         next_repair = next_purge = 0.0
+        next_control = time.monotonic() + settings.CONTROL_INTERVAL_SECONDS
         while self.running:
             close_old_connections()
             now = time.monotonic()
@@ -64,6 +67,10 @@ class Worker(QueueWorker):
                 self.run_task(task)
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                     return
+            elif self.running and time.monotonic() >= next_control:
+                # Idle: measure the host's noise with the fixed control workload.
+                next_control = time.monotonic() + settings.CONTROL_INTERVAL_SECONDS
+                chore(execution.run_control)
             elif self.running:
                 self.waiter.wait(self.interval)
 
@@ -96,6 +103,8 @@ class Command(BaseCommand):
             self.stderr.write(f"Stopped what was left of {swept} dead worker run(s).")
         measure.warm()
         baseline = execution.measure_baseline()
+        for _ in range(CONTROL_RUNS_AT_START):
+            chore(execution.run_control)
         execution.prepare_next_sandbox()
         self.stdout.write(
             f"Start-up baseline: {baseline.cpu_seconds * 1000:.0f} ms CPU, "
