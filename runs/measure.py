@@ -35,8 +35,10 @@ _trackers: dict[tuple[str, str], object] = {}
 _lock = threading.Lock()
 
 
+@functools.cache
 def countries() -> dict[str, str]:
-    """3-letter ISO code -> country name, for every country CodeCarbon has data for."""
+    """3-letter ISO code -> country name, for every country CodeCarbon has data for
+    (loading CodeCarbon's data takes ~0.5 s: once per process, see playground.wsgi)."""
     from codecarbon.input import DataSource
 
     mix = DataSource().get_global_energy_mix_data()

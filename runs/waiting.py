@@ -15,7 +15,7 @@ from django.conf import settings
 from . import wakeup
 from .models import Run
 
-FALLBACK_POLL_SECONDS = 0.05
+FALLBACK_POLL_SECONDS = 0.2
 
 _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 

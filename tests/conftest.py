@@ -9,12 +9,14 @@ from pathlib import Path
 import psutil
 import pytest
 from django.conf import settings
+from playwright.sync_api import sync_playwright
 
 from runs import sandbox
 from runs.models import Run, Worker
 from runs.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(autouse=True)
@@ -171,3 +173,29 @@ def host_hardware():
 def finished(run: Run) -> Run | None:
     run.refresh_from_db()
     return run if run.is_over else None
+
+
+# --- the browser, one for the whole session (browser tests and accessibility tests) ---
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls that tests
+    # and fixtures make between browser steps are ordinary blocking calls all the same.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]

@@ -13,7 +13,8 @@ from playwright.sync_api import expect
 from runs import execution
 from runs.models import Run, Series
 
-from .test_browser import BUSY, SCREENSHOTS, chromium  # noqa: F401 (a fixture)
+from .conftest import SCREENSHOTS
+from .test_browser import BUSY
 
 pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -75,7 +76,7 @@ def pages(settings):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_no_serious_accessibility_violation_on_any_page(live_server, chromium, pages, layout):  # noqa: F811
+def test_no_serious_accessibility_violation_on_any_page(live_server, chromium, pages, layout):
     session, paths = pages
     # axe is injected by the test, not by the page: the page's CSP is not its concern.
     context = chromium.new_context(bypass_csp=True, **LAYOUTS[layout])

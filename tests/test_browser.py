@@ -3,44 +3,20 @@
 import csv
 import io
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from runs import charts, failures, measure
 from runs.models import Run
 
-from .conftest import host_hardware
+from .conftest import SCREENSHOTS, host_hardware
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 # Long enough to be sampled and charted (the first sample comes after 0.05 s).
 BUSY = "import time\nend = time.perf_counter() + 0.4\nwhile time.perf_counter() < end:\n    pass\n"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls that tests
-    # and fixtures make between browser steps are ordinary blocking calls all the same.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture
@@ -110,7 +86,7 @@ def test_an_example_runs_with_ctrl_enter_live_then_as_cards(site, page):
         expect(done.locator('[data-metric="gpu"]')).to_contain_text("No GPU")
     if not hardware.cpu_measured:
         per_thread = f"CPU time × {hardware.watts_per_thread:g} W per thread"
-        expect(done.locator(".provenance")).to_contain_text(per_thread)
+        expect(done.locator("[data-provenance]")).to_contain_text(per_thread)
     assert "average" in done.locator(".chart .plot").get_attribute("aria-label")
     assert done.get_attribute("hx-trigger") is None  # polling stopped
     expect(page.locator("#run-announcer")).to_have_text("Finished: Succeeded.")

@@ -39,6 +39,9 @@ CONTRACT = {
 }
 # Added later, for repeats and baselines; the contract's keys above never change.
 ADDED = {
+    "sections",
+    "lines",
+    "measurement_notes",
     "net_energy_kwh",
     "baseline",
     "startup_cpu_seconds",
