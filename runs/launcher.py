@@ -205,12 +205,13 @@ class Section:
     def __enter__(self):
         path = SECTION_STACK[-1] + "/" + self.name if SECTION_STACK else self.name
         SECTION_STACK.append(path)
+        SECTION_STATS.setdefault(path, [0, 0.0, 0.0])  # listed in the order first entered
         self.entered.append((path, time_module.perf_counter(), time_module.process_time()))
         return self
 
     def __exit__(self, *exc_info):
         path, wall, cpu = self.entered.pop()
-        stats = SECTION_STATS.setdefault(path, [0, 0.0, 0.0])
+        stats = SECTION_STATS[path]
         stats[0] += 1
         stats[1] += time_module.perf_counter() - wall
         stats[2] += time_module.process_time() - cpu
@@ -276,6 +277,8 @@ def report_measurements(fd):
         lines += ["L\t%d\t%.3f\t%.6f" % (line, n, cpu) for line, (n, cpu) in top]
         lines.append("I\t%.6f" % PROFILE["interval"])
     for path, (calls, wall, cpu) in list(SECTION_STATS.items())[:MAX_REPORTED_LINES]:
+        if not calls:
+            continue  # entered, never left (the snippet ended inside it)
         name = path.replace("\t", " ").replace("\n", " ")
         lines.append("S\t%s\t%d\t%.6f\t%.6f" % (name, calls, wall, cpu))
     if lines:
