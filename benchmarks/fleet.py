@@ -169,15 +169,19 @@ def bench_front() -> None:
     )
     slow: list[socket.socket] = []
     try:
+        # Ready when the whole chain answers: nginx listens before gunicorn does.
         deadline = time.monotonic() + 60
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the front did not start")
+            time.sleep(0.2)
         submission_latency(port, 5)  # warm-up
         quiet = submission_latency(port)
         for _ in range(200):
