@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from . import formatting
+
 # Below this much CPU time a profile is a handful of samples, and a line's share noise.
 MIN_PROFILE_CPU_SECONDS = 0.05
 MAX_SECTIONS = 100
@@ -138,3 +140,45 @@ def defines_section(code: str, name: str) -> bool:
 def section_figures(run, name: str) -> dict | None:
     """One named section of a run, as compared across runs (None if it has none)."""
     return next((s for s in run.sections if s["name"] == name), None)
+
+
+HOTTEST_LINES = 5
+
+
+def for_page(run) -> dict:
+    """What the run page shows: the sections, and the code with each line's share."""
+    shares = {line["line"]: line for line in run.lines}
+    top = max((line["share"] for line in run.lines), default=0) or 1
+    listing = [
+        {
+            "number": number,
+            "text": text,
+            "line": shares.get(number),
+            "heat": _heat(shares, number, top),
+        }
+        for number, text in enumerate(run.code.splitlines(), start=1)
+    ]
+    hottest = sorted(run.lines, key=lambda line: -line["share"])[:HOTTEST_LINES]
+    sections = [s | {"depth": s["name"].count("/")} for s in run.sections]
+    return {
+        "listing": listing if run.lines else [],
+        "hottest": [line | {"text": listing[line["line"] - 1]["text"]} for line in hottest],
+        "section_rows": sections,
+        "section_units": formatting.units_for(
+            [_Figures(s) for s in run.sections],
+            energy_kwh="energy",
+            duration_s="duration",
+        ),
+    }
+
+
+def _heat(shares: dict, number: int, top: float) -> int:
+    """0–100: how hot a line is against the hottest one, for its bar."""
+    line = shares.get(number)
+    return round(100 * line["share"] / top) if line else 0
+
+
+class _Figures:
+    def __init__(self, figures: dict):
+        self.energy_kwh = figures["energy_kwh"]
+        self.duration_s = max(figures["duration_s"], figures["cpu_seconds"])

@@ -53,12 +53,13 @@ def _session_key(request: HttpRequest) -> str:
 
 
 def _run_context(run: Run) -> dict:
+    position = run.queue_position()
     context = {
         "run": run,
         "chart": charts.power_chart(run.power_samples, run.duration_s),
-        "queue_position": run.queue_position(),
+        "queue_position": position,
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
-        "poll_ms": _poll_interval_ms(run),
+        "poll_ms": _poll_interval_ms(run, position),
         "grid": measure.grid_of(run.country_iso_code, run.region),
         "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
@@ -68,7 +69,7 @@ def _run_context(run: Run) -> dict:
         ),
     }
     if run.lines or run.sections:
-        context |= _breakdown_context(run)
+        context |= breakdown.for_page(run)
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = ControlRun.objects.repeatability(run.provenance.get("host", ""))
         context["unstable_cv"] = UNSTABLE_HOST_CV
@@ -76,48 +77,6 @@ def _run_context(run: Run) -> dict:
         context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
         context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
-
-
-HOTTEST_LINES = 5
-
-
-def _breakdown_context(run: Run) -> dict:
-    """The run's sections, and its code with each line's share of the samples."""
-    shares = {line["line"]: line for line in run.lines}
-    top = max((line["share"] for line in run.lines), default=0) or 1
-    listing = [
-        {
-            "number": number,
-            "text": text,
-            "line": shares.get(number),
-            "heat": _heat(shares, number, top),
-        }
-        for number, text in enumerate(run.code.splitlines(), start=1)
-    ]
-    hottest = sorted(run.lines, key=lambda line: -line["share"])[:HOTTEST_LINES]
-    sections = [s | {"depth": s["name"].count("/")} for s in run.sections]
-    return {
-        "listing": listing if run.lines else [],
-        "hottest": [line | {"text": listing[line["line"] - 1]["text"]} for line in hottest],
-        "section_rows": sections,
-        "section_units": formatting.units_for(
-            [_Figures(s) for s in run.sections],
-            energy_kwh="energy",
-            duration_s="duration",
-        ),
-    }
-
-
-def _heat(shares: dict, number: int, top: float) -> int:
-    """0–100: how hot a line is against the hottest one, for its bar."""
-    line = shares.get(number)
-    return round(100 * line["share"] / top) if line else 0
-
-
-class _Figures:
-    def __init__(self, figures: dict):
-        self.energy_kwh = figures["energy_kwh"]
-        self.duration_s = max(figures["duration_s"], figures["cpu_seconds"])
 
 
 class _Machine:
@@ -129,9 +88,12 @@ class _Machine:
         self.duration_s = run.cpu_seconds
 
 
-def _poll_interval_ms(run: Run) -> int:
-    """Look again soon while a run is young, less often as it goes on."""
-    age = run.elapsed_s if run.status == Run.Status.RUNNING else 0.0
+def _poll_interval_ms(run: Run, position: int | None) -> int:
+    """Look again soon while a run is young, less often as it goes on, and seldom
+    while it waits behind others."""
+    if run.status == Run.Status.QUEUED:
+        return 400 if (position or 0) <= 1 else 1000
+    age = run.elapsed_s
     return 150 if age < 2 else 400 if age < 10 else 1000
 
 
