@@ -191,7 +191,7 @@ SECTION_STACK = []
 # Line of main.py -> [samples, CPU seconds they stand for], shared among the threads.
 LINE_SAMPLES = {}
 PROFILE = {"handler": None, "interval": 0.0}
-MEASUREMENTS = {"fd": None}
+MEASUREMENTS = {"fd": None, "pid": None}
 MAX_REPORTED_LINES = 500
 
 
@@ -432,7 +432,7 @@ def main():
         supervise(snippet, report)
     try:
         os.close(report)
-        MEASUREMENTS["fd"] = measurements
+        MEASUREMENTS.update(fd=measurements, pid=os.getpid())
         os.set_inheritable(measurements, False)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
@@ -477,7 +477,8 @@ def finish(status):
             stream.flush()
         except Exception:  # noqa: S110 - a snippet's broken stream must not stop the exit
             pass
-    if MEASUREMENTS["fd"] is not None:
+    # Only the snippet's own process reports: a child it forked ends here too.
+    if MEASUREMENTS["fd"] is not None and MEASUREMENTS["pid"] == os.getpid():
         report_measurements(MEASUREMENTS["fd"])
     os._exit(status)
 

@@ -278,3 +278,13 @@ def test_a_control_run_measures_the_same_fixed_work_in_the_sandbox():
     assert first.host == second.host == settings.HOST_NAME
     assert 0.05 < first.cpu_seconds < 5 and first.duration_s >= first.cpu_seconds * 0.5
     assert ControlRun.objects.filter(host=settings.HOST_NAME).count() == 2
+
+
+def test_a_forked_child_does_not_report_sections_twice():
+    run = execute(
+        BUSY_FUNCTION
+        + "import os\nwith section('both'):\n    busy(0.05)\n"
+        + "pid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\n"
+    )
+    assert run.status == Run.Status.SUCCEEDED, run.stderr
+    assert [s["name"] for s in run.sections] == ["both"]
