@@ -89,6 +89,9 @@ def test_no_serious_accessibility_violation_on_any_page(live_server, chromium, p
         expect(page.locator("h1")).to_have_count(1)
         if name in ("playground", "run", "failed-run", "compare"):
             expect(page.locator(".cm-content").first).to_be_visible()
+        if name == "run":  # where the energy went: the section and the hottest lines
+            expect(page.locator('#result [data-section="work"]')).to_have_count(1)
+            expect(page.locator("#result .hottest li").first).to_contain_text("of the CPU time")
         page.screenshot(path=SCREENSHOTS / f"{name}-{layout}.png", full_page=True)
         page.evaluate(AXE.read_text())
         violations = page.evaluate(
