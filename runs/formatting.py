@@ -128,8 +128,9 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms"
 
 
-def summary_lines(run) -> list[str]:
-    """The metrics summary `runsnippet` prints under the snippet's output."""
+def summary_lines(run, grid_name: str = "") -> list[str]:
+    """The metrics summary `runsnippet` prints under the snippet's output; `grid_name`
+    names the grid the run was priced at (its codes when not given)."""
     lines = [
         "",
         f"── {run.get_status_display()}"
@@ -146,8 +147,8 @@ def summary_lines(run) -> list[str]:
             f"     CPU / RAM / GPU {parts}",
             f"   machine energy    {energy(run.machine_energy_kwh)} (whole machine, CodeCarbon)",
             f"   emissions         {mass(run.emissions_g)} CO₂e at "
-            f"{run.carbon_intensity_g_per_kwh:.0f} g/kWh ({run.country_iso_code}"
-            + (f", {run.region}" if run.region else "")
+            f"{run.carbon_intensity_g_per_kwh:.0f} g/kWh ("
+            + (grid_name or run.country_iso_code + (f", {run.region}" if run.region else ""))
             + ")",
             f"   CPU figure        {run.provenance.get('cpu', {}).get('method', '?')}: "
             f"{run.provenance.get('cpu', {}).get('source', '')}",

@@ -33,6 +33,7 @@ checks them against what the supervisor measured.
 
 # Not `signal`: it imports enum, ~4 ms of every run's start-up. Nor contextlib.
 import _signal as signal
+import _thread
 import ctypes
 import errno
 import os
@@ -187,7 +188,7 @@ def set_limits(file_bytes, processes, address_space, open_files):
 # --- what the snippet measures of itself: sections and the line profile ---------------
 
 SECTION_STATS = {}  # "outer/inner" -> [calls, wall seconds, CPU seconds]
-SECTION_STACK = []
+SECTION_STACKS = {}  # thread -> the sections it is in: threads nest apart
 # Line of main.py -> [samples, CPU seconds they stand for], shared among the threads.
 LINE_SAMPLES = {}
 PROFILE = {"handler": None, "interval": 0.0}
@@ -203,8 +204,9 @@ class Section:
         self.entered = []
 
     def __enter__(self):
-        path = SECTION_STACK[-1] + "/" + self.name if SECTION_STACK else self.name
-        SECTION_STACK.append(path)
+        stack = SECTION_STACKS.setdefault(_thread.get_ident(), [])
+        path = stack[-1] + "/" + self.name if stack else self.name
+        stack.append(path)
         SECTION_STATS.setdefault(path, [0, 0.0, 0.0])  # listed in the order first entered
         self.entered.append((path, time_module.perf_counter(), time_module.process_time()))
         return self
@@ -215,8 +217,9 @@ class Section:
         stats[0] += 1
         stats[1] += time_module.perf_counter() - wall
         stats[2] += time_module.process_time() - cpu
-        if SECTION_STACK and SECTION_STACK[-1] == path:
-            SECTION_STACK.pop()
+        stack = SECTION_STACKS.get(_thread.get_ident(), [])
+        if stack and stack[-1] == path:
+            stack.pop()
         return False
 
     def __call__(self, function):

@@ -288,3 +288,14 @@ def test_a_forked_child_does_not_report_sections_twice():
     )
     assert run.status == Run.Status.SUCCEEDED, run.stderr
     assert [s["name"] for s in run.sections] == ["both"]
+
+
+def test_sections_in_two_threads_do_not_nest_into_each_other():
+    run = execute(
+        BUSY_FUNCTION
+        + "import threading\n\ndef work():\n    with section('thread'):\n        busy(0.1)\n\n"
+        + "threads = [threading.Thread(target=work) for _ in range(2)]\n"
+        + "for t in threads:\n    t.start()\nfor t in threads:\n    t.join()\n"
+    )
+    assert run.status == Run.Status.SUCCEEDED, run.stderr
+    assert [(s["name"], s["calls"]) for s in run.sections] == [("thread", 2)]

@@ -9,6 +9,7 @@ import sys
 import pytest
 from django.conf import settings
 
+from runs import measure
 from runs.models import Run
 
 from .conftest import host_hardware
@@ -107,6 +108,10 @@ def test_options_set_timeout_and_country(runsnippet):
     assert data["status"] == "timed_out"
     assert data["country_iso_code"] == "FRA"
     assert data["carbon_intensity_g_per_kwh"] < 100
+    # Without --json the summary names the grid, with its region.
+    grid = measure.grids()["USA/california"]
+    text = runsnippet("--country", "usa", "--region", "california", "-", stdin=b"pass")
+    assert f"g/kWh ({grid.name})" in text.stdout.decode()
 
 
 @pytest.mark.parametrize(

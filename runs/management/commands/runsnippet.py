@@ -52,7 +52,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(self.shown(run.stdout, self.stdout), ending="")
             self.stderr.write(self.shown(run.stderr, self.stderr), ending="")
-            self.stdout.write("\n".join(summary_lines(run)))
+            grid = measure.grid_of(run.country_iso_code, run.region)
+            self.stdout.write("\n".join(summary_lines(run, grid.name)))
         if run.status != Run.Status.SUCCEEDED:
             sys.exit(1)
 
