@@ -13,7 +13,6 @@ Uses its own database, `playground_bench`, on the PostgreSQL of TEST_POSTGRES_UR
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import UNLIMITED, free_port, line, start_server, stop_server  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django_tasks_db.models import DBTaskResult  # noqa: E402
@@ -47,10 +47,6 @@ from runs.tasks import enqueue  # noqa: E402
 
 RUNS = 200
 ENV = os.environ | {"DATABASE_URL": URL, "PYTHONUNBUFFERED": "1"}
-
-
-def line(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"  {name:<58} {value:>16}   target {target:<14} {'ok' if ok else 'MISSED'}")
 
 
 def clear() -> None:
@@ -122,12 +118,6 @@ def bench_drain() -> None:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def submission_latency(port: int, n: int = 40) -> float:
     times = []
     for i in range(n):
@@ -151,37 +141,10 @@ def bench_front() -> None:
     print("Submission latency through the front (nginx + gunicorn), POST /api/runs")
     clear()
     port = free_port()
-    env = ENV | {
-        "BIND": f"127.0.0.1:{port}",
-        "UPSTREAM_BIND": f"127.0.0.1:{free_port()}",
-        "PYTHON": sys.executable,
-        "MIGRATE_ON_START": "0",
-        "LIMIT_RUNS_PER_MINUTE": "1000",
-        "LIMIT_QUEUED_RUNS_PER_CLIENT": "1000",
-    }
-    serve = subprocess.Popen(
-        ["bin/serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    env = ENV | UNLIMITED | {"UPSTREAM_BIND": f"127.0.0.1:{free_port()}"}
+    serve = start_server(port, env)
     slow: list[socket.socket] = []
     try:
-        # Ready when the whole chain answers: nginx listens before gunicorn does.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the front did not start")
-            time.sleep(0.2)
         submission_latency(port, 5)  # warm-up
         quiet = submission_latency(port)
         for _ in range(200):
@@ -192,8 +155,7 @@ def bench_front() -> None:
     finally:
         for s in slow:
             s.close()
-        os.killpg(serve.pid, signal.SIGTERM)
-        serve.wait(timeout=30)
+        stop_server(serve)
     print(f"  median {quiet * 1000:.1f} ms quiet, {loaded * 1000:.1f} ms with 200 slow clients")
     ratio = loaded / quiet
     line("with slow clients / without", f"{ratio:.2f}", "<= 1.5", ratio <= 1.5)

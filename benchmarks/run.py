@@ -22,6 +22,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import line  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -31,10 +32,6 @@ from runs.models import Run  # noqa: E402
 
 BUSY = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < {s}: pass\n"
 WORK = "x = 0\nfor i in range({n}):\n    x += i * i\n"  # a fixed amount of CPU work
-
-
-def line(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"  {name:<58} {value:>16}   target {target:<14} {'ok' if ok else 'MISSED'}")
 
 
 def median_ms(values: list[float]) -> float:

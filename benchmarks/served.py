@@ -13,8 +13,6 @@ own SQLite database (var/bench-served.sqlite3), then measures:
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import UNLIMITED, free_port, line, start_server, stop_server  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -56,48 +55,6 @@ FIRST_LINE = (
     "import time\nprint('started')\nend = time.perf_counter() + 2\n"
     "while time.perf_counter() < end:\n    pass\n"
 )
-
-
-def line(name: str, value: str, target: str, ok: bool) -> None:
-    print(f"  {name:<58} {value:>16}   target {target:<14} {'ok' if ok else 'MISSED'}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    env = os.environ | {
-        "BIND": f"127.0.0.1:{port}",
-        "FRONT": "none",
-        "PYTHON": sys.executable,
-        "MIGRATE_ON_START": "0",
-        "LIMIT_RUNS_PER_MINUTE": "1000",
-        "LIMIT_QUEUED_RUNS_PER_CLIENT": "1000",
-        "ALLOWED_HOSTS": "127.0.0.1",
-    }
-    server = subprocess.Popen(
-        ["bin/serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.2)
 
 
 def bench_post_run(port: int, n: int = 40) -> None:
@@ -178,14 +135,15 @@ def main() -> None:
     DB.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     port = free_port()
-    server = start_server(port)
+    server = start_server(
+        port, os.environ | UNLIMITED | {"FRONT": "none", "ALLOWED_HOSTS": "127.0.0.1"}
+    )
     try:
         bench_post_run(port)
         print()
         bench_browser(port)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_server(server)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import sync_playwright
 
-from runs import sandbox
+from runs import execution, sandbox
 from runs.models import Run, Worker
 from runs.sandbox import Limits
 
@@ -61,6 +61,14 @@ def limits(**overrides) -> Limits:
     """The configured limits with a short timeout, and any of them changed."""
     base = Limits.from_settings(timeout_s=5)
     return Limits(**(vars(base) | overrides))
+
+
+def execute(code: str, **fields) -> Run:
+    """Submit `code` and run it here, end to end (real sandbox, CodeCarbon, database)."""
+    run = Run.objects.submit(code, **fields)
+    execution.execute(run)
+    run.refresh_from_db()
+    return run
 
 
 def run(code: str, **overrides) -> sandbox.Outcome:

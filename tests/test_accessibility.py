@@ -11,9 +11,9 @@ from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import expect
 
 from runs import execution
-from runs.models import Run, Series
+from runs.models import Series
 
-from .conftest import SCREENSHOTS
+from .conftest import SCREENSHOTS, execute
 from .test_browser import BUSY
 
 pytestmark = pytest.mark.browser
@@ -32,13 +32,6 @@ LAYOUTS = {
 # What WCAG calls serious or critical: what a user of a screen reader, a keyboard or a
 # small or dim screen cannot get past.
 BLOCKING = {"serious", "critical"}
-
-
-def execute(code: str, **fields) -> Run:
-    run = Run.objects.submit(code, **fields)
-    execution.execute(run)
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture

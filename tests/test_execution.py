@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from runs import breakdown, execution, failures, measure, sandbox
 from runs.models import ControlRun, Run, Series
 
-from .conftest import host_hardware
+from .conftest import execute, host_hardware
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,13 +19,6 @@ def _heartbeat_stops_with_the_test():
     # test's database.
     yield
     execution.stop_heartbeat()
-
-
-def execute(code: str, **fields) -> Run:
-    run = Run.objects.submit(code, **fields)
-    execution.execute(run)
-    run.refresh_from_db()
-    return run
 
 
 def test_a_successful_run_is_persisted_with_every_figure():
