@@ -38,11 +38,7 @@ def significant(value: float, digits: int = 3) -> str:
 
 def scaled(value: float, units: list[tuple[float, str]]) -> str:
     """`value` in the largest unit it reaches (the smallest when it reaches none)."""
-    for factor, unit in units:
-        if abs(value) >= factor:
-            return f"{significant(value / factor)} {unit}"
-    factor, unit = units[-1]
-    return f"{significant(value / factor)} {unit}"
+    return Unit.fitting([value], units)(value)
 
 
 # Units by size, largest first, as (what one unit is in the stored unit, symbol).

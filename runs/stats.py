@@ -157,7 +157,7 @@ def compare_paired(
     drifts (on shared VMs by tens of percent within seconds), and pairing takes that
     drift out of the comparison where Welch's test would count it as noise.
     """
-    ratios = [math.log(b / a) for a, b in pairs if a > 0 and b > 0]
+    ratios = _log_ratios(pairs)
     if len(ratios) < 2:
         return None
     n = len(ratios)
@@ -181,6 +181,11 @@ def compare_paired(
         confidence=confidence,
         method="paired",
     )
+
+
+def _log_ratios(pairs: list[tuple[float, float]]) -> list[float]:
+    """log(B/A) of each pair both of whose figures are positive."""
+    return [math.log(b / a) for a, b in pairs if a > 0 and b > 0]
 
 
 def t_cdf(t: float, df: float) -> float:
@@ -250,7 +255,7 @@ SETTLING_CONFIDENCE_Z = 1.96  # 95% two-sided
 def pairs_to_settle(pairs: list[tuple[float, float]]) -> int | None:
     """About how many pairs in all would show the observed difference at 95% confidence
     (80% power), at the observed spread; None with no difference at all to show."""
-    ratios = [math.log(b / a) for a, b in pairs if a > 0 and b > 0]
+    ratios = _log_ratios(pairs)
     if len(ratios) < 2:
         return None
     mean, spread = statistics.fmean(ratios), statistics.stdev(ratios)
