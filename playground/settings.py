@@ -222,6 +222,10 @@ SANDBOX_DISK_MB = env_number("SANDBOX_DISK_MB", 64, int, 1)
 SANDBOX_MAX_FILES = env_number("SANDBOX_MAX_FILES", 10_000, int, 16)
 # CPUs a run may use at once (a cgroup quota); the rest stay free for the web server.
 SANDBOX_CPUS = env_number("SANDBOX_CPUS", 1.0, float, 0.1)
+# Sandboxes each worker keeps started ahead of its next runs (0: each run starts its own).
+SANDBOX_STANDBY = env_number("SANDBOX_STANDBY", 2, int, 0)
+if SANDBOX_STANDBY > 8:
+    raise ImproperlyConfigured("SANDBOX_STANDBY must be at most 8.")
 MAX_CODE_BYTES = env_number("MAX_CODE_BYTES", 64 * 1024, int, 1)
 SANDBOX_MODE = env_str("SANDBOX_MODE", "auto")
 if SANDBOX_MODE not in {"auto", "bubblewrap", "rlimits"}:

@@ -467,8 +467,15 @@ def run(
         watch.cleanup()
 
 
-# The next run's sandbox, started ahead: its interpreter is up and waiting for code.
-_standby: dict = {}
+# The next runs' sandboxes, started ahead, oldest first: their interpreters are up and
+# waiting for code. More than one, so that a run arriving right after another finds
+# one whose interpreter has finished starting (starting takes ~40 ms on a busy host).
+_standbys: list[tuple[tuple, _Watch]] = []
+# Notified when one is added, and when the preparer has nothing left to start.
+_standbys_changed = threading.Condition()
+# Standby sandboxes start at the lowest priority, so that starting them never slows
+# the requests and the run of the moment; a run's own is raised back when it is taken.
+STANDBY_NICE = 19
 
 
 def _standby_key(limits: Limits) -> tuple:
@@ -486,29 +493,39 @@ def _standby_key(limits: Limits) -> tuple:
 
 
 def prepare_standby(limits: Limits, background: bool = False) -> None:
-    """Start the next run's sandbox now, so that the run pays only for its own code.
-    Every run still gets a sandbox nobody used: this one is used once, then ended.
+    """Keep SANDBOX_STANDBY sandboxes with `limits` started ahead, so that a run pays
+    only for its own code. Every run still gets a sandbox nobody used: each is used
+    once, then ended.
 
-    In the background, the worker is free to fetch its next run meanwhile; that run
-    waits for the preparation to end (sooner than starting a sandbox of its own)."""
-    discard_standby()
+    In the background, the worker is free to fetch its next run meanwhile; a run that
+    finds none ready waits for the one being started (sooner than starting its own)."""
     if background:
         _preparer.submit(limits)
     else:
-        _prepare(limits)
+        _top_up(limits)
 
 
-def _prepare(limits: Limits) -> None:
-    try:
-        watch = _launch(limits)
-    except Exception:
-        # A run will meet the same problem in its own sandbox, and say so.
-        logger.exception("could not prepare the next run's sandbox")
-        return
-    if watch.outcome.error:
+def _top_up(limits: Limits) -> None:
+    key = _standby_key(limits)
+    with _standbys_changed:
+        stale = [watch for k, watch in _standbys if k != key or watch._exited()]
+        _standbys[:] = [(k, watch) for k, watch in _standbys if watch not in stale]
+        missing = settings.SANDBOX_STANDBY - len(_standbys)
+    for watch in stale:
         watch.cleanup()
-        return
-    _standby.update(key=_standby_key(limits), watch=watch)
+    for _ in range(missing):
+        try:
+            watch = _launch(limits, nice=STANDBY_NICE)
+        except Exception:
+            # A run will meet the same problem in its own sandbox, and say so.
+            logger.exception("could not prepare the next run's sandbox")
+            return
+        if watch.outcome.error:
+            watch.cleanup()
+            return
+        with _standbys_changed:
+            _standbys.append((key, watch))
+            _standbys_changed.notify_all()
 
 
 class _Preparer:
@@ -533,9 +550,12 @@ class _Preparer:
         while True:
             limits = self.requests.get()
             try:
-                _prepare(limits)
+                _top_up(limits)
             finally:
-                self.idle.set()
+                if self.requests.empty():
+                    with _standbys_changed:
+                        self.idle.set()
+                        _standbys_changed.notify_all()
 
     def wait(self) -> None:
         self.idle.wait()
@@ -545,28 +565,49 @@ _preparer = _Preparer()
 
 
 def discard_standby() -> None:
+    """End every sandbox started ahead (settings changed, or the worker leaves)."""
     _preparer.wait()
-    watch = _standby.pop("watch", None)
-    _standby.pop("key", None)
-    if watch is not None:
+    with _standbys_changed:
+        watches = [watch for _, watch in _standbys]
+        _standbys.clear()
+    for watch in watches:
         watch.cleanup()
 
 
+def standby_count() -> int:
+    with _standbys_changed:
+        return len(_standbys)
+
+
 def _take_standby(limits: Limits) -> _Watch | None:
-    _preparer.wait()
-    if "watch" not in _standby:
-        return None
-    if _standby["key"] != _standby_key(limits) or _standby["watch"]._exited():
-        discard_standby()
-        return None
-    watch = _standby.pop("watch")
-    _standby.pop("key")
-    watch.limits = limits  # this run's own timeout
+    """The oldest sandbox started ahead with these limits, taken out of the pool; if
+    none is there but one is being started, that one (sooner than starting another)."""
+    key = _standby_key(limits)
+    deadline = time.monotonic() + INIT_WAIT_SECONDS
+    useless = []  # started under other settings, or died waiting
+    with _standbys_changed:
+        while True:
+            while _standbys and (_standbys[0][0] != key or _standbys[0][1]._exited()):
+                useless.append(_standbys.pop(0)[1])
+            if _standbys:
+                watch = _standbys.pop(0)[1]
+                break
+            remaining = deadline - time.monotonic()
+            if _preparer.idle.is_set() or remaining <= 0:
+                watch = None
+                break
+            _standbys_changed.wait(remaining)
+    for stale in useless:
+        stale.cleanup()
+    if watch is not None:
+        watch.limits = limits  # this run's own timeout
+        watch.raise_priority()
     return watch
 
 
-def _launch(limits: Limits) -> _Watch:
-    """A new sandbox, started and confined, its interpreter waiting for the code."""
+def _launch(limits: Limits, nice: int = 0) -> _Watch:
+    """A new sandbox, started and confined, its interpreter waiting for the code;
+    `nice` lowers its priority until it is taken (only where we can raise it back)."""
     mode = isolation()
     account = _account()
     python = _python()
@@ -606,7 +647,7 @@ def _launch(limits: Limits) -> _Watch:
         report=(report_read, report_write),
         measurements=(measurements_read, measurements_write),
     )
-    watch.start(command)
+    watch.start(command, nice if account else 0)
     return watch
 
 
@@ -656,10 +697,12 @@ class _Watch:
         """The launcher's process on the host (PID 1 of bubblewrap's namespace)."""
         return self._sandbox_init() if self.mode == BUBBLEWRAP else self.proc.pid
 
-    def start(self, command: list[str]) -> None:
-        """Start the sandbox and confine it; a failure is kept on the outcome."""
+    def start(self, command: list[str], nice: int = 0) -> None:
+        """Start the sandbox and confine it (at priority `nice` until
+        `raise_priority`); a failure is kept on the outcome."""
         outcome = self.outcome
         try:
+            _sandboxes_starting.acquire()
             self.proc = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
@@ -674,14 +717,33 @@ class _Watch:
         except OSError as exc:
             outcome.error = f"Could not start the sandbox: {exc}"
             return
+        else:
+            _live_sandboxes.add(self.proc.pid)
         finally:
+            _sandboxes_starting.release()
             os.close(self.report_write)
             os.close(self.measurements_write)
         problem = self._confine()
+        if not problem and nice:
+            self._set_priority(nice)
         if problem:
             self.kill()
             self._reap()
             outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
+
+    def _set_priority(self, nice: int) -> None:
+        # The launcher is single-threaded until the code comes, and the snippet's
+        # process, forked after that, inherits its priority.
+        with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+            os.setpriority(os.PRIO_PROCESS, self.supervisor, nice)
+            self.nice = nice
+
+    nice = 0
+
+    def raise_priority(self) -> None:
+        """Back to the normal priority, before the code is sent."""
+        if self.nice:
+            self._set_priority(0)
 
     def execute(self, source: bytes, on_tick, tick_seconds: float) -> Outcome:
         """Send the code and watch it to the end. Every figure counts from here."""
@@ -1026,6 +1088,8 @@ class _Watch:
         os.close(self.measurements_read)
         if self.group:
             self.group.destroy()
+        if self.proc is not None:
+            _live_sandboxes.discard(self.proc.pid)
         self._sweep_orphans()
         for pipe in (self.proc.stdout, self.proc.stderr, self.proc.stdin) if self.proc else ():
             pipe.close()
@@ -1036,19 +1100,29 @@ class _Watch:
         # What a killed launcher left was re-parented to us (we are a subreaper): kill
         # and reap those that belong to the run, so nothing runs on or stays a zombie.
         # A worker runs one snippet at a time, so a child of ours that appeared since
-        # the run started, and is not one we started ourselves, is the run's.
-        for pid in _own_children():
-            try:
-                child = psutil.Process(pid)
-                ours = self.seen.get(child.pid) == child.create_time()
-                ours = ours or child.pid == self.init_pid
-                if self.account:
-                    ours = ours or child.uids().real == self.account[0]
-                else:
-                    ours = ours or child.create_time() >= self.started_at - 0.01
-                if not ours or child.pid == (self.proc.pid if self.proc else None):
+        # the run started, and is not one we started ourselves (the sandboxes started
+        # ahead for the next runs), is the run's.
+        with _sandboxes_starting:
+            for pid in _own_children():
+                if pid in _live_sandboxes:
                     continue
-                child.kill()
-                os.waitpid(child.pid, 0)
-            except (psutil.Error, ChildProcessError):
-                pass
+                try:
+                    child = psutil.Process(pid)
+                    ours = self.seen.get(child.pid) == child.create_time()
+                    ours = ours or child.pid == self.init_pid
+                    if self.account:
+                        ours = ours or child.uids().real == self.account[0]
+                    else:
+                        ours = ours or child.create_time() >= self.started_at - 0.01
+                    if not ours or child.pid == (self.proc.pid if self.proc else None):
+                        continue
+                    child.kill()
+                    os.waitpid(child.pid, 0)
+                except (psutil.Error, ChildProcessError):
+                    pass
+
+
+# The sandboxes of this process not yet ended (their first process's pid), and a lock
+# held while one starts: the sweep after a run must not take another's for an orphan.
+_live_sandboxes: set[int] = set()
+_sandboxes_starting = threading.Lock()

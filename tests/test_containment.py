@@ -449,18 +449,34 @@ def test_a_prepared_sandbox_counts_from_the_code_and_serves_one_run(mode):
     assert zombie_children() == []
 
 
-def test_a_sandbox_prepared_in_the_background_lives_until_its_run(mode):
+def test_a_sandbox_prepared_in_the_background_lives_until_its_run(mode, settings):
     # bubblewrap dies with the thread that started it: the preparing thread must stay.
     prepared = limits()
     sandbox.prepare_standby(prepared, background=True)
     time.sleep(0.5)
-    standby = sandbox._standby["watch"]
-    assert not standby._exited(), "the prepared sandbox died before its run"
+    standbys = [watch for _, watch in sandbox._standbys]
+    assert len(standbys) == settings.SANDBOX_STANDBY
+    assert not any(watch._exited() for watch in standbys), "a prepared sandbox died"
     outcome = sandbox.run("print('prepared')", prepared)
     assert outcome.stdout == "prepared\n" and outcome.wall_s < 0.4
-    assert sandbox._standby == {}, "a prepared sandbox serves one run only"
+    left = [watch for _, watch in sandbox._standbys]
+    assert standbys[0] not in left, "a prepared sandbox serves one run only"
+    # The run's sweep for orphans left the other prepared sandboxes alone.
+    assert left == standbys[1:] and not any(watch._exited() for watch in left)
+    assert sandbox.run("print('next')", prepared).stdout == "next\n"
     sandbox.discard_standby()
     assert sandbox_processes() == [] and zombie_children() == []
+
+
+def test_a_prepared_sandbox_waits_at_low_priority_and_runs_at_normal_priority(mode):
+    if os.geteuid() != 0:
+        pytest.skip("only root can raise a process's priority back")
+    prepared = limits()
+    sandbox.prepare_standby(prepared)
+    watch = sandbox._standbys[0][1]
+    assert os.getpriority(os.PRIO_PROCESS, watch.supervisor) == sandbox.STANDBY_NICE
+    outcome = sandbox.run("import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))", prepared)
+    assert outcome.stdout == "0\n", "the snippet ran at the waiting sandbox's low priority"
 
 
 def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
