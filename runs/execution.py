@@ -151,7 +151,8 @@ def current_baseline() -> Baseline:
 def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
     """Run `run`'s code in the sandbox, measure it, and store the result on `run`."""
     beat = heartbeat(kind)
-    run.mark_running(beat.worker.name)
+    if run.status != Run.Status.RUNNING:  # a run handed over directly is already
+        run.mark_running(beat.worker.name)
     try:
         limits = sandbox.Limits.from_settings(run.timeout_s)
         # The run carries its own timeout and grid, filled in when it was submitted.

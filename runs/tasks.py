@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
 
-from . import execution, wakeup
+from . import execution, handoff, wakeup
 from .models import Run
 
 
@@ -20,6 +20,11 @@ def execute_run(run_id: int) -> str:
     run = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).first()
     if run is None:
         return "skipped"  # already run or failed elsewhere: never run twice
+    return run_then_dispatch(run)
+
+
+def run_then_dispatch(run: Run) -> str:
+    """Execute `run`, then hand its client's next waiting run to the workers."""
     try:
         return execution.execute(run).status
     finally:
@@ -27,20 +32,49 @@ def execute_run(run_id: int) -> str:
 
 
 def enqueue(*runs: Run) -> None:
-    """Queue `runs` once the transaction that created them has committed."""
+    """Queue `runs` once the transaction that created them has committed: straight to
+    an idle worker on this machine where there is one (runs.handoff), else through the
+    workers' queue."""
     clients = list(dict.fromkeys(run.client for run in runs))
 
     def send() -> None:
         for client in clients:
-            dispatch(client)
+            if not handoff.offer(client):
+                dispatch(client)
 
     transaction.on_commit(send)
 
 
+def _next_waiting(client: str) -> Run | None:
+    waiting = Run.objects.queued().of_client(client).filter(dispatched_at__isnull=True)
+    return waiting.order_by("created_at", "id").first()
+
+
+def take(client: str, worker: str) -> Run | None:
+    """Claim `client`'s oldest waiting run for `worker`, which runs it at once (a
+    direct hand-off): dispatched and running in one update, under the same rule as
+    `dispatch`."""
+    run = _next_waiting(client)
+    if run is None:
+        return None
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            taken = Run.objects.filter(
+                pk=run.pk, status=Run.Status.QUEUED, dispatched_at__isnull=True
+            ).update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
+    except IntegrityError:
+        return None  # another run of this client is in flight: it goes first
+    if not taken:
+        return None
+    run.dispatched_at = run.started_at = now
+    run.status, run.worker = Run.Status.RUNNING, worker
+    return run
+
+
 def dispatch(client: str) -> bool:
     """Hand `client`'s oldest waiting run to the workers unless one is there already."""
-    waiting = Run.objects.queued().of_client(client).filter(dispatched_at__isnull=True)
-    run = waiting.order_by("created_at", "id").first()
+    run = _next_waiting(client)
     if run is None:
         return False
     try:

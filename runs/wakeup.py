@@ -66,11 +66,14 @@ class Waiter:
         # between notifications.
         self.keepalive = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
 
-    def wait(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
+    def wait(self, timeout: float, also: int | None = None) -> bool:
+        """Sleep until notified, until `timeout`, or until the descriptor `also` is
+        readable; True in that last case."""
+        ready, _, _ = select.select([self.fd] if also is None else [self.fd, also], [], [], timeout)
+        if self.fd in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(self.fd, 4096)
+        return also is not None and also in ready
 
     @classmethod
     def for_run(cls, run_pk: int) -> Waiter:

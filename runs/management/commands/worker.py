@@ -9,7 +9,7 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, measure, retention, sandbox, tasks, wakeup
+from runs import cgroups, execution, handoff, measure, retention, sandbox, tasks, wakeup
 from runs.models import Run
 
 PURGE_CHECK_SECONDS = 60
@@ -27,11 +27,14 @@ def chore(function) -> None:
 
 
 class Worker(QueueWorker):
-    """django-tasks-db's worker, but an idle one wakes as soon as a run is queued here."""
+    """django-tasks-db's worker, but an idle one wakes as soon as a run is queued here,
+    and takes runs handed to it directly (runs.handoff)."""
 
-    def __init__(self, waiter: wakeup.Waiter, **kwargs):
+    def __init__(self, waiter: wakeup.Waiter, name: str, **kwargs):
         super().__init__(**kwargs)
         self.waiter = waiter
+        self.name = name
+        self.listener = handoff.Listener()
 
     def claim(self) -> DBTaskResult | None:
         tasks = DBTaskResult.objects.ready().filter(
@@ -64,15 +67,34 @@ class Worker(QueueWorker):
                 chore(retention.purge_if_due)
             task = self.claim()
             if task is not None:
+                self.listener.close()  # busy: offers go to the queue meanwhile
                 self.run_task(task)
-                if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
-                    return
             elif self.running and time.monotonic() >= next_control:
                 # Idle: measure the host's noise with the fixed control workload.
                 next_control = time.monotonic() + settings.CONTROL_INTERVAL_SECONDS
+                self.listener.close()
                 chore(execution.run_control)
             elif self.running:
-                self.waiter.wait(self.interval)
+                self.listener.open()
+                if self.waiter.wait(self.interval, self.listener.fileno()):
+                    self.take_offer()
+            if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
+                return
+
+    def take_offer(self) -> None:
+        """Run what a web process here handed over, if it is still there to take."""
+        offer = self.listener.accept()
+        if offer is None:
+            return
+        try:
+            run = tasks.take(offer.client, self.name)
+        except Exception:
+            logger.exception("could not take a run handed over")
+            run = None
+        offer.answer(run is not None)
+        if run is not None:
+            tasks.run_then_dispatch(run)
+            self._run_tasks += 1
 
 
 class Command(BaseCommand):
@@ -111,8 +133,10 @@ class Command(BaseCommand):
             f"{baseline.duration_s * 1000:.0f} ms wall ({baseline.isolation})."
         )
         waiter = wakeup.Waiter()
+        handoff.sweep()
         worker = Worker(
             waiter,
+            beat.worker.name,
             queue_names=["default"],
             interval=interval,
             batch=False,
@@ -128,6 +152,7 @@ class Command(BaseCommand):
         try:
             worker.run()
         finally:
+            worker.listener.close()
             waiter.close()
             sandbox.discard_standby()
             execution.stop_heartbeat()

@@ -1,0 +1,161 @@
+"""Hand a new run straight to an idle worker on this machine, past the queue table.
+
+Queueing a run through the table costs a row, a poll (or a wake-up) and a claim: more
+than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
+own in DATA_DIR/handoff/, and only while idle: a busy worker's socket is closed, and
+offering to it costs a refused connect. Once a submission is committed, the web process
+offers its client to one idle worker; the worker claims that client's oldest waiting
+run (the same conditional update as dispatching, so a run still runs once and the
+fair queue's order holds) and answers whether it took one. Anything else (no idle
+worker here, workers on other machines, a refusal, no answer in time) falls back to
+the queue table, which every worker polls.
+
+Nothing here knows about runs: a client's name goes one way, a yes or no the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+TAKEN, NOT_TAKEN = b"taken\n", b"none\n"
+# The worker answers after one database update; past this the queue takes over.
+ANSWER_SECONDS = 1.0
+# A client's name is an address (runs.clients): anything longer is not one.
+MAX_OFFER_BYTES = 256
+
+
+def _directory():
+    return settings.DATA_DIR / "handoff"
+
+
+def offer(client: str) -> bool:
+    """Offer `client`'s next run to an idle worker here; True once one has taken it."""
+    try:
+        paths = [entry.path for entry in os.scandir(_directory())]
+    except OSError:
+        return False
+    random.shuffle(paths)
+    for path in paths:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(ANSWER_SECONDS)
+            try:
+                connection.connect(path)
+                connection.sendall(client.encode() + b"\n")
+                answer = connection.recv(len(TAKEN))
+            except OSError:
+                continue  # busy, gone, or too slow: try the next, then the queue
+        if answer == TAKEN:
+            return True
+        if answer == NOT_TAKEN:
+            return False  # nothing of this client's to take: the next would say so too
+    return False
+
+
+def sweep() -> int:
+    """Remove the sockets of workers that died without closing them (a worker calls
+    it as it starts); how many."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(_directory()):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(entry.path)
+                except ConnectionRefusedError:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+class Offer:
+    """A web process's offer, accepted by a worker: `client`, to be answered once."""
+
+    def __init__(self, connection: socket.socket, client: str):
+        self.connection = connection
+        self.client = client
+
+    def answer(self, taken: bool) -> None:
+        # The web process may have given up meanwhile: it has queued the run instead,
+        # and the claim settled which of the two runs it.
+        with contextlib.suppress(OSError):
+            self.connection.sendall(TAKEN if taken else NOT_TAKEN)
+        self.connection.close()
+
+
+class Listener:
+    """A worker's socket, open while the worker is idle."""
+
+    def __init__(self) -> None:
+        # Short: a socket's path must fit in 108 bytes.
+        self.path = str(_directory() / f"{os.getpid()}.sock")
+        self.sock: socket.socket | None = None
+
+    def open(self) -> None:
+        """Listen for offers (no-op when listening already, or where it cannot)."""
+        if self.sock is not None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            _directory().mkdir(mode=0o700, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            sock.bind(self.path)
+            os.chmod(self.path, 0o600)
+            sock.listen(16)
+            sock.setblocking(False)
+        except OSError as exc:
+            # Runs still reach this worker through the queue, a little later.
+            logger.warning("no direct hand-off at %s: %s", self.path, exc)
+            sock.close()
+            return
+        self.sock = sock
+
+    def close(self) -> None:
+        """Stop listening: offers waiting to be accepted are refused, and go to the
+        queue."""
+        if self.sock is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.sock.close()
+        self.sock = None
+
+    def fileno(self) -> int | None:
+        return self.sock.fileno() if self.sock is not None else None
+
+    def accept(self) -> Offer | None:
+        """The offer waiting, if any. The worker stops listening: it is busy now."""
+        if self.sock is None:
+            return None
+        try:
+            connection, _ = self.sock.accept()
+        except BlockingIOError:
+            return None
+        self.close()
+        connection.settimeout(ANSWER_SECONDS)
+        try:
+            client = _read_line(connection)
+        except (OSError, ValueError):
+            connection.close()
+            return None
+        return Offer(connection, client)
+
+
+def _read_line(connection: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(MAX_OFFER_BYTES)
+        if not chunk or len(data) + len(chunk) > MAX_OFFER_BYTES:
+            raise ValueError("not an offer")
+        data += chunk
+    return data[:-1].decode()
