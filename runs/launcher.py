@@ -10,13 +10,16 @@ descriptor for the snippet's own measurements (sections and the line profile), t
 profiler's interval in microseconds (0 = none), then the paths readable and the paths
 writable, separated by ':' (both empty: no Landlock).
 
-It waits for the snippet on stdin (a worker starts it ahead of the run, so that a run
-pays only for its own code), reports the CPU its start-up took, closes stdin, sets the
-resource limits, and forks:
+It sets the resource limits, waits for the worker's word (a newline on stdin) that it
+is in the run's cgroup, reports the CPU its start-up took, and forks, all before the
+code comes (a worker starts it ahead of the run, so that a run pays only for its own
+code):
 - the child confines itself (a seccomp filter refusing sockets other than AF_UNIX, or
-  every socket, plus new namespaces and io_uring; Landlock where asked) and runs the
-  snippet as `__main__` from ./main.py, so tracebacks and `__file__` look as they would
-  under `python main.py`; if it cannot confine itself it never runs the snippet;
+  every socket, plus new namespaces and io_uring; Landlock where asked), then waits for
+  the snippet on stdin, reports the CPU it spent until then, closes the report
+  descriptor, and runs the snippet as `__main__` from ./main.py, so tracebacks and
+  `__file__` look as they would under `python main.py`; if it cannot confine itself
+  it never runs the snippet;
 - the parent stays behind as the tree's supervisor: a subreaper, so every process the
   snippet leaves behind, daemons included, becomes its child. It reaps them while the
   snippet runs, kills and reaps all of them when the snippet ends (or when the worker
@@ -47,6 +50,7 @@ SCMP_CMP_NE = 1
 SCMP_CMP_MASKED_EQ = 7
 AF_UNIX = 1  # not imported from socket: that import alone costs ~5 ms
 CONFINEMENT_FAILED = 125
+GO = b"\n"  # on stdin, before the code: the sandbox is confined, fork now
 SNIPPET_FILE = "main.py"  # what tracebacks name; runs.models finds the line by it
 # Every namespace flag of clone(2)/unshare(2): a new user namespace hands the snippet
 # full capabilities over fresh kernel objects, the largest attack surface left.
@@ -401,40 +405,36 @@ def main():
     PROFILE["interval"] = int(sys.argv[8]) / 1e6
     read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[9:11])
     try:
-        # Built now, applied in the snippet's process: the building is start-up.
+        # Built now, applied in the snippet's process.
         seccomp = build_seccomp(allow_unix)
         ruleset = build_landlock(read_only, read_write) if read_only or read_write else None
-    except Exception as exc:
-        sys.stderr.write("sandbox: could not confine the snippet: %s\n" % exc)
-        sys.exit(CONFINEMENT_FAILED)
-    # A worker may start us ahead of the run: we wait here, interpreter ready, until
-    # the code arrives. What we spent until then is the start-up, reported at once on
-    # the report descriptor (the snippet never sees it) and not charged to the run.
-    source = sys.stdin.buffer.read()
-    start_up = resource.getrusage(resource.RUSAGE_SELF)
-    os.write(report, b"startup %.6f\n" % (start_up.ru_utime + start_up.ru_stime))
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
-    try:
         set_limits(file_bytes, processes, address_space, open_files)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "PR_SET_CHILD_SUBREAPER failed")
         signal.signal(signal.SIGUSR1, stop)  # the worker's "time is up"
         # Held back until the supervisor waits: a limit can be hit before fork returns.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        # The worker moves us into the run's cgroup, then sends one byte: forking
+        # before that would leave the snippet's process outside the cgroup's limits.
+        if os.read(0, 1) != GO:
+            raise OSError(errno.EPIPE, "the worker did not confine the sandbox")
+        # All of this is start-up, reported on the report descriptor (the snippet
+        # never sees it) and not charged to the run.
+        start_up = resource.getrusage(resource.RUSAGE_SELF)
+        os.write(report, b"startup %.6f\n" % (start_up.ru_utime + start_up.ru_stime))
+        # The snippet's process is forked and confined before the code comes, so that
+        # a run pays only for its own code.
         snippet = os.fork()
     except Exception as exc:
         sys.stderr.write("sandbox: could not confine the snippet: %s\n" % exc)
         sys.exit(CONFINEMENT_FAILED)
     if snippet:
+        read_nothing()  # the code is the snippet's process's to read
         if ruleset is not None:
             os.close(ruleset)
         os.close(measurements)
         supervise(snippet, report)
     try:
-        os.close(report)
         MEASUREMENTS.update(fd=measurements, pid=os.getpid())
         os.set_inheritable(measurements, False)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
@@ -447,11 +447,28 @@ def main():
         sys.stderr.write("sandbox: could not confine the snippet: %s\n" % exc)
         sys.stderr.flush()
         os._exit(CONFINEMENT_FAILED)
+    # A worker starts us ahead of the run: we wait here, confined, until the code
+    # arrives. What this process spent until then is start-up as well: the supervisor
+    # counts it with the snippet's CPU, so it is reported (then the descriptor closed,
+    # before any of the snippet's code runs) and taken off.
+    source = sys.stdin.buffer.read()
+    prepared = resource.getrusage(resource.RUSAGE_SELF)
+    os.write(report, b"prepared %.6f\n" % (prepared.ru_utime + prepared.ru_stime))
+    os.close(report)
+    read_nothing()
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     try:
         status = run_snippet(source)
     except SystemExit as exc:
         status = exit_status(exc)
     finish(status)
+
+
+def read_nothing():
+    """Standard input from /dev/null: a snippet reading it gets end of file."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
 
 
 def exit_status(exc):

@@ -355,6 +355,16 @@ def _exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
+def _children_of(pid: int) -> list[int]:
+    """The children of process `pid`'s main thread."""
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except (OSError, ValueError):
+        return []
+
+
 def _own_children() -> list[int]:
     """This process's children, from each of its threads' list (no /proc scan)."""
     found = []
@@ -724,19 +734,32 @@ class _Watch:
             os.close(self.report_write)
             os.close(self.measurements_write)
         problem = self._confine()
-        if not problem and nice:
-            self._set_priority(nice)
+        if not problem:
+            if nice:
+                self._set_priority(nice)
+            try:
+                self.proc.stdin.write(launcher.GO)
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass  # it died starting; its stderr says why
         if problem:
             self.kill()
             self._reap()
             outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
 
     def _set_priority(self, nice: int) -> None:
-        # The launcher is single-threaded until the code comes, and the snippet's
-        # process, forked after that, inherits its priority.
-        with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
-            os.setpriority(os.PRIO_PROCESS, self.supervisor, nice)
+        # The launcher and the snippet's process, which it forks and which inherits
+        # its priority, are single-threaded until the code comes.
+        supervisor = self.supervisor
+        if supervisor is None:
+            return
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, supervisor, nice)
             self.nice = nice
+        # After the supervisor's: a process it forks meanwhile is listed here.
+        for pid in _children_of(supervisor):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, nice)
 
     nice = 0
 
@@ -764,8 +787,8 @@ class _Watch:
         """Move the launcher into the run's cgroup; what failed, or ''."""
         if not self.group:
             return ""
-        # The launcher reads the code before it runs anything, so moving it into the
-        # cgroup before sending the code puts every process of the snippet inside.
+        # The launcher forks the snippet's process only once told (launcher.GO), so
+        # moving it into the cgroup first puts every process of the snippet inside.
         # The move (one write per v1 hierarchy; one of them often waits 5-20 ms for
         # the kernel) overlaps the interpreter's start.
         launcher = self.supervisor
@@ -885,15 +908,19 @@ class _Watch:
         if self.mode == BUBBLEWRAP and self.init_pid:
             everything += self._reap_adopted(self.init_pid)
         tree = None
+        prepared = 0.0  # the snippet's process's CPU before its code came
         for line in self._report().splitlines():
             words = line.split()
             if len(words) == 2 and words[0] == "startup":
-                self.outcome.startup_cpu_s = float(words[1])
+                self.outcome.startup_cpu_s += float(words[1])
+            elif len(words) == 2 and words[0] == "prepared":
+                prepared = float(words[1])
+                self.outcome.startup_cpu_s += prepared
             elif len(words) == 3:
                 # The supervisor's own word, once it has reaped every process of the
                 # snippet: their status and CPU time (its own, the sandbox's machinery,
                 # is the third figure and not the snippet's).
-                status, tree = int(words[0]), float(words[1])
+                status, tree = int(words[0]), max(float(words[1]) - prepared, 0.0)
         self.outcome.measurements = _drain(self.measurements_read).decode("utf-8", "replace")
         return status, tree, everything
 

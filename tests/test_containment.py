@@ -9,6 +9,7 @@ import errno
 import os
 import pickle
 import socket
+import textwrap
 import time
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def tempfile_dir() -> str:
 
 
 BUSY_THEN_BLOW_UP = """
+import textwrap
 import time
 t = time.process_time()
 while time.process_time() - t < 0.5:
@@ -477,6 +479,19 @@ def test_a_prepared_sandbox_waits_at_low_priority_and_runs_at_normal_priority(mo
     assert os.getpriority(os.PRIO_PROCESS, watch.supervisor) == sandbox.STANDBY_NICE
     outcome = sandbox.run("import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))", prepared)
     assert outcome.stdout == "0\n", "the snippet ran at the waiting sandbox's low priority"
+
+
+def test_a_prepared_sandboxs_snippet_is_inside_its_cgroup(mode):
+    # The snippet's process is forked while the sandbox waits for its run: only once
+    # the worker has moved the launcher into the run's cgroup.
+    prepared = limits(max_processes=8)
+    sandbox.prepare_standby(prepared)
+    time.sleep(0.5)
+    outcome = sandbox.run(textwrap.dedent(ENDINGS["processes"][0]), prepared)
+    if "cgroup" in outcome.isolation:
+        assert outcome.limit == "processes", outcome
+    sandbox.discard_standby()
+    assert sandbox_processes() == [] and zombie_children() == []
 
 
 def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from django.conf import settings
 
-from runs import sandbox
+from runs import launcher, sandbox
 
 from .conftest import limits, run, sandbox_processes
 
@@ -267,7 +267,7 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     code = f"import os\nos.kill({os.getpid()}, 15)\n"
     result = subprocess.run(
         command,
-        input=code.encode(),
+        input=launcher.GO + code.encode(),  # no cgroup to wait for: go at once
         capture_output=True,
         cwd=tmp_path,
         timeout=30,
@@ -277,7 +277,8 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     os.close(measurements_write)
     os.close(measurements_read)
     with os.fdopen(report_read) as report:
-        # "startup <cpu>" when the code arrived, then "<status> <cpu> <cpu>" at the end.
+        # "startup <cpu>", "prepared <cpu>" when the code arrived, then
+        # "<status> <cpu> <cpu>" at the end.
         status = int(report.read().splitlines()[-1].split()[0])
     assert os.waitstatus_to_exitcode(status) == 1
     assert b"PermissionError" in result.stderr
