@@ -142,7 +142,6 @@ def run(request: HttpRequest, payload: dict) -> JsonResponse:
     # Waiters are bounded (runs.waiting): past the bound the answer is 202 at once.
     if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS):
         return _accepted(request, submitted)
-    submitted.refresh_from_db()
     return JsonResponse(submitted.as_dict())
 
 

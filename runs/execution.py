@@ -158,20 +158,27 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
         # The run carries its own timeout and grid, filled in when it was submitted.
         session = measure.Session(run.country_iso_code, run.region)
         progress = _Progress(run, session)
-        outcome = sandbox.run(
+        with sandbox.executed(
             run.code, limits, on_tick=progress.tick, tick_seconds=settings.LIVE_SAMPLE_SECONDS
-        )
-        figures = session.finish(outcome)
-        progress.finish(outcome)
-        run.power_samples = progress.samples
-        run.apply_baseline(current_baseline())
-        run.finish(outcome, figures)
+        ) as outcome:
+            figures = session.finish(outcome)
+            progress.finish(outcome)
+            run.power_samples = progress.samples
+            run.apply_baseline(current_baseline())
+            run.finish(outcome, figures)
+            # Stored: told now, while the sandbox's teardown goes on.
+            wakeup.notify_run(run.pk)
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         run.fail(f"The sandbox is not available on this server: {exc}")
     except Exception:
-        logger.exception("run %s failed in our code", run.public_id)
-        run.fail("Something went wrong on our side while running this snippet; it has been logged.")
+        if run.is_over:  # stored already: the teardown failed, not the run
+            logger.exception("ending the sandbox of run %s failed", run.public_id)
+        else:
+            logger.exception("run %s failed in our code", run.public_id)
+            run.fail(
+                "Something went wrong on our side while running this snippet; it has been logged."
+            )
     wakeup.notify_run(run.pk)
     if kind == Worker.Kind.QUEUE:
         prepare_next_sandbox()

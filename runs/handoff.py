@@ -4,13 +4,13 @@ Queueing a run through the table costs a row, a poll (or a wake-up) and a claim:
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
 own in DATA_DIR/handoff/, and only while idle: a busy worker's socket is closed, and
 offering to it costs a refused connect. Once a submission is committed, the web process
-offers its client to one idle worker; the worker claims that client's oldest waiting
-run (the same conditional update as dispatching, so a run still runs once and the
-fair queue's order holds) and answers whether it took one. Anything else (no idle
-worker here, workers on other machines, a refusal, no answer in time) falls back to
-the queue table, which every worker polls.
+offers the run itself (its row, serialized) to one idle worker; the worker claims it
+(a conditional update under the fair queue's rule, so a run still runs once) and
+answers whether it took it. Anything else (no idle worker here, workers on other
+machines, a refusal, no answer in time) falls back to the queue table, which every
+worker polls.
 
-Nothing here knows about runs: a client's name goes one way, a yes or no the other.
+Nothing here knows about runs: a payload goes one way, a yes or no the other.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import socket
+import struct
 
 from django.conf import settings
 
@@ -28,16 +29,17 @@ logger = logging.getLogger(__name__)
 TAKEN, NOT_TAKEN = b"taken\n", b"none\n"
 # The worker answers after one database update; past this the queue takes over.
 ANSWER_SECONDS = 1.0
-# A client's name is an address (runs.clients): anything longer is not one.
-MAX_OFFER_BYTES = 256
+# A run's row, serialized: its code (escaped, at worst 6 bytes a byte) and the rest.
+MAX_OFFER_BYTES = settings.MAX_CODE_BYTES * 6 + 64 * 1024
+LENGTH = struct.Struct("!I")
 
 
 def _directory():
     return settings.DATA_DIR / "handoff"
 
 
-def offer(client: str) -> bool:
-    """Offer `client`'s next run to an idle worker here; True once one has taken it."""
+def offer(payload: bytes) -> bool:
+    """Offer `payload` (a run) to an idle worker here; True once one has taken it."""
     try:
         paths = [entry.path for entry in os.scandir(_directory())]
     except OSError:
@@ -48,14 +50,14 @@ def offer(client: str) -> bool:
             connection.settimeout(ANSWER_SECONDS)
             try:
                 connection.connect(path)
-                connection.sendall(client.encode() + b"\n")
+                connection.sendall(LENGTH.pack(len(payload)) + payload)
                 answer = connection.recv(len(TAKEN))
             except OSError:
                 continue  # busy, gone, or too slow: try the next, then the queue
         if answer == TAKEN:
             return True
         if answer == NOT_TAKEN:
-            return False  # nothing of this client's to take: the next would say so too
+            return False  # not to be taken now: the next worker would say so too
     return False
 
 
@@ -78,11 +80,11 @@ def sweep() -> int:
 
 
 class Offer:
-    """A web process's offer, accepted by a worker: `client`, to be answered once."""
+    """A web process's offer, accepted by a worker: `payload`, to be answered once."""
 
-    def __init__(self, connection: socket.socket, client: str):
+    def __init__(self, connection: socket.socket, payload: bytes):
         self.connection = connection
-        self.client = client
+        self.payload = payload
 
     def answer(self, taken: bool) -> None:
         # The web process may have given up meanwhile: it has queued the run instead,
@@ -144,18 +146,25 @@ class Listener:
         self.close()
         connection.settimeout(ANSWER_SECONDS)
         try:
-            client = _read_line(connection)
+            payload = _read_payload(connection)
         except (OSError, ValueError):
             connection.close()
             return None
-        return Offer(connection, client)
+        return Offer(connection, payload)
 
 
-def _read_line(connection: socket.socket) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = connection.recv(MAX_OFFER_BYTES)
-        if not chunk or len(data) + len(chunk) > MAX_OFFER_BYTES:
-            raise ValueError("not an offer")
+def _read_payload(connection: socket.socket) -> bytes:
+    (length,) = LENGTH.unpack(_read_exactly(connection, LENGTH.size))
+    if length > MAX_OFFER_BYTES:
+        raise ValueError("not an offer")
+    return _read_exactly(connection, length)
+
+
+def _read_exactly(connection: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = connection.recv(min(size - len(data), 65536))
+        if not chunk:
+            raise ValueError("the offer ended early")
         data += chunk
-    return data[:-1].decode()
+    return bytes(data)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from .models import Run
@@ -27,8 +27,19 @@ class Refusal:
 
 def check(client: str, runs: int = 1) -> Refusal | None:
     """Why `client` may not queue `runs` more runs now, or None."""
+    now = timezone.now()
+    minute_ago, hour_ago = now - timedelta(minutes=1), now - timedelta(hours=1)
+    # One read of this client's rows in flight or of the last two hours (a run that
+    # finished in the last hour started in them): at most what the limits let in.
     mine = Run.objects.of_client(client)
-    waiting = mine.waiting_or_running().count()
+    counts = mine.filter(
+        Q(status__in=Run.IN_FLIGHT) | Q(created_at__gte=now - timedelta(hours=2))
+    ).aggregate(
+        waiting=Count("pk", filter=Q(status__in=Run.IN_FLIGHT)),
+        recent=Count("pk", filter=Q(created_at__gte=minute_ago)),
+        used=Sum("cpu_seconds", filter=Q(finished_at__gte=hour_ago)),
+    )
+    waiting = counts["waiting"]
     cap = settings.LIMIT_QUEUED_RUNS_PER_CLIENT
     if waiting + runs > cap:
         if runs > cap:
@@ -40,15 +51,13 @@ def check(client: str, runs: int = 1) -> Refusal | None:
                 "finish."
             )
         return Refusal(message, 429, 5)
-    now = timezone.now()
-    minute_ago = now - timedelta(minutes=1)
-    recent = list(
-        mine.filter(created_at__gte=minute_ago)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)[: settings.LIMIT_RUNS_PER_MINUTE + 1]
-    )
     per_minute = settings.LIMIT_RUNS_PER_MINUTE
-    if len(recent) + runs > per_minute:
+    if counts["recent"] + runs > per_minute:
+        recent = list(
+            mine.filter(created_at__gte=minute_ago)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)[: per_minute + 1]
+        )
         # Come back when enough of the last minute's runs have aged out of it.
         index = min(len(recent) + runs - per_minute, len(recent)) - 1
         wait = (recent[index] - minute_ago).total_seconds() if index >= 0 else 60
@@ -57,12 +66,7 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             429,
             max(math.ceil(wait), 1),
         )
-    used = (
-        mine.filter(finished_at__gte=now - timedelta(hours=1)).aggregate(Sum("cpu_seconds"))[
-            "cpu_seconds__sum"
-        ]
-        or 0.0
-    )
+    used = counts["used"] or 0.0
     budget = settings.LIMIT_CPU_SECONDS_PER_HOUR
     if used >= budget:
         return Refusal(

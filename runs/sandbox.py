@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -470,9 +470,23 @@ def run(
 
     In the sandbox prepared ahead for this process (`prepare_standby`) when there is one
     with these limits, else in a new one."""
+    with executed(code, limits, on_tick, tick_seconds) as outcome:
+        return outcome
+
+
+@contextlib.contextmanager
+def executed(
+    code: str,
+    limits: Limits,
+    on_tick: Callable[[Tick], None] | None = None,
+    tick_seconds: float = 0.5,
+) -> Iterator[Outcome]:
+    """`run`, with the outcome in hand as soon as the snippet's processes are gone: the
+    sandbox's own teardown (bubblewrap's exit, the cgroup) waits until the block ends,
+    so a worker can store and answer first."""
     watch = _take_standby(limits) or _launch(limits)
     try:
-        return watch.execute(code.encode(), on_tick, tick_seconds)
+        yield watch.execute(code.encode(), on_tick, tick_seconds)
     finally:
         watch.cleanup()
 
@@ -687,6 +701,9 @@ class _Watch:
         self.init_pid: int | None = None
         self.started_at = time.time()
         self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
+        self.report = b""  # what the supervisor reported so far
+        # The supervisor has reported the end: every process of the snippet is gone.
+        self.reported = False
         self.outcome = Outcome(
             isolation=self.describe_isolation(), python_version=python_version(_python())
         )
@@ -744,7 +761,7 @@ class _Watch:
                 pass  # it died starting; its stderr says why
         if problem:
             self.kill()
-            self._reap()
+            self._wait_sandbox()
             outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
 
     def _set_priority(self, nice: int) -> None:
@@ -811,6 +828,9 @@ class _Watch:
         for fd in streams:
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
+        # The supervisor's report ends the run the moment it comes, before bubblewrap
+        # has exited (it and the launcher hold the output pipes open until then).
+        selector.register(self.report_read, selectors.EVENT_READ)
         deadline = started + limits.timeout_s
         # The first tick comes early: a snippet's first output shows at once.
         next_tick = started + min(tick_seconds, FIRST_TICK_SECONDS)
@@ -840,7 +860,7 @@ class _Watch:
                 cpu = max(self._cpu_seconds() - self.cpu_before_code, 0.0)
                 on_tick(Tick(now - started, cpu, memory, stdout.text(), stderr.text()))
             timeout = max(0.0, min(deadline, next_check, next_tick) - now)
-            if not selector.get_map():
+            if not any(fd in selector.get_map() for fd in streams):
                 # Both pipes closed: the sandbox is exiting; bubblewrap follows its
                 # launcher within a millisecond or so.
                 exited = self._exited()
@@ -850,12 +870,14 @@ class _Watch:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
+                elif key.fd == self.report_read:
+                    exited = self._read_report(chunk)
                 elif streams[key.fd].feed(chunk):
                     outcome.limit = "output"
                     exited = True
         end = time.monotonic()
         outcome.memory_byte_seconds += memory * (end - last_check)
-        if not self._exited():
+        if not self.reported and not self._exited():
             self.stop()
         # Drain what the snippet wrote before it stopped (pipes may still hold data).
         for fd, stream in streams.items():
@@ -864,10 +886,18 @@ class _Watch:
         selector.close()
         self._post_mortem(end - started, stdout, stderr)
 
+    def _read_report(self, chunk: bytes) -> bool:
+        """Keep what the supervisor reported; True once it has reported the end."""
+        self.report = (self.report + chunk)[:MEASUREMENTS_BYTES]
+        self.reported = any(len(line.split()) == 3 for line in self.report.splitlines())
+        return self.reported
+
     def _post_mortem(self, wall_s: float, stdout: _Stream, stderr: _Stream) -> None:
         """Once the tree is gone: its status, CPU, memory, and how the run ended."""
         outcome, limits = self.outcome, self.limits
-        status, snippet_cpu, everything_cpu = self._reap()
+        # With a cgroup, everything left to know is known once the supervisor has
+        # reported; without one, bubblewrap's wait status carries the peak memory.
+        status, snippet_cpu, everything_cpu = self._reap(wait=not (self.reported and self.group))
         outcome.wall_s = wall_s
         outcome.exit_code = os.waitstatus_to_exitcode(status)
         if snippet_cpu is not None:
@@ -895,20 +925,15 @@ class _Watch:
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
-    def _reap(self) -> tuple[int, float | None, float]:
-        """Wait for the sandbox: (the snippet's wait status; the CPU-seconds of the
-        snippet's processes as the supervisor counted them, None where it could not
-        report; all the CPU bubblewrap waited for, start-up included)."""
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        # Everything bubblewrap waited for, the launcher's start-up included.
-        everything = usage.ru_utime + usage.ru_stime
-        self.outcome.peak_memory_bytes = max(self.outcome.peak_memory_bytes, usage.ru_maxrss * 1024)
-        # If bubblewrap died before its child, that child (the launcher) is ours now.
-        if self.mode == BUBBLEWRAP and self.init_pid:
-            everything += self._reap_adopted(self.init_pid)
+    def _reap(self, wait: bool = True) -> tuple[int, float | None, float]:
+        """(the snippet's wait status; the CPU-seconds of the snippet's processes as
+        the supervisor counted them, None where it could not report; all the CPU
+        bubblewrap waited for, start-up included, with `wait` only: waiting for the
+        sandbox to exit, which `cleanup` does otherwise)."""
+        status, everything = self._wait_sandbox() if wait else (0, 0.0)
         tree = None
         prepared = 0.0  # the snippet's process's CPU before its code came
+        self.outcome.startup_cpu_s = 0.0
         for line in self._report().splitlines():
             words = line.split()
             if len(words) == 2 and words[0] == "startup":
@@ -924,8 +949,22 @@ class _Watch:
         self.outcome.measurements = _drain(self.measurements_read).decode("utf-8", "replace")
         return status, tree, everything
 
+    def _wait_sandbox(self) -> tuple[int, float]:
+        """Wait for bubblewrap (or the launcher) to exit: its wait status, and the CPU
+        of everything it waited for."""
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        # Everything bubblewrap waited for, the launcher's start-up included.
+        everything = usage.ru_utime + usage.ru_stime
+        self.outcome.peak_memory_bytes = max(self.outcome.peak_memory_bytes, usage.ru_maxrss * 1024)
+        # If bubblewrap died before its child, that child (the launcher) is ours now.
+        if self.mode == BUBBLEWRAP and self.init_pid:
+            everything += self._reap_adopted(self.init_pid)
+        return status, everything
+
     def _report(self) -> str:
-        return _drain(self.report_read).decode("ascii", errors="replace")
+        self.report = (self.report + _drain(self.report_read))[:MEASUREMENTS_BYTES]
+        return self.report.decode("ascii", errors="replace")
 
     def _reap_adopted(self, pid: int) -> float:
         deadline = time.monotonic() + 2
@@ -1109,8 +1148,11 @@ class _Watch:
 
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
-            self.kill()
-            self._reap()
+            # After a reported end the sandbox is on its way out: let it go, unless
+            # it takes too long.
+            if not (self.reported and self._wait_exit(STOP_GRACE_SECONDS)):
+                self.kill()
+            self._wait_sandbox()
         os.close(self.report_read)
         os.close(self.measurements_read)
         if self.group:

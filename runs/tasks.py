@@ -7,6 +7,7 @@ in progress: round robin falls out of it. The database keeps the invariant (a pa
 unique constraint, `run_one_dispatched_per_client`) for every web process and worker.
 """
 
+from django.core import serializers
 from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
@@ -35,11 +36,13 @@ def enqueue(*runs: Run) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
     an idle worker on this machine where there is one (runs.handoff), else through the
     workers' queue."""
-    clients = list(dict.fromkeys(run.client for run in runs))
+    first = {}  # each client's first run: the others follow it through the queue
+    for run in runs:
+        first.setdefault(run.client, run)
 
     def send() -> None:
-        for client in clients:
-            if not handoff.offer(client):
+        for client, run in first.items():
+            if not handoff.offer(serializers.serialize("json", [run]).encode()):
                 dispatch(client)
 
     transaction.on_commit(send)
@@ -50,12 +53,13 @@ def _next_waiting(client: str) -> Run | None:
     return waiting.order_by("created_at", "id").first()
 
 
-def take(client: str, worker: str) -> Run | None:
-    """Claim `client`'s oldest waiting run for `worker`, which runs it at once (a
-    direct hand-off): dispatched and running in one update, under the same rule as
-    `dispatch`."""
-    run = _next_waiting(client)
-    if run is None:
+def take(offered: bytes, worker: str) -> Run | None:
+    """Claim the run a web process handed over (`enqueue`) for `worker`, which runs it
+    at once: dispatched and running in one conditional update, under the same rule as
+    `dispatch` (one run of a client in flight). The row comes with the offer, so
+    nothing is read before the run starts."""
+    run = next(serializers.deserialize("json", offered)).object
+    if not isinstance(run, Run):
         return None
     now = timezone.now()
     try:

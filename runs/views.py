@@ -163,7 +163,6 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
         # for); a longer one as soon as it has printed something.
         waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True)
-        run.refresh_from_db()
         context = _run_context(run) | {"clear_errors": True}
         response = render(request, "runs/detail.html#run", context, status=201)
         return push_url(response, run.get_absolute_url())

@@ -21,10 +21,11 @@ _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 
 
 def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
-    """Wait up to `seconds` for `run` to end (refreshing its status), or with
-    `until_output` for it to end or print; False without a free slot or when it is
-    still going."""
+    """Wait up to `seconds` for `run` to end, or with `until_output` for it to end or
+    print; False without a free slot or when it is still going. Either way `run` is
+    read afresh from the database."""
     if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
+        run.refresh_from_db()
         return False
     waiter = None
     try:
@@ -49,7 +50,6 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
 
 
 def _settled(run: Run, until_output: bool) -> bool:
-    run.refresh_from_db(fields=["status"])
-    if run.is_over:
-        return True
-    return until_output and Run.objects.filter(pk=run.pk).exclude(stdout="").exists()
+    # The whole row, one query: the caller answers with it.
+    run.refresh_from_db()
+    return run.is_over or (until_output and run.stdout != "")

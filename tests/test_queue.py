@@ -5,6 +5,7 @@ import signal
 from pathlib import Path
 
 import psutil
+from django.core import serializers
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
@@ -63,7 +64,9 @@ def test_a_busy_worker_takes_no_hand_over_and_the_queue_carries_the_run(start_wo
     busy = submit("import time\nprint('busy', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: Run.objects.get(pk=busy.pk).stdout == "busy\n")
     assert listening_workers() == [], "a busy worker listens for hand-overs"
-    assert not handoff.offer("b"), "a busy worker took a hand-over"
+    offered = serializers.serialize("json", [Run.objects.submit("print(1)", client="b")])
+    assert not handoff.offer(offered.encode()), "a busy worker took a hand-over"
+    Run.objects.filter(client="b").delete()
 
     queued = submit("print('queued')", client="b")
     done = wait_for(lambda: finished(queued), timeout=60)
@@ -81,7 +84,8 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
     first = submit("import time\nprint('first', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: Run.objects.get(pk=first.pk).stdout == "first\n")
     second = Run.objects.submit("print('second')", client="a")
-    assert not handoff.offer("a"), "the idle worker took a second run of the same client"
+    offered = serializers.serialize("json", [second]).encode()
+    assert not handoff.offer(offered), "the idle worker took a second run of the same client"
     assert Run.objects.get(pk=second.pk).status == Run.Status.QUEUED
     enqueue(second)
     done = wait_for(lambda: finished(second), timeout=60)

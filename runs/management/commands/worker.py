@@ -87,7 +87,7 @@ class Worker(QueueWorker):
         if offer is None:
             return
         try:
-            run = tasks.take(offer.client, self.name)
+            run = tasks.take(offer.payload, self.name)
         except Exception:
             logger.exception("could not take a run handed over")
             run = None
