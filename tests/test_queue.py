@@ -173,11 +173,11 @@ def test_a_worker_keeps_no_zombie_and_every_cpu_second_of_killed_runs(start_work
     children = psutil.Process(worker.proc.pid).children()
     assert [c for c in children if c.status() == psutil.STATUS_ZOMBIE] == []
     # Nothing of the runs is left: the children are the next runs' sandboxes, waiting
-    # for code (bubblewrap, its launcher, and the launcher's one process waiting for
-    # the code, which nothing has reached).
+    # for code (bubblewrap, its launcher, and, once the launcher has started, its one
+    # process waiting for the code, which nothing has reached).
     assert len(children) <= settings.SANDBOX_STANDBY, children
     for child in children:
-        assert len(child.children(recursive=True)) == 2, child.children(recursive=True)
+        assert 1 <= len(child.children(recursive=True)) <= 2, child.children(recursive=True)
     assert all(run.startup_cpu_seconds > 0 for run in runs)
 
 
