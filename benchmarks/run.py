@@ -114,7 +114,8 @@ def bench_energy(repeats: int = 3) -> None:
     ratio = statistics.median(two) / statistics.median(one)
     line("busy 2 s / busy 1 s", f"{ratio:.3f}", "2.00 ± 0.05", abs(ratio - 2) <= 0.05)
     sleep_share = statistics.median(idle) / statistics.median(one)
-    line("sleep(1) / busy 1 s", f"{sleep_share:.2%}", "<= 2%", sleep_share <= 0.02)
+    # Raw, as a user reads it: the sandbox prepared ahead charges only the snippet's code.
+    line("sleep(1) / busy 1 s, raw", f"{sleep_share:.2%}", "<= 0.5%", sleep_share <= 0.005)
     start_up = statistics.median(empty)
     net = (statistics.median(idle) - start_up) / (statistics.median(one) - start_up)
     line("  the same, start-up baseline (`pass`) subtracted", f"{net:.2%}", "<= 2%", net <= 0.02)
