@@ -598,11 +598,6 @@ def discard_standby() -> None:
         watch.cleanup()
 
 
-def standby_count() -> int:
-    with _standbys_changed:
-        return len(_standbys)
-
-
 def _take_standby(limits: Limits) -> _Watch | None:
     """The oldest sandbox started ahead with these limits, taken out of the pool; if
     none is there but one is being started, that one (sooner than starting another)."""
@@ -704,6 +699,7 @@ class _Watch:
         self.report = b""  # what the supervisor reported so far
         # The supervisor has reported the end: every process of the snippet is gone.
         self.reported = False
+        self.nice = 0  # the priority it waits at, until taken for a run
         self.outcome = Outcome(
             isolation=self.describe_isolation(), python_version=python_version(_python())
         )
@@ -777,8 +773,6 @@ class _Watch:
         for pid in _children_of(supervisor):
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, pid, nice)
-
-    nice = 0
 
     def raise_priority(self) -> None:
         """Back to the normal priority, before the code is sent."""
