@@ -70,6 +70,10 @@ class RunQuerySet(models.QuerySet):
     def queued(self) -> RunQuerySet:
         return self.filter(status=Run.Status.QUEUED)
 
+    def undispatched(self) -> RunQuerySet:
+        """Queued runs not yet handed to the workers (runs.tasks)."""
+        return self.queued().filter(dispatched_at__isnull=True)
+
     def waiting_or_running(self) -> RunQuerySet:
         return self.filter(status__in=Run.IN_FLIGHT)
 
@@ -252,9 +256,9 @@ class Run(models.Model):
         if self.dispatched_at:
             return sent.filter(dispatched_at__lt=self.dispatched_at).count() + 1
         own = (
-            Run.objects.queued()
+            Run.objects.undispatched()
             .of_client(self.client)
-            .filter(dispatched_at__isnull=True, created_at__lt=self.created_at)
+            .filter(created_at__lt=self.created_at)
             .count()
         )
         return sent.count() + own + 1

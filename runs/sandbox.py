@@ -747,18 +747,18 @@ class _Watch:
             os.close(self.report_write)
             os.close(self.measurements_write)
         problem = self._confine()
-        if not problem:
-            if nice:
-                self._set_priority(nice)
-            try:
-                self.proc.stdin.write(launcher.GO)
-                self.proc.stdin.flush()
-            except BrokenPipeError:
-                pass  # it died starting; its stderr says why
         if problem:
             self.kill()
             self._wait_sandbox()
             outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
+            return
+        if nice:
+            self._set_priority(nice)
+        try:
+            self.proc.stdin.write(launcher.GO)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died starting; its stderr says why
 
     def _set_priority(self, nice: int) -> None:
         # The launcher and the snippet's process, which it forks and which inherits
@@ -1039,11 +1039,9 @@ class _Watch:
     def _sandbox_init(self) -> int | None:
         """PID (on the host) of the launcher, PID 1 of the sandbox's namespace."""
         deadline = time.monotonic() + INIT_WAIT_SECONDS
-        path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
         while self.init_pid is None:
-            with contextlib.suppress(OSError, ValueError):
-                children = Path(path).read_text().split()
-                self.init_pid = int(children[0]) if children else None
+            children = _children_of(self.proc.pid)
+            self.init_pid = children[0] if children else None
             if self.init_pid or time.monotonic() > deadline or self._exited():
                 break
             time.sleep(0.0002)

@@ -49,8 +49,7 @@ def enqueue(*runs: Run) -> None:
 
 
 def _next_waiting(client: str) -> Run | None:
-    waiting = Run.objects.queued().of_client(client).filter(dispatched_at__isnull=True)
-    return waiting.order_by("created_at", "id").first()
+    return Run.objects.undispatched().of_client(client).order_by("created_at", "id").first()
 
 
 def take(offered: bytes, worker: str) -> Run | None:
@@ -64,9 +63,11 @@ def take(offered: bytes, worker: str) -> Run | None:
     now = timezone.now()
     try:
         with transaction.atomic():
-            taken = Run.objects.filter(
-                pk=run.pk, status=Run.Status.QUEUED, dispatched_at__isnull=True
-            ).update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
+            taken = (
+                Run.objects.undispatched()
+                .filter(pk=run.pk)
+                .update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
+            )
     except IntegrityError:
         return None  # another run of this client is in flight: it goes first
     if not taken:
@@ -84,9 +85,7 @@ def dispatch(client: str) -> bool:
     try:
         with transaction.atomic():
             # Refused by the database while another run of this client is in flight.
-            sent = Run.objects.filter(
-                pk=run.pk, status=Run.Status.QUEUED, dispatched_at__isnull=True
-            ).update(dispatched_at=timezone.now())
+            sent = Run.objects.undispatched().filter(pk=run.pk).update(dispatched_at=timezone.now())
             if sent:
                 execute_run.enqueue(run.pk)
     except IntegrityError:
@@ -101,8 +100,7 @@ def dispatch_waiting() -> int:
     say); workers call it on every heartbeat."""
     in_flight = Run.objects.waiting_or_running().filter(dispatched_at__isnull=False)
     clients = (
-        Run.objects.queued()
-        .filter(dispatched_at__isnull=True)
+        Run.objects.undispatched()
         .exclude(client__in=in_flight.values("client"))
         .values_list("client", flat=True)
         .distinct()
