@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import statistics
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -148,41 +149,69 @@ def current_baseline() -> Baseline:
     return _baseline
 
 
-def execute(run: Run, kind: str = Worker.Kind.QUEUE) -> Run:
-    """Run `run`'s code in the sandbox, measure it, and store the result on `run`."""
+class _Claim:
+    """Whether this worker may store a run: at once for a run it took from the queue;
+    for one handed over directly, the answer of `claim` (runs.tasks.claim), asked once,
+    while the code starts or before a failure is stored."""
+
+    def __init__(self, claim: Callable[[], bool] | None):
+        self.claim = claim
+        self.granted = None if claim else True
+
+    def __call__(self) -> bool:
+        if self.granted is None:
+            self.granted = self.claim()
+        return self.granted
+
+
+def execute(run: Run, kind: str = Worker.Kind.QUEUE, claim=None) -> Run | None:
+    """Run `run`'s code in the sandbox, measure it, and store the result on `run`.
+
+    A run handed over directly comes unclaimed, with `claim`: the database is asked
+    while its code starts, and if the run is not this worker's after all, the sandbox
+    is ended and nothing stored (None)."""
     beat = heartbeat(kind)
-    if run.status != Run.Status.RUNNING:  # a run handed over directly is already
+    claimed = _Claim(claim)
+    if claim is None:
         run.mark_running(beat.worker.name)
     try:
         limits = sandbox.Limits.from_settings(run.timeout_s)
         # The run carries its own timeout and grid, filled in when it was submitted.
-        session = measure.Session(run.country_iso_code, run.region)
-        progress = _Progress(run, session)
-        with sandbox.executed(
-            run.code, limits, on_tick=progress.tick, tick_seconds=settings.LIVE_SAMPLE_SECONDS
-        ) as outcome:
-            figures = session.finish(outcome)
-            progress.finish(outcome)
-            run.power_samples = progress.samples
-            run.apply_baseline(current_baseline())
-            run.finish(outcome, figures)
-            # Stored: told now, while the sandbox's teardown goes on.
-            wakeup.notify_run(run.pk)
+        with measure.Session(run.country_iso_code, run.region) as session:
+            progress = _Progress(run, session)
+            with sandbox.executed(
+                run.code,
+                limits,
+                on_tick=progress.tick,
+                tick_seconds=settings.LIVE_SAMPLE_SECONDS,
+                on_start=claimed,
+            ) as outcome:
+                figures = session.finish(outcome)
+                progress.finish(outcome)
+                run.power_samples = progress.samples
+                run.apply_baseline(current_baseline())
+                run.finish(outcome, figures)
+                # Stored: told now, while the sandbox's teardown goes on.
+                wakeup.notify_run(run.pk)
+    except sandbox.Abandoned:
+        pass  # not ours: its sandbox is ended, nothing stored
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
-        run.fail(f"The sandbox is not available on this server: {exc}")
+        if claimed():
+            run.fail(f"The sandbox is not available on this server: {exc}")
     except Exception:
         if run.is_over:  # stored already: the teardown failed, not the run
             logger.exception("ending the sandbox of run %s failed", run.public_id)
-        else:
+        elif claimed():
             logger.exception("run %s failed in our code", run.public_id)
             run.fail(
                 "Something went wrong on our side while running this snippet; it has been logged."
             )
-    wakeup.notify_run(run.pk)
+    if claimed():
+        wakeup.notify_run(run.pk)
     if kind == Worker.Kind.QUEUE:
         prepare_next_sandbox()
-    return run
+    return run if claimed() else None
 
 
 # A fixed, CPU-bound workload of about 0.2 s: the same work every time, so the spread

@@ -124,9 +124,7 @@ def tracker_for(country: str, region: str = ""):
 
 def warm(country: str | None = None, region: str | None = None) -> None:
     """Pay CodeCarbon's one-off hardware detection now, not in the first run."""
-    session = Session(country, region)
-    session.tracker.stop_task(session.task)
-    session.forget()
+    Session(country, region).end()
 
 
 @dataclass(frozen=True)
@@ -208,7 +206,31 @@ class Session:
         self.task = uuid.uuid4().hex
         self.machine_cpu_start = _machine_cpu_seconds()
         self.tracker.start_task(self.task)
+        self.stopped = False
         self.hardware = _hardware_of(self.tracker)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.end()
+
+    def end(self) -> None:
+        """Stop measuring, if `finish` has not: a task left open (a run that ended in
+        an exception) makes the tracker refuse every later one ("A task is already
+        under measure"), and every later run of this grid fails."""
+        if not self.stopped:
+            self._stop()
+
+    def _stop(self):
+        """Stop CodeCarbon's task, once; its figures."""
+        self.stopped = True
+        task = self.tracker.stop_task(self.task)
+        # CodeCarbon keeps every finished task forever (~2.6 KB each); we have read
+        # ours, so drop it and the tracker's memory stays flat in a long-lived worker.
+        # (_tasks is private: see Hardware.of on the pinned version.)
+        self.tracker._tasks.pop(self.task, None)
+        return task
 
     def live_watts(self, cpu_threads_busy: float, memory_bytes: int) -> float:
         """The snippet's power right now: busy threads and memory share (GPU excluded)."""
@@ -217,9 +239,8 @@ class Session:
         return cpu_threads_busy * hw.watts_per_thread + hw.ram_w * ram_share
 
     def finish(self, outcome: Outcome) -> Figures:
-        task = self.tracker.stop_task(self.task)
+        task = self._stop()
         machine_cpu = max(_machine_cpu_seconds() - self.machine_cpu_start, outcome.cpu_s)
-        self.forget()
         hw = self.hardware
         if hw.cpu_measured and machine_cpu > 0:
             cpu_kwh = task.cpu_energy * min(outcome.cpu_s / machine_cpu, 1.0)
@@ -248,12 +269,6 @@ class Session:
             region=self.region,
             provenance=self.provenance(task) | {"python": outcome.python_version},
         )
-
-    def forget(self) -> None:
-        # CodeCarbon keeps every finished task forever (~2.6 KB each); we have read
-        # ours, so drop it and the tracker's memory stays flat in a long-lived worker.
-        # (_tasks is private: see Hardware.of on the pinned version.)
-        self.tracker._tasks.pop(self.task, None)
 
     def provenance(self, task) -> dict:
         hw = self.hardware

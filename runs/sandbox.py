@@ -64,6 +64,10 @@ class SandboxUnavailable(RuntimeError):
     """The sandbox cannot run snippets on this host as configured."""
 
 
+class Abandoned(Exception):
+    """The caller refused the run once its code was in the sandbox (`on_start`)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float
@@ -480,13 +484,18 @@ def executed(
     limits: Limits,
     on_tick: Callable[[Tick], None] | None = None,
     tick_seconds: float = 0.5,
+    on_start: Callable[[], bool] | None = None,
 ) -> Iterator[Outcome]:
     """`run`, with the outcome in hand as soon as the snippet's processes are gone: the
     sandbox's own teardown (bubblewrap's exit, the cgroup) waits until the block ends,
-    so a worker can store and answer first."""
+    so a worker can store and answer first.
+
+    `on_start` is called once the code is in the sandbox (or, where the sandbox failed,
+    instead of sending it), so that the caller's own work overlaps the snippet's start;
+    returning False ends the sandbox at once and raises Abandoned."""
     watch = _take_standby(limits) or _launch(limits)
     try:
-        yield watch.execute(code.encode(), on_tick, tick_seconds)
+        yield watch.execute(code.encode(), on_tick, tick_seconds, on_start)
     finally:
         watch.cleanup()
 
@@ -670,6 +679,11 @@ def _launch(limits: Limits, nice: int = 0) -> _Watch:
     return watch
 
 
+def _started(on_start: Callable[[], bool] | None) -> None:
+    if on_start is not None and not on_start():
+        raise Abandoned()  # the sandbox is ended on the way out (`executed`)
+
+
 def _drain(fd: int, cap: int = MEASUREMENTS_BYTES) -> bytes:
     """What a pipe holds now, up to `cap` bytes (it never blocks)."""
     data = b""
@@ -779,10 +793,11 @@ class _Watch:
         if self.nice:
             self._set_priority(0)
 
-    def execute(self, source: bytes, on_tick, tick_seconds: float) -> Outcome:
+    def execute(self, source: bytes, on_tick, tick_seconds: float, on_start=None) -> Outcome:
         """Send the code and watch it to the end. Every figure counts from here."""
         outcome = self.outcome
         if outcome.error:
+            _started(on_start)
             return outcome  # fail closed: the code never goes to an incomplete sandbox
         self.cpu_before_code = self._cpu_seconds()
         started = time.monotonic()
@@ -791,6 +806,7 @@ class _Watch:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass  # it died before reading; its stderr says why
+        _started(on_start)
         self._watch(started, on_tick, tick_seconds)
         return outcome
 

@@ -7,6 +7,8 @@ in progress: round robin falls out of it. The database keeps the invariant (a pa
 unique constraint, `run_one_dispatched_per_client`) for every web process and worker.
 """
 
+from collections.abc import Callable
+
 from django.core import serializers
 from django.db import IntegrityError, transaction
 from django.tasks import task
@@ -14,6 +16,8 @@ from django.utils import timezone
 
 from . import execution, handoff, wakeup
 from .models import Run
+
+NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run
 
 
 @task()
@@ -24,10 +28,12 @@ def execute_run(run_id: int) -> str:
     return run_then_dispatch(run)
 
 
-def run_then_dispatch(run: Run) -> str:
-    """Execute `run`, then hand its client's next waiting run to the workers."""
+def run_then_dispatch(run: Run, claim: Callable[[], bool] | None = None) -> str:
+    """Execute `run`, then hand its client's next waiting run to the workers. A run
+    handed over directly comes with its `claim` (see execution.execute)."""
     try:
-        return execution.execute(run).status
+        ran = execution.execute(run, claim=claim)
+        return ran.status if ran else NOT_TAKEN
     finally:
         dispatch(run.client)
 
@@ -52,14 +58,17 @@ def _next_waiting(client: str) -> Run | None:
     return Run.objects.undispatched().of_client(client).order_by("created_at", "id").first()
 
 
-def take(offered: bytes, worker: str) -> Run | None:
-    """Claim the run a web process handed over (`enqueue`) for `worker`, which runs it
-    at once: dispatched and running in one conditional update, under the same rule as
-    `dispatch` (one run of a client in flight). The row comes with the offer, so
+def offered(payload: bytes) -> Run | None:
+    """The run a web process handed over (`enqueue`): its row comes with the offer, so
     nothing is read before the run starts."""
-    run = next(serializers.deserialize("json", offered)).object
-    if not isinstance(run, Run):
-        return None
+    run = next(serializers.deserialize("json", payload)).object
+    return run if isinstance(run, Run) else None
+
+
+def claim(run: Run, worker: str) -> bool:
+    """Claim a run handed over directly for `worker`: dispatched and running in one
+    conditional update, under the same rule as `dispatch` (one run of a client in
+    flight)."""
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -69,12 +78,11 @@ def take(offered: bytes, worker: str) -> Run | None:
                 .update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
             )
     except IntegrityError:
-        return None  # another run of this client is in flight: it goes first
-    if not taken:
-        return None
-    run.dispatched_at = run.started_at = now
-    run.status, run.worker = Run.Status.RUNNING, worker
-    return run
+        return False  # another run of this client is in flight: it goes first
+    if taken:
+        run.dispatched_at = run.started_at = now
+        run.status, run.worker = Run.Status.RUNNING, worker
+    return bool(taken)
 
 
 def dispatch(client: str) -> bool:

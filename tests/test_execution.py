@@ -5,10 +5,10 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from runs import breakdown, execution, failures, measure, sandbox
+from runs import breakdown, execution, failures, measure, sandbox, tasks
 from runs.models import ControlRun, Run, Series
 
-from .conftest import execute, host_hardware
+from .conftest import execute, host_hardware, sandbox_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -292,3 +292,39 @@ def test_sections_in_two_threads_do_not_nest_into_each_other():
     )
     assert run.status == Run.Status.SUCCEEDED, run.stderr
     assert [(s["name"], s["calls"]) for s in run.sections] == [("thread", 2)]
+
+
+def test_a_handed_over_run_that_is_not_ours_is_ended_unstored_and_leaves_nothing():
+    # The claim is asked while the code starts; a refusal (another worker took it, or
+    # the client has a run in flight) ends the sandbox and stores nothing.
+    run = Run.objects.submit("import time\nprint('started', flush=True)\ntime.sleep(5)")
+    asked = []
+
+    def refuse() -> bool:
+        asked.append(True)
+        return False
+
+    assert execution.execute(run, claim=refuse) is None
+    assert asked == [True], "the claim is asked exactly once"
+    run.refresh_from_db()
+    assert (run.status, run.stdout, run.worker) == (Run.Status.QUEUED, "", "")
+    sandbox.discard_standby()
+    assert sandbox_processes() == [], "the refused run's sandbox was left running"
+    # Its measurement was ended too: CodeCarbon refuses a task while one is open.
+    after = execute("print('after')")
+    assert after.status == Run.Status.SUCCEEDED, after.error
+
+
+def test_a_handed_over_run_is_claimed_while_its_code_starts():
+    run = Run.objects.submit("print('mine')")
+    statuses = []
+
+    def grant() -> bool:
+        statuses.append(Run.objects.get(pk=run.pk).status)
+        return tasks.claim(run, "this-worker")
+
+    done = execution.execute(run, claim=grant)
+    assert statuses == [Run.Status.QUEUED], "the run was marked before its claim"
+    done.refresh_from_db()
+    assert (done.status, done.stdout) == (Run.Status.SUCCEEDED, "mine\n")
+    assert done.worker == "this-worker"

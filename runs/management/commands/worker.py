@@ -82,18 +82,31 @@ class Worker(QueueWorker):
                 return
 
     def take_offer(self) -> None:
-        """Run what a web process here handed over, if it is still there to take."""
+        """Run what a web process here handed over, if it is still there to take: its
+        code starts while the database is asked (tasks.claim), and the web process is
+        answered then."""
         offer = self.listener.accept()
         if offer is None:
             return
         try:
-            run = tasks.take(offer.payload, self.name)
+            run = tasks.offered(offer.payload)
         except Exception:
-            logger.exception("could not take a run handed over")
+            logger.exception("could not read a run handed over")
             run = None
-        offer.answer(run is not None)
-        if run is not None:
-            tasks.run_then_dispatch(run)
+        if run is None:
+            offer.answer(False)
+            return
+
+        def claim() -> bool:
+            try:
+                taken = tasks.claim(run, self.name)
+            except Exception:
+                logger.exception("could not claim run %s", run.public_id)
+                taken = False
+            offer.answer(taken)
+            return taken
+
+        if tasks.run_then_dispatch(run, claim) != tasks.NOT_TAKEN:
             self._run_tasks += 1
 
 
