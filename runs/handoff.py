@@ -4,9 +4,9 @@ Queueing a run through the table costs a row, a poll (or a wake-up) and a claim:
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
 own in DATA_DIR/handoff/, and only while idle: a busy worker's socket is closed, and
 offering to it costs a refused connect. Once a submission is committed, the web process
-offers the run itself (its row, serialized) to one idle worker; the worker claims it
-(a conditional update under the fair queue's rule, so a run still runs once) and
-answers whether it took it. Anything else (no idle worker here, workers on other
+offers the run itself (its row, serialized) to one idle worker; the worker starts its
+code and meanwhile claims it (a conditional update under the fair queue's rule, so a
+run still runs once; a refused one is ended unstored) and answers whether it took it. Anything else (no idle worker here, workers on other
 machines, a refusal, no answer in time) falls back to the queue table, which every
 worker polls.
 
