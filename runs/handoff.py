@@ -6,9 +6,9 @@ own in DATA_DIR/handoff/, and only while idle: a busy worker's socket is closed,
 offering to it costs a refused connect. Once a submission is committed, the web process
 offers the run itself (its row, serialized) to one idle worker; the worker starts its
 code and meanwhile claims it (a conditional update under the fair queue's rule, so a
-run still runs once; a refused one is ended unstored) and answers whether it took it. Anything else (no idle worker here, workers on other
-machines, a refusal, no answer in time) falls back to the queue table, which every
-worker polls.
+run still runs once; a refused one is ended unstored) and answers whether it took it.
+Anything else (no idle worker here, workers on other machines, a refusal, no answer in
+time) falls back to the queue table, which every worker polls.
 
 Nothing here knows about runs: a payload goes one way, a yes or no the other.
 """
