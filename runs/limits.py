@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db import connection
 from django.utils import timezone
 
 from .models import Run
@@ -29,17 +30,8 @@ def check(client: str, runs: int = 1) -> Refusal | None:
     """Why `client` may not queue `runs` more runs now, or None."""
     now = timezone.now()
     minute_ago, hour_ago = now - timedelta(minutes=1), now - timedelta(hours=1)
-    # One read of this client's rows in flight or of the last two hours (a run that
-    # finished in the last hour started in them): at most what the limits let in.
-    mine = Run.objects.of_client(client)
-    counts = mine.filter(
-        Q(status__in=Run.IN_FLIGHT) | Q(created_at__gte=now - timedelta(hours=2))
-    ).aggregate(
-        waiting=Count("pk", filter=Q(status__in=Run.IN_FLIGHT)),
-        recent=Count("pk", filter=Q(created_at__gte=minute_ago)),
-        used=Sum("cpu_seconds", filter=Q(finished_at__gte=hour_ago)),
-    )
-    waiting = counts["waiting"]
+    counts = _counts(client, minute_ago, hour_ago)
+    waiting = counts.waiting
     cap = settings.LIMIT_QUEUED_RUNS_PER_CLIENT
     if waiting + runs > cap:
         if runs > cap:
@@ -52,9 +44,10 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             )
         return Refusal(message, 429, 5)
     per_minute = settings.LIMIT_RUNS_PER_MINUTE
-    if counts["recent"] + runs > per_minute:
+    if counts.recent + runs > per_minute:
         recent = list(
-            mine.filter(created_at__gte=minute_ago)
+            Run.objects.of_client(client)
+            .filter(created_at__gte=minute_ago)
             .order_by("created_at")
             .values_list("created_at", flat=True)[: per_minute + 1]
         )
@@ -66,7 +59,7 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             429,
             max(math.ceil(wait), 1),
         )
-    used = counts["used"] or 0.0
+    used = counts.used
     budget = settings.LIMIT_CPU_SECONDS_PER_HOUR
     if used >= budget:
         return Refusal(
@@ -75,11 +68,54 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             429,
             300,
         )
-    total = Run.objects.queued().count()
-    if total + runs > settings.LIMIT_QUEUED_RUNS_TOTAL:
+    if counts.total + runs > settings.LIMIT_QUEUED_RUNS_TOTAL:
         return Refusal(
             "The playground is busy: too many runs are waiting. Try again in a minute.",
             503,
             60,
         )
     return None
+
+
+class _Counts(NamedTuple):
+    waiting: int  # this client's runs queued or running
+    recent: int  # this client's runs submitted in the last minute
+    used: float  # CPU-seconds of this client's runs that ended in the last hour
+    total: int  # every queued run, of every client
+
+
+def _counts(client: str, minute_ago, hour_ago) -> _Counts:
+    """One read of indexed rows: this client's in flight or of the last two hours (a
+    run that ended in the last hour started in them), and the queue's size.
+
+    Raw SQL: it runs before every submission, and the ORM took ~2 ms (2-vCPU host) to
+    build the two queries the database answers in 0.1 ms."""
+    meta, quote = Run._meta, connection.ops.quote_name
+    table = quote(meta.db_table)
+    client_, status, created, finished, cpu = (
+        quote(meta.get_field(name).column)
+        for name in ("client", "status", "created_at", "finished_at", "cpu_seconds")
+    )
+    in_flight = f"{status} IN ({', '.join(['%s'] * len(Run.IN_FLIGHT))})"
+    # Only names from the model go into the text; every value is a parameter.
+    sql = (
+        f"SELECT COALESCE(SUM(CASE WHEN {in_flight} THEN 1 ELSE 0 END), 0), "  # noqa: S608
+        f"COALESCE(SUM(CASE WHEN {created} >= %s THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN {finished} >= %s THEN {cpu} ELSE 0 END), 0), "
+        f"(SELECT COUNT(*) FROM {table} WHERE {status} = %s) "
+        f"FROM {table} WHERE {client_} = %s AND ({in_flight} OR {created} >= %s)"
+    )
+    moment = connection.ops.adapt_datetimefield_value
+    statuses = [str(s) for s in Run.IN_FLIGHT]
+    params = [
+        *statuses,
+        moment(minute_ago),
+        moment(hour_ago),
+        str(Run.Status.QUEUED),
+        client,
+        *statuses,
+        moment(hour_ago - timedelta(hours=1)),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _Counts(*cursor.fetchone())
