@@ -107,7 +107,7 @@ def api_view(*methods: str):
     return decorator
 
 
-def _submit(request: HttpRequest, payload: dict) -> Run:
+def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
     client = client_of(request)
     refusal = limits.check(client)
     if refusal:
@@ -116,7 +116,7 @@ def _submit(request: HttpRequest, payload: dict) -> Run:
         run = Run.objects.submit(payload["code"], source=Run.Source.API, client=client)
     except ValidationError as exc:
         raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None
-    enqueue(run)
+    enqueue(run, watch=watch)
     return run
 
 
@@ -138,7 +138,7 @@ def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
 @api_view("POST")
 def run(request: HttpRequest, payload: dict) -> JsonResponse:
     """POST /run: the original design's endpoint; waits for the run to finish."""
-    submitted = _submit(request, payload)
+    submitted = _submit(request, payload, watch=True)
     # Waiters are bounded (runs.waiting): past the bound the answer is 202 at once.
     if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS):
         return _accepted(request, submitted)

@@ -79,12 +79,35 @@ def stop_heartbeat() -> None:
             _heartbeat = None
 
 
+class _Tell:
+    """Wakes whoever waits for a run: the request that handed it over, on its
+    connection (`told`), and any other on this machine through the run's pipe."""
+
+    def __init__(self, run: Run, told: Callable[[bool], None] | None):
+        self.run = run
+        self.told = told
+        self.ended_told = False
+
+    def progress(self) -> None:
+        if self.told:
+            self.told(False)
+        wakeup.notify_run(self.run.pk)
+
+    def ended(self) -> None:
+        """Once the run is stored (more calls tell the pipe only)."""
+        if self.told and not self.ended_told:
+            self.ended_told = True
+            self.told(True)
+        wakeup.notify_run(self.run.pk)
+
+
 class _Progress:
     """Turns the sandbox's ticks into live power samples written to the Run."""
 
-    def __init__(self, run: Run, session: measure.Session):
+    def __init__(self, run: Run, session: measure.Session, tell: _Tell):
         self.run = run
         self.session = session
+        self.tell = tell
         self.samples: list[list[float]] = []
         self.last_elapsed = 0.0
         self.last_cpu = 0.0
@@ -110,7 +133,7 @@ class _Progress:
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
         self.run.record_progress(tick.stdout, tick.stderr, self.samples)
-        wakeup.notify_run(self.run.pk)
+        self.tell.progress()
 
 
 def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
@@ -164,21 +187,28 @@ class _Claim:
         return self.granted
 
 
-def execute(run: Run, kind: str = Worker.Kind.QUEUE, claim=None) -> Run | None:
+def execute(
+    run: Run,
+    kind: str = Worker.Kind.QUEUE,
+    claim: Callable[[], bool] | None = None,
+    told: Callable[[bool], None] | None = None,
+) -> Run | None:
     """Run `run`'s code in the sandbox, measure it, and store the result on `run`.
 
     A run handed over directly comes unclaimed, with `claim`: the database is asked
     while its code starts, and if the run is not this worker's after all, the sandbox
-    is ended and nothing stored (None)."""
+    is ended and nothing stored (None). `told(ended)` hears when it has printed
+    (False) and, once, when it is stored (True)."""
     beat = heartbeat(kind)
     claimed = _Claim(claim)
+    tell = _Tell(run, told)
     if claim is None:
         run.mark_running(beat.worker.name)
     try:
         limits = sandbox.Limits.from_settings(run.timeout_s)
         # The run carries its own timeout and grid, filled in when it was submitted.
         with measure.Session(run.country_iso_code, run.region) as session:
-            progress = _Progress(run, session)
+            progress = _Progress(run, session, tell)
             with sandbox.executed(
                 run.code,
                 limits,
@@ -192,7 +222,7 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE, claim=None) -> Run | None:
                 run.apply_baseline(current_baseline())
                 run.finish(outcome, figures)
                 # Stored: told now, while the sandbox's teardown goes on.
-                wakeup.notify_run(run.pk)
+                tell.ended()
     except sandbox.Abandoned:
         pass  # not ours: its sandbox is ended, nothing stored
     except sandbox.SandboxUnavailable as exc:
@@ -208,7 +238,7 @@ def execute(run: Run, kind: str = Worker.Kind.QUEUE, claim=None) -> Run | None:
                 "Something went wrong on our side while running this snippet; it has been logged."
             )
     if claimed():
-        wakeup.notify_run(run.pk)
+        tell.ended()
     if kind == Worker.Kind.QUEUE:
         prepare_next_sandbox()
     return run if claimed() else None

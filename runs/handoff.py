@@ -10,7 +10,13 @@ run still runs once; a refused one is ended unstored) and answers whether it too
 Anything else (no idle worker here, workers on other machines, a refusal, no answer in
 time) falls back to the queue table, which every worker polls.
 
-Nothing here knows about runs: a payload goes one way, a yes or no the other.
+A taken run's connection stays open while it runs: the worker says on it when the run
+has printed (PROGRESS), and sends the run's row once it is stored, so that a request
+waiting for the run answers without a named pipe or another read of the database. A
+connection that ends without the row (the worker died) leaves the waiter to the
+database.
+
+Nothing here knows about runs: payloads go both ways, a yes or no, and pokes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import logging
 import os
 import random
+import select
 import socket
 import struct
 
@@ -27,10 +34,14 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 TAKEN, NOT_TAKEN = b"taken\n", b"none\n"
+# After TAKEN, from the worker: the run has progressed; the run's stored row follows.
+PROGRESS, RESULT = b"\n", b"="
 # The worker answers after one database update; past this the queue takes over.
 ANSWER_SECONDS = 1.0
 # A run's row, serialized: its code (escaped, at worst 6 bytes a byte) and the rest.
 MAX_OFFER_BYTES = settings.MAX_CODE_BYTES * 6 + 64 * 1024
+# A stored row larger than this (long output) is not sent: the waiter reads it.
+MAX_RESULT_BYTES = 1024 * 1024
 LENGTH = struct.Struct("!I")
 
 
@@ -38,27 +49,56 @@ def _directory():
     return settings.DATA_DIR / "handoff"
 
 
-def offer(payload: bytes) -> bool:
-    """Offer `payload` (a run) to an idle worker here; True once one has taken it."""
+def offer(payload: bytes) -> Handed | None:
+    """Offer `payload` (a run) to an idle worker here: once one has taken it, the
+    connection on which it tells how the run goes; None if none took it."""
     try:
         paths = [entry.path for entry in os.scandir(_directory())]
     except OSError:
-        return False
+        return None
     random.shuffle(paths)
     for path in paths:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(ANSWER_SECONDS)
-            try:
-                connection.connect(path)
-                connection.sendall(LENGTH.pack(len(payload)) + payload)
-                answer = connection.recv(len(TAKEN))
-            except OSError:
-                continue  # busy, gone, or too slow: try the next, then the queue
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(ANSWER_SECONDS)
+        try:
+            connection.connect(path)
+            connection.sendall(LENGTH.pack(len(payload)) + payload)
+            answer = connection.recv(len(TAKEN))
+        except OSError:
+            connection.close()
+            continue  # busy, gone, or too slow: try the next, then the queue
         if answer == TAKEN:
-            return True
+            return Handed(connection)
+        connection.close()
         if answer == NOT_TAKEN:
-            return False  # not to be taken now: the next worker would say so too
-    return False
+            return None  # not to be taken now: the next worker would say so too
+    return None
+
+
+class Handed:
+    """The web process's end of a run a worker here took."""
+
+    def __init__(self, connection: socket.socket):
+        self.connection = connection
+
+    def receive(self, timeout: float) -> bytes | None:
+        """PROGRESS, the run's stored row (b"" when too large to send), or None when
+        nothing came within `timeout`. EOFError: the worker is gone without a word."""
+        ready, _, _ = select.select([self.connection], [], [], max(timeout, 0))
+        if not ready:
+            return None
+        kind = self.connection.recv(1)
+        if kind == PROGRESS:
+            return PROGRESS
+        if kind == RESULT:
+            try:
+                return _read_payload(self.connection, MAX_RESULT_BYTES)
+            except (OSError, ValueError):
+                pass
+        raise EOFError("the worker ended the hand-over without the run's row")
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def sweep() -> int:
@@ -80,7 +120,8 @@ def sweep() -> int:
 
 
 class Offer:
-    """A web process's offer, accepted by a worker: `payload`, to be answered once."""
+    """A web process's offer, accepted by a worker: `payload`, answered once, then
+    (if taken) told how the run goes until `result` or `close`."""
 
     def __init__(self, connection: socket.socket, payload: bytes):
         self.connection = connection
@@ -89,9 +130,33 @@ class Offer:
     def answer(self, taken: bool) -> None:
         # The web process may have given up meanwhile: it has queued the run instead,
         # and the claim settled which of the two runs it.
-        with contextlib.suppress(OSError):
-            self.connection.sendall(TAKEN if taken else NOT_TAKEN)
-        self.connection.close()
+        if not self._send(TAKEN if taken else NOT_TAKEN) or not taken:
+            self.close()
+
+    def progress(self) -> None:
+        self._send(PROGRESS)
+
+    def result(self, row: bytes) -> None:
+        """The run's row as stored; the last word."""
+        if len(row) > MAX_RESULT_BYTES:
+            row = b""
+        self._send(RESULT + LENGTH.pack(len(row)) + row)
+        self.close()
+
+    def _send(self, data: bytes) -> bool:
+        if self.connection is None:
+            return False
+        try:
+            self.connection.sendall(data)
+        except OSError:
+            self.close()  # the web process stopped waiting: nobody to tell
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 class Listener:
@@ -153,10 +218,10 @@ class Listener:
         return Offer(connection, payload)
 
 
-def _read_payload(connection: socket.socket) -> bytes:
+def _read_payload(connection: socket.socket, limit: int = MAX_OFFER_BYTES) -> bytes:
     (length,) = LENGTH.unpack(_read_exactly(connection, LENGTH.size))
-    if length > MAX_OFFER_BYTES:
-        raise ValueError("not an offer")
+    if length > limit:
+        raise ValueError("larger than a hand-over may be")
     return _read_exactly(connection, length)
 
 

@@ -7,9 +7,12 @@ in progress: round robin falls out of it. The database keeps the invariant (a pa
 unique constraint, `run_one_dispatched_per_client`) for every web process and worker.
 """
 
+import datetime
+import json
 from collections.abc import Callable
 
 from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
@@ -28,28 +31,38 @@ def execute_run(run_id: int) -> str:
     return run_then_dispatch(run)
 
 
-def run_then_dispatch(run: Run, claim: Callable[[], bool] | None = None) -> str:
+def run_then_dispatch(
+    run: Run,
+    claim: Callable[[], bool] | None = None,
+    told: Callable[[bool], None] | None = None,
+) -> str:
     """Execute `run`, then hand its client's next waiting run to the workers. A run
-    handed over directly comes with its `claim` (see execution.execute)."""
+    handed over directly comes with its `claim` and `told` (see execution.execute)."""
     try:
-        ran = execution.execute(run, claim=claim)
+        ran = execution.execute(run, claim=claim, told=told)
         return ran.status if ran else NOT_TAKEN
     finally:
         dispatch(run.client)
 
 
-def enqueue(*runs: Run) -> None:
+def enqueue(*runs: Run, watch: bool = False) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
     an idle worker on this machine where there is one (runs.handoff), else through the
-    workers' queue."""
+    workers' queue. With `watch`, a run handed over keeps the worker's connection as
+    `run.handed_over`, on which runs.waiting follows it to its end."""
     first = {}  # each client's first run: the others follow it through the queue
     for run in runs:
         first.setdefault(run.client, run)
 
     def send() -> None:
         for client, run in first.items():
-            if not handoff.offer(serializers.serialize("json", [run]).encode()):
+            handed = handoff.offer(row_of(run))
+            if handed is None:
                 dispatch(client)
+            elif watch:
+                run.handed_over = handed
+            else:
+                handed.close()
 
     transaction.on_commit(send)
 
@@ -58,10 +71,24 @@ def _next_waiting(client: str) -> Run | None:
     return Run.objects.undispatched().of_client(client).order_by("created_at", "id").first()
 
 
-def offered(payload: bytes) -> Run | None:
-    """The run a web process handed over (`enqueue`): its row comes with the offer, so
-    nothing is read before the run starts."""
-    run = next(serializers.deserialize("json", payload)).object
+class _ExactEncoder(DjangoJSONEncoder):
+    # Django's JSON serializer keeps milliseconds of a time: a row that went through
+    # it and was saved again would lose its microseconds.
+    def default(self, o):
+        if isinstance(o, datetime.datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+def row_of(run: Run) -> bytes:
+    """A run's row, as a hand-over carries it both ways (runs.handoff)."""
+    return json.dumps(serializers.serialize("python", [run]), cls=_ExactEncoder).encode()
+
+
+def run_of(row: bytes) -> Run | None:
+    """The run a hand-over carried: the offered one (`enqueue`), whose row comes with
+    the offer so that nothing is read before it starts, or the stored one, back."""
+    run = next(serializers.deserialize("python", json.loads(row))).object
     return run if isinstance(run, Run) else None
 
 

@@ -158,7 +158,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
             run = Run.objects.submit(code, session_key=session_key, client=client, **fields)
         except ValidationError as exc:
             return _refused(request, code, exc.messages)
-        enqueue(run)
+        enqueue(run, watch=bool(request.htmx))
     if request.htmx:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
         # for); a longer one as soon as it has printed something.

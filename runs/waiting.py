@@ -2,6 +2,9 @@
 
 At most API_MAX_WAITING requests of one web process wait at once (POST /run, and the
 playground's form for a moment); the others answer at once with where to look.
+
+A run handed straight to a worker here is followed on that worker's connection, which
+brings the stored run itself; any other through its named pipe and the database.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 
 from django.conf import settings
 
-from . import wakeup
+from . import handoff, tasks, wakeup
 from .models import Run
 
 FALLBACK_POLL_SECONDS = 0.2
@@ -23,15 +26,51 @@ _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
     """Wait up to `seconds` for `run` to end, or with `until_output` for it to end or
     print; False without a free slot or when it is still going. Either way `run` is
-    read afresh from the database."""
-    if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
-        run.refresh_from_db()
-        return False
+    read afresh (from the database, or as the worker stored it)."""
+    handed = run.__dict__.pop("handed_over", None)  # set by tasks.enqueue(watch=True)
+    try:
+        if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
+            run.refresh_from_db()
+            return False
+        try:
+            deadline = time.monotonic() + seconds
+            if handed is not None:
+                settled = _follow(run, handed, deadline, until_output)
+                if settled is not None:
+                    return settled
+            return _poll(run, deadline, until_output)
+        finally:
+            _slots.release()
+    finally:
+        if handed is not None:
+            handed.close()
+
+
+def _follow(run: Run, handed: handoff.Handed, deadline: float, until_output: bool) -> bool | None:
+    """Wait on the worker's own word; None if it went away without sending the run."""
+    while True:
+        try:
+            message = handed.receive(deadline - time.monotonic())
+        except (OSError, EOFError):
+            return None
+        if message is handoff.PROGRESS:
+            if until_output and _settled(run, until_output):
+                return run.is_over
+            continue
+        stored = tasks.run_of(message) if message else None
+        if stored is None or stored.pk != run.pk:
+            run.refresh_from_db()  # time is up, or the row was too large to send
+        else:
+            for field in Run._meta.concrete_fields:
+                setattr(run, field.attname, getattr(stored, field.attname))
+        return run.is_over
+
+
+def _poll(run: Run, deadline: float, until_output: bool) -> bool:
     waiter = None
     try:
         with contextlib.suppress(OSError):  # no pipe: look every FALLBACK_POLL_SECONDS
             waiter = wakeup.Waiter.for_run(run.pk)
-        deadline = time.monotonic() + seconds
         while not _settled(run, until_output):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -45,7 +84,6 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
     finally:
         if waiter:
             waiter.close()
-        _slots.release()
     return run.is_over
 
 

@@ -1,17 +1,21 @@
 """The queue with real worker processes on the test database."""
 
+import json
 import os
 import signal
+import socket
+import threading
 from pathlib import Path
 
 import psutil
-from django.core import serializers
+from django.db import connections
+from django.http import JsonResponse
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
 from runs import handoff
 from runs.models import Run
-from runs.tasks import enqueue
+from runs.tasks import enqueue, row_of, run_of
 
 from .conftest import finished, sandbox_processes, wait_for
 
@@ -58,14 +62,87 @@ def test_a_run_for_an_idle_worker_on_this_machine_is_handed_over_past_the_queue(
     assert not DBTaskResult.objects.exists(), "it went through the queue's table"
 
 
+def test_a_request_waiting_for_a_handed_over_run_answers_the_run_as_stored(start_worker):
+    start_worker()
+    wait_for(lambda: len(listening_workers()) == 1)
+    response = Client().post("/run", {"code": "print('direct')"}, content_type="application/json")
+    assert response.status_code == 200
+    stored = Run.objects.get(public_id=response.json()["id"])
+    assert stored.stdout == "direct\n" and stored.status == Run.Status.SUCCEEDED
+    # The worker sent the run on the hand-over connection: the answer is the stored row.
+    assert response.json() == json.loads(JsonResponse(stored.as_dict()).content)
+    assert not DBTaskResult.objects.exists(), "it went through the queue's table"
+
+
+def test_a_request_following_a_worker_that_dies_answers_at_its_deadline(start_worker, settings):
+    settings.API_WAIT_SECONDS = 4
+    worker = start_worker()
+    wait_for(lambda: len(listening_workers()) == 1)
+    answers = []
+
+    def post() -> None:
+        try:
+            code = "import time\nprint('working', flush=True)\ntime.sleep(60)"
+            answers.append(Client().post("/run", {"code": code}, content_type="application/json"))
+        finally:
+            connections.close_all()
+
+    request = threading.Thread(target=post)
+    request.start()
+    run = wait_for(lambda: Run.objects.filter(stdout="working\n").first())
+    worker.kill()
+    request.join(timeout=30)
+    assert not request.is_alive(), "the request still waits for a dead worker"
+    # Without the worker's word it went on by the database: still running there (until
+    # a heartbeat or a poll finds the worker dead), so it answers where to look.
+    assert answers[0].status_code == 202
+    assert answers[0].json()["id"] == str(run.public_id)
+
+
+def test_a_run_crosses_a_hand_over_whole_to_the_microsecond(transactional_db):
+    run = Run.objects.submit("print(1)", client="a")
+    run.created_at = run.created_at.replace(microsecond=123456)
+    run.save()
+    crossed = run_of(row_of(run))
+    for field in Run._meta.concrete_fields:
+        assert getattr(crossed, field.attname) == getattr(run, field.attname), field.name
+
+
+def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
+    worker_end, web_end = socket.socketpair()
+    offer, handed = handoff.Offer(worker_end, b""), handoff.Handed(web_end)
+    offer.answer(True)
+    assert web_end.recv(len(handoff.TAKEN)) == handoff.TAKEN
+    assert handed.receive(0) is None, "a word before the worker said one"
+    offer.progress()
+    assert handed.receive(1) is handoff.PROGRESS
+    offer.result(b"x" * (handoff.MAX_RESULT_BYTES + 1))
+    assert handed.receive(1) == b"", "a row too large to send is read from the database"
+    try:
+        handed.receive(1)
+    except EOFError:
+        pass
+    else:
+        raise AssertionError("the end of the connection went unnoticed")
+    handed.close()
+
+    worker_end, web_end = socket.socketpair()
+    offer, handed = handoff.Offer(worker_end, b""), handoff.Handed(web_end)
+    offer.answer(True)
+    web_end.recv(len(handoff.TAKEN))
+    offer.result(b'{"row": 1}')
+    assert handed.receive(1) == b'{"row": 1}'
+    handed.close()
+
+
 def test_a_busy_worker_takes_no_hand_over_and_the_queue_carries_the_run(start_worker):
     start_worker()
     wait_for(lambda: len(listening_workers()) == 1)
     busy = submit("import time\nprint('busy', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: Run.objects.get(pk=busy.pk).stdout == "busy\n")
     assert listening_workers() == [], "a busy worker listens for hand-overs"
-    offered = serializers.serialize("json", [Run.objects.submit("print(1)", client="b")])
-    assert not handoff.offer(offered.encode()), "a busy worker took a hand-over"
+    offered = row_of(Run.objects.submit("print(1)", client="b"))
+    assert handoff.offer(offered) is None, "a busy worker took a hand-over"
     Run.objects.filter(client="b").delete()
 
     queued = submit("print('queued')", client="b")
@@ -84,8 +161,7 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
     first = submit("import time\nprint('first', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: Run.objects.get(pk=first.pk).stdout == "first\n")
     second = Run.objects.submit("print('second')", client="a")
-    offered = serializers.serialize("json", [second]).encode()
-    assert not handoff.offer(offered), "the idle worker took a second run of the same client"
+    assert handoff.offer(row_of(second)) is None, "the idle worker took a second run of the client"
     assert Run.objects.get(pk=second.pk).status == Run.Status.QUEUED
     enqueue(second)
     done = wait_for(lambda: finished(second), timeout=60)

@@ -84,12 +84,12 @@ class Worker(QueueWorker):
     def take_offer(self) -> None:
         """Run what a web process here handed over, if it is still there to take: its
         code starts while the database is asked (tasks.claim), and the web process is
-        answered then."""
+        answered then, told when the run prints, and sent the run once stored."""
         offer = self.listener.accept()
         if offer is None:
             return
         try:
-            run = tasks.offered(offer.payload)
+            run = tasks.run_of(offer.payload)
         except Exception:
             logger.exception("could not read a run handed over")
             run = None
@@ -106,8 +106,17 @@ class Worker(QueueWorker):
             offer.answer(taken)
             return taken
 
-        if tasks.run_then_dispatch(run, claim) != tasks.NOT_TAKEN:
-            self._run_tasks += 1
+        def told(ended: bool) -> None:
+            if ended:
+                offer.result(tasks.row_of(run))
+            else:
+                offer.progress()
+
+        try:
+            if tasks.run_then_dispatch(run, claim, told) != tasks.NOT_TAKEN:
+                self._run_tasks += 1
+        finally:
+            offer.close()
 
 
 class Command(BaseCommand):
