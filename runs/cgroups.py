@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "codecarbon-playground"
 CPU_PERIOD_US = 100_000
+# A group's CPU weight by cgroup version: (the lowest, the default).
+CPU_WEIGHTS = {2: ("1", "100"), 1: ("2", "1024")}
 # v1 hierarchies we use: caps (memory, pids, cpu) and accounting (cpuacct). On hosts
 # that mount cpu and cpuacct together both names lead to the same directory.
 V1_REQUIRED = ("memory", "pids")
@@ -38,6 +40,7 @@ class RunCgroup:
         self.dirs = dirs
         self.version = version
         self.cpu_capped = cpu_capped
+        self.background = False  # its CPU weight is the lowest (`set_background`)
 
     def _read(self, controller: str, name: str) -> str:
         try:
@@ -55,6 +58,22 @@ class RunCgroup:
     def add(self, pid: int) -> None:
         for directory in set(self.dirs.values()):
             (directory / "cgroup.procs").write_text(str(pid))
+
+    def set_background(self, background: bool) -> None:
+        """The group's CPU weight: the lowest while it waits as a standby, the default
+        once taken for a run. A process's nice value orders it only among the tasks of
+        its own group: against another run's group a niced standby would still take
+        half a shared core."""
+        path = self.cpu_weight_file()
+        if path is not None and path.exists():
+            with contextlib.suppress(OSError):
+                path.write_text(CPU_WEIGHTS[self.version][0 if background else 1])
+                self.background = background
+
+    def cpu_weight_file(self) -> Path | None:
+        if self.version == 2:
+            return self.dirs["memory"] / "cpu.weight"
+        return self.dirs["cpu"] / "cpu.shares" if "cpu" in self.dirs else None
 
     def pids(self) -> set[int]:
         found: set[int] = set()

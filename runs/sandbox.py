@@ -675,7 +675,10 @@ def _launch(limits: Limits, nice: int = 0) -> _Watch:
         report=(report_read, report_write),
         measurements=(measurements_read, measurements_write),
     )
-    watch.start(command, nice if account else 0)
+    nice = nice if account else 0
+    if group and nice:
+        group.set_background(True)  # before anything runs in it
+    watch.start(command, nice)
     return watch
 
 
@@ -775,6 +778,8 @@ class _Watch:
             pass  # it died starting; its stderr says why
 
     def _set_priority(self, nice: int) -> None:
+        if self.group:
+            self.group.set_background(nice > 0)
         # The launcher and the snippet's process, which it forks and which inherits
         # its priority, are single-threaded until the code comes.
         supervisor = self.supervisor
@@ -790,7 +795,7 @@ class _Watch:
 
     def raise_priority(self) -> None:
         """Back to the normal priority, before the code is sent."""
-        if self.nice:
+        if self.nice or (self.group and self.group.background):
             self._set_priority(0)
 
     def execute(self, source: bytes, on_tick, tick_seconds: float, on_start=None) -> Outcome:

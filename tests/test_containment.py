@@ -481,6 +481,25 @@ def test_a_prepared_sandbox_waits_at_low_priority_and_runs_at_normal_priority(mo
     assert outcome.stdout == "0\n", "the snippet ran at the waiting sandbox's low priority"
 
 
+def test_a_prepared_sandboxs_cgroup_waits_at_the_lowest_cpu_weight(mode):
+    # A nice value orders a process only within its own cgroup: against the cgroup of
+    # the run of the moment, the next run's sandbox starting would take half a core.
+    prepared = limits()
+    sandbox.prepare_standby(prepared)
+    watch = sandbox._standbys[0][1]
+    weights = watch.group.cpu_weight_file() if watch.group else None
+    if weights is None or not weights.exists():
+        sandbox.discard_standby()
+        pytest.skip("no CPU weight to set: no cgroup, or no cpu controller in it")
+    lowest, default = cgroups.CPU_WEIGHTS[watch.group.version]
+    assert weights.read_text().strip() == lowest
+    assert sandbox._take_standby(prepared) is watch
+    assert weights.read_text().strip() == default, "the run waits at the lowest weight"
+    watch.cleanup()
+    sandbox.discard_standby()
+    assert sandbox_processes() == [] and zombie_children() == []
+
+
 def test_a_prepared_sandboxs_snippet_is_inside_its_cgroup(mode):
     # The snippet's process is forked while the sandbox waits for its run: only once
     # the worker has moved the launcher into the run's cgroup.
