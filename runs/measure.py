@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -118,8 +119,63 @@ def tracker_for(country: str, region: str = ""):
             # tracker; refuse it here rather than fail obscurely in the first run.
             if not hasattr(tracker, "_hardware"):
                 raise RuntimeError(f"CodeCarbon could not start a tracker for {key}")
+            monitor = tracker._scheduler_monitor_power  # private: see Hardware.of
+            tracker._scheduler_monitor_power = _Monitor(monitor.interval, monitor.function)
             _trackers[key] = tracker
         return tracker
+
+
+class _Monitor:
+    """In place of the scheduler of CodeCarbon's power monitor, which starts a thread
+    for every task and waits for it to run: ~0.5 ms of every run before its code can
+    start, more on a busy host. This one keeps one thread for the life of the tracker,
+    which `start` and `stop` never wait for or wake (each wake costs the run a hand-over
+    of the GIL), and calls `function` as CodeCarbon's does: every `interval` seconds
+    while started, the first an interval after `start`."""
+
+    def __init__(self, interval: float, function):
+        self.interval = interval
+        self.function = function
+        self._lock = threading.Lock()
+        self._stopped = True
+        self._started = 0  # how many times: a restart begins a new interval
+        self._started_at = 0.0
+        self._thread: threading.Thread | None = None
+
+    def start(self, from_run: bool = False) -> None:
+        with self._lock:
+            if not self._stopped:
+                return
+            self._stopped = False
+            self._started += 1
+            self._started_at = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="codecarbon-monitor", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+
+    def _serve(self) -> None:
+        seen, due = 0, 0.0
+        while True:
+            with self._lock:
+                stopped, started = self._stopped, self._started
+                if started != seen:
+                    seen, due = started, self._started_at + self.interval
+            left = due - time.monotonic()
+            if stopped or left > 0:
+                # Never longer than an interval: a start meanwhile is seen in time.
+                time.sleep(min(left, self.interval) if not stopped else self.interval)
+                continue
+            due += self.interval
+            try:
+                self.function()
+            except Exception:
+                logger.exception("CodeCarbon's power monitor failed")
 
 
 def warm(country: str | None = None, region: str | None = None) -> None:

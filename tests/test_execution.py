@@ -1,5 +1,7 @@
 """One run end to end in this process: real sandbox, real CodeCarbon, real database."""
 
+import time
+
 import codecarbon
 import pytest
 from django.conf import settings
@@ -151,11 +153,43 @@ def test_the_codecarbon_internals_we_read_exist_in_the_pinned_version():
         if line.lower().startswith("codecarbon==")
     )
     assert codecarbon.__version__ == pinned
-    tracker = measure.tracker_for(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
+    # A tracker lists its hardware once a task has started.
+    session = measure.Session(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
+    tracker = session.tracker
     cpu = next(h for h in tracker._hardware if isinstance(h, CPU))
     for name in ("_mode", "_model", "_tdp", "_cpu_count"):
         assert hasattr(cpu, name), name
     assert isinstance(tracker._conf, dict) and isinstance(tracker._tasks, dict)
+    # The power monitor's scheduler is replaced (measure._Monitor), taking its interval
+    # and function; CodeCarbon starts it for a task and stops it after.
+    monitor = tracker._scheduler_monitor_power
+    assert isinstance(monitor, measure._Monitor)
+    assert monitor.function == tracker._monitor_power and monitor.interval > 0
+    assert not monitor._stopped, "CodeCarbon no longer starts the monitor for a task"
+    session.end()
+    assert monitor._stopped, "CodeCarbon no longer stops the monitor after a task"
+
+
+def test_the_power_monitor_calls_its_function_every_interval_while_armed():
+    calls = []
+    monitor = measure._Monitor(0.05, lambda: calls.append(time.monotonic()))
+    started = time.monotonic()
+    monitor.start()
+    wait_until = started + 5
+    while len(calls) < 3 and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    monitor.stop()
+    assert len(calls) >= 3, "the armed monitor did not keep calling"
+    assert calls[0] - started >= 0.05, "the first call came before an interval"
+    time.sleep(0.1)  # a call under way when stopped may still land
+    stopped_at = len(calls)
+    time.sleep(0.2)
+    assert len(calls) == stopped_at, "the disarmed monitor went on calling"
+    monitor.start()
+    while len(calls) == stopped_at and time.monotonic() < wait_until + 5:
+        time.sleep(0.01)
+    monitor.stop()
+    assert len(calls) > stopped_at, "armed again, it did not call again"
 
 
 def test_a_run_carries_its_context_into_exports_and_its_page(client):
