@@ -164,11 +164,16 @@ def _account() -> tuple[int, int] | None:
     """(uid, gid) to run snippets as, or None to stay as we are (not root)."""
     if os.geteuid() != 0:
         return None
+    return _account_of(settings.SANDBOX_USER)
+
+
+@functools.cache  # read for every run: /etc/passwd is not read again for each
+def _account_of(user: str) -> tuple[int, int]:
     try:
-        entry = pwd.getpwnam(settings.SANDBOX_USER)
+        entry = pwd.getpwnam(user)
     except KeyError:
         raise SandboxUnavailable(
-            f"Sandbox user {settings.SANDBOX_USER!r} does not exist; create it "
+            f"Sandbox user {user!r} does not exist; create it "
             "with `make setup` (useradd --system) or set SANDBOX_USER."
         ) from None
     if entry.pw_uid == 0:
@@ -228,7 +233,12 @@ def gpu_devices() -> list[str]:
     """NVIDIA device nodes to hand to snippets (none unless SANDBOX_GPU allows it)."""
     if not settings.SANDBOX_GPU:
         return []
-    return sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device())
+    return list(_nvidia_device_nodes())
+
+
+@functools.cache  # read for every run: the driver's nodes stay for the process's life
+def _nvidia_device_nodes() -> tuple[str, ...]:
+    return tuple(sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device()))
 
 
 @functools.cache

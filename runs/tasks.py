@@ -98,12 +98,13 @@ def claim(run: Run, worker: str) -> bool:
     flight)."""
     now = timezone.now()
     try:
-        with transaction.atomic():
-            taken = (
-                Run.objects.undispatched()
-                .filter(pk=run.pk)
-                .update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
-            )
+        # One statement, atomic by itself: no transaction around it (a BEGIN and a
+        # COMMIT more, while the run's code starts).
+        taken = (
+            Run.objects.undispatched()
+            .filter(pk=run.pk)
+            .update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
+        )
     except IntegrityError:
         return False  # another run of this client is in flight: it goes first
     if taken:
