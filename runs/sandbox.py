@@ -686,8 +686,13 @@ def _launch(limits: Limits, nice: int = 0) -> _Watch:
         measurements=(measurements_read, measurements_write),
     )
     nice = nice if account else 0
-    if group and nice:
-        group.set_background(True)  # before anything runs in it
+    if nice:
+        if group:
+            group.set_background(True)  # before anything runs in it
+        # From the first instruction: bubblewrap builds the sandbox (~5 ms of CPU)
+        # before the launcher can be moved into its cgroup.
+        if nice_command := shutil.which("nice"):
+            command = [nice_command, "-n", str(nice), *command]
     watch.start(command, nice)
     return watch
 
@@ -798,8 +803,10 @@ class _Watch:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, supervisor, nice)
             self.nice = nice
-        # After the supervisor's: a process it forks meanwhile is listed here.
-        for pid in _children_of(supervisor):
+        # After the supervisor's: a process it forks meanwhile is listed here. And
+        # bubblewrap's own, which waits for the launcher and exits after it.
+        others = (set(_children_of(supervisor)) | {self.proc.pid}) - {supervisor}
+        for pid in others:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, pid, nice)
 
