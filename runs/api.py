@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import limits, waiting
 from .clients import client_of
 from .models import ControlRun, Run, Worker
-from .tasks import enqueue
+from .tasks import store_and_enqueue
 
 # A JSON body holds one snippet: its largest escaped form and some room. Bodies past
 # this are read and thrown away up to DISCARD_BYTES, so the client reads our 413.
@@ -113,11 +113,10 @@ def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
     if refusal:
         raise BadRequest(refusal.message, refusal.status, refusal.retry_after)
     try:
-        run = Run.objects.submit(payload["code"], source=Run.Source.API, client=client)
+        run = Run.objects.new(payload["code"], source=Run.Source.API, client=client)
     except ValidationError as exc:
         raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None
-    enqueue(run, watch=watch)
-    return run
+    return store_and_enqueue(run, watch=watch)
 
 
 def _accepted(request: HttpRequest, run: Run) -> JsonResponse:

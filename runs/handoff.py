@@ -2,13 +2,15 @@
 
 Queueing a run through the table costs a row, a poll (or a wake-up) and a claim: more
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
-own in DATA_DIR/handoff/, and only while idle: a busy worker's socket is closed, and
-offering to it costs a refused connect. Once a submission is committed, the web process
-offers the run itself (its row, serialized) to one idle worker; the worker starts its
-code and meanwhile claims it (a conditional update under the fair queue's rule, so a
-run still runs once; a refused one is ended unstored) and answers whether it took it.
-Anything else (no idle worker here, workers on other machines, a refusal, no answer in
-time) falls back to the queue table, which every worker polls.
+own in DATA_DIR/handoff/, and only while idle (or ending the sandbox of a run it has
+stored and sent): a busy worker's socket is closed, and offering to it costs a refused
+connect. The web process offers the run itself (its row,
+serialized) to one idle worker, for a new single run before the row is even written;
+the worker starts its code, and once told the row is committed (COMMITTED and the
+primary key) claims it (a conditional update under the fair queue's rule, so a run still
+runs once; a refused one, or one never committed, is ended unstored) and answers
+whether it took it. Anything else (no idle worker here, workers on other machines, a
+refusal, no answer in time) falls back to the queue table, which every worker polls.
 
 A taken run's connection stays open while it runs: the worker says on it when the run
 has printed (PROGRESS), and sends the run's row once it is stored, so that a request
@@ -34,9 +36,12 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 TAKEN, NOT_TAKEN = b"taken\n", b"none\n"
+# From the web process once the offered run's row is written: its primary key follows.
+COMMITTED, KEY = b"c", struct.Struct("!q")
 # After TAKEN, from the worker: the run has progressed; the run's stored row follows.
 PROGRESS, RESULT = b"\n", b"="
-# The worker answers after one database update; past this the queue takes over.
+# Each side waits this long for the other's word (the row committed; taken or not),
+# then the queue takes over.
 ANSWER_SECONDS = 1.0
 # A run's row, serialized: its code (escaped, at worst 6 bytes a byte) and the rest.
 MAX_OFFER_BYTES = settings.MAX_CODE_BYTES * 6 + 64 * 1024
@@ -52,8 +57,9 @@ def _directory():
 
 
 def offer(payload: bytes) -> Handed | None:
-    """Offer `payload` (a run) to an idle worker here: once one has taken it, the
-    connection on which it tells how the run goes; None if none took it."""
+    """Offer `payload` (a run, its row perhaps not yet written) to an idle worker here:
+    the connection on which to say when the row is committed (`Handed.commit`), or
+    None when no worker here is idle."""
     try:
         paths = [entry.path for entry in os.scandir(_directory())]
     except OSError:
@@ -65,23 +71,27 @@ def offer(payload: bytes) -> Handed | None:
         try:
             connection.connect(path)
             connection.sendall(LENGTH.pack(len(payload)) + payload)
-            answer = connection.recv(len(TAKEN))
         except OSError:
             connection.close()
-            continue  # busy, gone, or too slow: try the next, then the queue
-        if answer == TAKEN:
-            return Handed(connection)
-        connection.close()
-        if answer == NOT_TAKEN:
-            return None  # not to be taken now: the next worker would say so too
+            continue  # busy or gone: try the next, then the queue
+        return Handed(connection)
     return None
 
 
 class Handed:
-    """The web process's end of a run a worker here took."""
+    """The web process's end of a run offered to a worker here."""
 
     def __init__(self, connection: socket.socket):
         self.connection = connection
+
+    def commit(self, key: int) -> bool:
+        """Say that the run's row is committed, with its primary key; whether the
+        worker took the run (else the queue carries it)."""
+        try:
+            self.connection.sendall(COMMITTED + KEY.pack(key))
+            return self.connection.recv(len(TAKEN)) == TAKEN
+        except OSError:
+            return False  # the worker did not wait, or is too slow: the queue
 
     def receive(self, timeout: float) -> bytes | None:
         """PROGRESS, the run's stored row (b"" when too large to send), or None when
@@ -129,6 +139,17 @@ class Offer:
         self.connection = connection
         self.payload = payload
 
+    def committed(self) -> int | None:
+        """The run's primary key, once the web process has written its row; None if
+        it did not say so in time (it failed, or died)."""
+        try:
+            message = _read_exactly(self.connection, len(COMMITTED) + KEY.size)
+        except (OSError, ValueError):
+            return None
+        if not message.startswith(COMMITTED):
+            return None
+        return KEY.unpack(message[len(COMMITTED) :])[0]
+
     def answer(self, taken: bool) -> None:
         # The web process may have given up meanwhile: it has queued the run instead,
         # and the claim settled which of the two runs it.
@@ -166,7 +187,7 @@ class Offer:
 
 
 class Listener:
-    """A worker's socket, open while the worker is idle."""
+    """A worker's socket, open while the worker is idle (see the module's docstring)."""
 
     def __init__(self) -> None:
         # Short: a socket's path must fit in 108 bytes.

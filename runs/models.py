@@ -44,10 +44,16 @@ def clean_code(code: object) -> str:
 class RunQuerySet(models.QuerySet):
     def submit(self, code: str, **fields) -> Run:
         """Create a queued run from user input (validated here, for every entry point)."""
+        run = self.new(code, **fields)
+        run.save(force_insert=True, using=self.db)
+        return run
+
+    def new(self, code: str, **fields) -> Run:
+        """`submit`'s run, not yet saved (runs.tasks.store_and_enqueue saves it)."""
         fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
         fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
         fields.setdefault("region", settings.CODECARBON_REGION)
-        return self.create(code=clean_code(code), **fields)
+        return self.model(code=clean_code(code), **fields)
 
     def recent_duplicate(self, session_key: str, code: str, seconds: float = 1.0) -> Run | None:
         """This session's run of exactly this code submitted in the last second, if any."""

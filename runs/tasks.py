@@ -55,16 +55,43 @@ def enqueue(*runs: Run, watch: bool = False) -> None:
         first.setdefault(run.client, run)
 
     def send() -> None:
-        for client, run in first.items():
-            handed = handoff.offer(row_of(run))
-            if handed is None:
-                dispatch(client)
-            elif watch:
-                run.handed_over = handed
-            else:
-                handed.close()
+        for run in first.values():
+            _hand_over(run, handoff.offer(row_of(run)), watch)
 
     transaction.on_commit(send)
+
+
+def store_and_enqueue(run: Run, watch: bool = False) -> Run:
+    """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does, but
+    offered to an idle worker here before its row is written: the worker starts its
+    code while the row is written, and claims it once told the row is there."""
+    if transaction.get_connection().in_atomic_block:
+        run.save(force_insert=True)  # offered once the transaction commits
+        enqueue(run, watch=watch)
+        return run
+    handed = handoff.offer(row_of(run))
+    try:
+        run.save(force_insert=True)
+    except BaseException:
+        if handed is not None:
+            handed.close()  # the worker ends what it started, and stores nothing
+        raise
+    _hand_over(run, handed, watch)
+    return run
+
+
+def _hand_over(run: Run, handed: handoff.Handed | None, watch: bool) -> None:
+    """Tell the worker offered `run` that its row is committed; through the queue if
+    no worker was offered it, or the one offered it did not take it."""
+    if handed is not None and handed.commit(run.pk):
+        if watch:
+            run.handed_over = handed
+        else:
+            handed.close()
+        return
+    if handed is not None:
+        handed.close()
+    dispatch(run.client)
 
 
 def _next_waiting(client: str) -> Run | None:
@@ -87,15 +114,19 @@ def row_of(run: Run) -> bytes:
 
 def run_of(row: bytes) -> Run | None:
     """The run a hand-over carried: the offered one (`enqueue`), whose row comes with
-    the offer so that nothing is read before it starts, or the stored one, back."""
+    the offer so that nothing is read before it starts (without its primary key when
+    offered before it was written), or the stored one, back."""
     run = next(serializers.deserialize("python", json.loads(row))).object
     return run if isinstance(run, Run) else None
 
 
-def claim(run: Run, worker: str) -> bool:
+def claim(run: Run, worker: str, key: int | None = None) -> bool:
     """Claim a run handed over directly for `worker`: dispatched and running in one
     conditional update, under the same rule as `dispatch` (one run of a client in
-    flight)."""
+    flight). `key`: its primary key, where it was offered before its row was written."""
+    if key is not None:
+        run.pk = key
+        run._state.adding = False  # saved from now on by updating its row
     now = timezone.now()
     try:
         # One statement, atomic by itself: no transaction around it (a BEGIN and a

@@ -37,7 +37,7 @@ from .models import (
     Worker,
     clean_code,
 )
-from .tasks import enqueue
+from .tasks import enqueue, store_and_enqueue
 
 HISTORY_PAGE_SIZE = 25
 
@@ -155,10 +155,10 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
             return _over_limit(request, code, refusal)
         fields = _grid_fields(request)
         try:
-            run = Run.objects.submit(code, session_key=session_key, client=client, **fields)
+            run = Run.objects.new(code, session_key=session_key, client=client, **fields)
         except ValidationError as exc:
             return _refused(request, code, exc.messages)
-        enqueue(run, watch=bool(request.htmx))
+        store_and_enqueue(run, watch=bool(request.htmx))
     if request.htmx:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
         # for); a longer one as soon as it has printed something.

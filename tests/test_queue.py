@@ -108,11 +108,19 @@ def test_a_run_crosses_a_hand_over_whole_to_the_microsecond(transactional_db):
         assert getattr(crossed, field.attname) == getattr(run, field.attname), field.name
 
 
-def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
+def offered_and_taken() -> tuple[handoff.Offer, handoff.Handed]:
+    """Both ends of a hand-over, its row committed and the run taken."""
     worker_end, web_end = socket.socketpair()
     offer, handed = handoff.Offer(worker_end, b""), handoff.Handed(web_end)
+    handed.connection.sendall(handoff.COMMITTED + handoff.KEY.pack(42))
+    assert offer.committed() == 42
     offer.answer(True)
     assert web_end.recv(len(handoff.TAKEN)) == handoff.TAKEN
+    return offer, handed
+
+
+def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
+    offer, handed = offered_and_taken()
     assert handed.receive(0) is None, "a word before the worker said one"
     offer.progress()
     assert handed.receive(1) is handoff.PROGRESS
@@ -126,13 +134,42 @@ def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
         raise AssertionError("the end of the connection went unnoticed")
     handed.close()
 
-    worker_end, web_end = socket.socketpair()
-    offer, handed = handoff.Offer(worker_end, b""), handoff.Handed(web_end)
-    offer.answer(True)
-    web_end.recv(len(handoff.TAKEN))
+    offer, handed = offered_and_taken()
     offer.result(b'{"row": 1}')
     assert handed.receive(1) == b'{"row": 1}'
     handed.close()
+
+
+def test_a_run_offered_before_its_row_is_written_runs_once_told_it_is(start_worker):
+    start_worker()
+    wait_for(lambda: len(listening_workers()) == 1)
+    run = Run.objects.new("print('offered first')", client="a")
+    handed = handoff.offer(row_of(run))  # its code starts while the row is written
+    assert handed is not None
+    run.save(force_insert=True)
+    assert handed.commit(run.pk), "the idle worker did not take the run"
+    handed.close()
+    done = wait_for(lambda: finished(run))
+    assert done.stdout == "offered first\n" and done.status == Run.Status.SUCCEEDED
+
+
+def test_a_run_offered_but_never_written_is_ended_and_nothing_stored(start_worker):
+    # The web process failed to write the row, or died: the worker hears nothing.
+    start_worker()
+    wait_for(lambda: len(listening_workers()) == 1)
+    # The sandboxes prepared for the next runs: the run takes one of them.
+    prepared = wait_for(lambda: {p.pid for p in sandbox_processes()})
+    run = Run.objects.new("import time\ntime.sleep(60)", client="a")
+    handed = handoff.offer(row_of(run))
+    assert handed is not None
+    wait_for(lambda: len(listening_workers()) == 0)  # it took the offer: busy
+    # It waits for the word a second (handoff.ANSWER_SECONDS), ends the run's sandbox,
+    # and is idle again.
+    wait_for(lambda: len(listening_workers()) == 1, timeout=10)
+    handed.close()
+    assert not Run.objects.exists()
+    left = {p.pid for p in sandbox_processes()}
+    assert prepared - left, "the sandbox that ran the code never written is still running"
 
 
 def test_a_busy_worker_takes_no_hand_over_and_the_queue_carries_the_run(start_worker):
@@ -161,7 +198,10 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
     first = submit("import time\nprint('first', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: Run.objects.get(pk=first.pk).stdout == "first\n")
     second = Run.objects.submit("print('second')", client="a")
-    assert handoff.offer(row_of(second)) is None, "the idle worker took a second run of the client"
+    handed = handoff.offer(row_of(second))
+    assert handed is not None, "no idle worker was offered the run"
+    assert not handed.commit(second.pk), "the idle worker took a second run of the client"
+    handed.close()
     assert Run.objects.get(pk=second.pk).status == Run.Status.QUEUED
     enqueue(second)
     done = wait_for(lambda: finished(second), timeout=60)

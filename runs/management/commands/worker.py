@@ -83,8 +83,9 @@ class Worker(QueueWorker):
 
     def take_offer(self) -> None:
         """Run what a web process here handed over, if it is still there to take: its
-        code starts while the database is asked (tasks.claim), and the web process is
-        answered then, told when the run prints, and sent the run once stored."""
+        code starts while the web process writes its row and the database is asked
+        (tasks.claim), and the web process is answered then, told when the run prints,
+        and sent the run once stored."""
         offer = self.listener.accept()
         if offer is None:
             return
@@ -98,17 +99,24 @@ class Worker(QueueWorker):
             return
 
         def claim() -> bool:
-            try:
-                taken = tasks.claim(run, self.name)
-            except Exception:
-                logger.exception("could not claim run %s", run.public_id)
-                taken = False
+            # Only once the web process has written the run's row (it may offer it
+            # before): it says so, with the row's primary key.
+            key = offer.committed()
+            taken = False
+            if key is not None:
+                try:
+                    taken = tasks.claim(run, self.name, key)
+                except Exception:
+                    logger.exception("could not claim run %s", run.public_id)
             offer.answer(taken)
             return taken
 
         def told(ended: bool) -> None:
             if ended:
                 offer.result(tasks.row_of(run))
+                # Stored and sent: the next offer may come while the sandbox is ended
+                # (~5 ms, up to 20 on a busy host), and waits for that, not the queue.
+                self.listener.open()
             else:
                 offer.progress()
 
