@@ -175,7 +175,7 @@ def current_baseline() -> Baseline:
 class _Claim:
     """Whether this worker may store a run: at once for a run it took from the queue;
     for one handed over directly, the answer of `claim` (runs.tasks.claim), asked once,
-    with its sandbox ready, before the code is sent or a failure stored."""
+    while the code starts or before a failure is stored."""
 
     def __init__(self, claim: Callable[[], bool] | None):
         self.claim = claim
@@ -196,9 +196,9 @@ def execute(
     """Run `run`'s code in the sandbox, measure it, and store the result on `run`.
 
     A run handed over directly comes unclaimed, with `claim`: the database is asked
-    once its measurement and sandbox are ready, and if the run is not this worker's
-    after all, the sandbox is ended unused and nothing stored (None). `told(ended)`
-    hears when it has printed (False) and, once, when it is stored (True)."""
+    while its code starts, and if the run is not this worker's after all, the sandbox
+    is ended and nothing stored (None). `told(ended)` hears when it has printed
+    (False) and, once, when it is stored (True)."""
     beat = heartbeat(kind)
     claimed = _Claim(claim)
     tell = _Tell(run, told)

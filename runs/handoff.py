@@ -4,14 +4,13 @@ Queueing a run through the table costs a row, a poll (or a wake-up) and a claim:
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
 own in DATA_DIR/handoff/, and only while idle (or ending the sandbox of a run it has
 stored and sent): a busy worker's socket is closed, and offering to it costs a refused
-connect. The web process offers the run itself (its row, serialized) to one idle
-worker, for a new single run before the row is even written; the worker readies the
-run's measurement and sandbox meanwhile, and once told the row is committed (COMMITTED
-and the primary key) claims it (a conditional update under the fair queue's rule, so a
-run still runs once; a refused one, or one never committed, is never started), answers
-whether it took it, and starts its code. Anything else (no idle worker here, workers on
-other machines, a refusal, no answer in time) falls back to the queue table, which
-every worker polls.
+connect. The web process offers the run itself (its row,
+serialized) to one idle worker, for a new single run before the row is even written;
+the worker starts its code, and once told the row is committed (COMMITTED and the
+primary key) claims it (a conditional update under the fair queue's rule, so a run still
+runs once; a refused one, or one never committed, is ended unstored) and answers
+whether it took it. Anything else (no idle worker here, workers on other machines, a
+refusal, no answer in time) falls back to the queue table, which every worker polls.
 
 A taken run's connection stays open while it runs: the worker says on it when the run
 has printed (PROGRESS), and sends the run's row once it is stored, so that a request

@@ -65,7 +65,7 @@ class SandboxUnavailable(RuntimeError):
 
 
 class Abandoned(Exception):
-    """The caller refused the run before its code was sent (`on_start`)."""
+    """The caller refused the run once its code was in the sandbox (`on_start`)."""
 
 
 @dataclass(frozen=True)
@@ -500,11 +500,9 @@ def executed(
     sandbox's own teardown (bubblewrap's exit, the cgroup) waits until the block ends,
     so a worker can store and answer first.
 
-    `on_start` is called with the sandbox ready, just before the code is sent (or,
-    where the sandbox failed, instead of sending it): returning False ends the sandbox
-    unused and raises Abandoned. A claim asked there, not while the code runs, keeps
-    the caller's own work out of the run's figures (on 2 cores a concurrent claim
-    doubled the duration of `print('hi')`)."""
+    `on_start` is called once the code is in the sandbox (or, where the sandbox failed,
+    instead of sending it), so that the caller's own work overlaps the snippet's start;
+    returning False ends the sandbox at once and raises Abandoned."""
     watch = _take_standby(limits) or _launch(limits)
     try:
         yield watch.execute(code.encode(), on_tick, tick_seconds, on_start)
@@ -820,8 +818,8 @@ class _Watch:
     def execute(self, source: bytes, on_tick, tick_seconds: float, on_start=None) -> Outcome:
         """Send the code and watch it to the end. Every figure counts from here."""
         outcome = self.outcome
-        _started(on_start)
         if outcome.error:
+            _started(on_start)
             return outcome  # fail closed: the code never goes to an incomplete sandbox
         self.cpu_before_code = self._cpu_seconds()
         started = time.monotonic()
@@ -830,6 +828,7 @@ class _Watch:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass  # it died before reading; its stderr says why
+        _started(on_start)
         self._watch(started, on_tick, tick_seconds)
         return outcome
 

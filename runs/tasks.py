@@ -63,9 +63,8 @@ def enqueue(*runs: Run, watch: bool = False) -> None:
 
 def store_and_enqueue(run: Run, watch: bool = False) -> Run:
     """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does, but
-    offered to an idle worker here before its row is written: the worker readies its
-    measurement and sandbox while the row is written, and claims it once told the row
-    is there."""
+    offered to an idle worker here before its row is written: the worker starts its
+    code while the row is written, and claims it once told the row is there."""
     if transaction.get_connection().in_atomic_block:
         run.save(force_insert=True)  # offered once the transaction commits
         enqueue(run, watch=watch)
@@ -75,7 +74,7 @@ def store_and_enqueue(run: Run, watch: bool = False) -> Run:
         run.save(force_insert=True)
     except BaseException:
         if handed is not None:
-            handed.close()  # the worker ends what it readied, and stores nothing
+            handed.close()  # the worker ends what it started, and stores nothing
         raise
     _hand_over(run, handed, watch)
     return run
@@ -131,7 +130,7 @@ def claim(run: Run, worker: str, key: int | None = None) -> bool:
     now = timezone.now()
     try:
         # One statement, atomic by itself: no transaction around it (a BEGIN and a
-        # COMMIT more, before the run's code can start).
+        # COMMIT more, while the run's code starts).
         taken = (
             Run.objects.undispatched()
             .filter(pk=run.pk)

@@ -329,9 +329,8 @@ def test_sections_in_two_threads_do_not_nest_into_each_other():
 
 
 def test_a_handed_over_run_that_is_not_ours_is_ended_unstored_and_leaves_nothing():
-    # The claim is asked with the sandbox ready, before the code is sent; a refusal
-    # (another worker took it, or the client has a run in flight) ends the sandbox
-    # unused and stores nothing.
+    # The claim is asked while the code starts; a refusal (another worker took it, or
+    # the client has a run in flight) ends the sandbox and stores nothing.
     run = Run.objects.submit("import time\nprint('started', flush=True)\ntime.sleep(5)")
     asked = []
 
@@ -350,7 +349,7 @@ def test_a_handed_over_run_that_is_not_ours_is_ended_unstored_and_leaves_nothing
     assert after.status == Run.Status.SUCCEEDED, after.error
 
 
-def test_a_handed_over_run_is_claimed_before_its_code_starts():
+def test_a_handed_over_run_is_claimed_while_its_code_starts():
     run = Run.objects.submit("print('mine')")
     statuses = []
 

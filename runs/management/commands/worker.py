@@ -83,10 +83,9 @@ class Worker(QueueWorker):
 
     def take_offer(self) -> None:
         """Run what a web process here handed over, if it is still there to take: its
-        measurement and sandbox are made ready while the web process writes its row,
-        then the database is asked (tasks.claim), the web process answered, the code
-        started, the web process told when the run prints, and sent the run once
-        stored."""
+        code starts while the web process writes its row and the database is asked
+        (tasks.claim), and the web process is answered then, told when the run prints,
+        and sent the run once stored."""
         offer = self.listener.accept()
         if offer is None:
             return
