@@ -40,7 +40,6 @@ class RunCgroup:
         self.dirs = dirs
         self.version = version
         self.cpu_capped = cpu_capped
-        self.background = False  # its CPU weight is the lowest (`set_background`)
 
     def _read(self, controller: str, name: str) -> str:
         try:
@@ -68,7 +67,6 @@ class RunCgroup:
         if path is not None and path.exists():
             with contextlib.suppress(OSError):
                 path.write_text(CPU_WEIGHTS[self.version][0 if background else 1])
-                self.background = background
 
     def cpu_weight_file(self) -> Path | None:
         if self.version == 2:

@@ -168,8 +168,9 @@ class _Monitor:
                     seen, due = started, self._started_at + self.interval
             left = due - time.monotonic()
             if stopped or left > 0:
-                # Never longer than an interval: a start meanwhile is seen in time.
-                time.sleep(min(left, self.interval) if not stopped else self.interval)
+                # Never longer than an interval (`left` is at most one): a start
+                # meanwhile is seen in time.
+                time.sleep(self.interval if stopped else left)
                 continue
             due += self.interval
             try:

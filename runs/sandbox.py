@@ -793,6 +793,7 @@ class _Watch:
             pass  # it died starting; its stderr says why
 
     def _set_priority(self, nice: int) -> None:
+        self.nice = nice
         if self.group:
             self.group.set_background(nice > 0)
         # The launcher and the snippet's process, which it forks and which inherits
@@ -802,7 +803,6 @@ class _Watch:
             return
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, supervisor, nice)
-            self.nice = nice
         # After the supervisor's: a process it forks meanwhile is listed here. And
         # bubblewrap's own, which waits for the launcher and exits after it.
         others = (set(_children_of(supervisor)) | {self.proc.pid}) - {supervisor}
@@ -812,7 +812,7 @@ class _Watch:
 
     def raise_priority(self) -> None:
         """Back to the normal priority, before the code is sent."""
-        if self.nice or (self.group and self.group.background):
+        if self.nice:
             self._set_priority(0)
 
     def execute(self, source: bytes, on_tick, tick_seconds: float, on_start=None) -> Outcome:

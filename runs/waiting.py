@@ -27,7 +27,7 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
     """Wait up to `seconds` for `run` to end, or with `until_output` for it to end or
     print; False without a free slot or when it is still going. Either way `run` is
     read afresh (from the database, or as the worker stored it)."""
-    handed = run.__dict__.pop("handed_over", None)  # set by tasks.enqueue(watch=True)
+    handed = run.__dict__.pop("handed_over", None)  # set by runs.tasks, with watch=True
     try:
         if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
             run.refresh_from_db()
