@@ -4,12 +4,12 @@ Queueing a run through the table costs a row, a poll (or a wake-up) and a claim:
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
 own in DATA_DIR/handoff/, and only while idle (or ending the sandbox of a run it has
 stored and sent): a busy worker's socket is closed, and offering to it costs a refused
-connect. The web process offers the run itself (its row,
-serialized) to one idle worker, for a new single run before the row is even written;
-the worker starts its code, and once told the row is committed (COMMITTED and the
-primary key) claims it (a conditional update under the fair queue's rule, so a run still
-runs once; a refused one, or one never committed, is ended unstored) and answers
-whether it took it. Anything else (no idle worker here, workers on other machines, a
+connect. The web process offers the run itself (its row, serialized) to one idle
+worker, a new single run before anything of it is written: the worker starts its code
+and meanwhile claims the run in one statement under the fair queue's rule (it writes a
+new run's row itself, as running; it updates a stored one), so a run still runs once,
+and a refused one is ended unstored. It answers with the row's primary key, or that it
+did not take the run. Anything else (no idle worker here, workers on other machines, a
 refusal, no answer in time) falls back to the queue table, which every worker polls.
 
 A taken run's connection stays open while it runs: the worker says on it when the run
@@ -18,7 +18,7 @@ waiting for the run answers without a named pipe or another read of the database
 connection that ends without the row (the worker died) leaves the waiter to the
 database.
 
-Nothing here knows about runs: payloads go both ways, a yes or no, and pokes.
+Nothing here knows about runs: payloads go both ways, a key, and pokes.
 """
 
 from __future__ import annotations
@@ -35,13 +35,11 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-TAKEN, NOT_TAKEN = b"taken\n", b"none\n"
-# From the web process once the offered run's row is written: its primary key follows.
-COMMITTED, KEY = b"c", struct.Struct("!q")
-# After TAKEN, from the worker: the run has progressed; the run's stored row follows.
+# The worker's answer: the primary key of the run's row, or NOT_TAKEN.
+ANSWER, NOT_TAKEN = struct.Struct("!q"), 0
+# After its answer, from a worker that took the run: it has progressed; its stored row.
 PROGRESS, RESULT = b"\n", b"="
-# Each side waits this long for the other's word (the row committed; taken or not),
-# then the queue takes over.
+# The web process waits this long for the worker's answer, then the queue takes over.
 ANSWER_SECONDS = 1.0
 # A run's row, serialized: its code (escaped, at worst 6 bytes a byte) and the rest.
 MAX_OFFER_BYTES = settings.MAX_CODE_BYTES * 6 + 64 * 1024
@@ -58,8 +56,8 @@ def _directory():
 
 def offer(payload: bytes) -> Handed | None:
     """Offer `payload` (a run, its row perhaps not yet written) to an idle worker here:
-    the connection on which to say when the row is committed (`Handed.commit`), or
-    None when no worker here is idle."""
+    the connection on which it answers (`Handed.taken`), or None when no worker here is
+    idle."""
     try:
         paths = [entry.path for entry in os.scandir(_directory())]
     except OSError:
@@ -84,14 +82,14 @@ class Handed:
     def __init__(self, connection: socket.socket):
         self.connection = connection
 
-    def commit(self, key: int) -> bool:
-        """Say that the run's row is committed, with its primary key; whether the
-        worker took the run (else the queue carries it)."""
+    def taken(self) -> int | None:
+        """The primary key of the run's row if the worker took the run (and stored a
+        new one); None if it did not, or gave no answer within ANSWER_SECONDS."""
         try:
-            self.connection.sendall(COMMITTED + KEY.pack(key))
-            return self.connection.recv(len(TAKEN)) == TAKEN
-        except OSError:
-            return False  # the worker did not wait, or is too slow: the queue
+            (key,) = ANSWER.unpack(_read_exactly(self.connection, ANSWER.size))
+        except (OSError, ValueError):
+            return None  # the worker went away, or is too slow: the queue
+        return key if key != NOT_TAKEN else None
 
     def receive(self, timeout: float) -> bytes | None:
         """PROGRESS, the run's stored row (b"" when too large to send), or None when
@@ -139,21 +137,11 @@ class Offer:
         self.connection = connection
         self.payload = payload
 
-    def committed(self) -> int | None:
-        """The run's primary key, once the web process has written its row; None if
-        it did not say so in time (it failed, or died)."""
-        try:
-            message = _read_exactly(self.connection, len(COMMITTED) + KEY.size)
-        except (OSError, ValueError):
-            return None
-        if not message.startswith(COMMITTED):
-            return None
-        return KEY.unpack(message[len(COMMITTED) :])[0]
-
-    def answer(self, taken: bool) -> None:
-        # The web process may have given up meanwhile: it has queued the run instead,
-        # and the claim settled which of the two runs it.
-        if not self._send(TAKEN if taken else NOT_TAKEN) or not taken:
+    def answer(self, key: int | None) -> None:
+        """The run's primary key once this worker has claimed it; None: not taken."""
+        # The web process may have given up meanwhile: it stores the run itself, and
+        # the row's unique public id settles which of the two runs it.
+        if not self._send(ANSWER.pack(key or NOT_TAKEN)) or key is None:
             self.close()
 
     def progress(self) -> None:

@@ -62,36 +62,52 @@ def enqueue(*runs: Run, watch: bool = False) -> None:
 
 
 def store_and_enqueue(run: Run, watch: bool = False) -> Run:
-    """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does, but
-    offered to an idle worker here before its row is written: the worker starts its
-    code while the row is written, and claims it once told the row is there."""
+    """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does; but
+    an idle worker here is handed it before anything is written, starts its code and
+    stores it itself, as running (`claim`): one write, beside the code."""
     if transaction.get_connection().in_atomic_block:
         run.save(force_insert=True)  # offered once the transaction commits
         enqueue(run, watch=watch)
         return run
     handed = handoff.offer(row_of(run))
+    key = handed.taken() if handed is not None else None
+    if key is not None:
+        run.pk, run._state.adding = key, False
+        _follow_or_close(run, handed, watch)
+        return run
+    if handed is not None:
+        handed.close()
     try:
         run.save(force_insert=True)
-    except BaseException:
-        if handed is not None:
-            handed.close()  # the worker ends what it started, and stores nothing
-        raise
-    _hand_over(run, handed, watch)
+    except IntegrityError:
+        # Its public id is taken: the worker stored it after all, once this process
+        # had stopped waiting for its answer, and runs it.
+        stored = Run.objects.filter(public_id=run.public_id).first()
+        if stored is None:
+            raise
+        run.pk, run._state.adding = stored.pk, False
+        run.refresh_from_db()
+        return run
+    dispatch(run.client)
     return run
 
 
 def _hand_over(run: Run, handed: handoff.Handed | None, watch: bool) -> None:
-    """Tell the worker offered `run` that its row is committed; through the queue if
-    no worker was offered it, or the one offered it did not take it."""
-    if handed is not None and handed.commit(run.pk):
-        if watch:
-            run.handed_over = handed
-        else:
-            handed.close()
+    """Queue `run`, stored, through the worker it was offered to if that one claims it,
+    else through the queue table."""
+    if handed is not None and handed.taken() == run.pk:
+        _follow_or_close(run, handed, watch)
         return
     if handed is not None:
         handed.close()
     dispatch(run.client)
+
+
+def _follow_or_close(run: Run, handed: handoff.Handed, watch: bool) -> None:
+    if watch:
+        run.handed_over = handed  # runs.waiting follows the run on it
+    else:
+        handed.close()
 
 
 def _next_waiting(client: str) -> Run | None:
@@ -120,17 +136,15 @@ def run_of(row: bytes) -> Run | None:
     return run if isinstance(run, Run) else None
 
 
-def claim(run: Run, worker: str, key: int | None = None) -> bool:
-    """Claim a run handed over directly for `worker`: dispatched and running in one
-    conditional update, under the same rule as `dispatch` (one run of a client in
-    flight). `key`: its primary key, where it was offered before its row was written."""
-    if key is not None:
-        run.pk = key
-        run._state.adding = False  # saved from now on by updating its row
+def claim(run: Run, worker: str) -> bool:
+    """Claim a run handed over directly for `worker`: dispatched and running, in one
+    statement, under the same rule as `dispatch` (one run of a client in flight): the
+    insert of a run offered before it was stored, the conditional update of a stored
+    one. No transaction around it: a BEGIN and a COMMIT more, while the code starts."""
     now = timezone.now()
+    if run.pk is None:
+        return _store_claimed(run, worker, now)
     try:
-        # One statement, atomic by itself: no transaction around it (a BEGIN and a
-        # COMMIT more, while the run's code starts).
         taken = (
             Run.objects.undispatched()
             .filter(pk=run.pk)
@@ -141,7 +155,20 @@ def claim(run: Run, worker: str, key: int | None = None) -> bool:
     if taken:
         run.dispatched_at = run.started_at = now
         run.status, run.worker = Run.Status.RUNNING, worker
+        run._state.adding = False  # as deserialized: saved from now on by updating
     return bool(taken)
+
+
+def _store_claimed(run: Run, worker: str, now: datetime.datetime) -> bool:
+    run.dispatched_at = run.started_at = now
+    run.status, run.worker = Run.Status.RUNNING, worker
+    try:
+        run.save(force_insert=True)
+    except IntegrityError:
+        # Another run of this client is in flight, or the web process stopped waiting
+        # and stored this one itself (its public id is taken): not ours.
+        return False
+    return True
 
 
 def dispatch(client: str) -> bool:

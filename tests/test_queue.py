@@ -11,11 +11,12 @@ import psutil
 from django.db import connections
 from django.http import JsonResponse
 from django.test import Client
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs import handoff
 from runs.models import Run
-from runs.tasks import enqueue, row_of, run_of
+from runs.tasks import enqueue, row_of, run_of, store_and_enqueue
 
 from .conftest import finished, sandbox_processes, wait_for
 
@@ -109,13 +110,11 @@ def test_a_run_crosses_a_hand_over_whole_to_the_microsecond(transactional_db):
 
 
 def offered_and_taken() -> tuple[handoff.Offer, handoff.Handed]:
-    """Both ends of a hand-over, its row committed and the run taken."""
+    """Both ends of a hand-over, the run taken and stored as row 42."""
     worker_end, web_end = socket.socketpair()
     offer, handed = handoff.Offer(worker_end, b""), handoff.Handed(web_end)
-    handed.connection.sendall(handoff.COMMITTED + handoff.KEY.pack(42))
-    assert offer.committed() == 42
-    offer.answer(True)
-    assert web_end.recv(len(handoff.TAKEN)) == handoff.TAKEN
+    offer.answer(42)
+    assert handed.taken() == 42
     return offer, handed
 
 
@@ -140,36 +139,69 @@ def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
     handed.close()
 
 
-def test_a_run_offered_before_its_row_is_written_runs_once_told_it_is(start_worker):
+def test_a_refusal_or_no_answer_is_not_taken():
+    worker_end, web_end = socket.socketpair()
+    handoff.Offer(worker_end, b"").answer(None)
+    handed = handoff.Handed(web_end)
+    assert handed.taken() is None
+    handed.close()
+    worker_end, web_end = socket.socketpair()
+    web_end.settimeout(0.1)
+    handed = handoff.Handed(web_end)
+    assert handed.taken() is None, "no answer in time read as taken"
+    handed.close()
+    worker_end.close()
+
+
+def test_a_run_offered_before_it_is_stored_is_stored_by_the_worker_running_it(start_worker):
     start_worker()
     wait_for(lambda: len(listening_workers()) == 1)
     run = Run.objects.new("print('offered first')", client="a")
-    handed = handoff.offer(row_of(run))  # its code starts while the row is written
+    handed = handoff.offer(row_of(run))  # nothing of it is written yet
     assert handed is not None
-    run.save(force_insert=True)
-    assert handed.commit(run.pk), "the idle worker did not take the run"
+    key = handed.taken()
+    assert key is not None, "the idle worker did not take the run"
     handed.close()
-    done = wait_for(lambda: finished(run))
+    stored = Run.objects.get(pk=key)
+    assert stored.public_id == run.public_id and stored.code == run.code
+    assert stored.worker and stored.dispatched_at is not None
+    done = wait_for(lambda: finished(stored))
     assert done.stdout == "offered first\n" and done.status == Run.Status.SUCCEEDED
+    assert not DBTaskResult.objects.exists(), "it went through the queue's table"
 
 
-def test_a_run_offered_but_never_written_is_ended_and_nothing_stored(start_worker):
-    # The web process failed to write the row, or died: the worker hears nothing.
+def test_a_run_the_worker_may_not_take_is_ended_and_nothing_of_it_stored(start_worker):
+    # The client has a run in the workers' hands already (elsewhere): the fair queue's
+    # rule, kept by the database, refuses the worker's row for a second one.
     start_worker()
     wait_for(lambda: len(listening_workers()) == 1)
     # The sandboxes prepared for the next runs: the run takes one of them.
     prepared = wait_for(lambda: {p.pid for p in sandbox_processes()})
+    Run.objects.submit("print(0)", client="a", dispatched_at=timezone.now())
     run = Run.objects.new("import time\ntime.sleep(60)", client="a")
     handed = handoff.offer(row_of(run))
     assert handed is not None
-    wait_for(lambda: len(listening_workers()) == 0)  # it took the offer: busy
-    # It waits for the word a second (handoff.ANSWER_SECONDS), ends the run's sandbox,
-    # and is idle again.
-    wait_for(lambda: len(listening_workers()) == 1, timeout=10)
+    assert handed.taken() is None, "the worker took a second run of a client in flight"
     handed.close()
-    assert not Run.objects.exists()
+    assert not Run.objects.filter(public_id=run.public_id).exists()
+    wait_for(lambda: len(listening_workers()) == 1, timeout=10)  # idle again
     left = {p.pid for p in sandbox_processes()}
-    assert prepared - left, "the sandbox that ran the code never written is still running"
+    assert prepared - left, "the sandbox of the run refused is still running"
+
+
+def test_a_run_stored_by_its_worker_after_the_web_process_stopped_waiting_is_kept_once(
+    transactional_db,
+):
+    # The worker's answer came too late: the web process, storing the run itself, finds
+    # the worker's row by the run's public id and follows that one.
+    run = Run.objects.new("print(1)", client="a")
+    theirs = Run.objects.new(run.code, client="a", status=Run.Status.RUNNING, worker="w")
+    theirs.public_id = run.public_id
+    theirs.save()
+    ours = store_and_enqueue(run)
+    assert ours.pk == theirs.pk and ours.status == Run.Status.RUNNING
+    assert Run.objects.count() == 1
+    assert not DBTaskResult.objects.exists(), "a run already running was queued again"
 
 
 def test_a_busy_worker_takes_no_hand_over_and_the_queue_carries_the_run(start_worker):
@@ -197,13 +229,10 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
     wait_for(lambda: len(listening_workers()) == 2)
     first = submit("import time\nprint('first', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: Run.objects.get(pk=first.pk).stdout == "first\n")
-    second = Run.objects.submit("print('second')", client="a")
-    handed = handoff.offer(row_of(second))
-    assert handed is not None, "no idle worker was offered the run"
-    assert not handed.commit(second.pk), "the idle worker took a second run of the client"
-    handed.close()
+    assert len(listening_workers()) == 1, "no idle worker is offered the second run"
+    second = store_and_enqueue(Run.objects.new("print('second')", client="a"))
+    assert Run.objects.filter(public_id=second.public_id).count() == 1
     assert Run.objects.get(pk=second.pk).status == Run.Status.QUEUED
-    enqueue(second)
     done = wait_for(lambda: finished(second), timeout=60)
     assert done.started_at >= Run.objects.get(pk=first.pk).finished_at
 

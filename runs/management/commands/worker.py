@@ -82,10 +82,9 @@ class Worker(QueueWorker):
                 return
 
     def take_offer(self) -> None:
-        """Run what a web process here handed over, if it is still there to take: its
-        code starts while the web process writes its row and the database is asked
-        (tasks.claim), and the web process is answered then, told when the run prints,
-        and sent the run once stored."""
+        """Run what a web process here handed over: its code starts while the run is
+        claimed (tasks.claim, which stores a new run's row), and the web process is
+        answered then, told when the run prints, and sent the run once stored."""
         offer = self.listener.accept()
         if offer is None:
             return
@@ -95,20 +94,16 @@ class Worker(QueueWorker):
             logger.exception("could not read a run handed over")
             run = None
         if run is None:
-            offer.answer(False)
+            offer.answer(None)
             return
 
         def claim() -> bool:
-            # Only once the web process has written the run's row (it may offer it
-            # before): it says so, with the row's primary key.
-            key = offer.committed()
             taken = False
-            if key is not None:
-                try:
-                    taken = tasks.claim(run, self.name, key)
-                except Exception:
-                    logger.exception("could not claim run %s", run.public_id)
-            offer.answer(taken)
+            try:
+                taken = tasks.claim(run, self.name)
+            except Exception:
+                logger.exception("could not claim run %s", run.public_id)
+            offer.answer(run.pk if taken else None)
             return taken
 
         def told(ended: bool) -> None:
