@@ -15,11 +15,12 @@ is in the run's cgroup, reports the CPU its start-up took, and forks, all before
 code comes (a worker starts it ahead of the run, so that a run pays only for its own
 code):
 - the child confines itself (a seccomp filter refusing sockets other than AF_UNIX, or
-  every socket, plus new namespaces and io_uring; Landlock where asked), then waits for
-  the snippet on stdin, reports the CPU it spent until then, closes the report
-  descriptor, and runs the snippet as `__main__` from ./main.py, so tracebacks and
-  `__file__` look as they would under `python main.py`; if it cannot confine itself
-  it never runs the snippet;
+  every socket, plus new namespaces and io_uring; Landlock where asked), opens the
+  snippet's files (./main.py, standard input from /dev/null), then waits for the
+  snippet on the pipe that was its stdin, reports the CPU it spent until then, closes
+  the report descriptor, and runs the snippet as `__main__` from ./main.py, so
+  tracebacks and `__file__` look as they would under `python main.py`; if it cannot
+  confine itself it never runs the snippet;
 - the parent stays behind as the tree's supervisor: a subreaper, so every process the
   snippet leaves behind, daemons included, becomes its child. It reaps them while the
   snippet runs, kills and reaps all of them when the snippet ends (or when the worker
@@ -37,6 +38,7 @@ checks them against what the supervisor measured.
 # Not `signal`: it imports enum, ~4 ms of every run's start-up. Nor contextlib.
 import _signal as signal
 import _thread
+import atexit  # built in: imported now, not at the snippet's end
 import ctypes
 import errno
 import os
@@ -296,10 +298,29 @@ def report_measurements(fd):
     os.close(fd)
 
 
-def run_snippet(source):
+def prepare_snippet_files():
+    """Before the code comes: standard input from /dev/null, and ./main.py open for
+    the code, so that a run does not pay for them (~0.5 ms together on a small VM,
+    most of it the first touches of pages shared with the supervisor since the fork).
+    Returns main.py, open, and a descriptor of the pipe the code comes on."""
+    code = os.dup(0)
+    read_nothing()
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+    return open(SNIPPET_FILE, "wb"), code
+
+
+def read_code(fd):
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def run_snippet(source, main_file):
     path = os.path.join(os.getcwd(), SNIPPET_FILE)
-    with open(path, "wb") as f:
-        f.write(source)
+    with main_file:
+        main_file.write(source)
     sys.argv = [path]
     sys.path.insert(0, os.getcwd())
     try:
@@ -446,6 +467,7 @@ def main():
         load_seccomp(*seccomp)
         if ruleset is not None:
             restrict_landlock(ruleset)
+        main_file, code = prepare_snippet_files()
     except Exception as exc:
         sys.stderr.write("sandbox: could not confine the snippet: %s\n" % exc)
         sys.stderr.flush()
@@ -454,14 +476,12 @@ def main():
     # arrives. What this process spent until then is start-up as well: the supervisor
     # counts it with the snippet's CPU, so it is reported (then the descriptor closed,
     # before any of the snippet's code runs) and taken off.
-    source = sys.stdin.buffer.read()
+    source = read_code(code)
     prepared = resource.getrusage(resource.RUSAGE_SELF)
     os.write(report, b"prepared %.6f\n" % (prepared.ru_utime + prepared.ru_stime))
     os.close(report)
-    read_nothing()
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     try:
-        status = run_snippet(source)
+        status = run_snippet(source, main_file)
     except SystemExit as exc:
         status = exit_status(exc)
     finish(status)
@@ -492,8 +512,6 @@ def finish(status):
     threading = sys.modules.get("threading")
     if threading is not None:
         threading._shutdown()
-    import atexit
-
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:  # noqa: SIM105
