@@ -45,7 +45,7 @@ ANSWER_SECONDS = 1.0
 MAX_OFFER_BYTES = settings.MAX_CODE_BYTES * 6 + 64 * 1024
 # A stored row larger than this (long output) is not sent: the waiter reads it.
 MAX_RESULT_BYTES = 1024 * 1024
-# How long a worker gives the web process to take the row and hang up.
+# How long a worker gives the web process to answer its client and hang up.
 HANG_UP_SECONDS = 0.05
 LENGTH = struct.Struct("!I")
 
@@ -149,8 +149,9 @@ class Offer:
 
     def result(self, row: bytes) -> None:
         """The run's row as stored; the last word. Returns once the web process has
-        hung up (it has the row), or after HANG_UP_SECONDS: what the worker does next
-        (ending the sandbox, starting the next one) would compete with the answer."""
+        hung up (it has answered its client), or after HANG_UP_SECONDS: what the worker
+        does next (ending the sandbox, starting the next one) would compete with the
+        answer."""
         if len(row) > MAX_RESULT_BYTES:
             row = b""
         if self._send(RESULT + LENGTH.pack(len(row)) + row):

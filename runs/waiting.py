@@ -4,7 +4,11 @@ At most API_MAX_WAITING requests of one web process wait at once (POST /run, and
 playground's form for a moment); the others answer at once with where to look.
 
 A run handed straight to a worker here is followed on that worker's connection, which
-brings the stored run itself; any other through its named pipe and the database.
+brings the stored run itself; any other through its named pipe and the database. That
+connection is closed once the response has gone out (Django's request_finished, sent
+after the server has written it): the worker waits for this hang-up (at most
+handoff.HANG_UP_SECONDS) before it ends the run's sandbox and starts the next one,
+work that would otherwise compete with the answer for the host's cores.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import threading
 import time
 
 from django.conf import settings
+from django.core.signals import request_finished
+from django.dispatch import receiver
 
 from . import handoff, tasks, wakeup
 from .models import Run
@@ -21,6 +27,8 @@ from .models import Run
 FALLBACK_POLL_SECONDS = 0.2
 
 _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
+# Hand-over connections followed by this thread's request, to close as it finishes.
+_followed = threading.local()
 
 
 def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
@@ -43,7 +51,15 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
             _slots.release()
     finally:
         if handed is not None:
-            handed.close()
+            _followed.__dict__.setdefault("connections", []).append(handed)
+
+
+@receiver(request_finished)
+def hang_up(**kwargs) -> None:
+    """Close the hand-over connections this thread's request followed."""
+    connections = _followed.__dict__.get("connections", [])
+    while connections:
+        connections.pop().close()
 
 
 def _follow(run: Run, handed: handoff.Handed, deadline: float, until_output: bool) -> bool | None:

@@ -2,19 +2,21 @@
 
 import json
 import os
+import select
 import signal
 import socket
 import threading
 from pathlib import Path
 
 import psutil
+from django.core.signals import request_finished
 from django.db import connections
 from django.http import JsonResponse
 from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import handoff
+from runs import handoff, waiting
 from runs.models import Run
 from runs.tasks import enqueue, row_of, run_of, store_and_enqueue
 
@@ -137,6 +139,20 @@ def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
     offer.result(b'{"row": 1}')
     assert handed.receive(1) == b'{"row": 1}'
     handed.close()
+
+
+def test_a_followed_run_is_hung_up_on_once_the_response_has_gone_out(transactional_db):
+    # The worker waits for this before ending the run's sandbox and starting the next.
+    run = Run.objects.submit("print(1)", client="a")
+    worker_end, web_end = socket.socketpair()
+    row = row_of(run)
+    worker_end.sendall(handoff.RESULT + handoff.LENGTH.pack(len(row)) + row)
+    run.handed_over = handoff.Handed(web_end)
+    waiting.wait_for(run, 1)
+    assert select.select([worker_end], [], [], 0)[0] == [], "hung up before the response"
+    request_finished.send(sender=None)
+    assert worker_end.recv(1) == b"", "the connection outlived its request"
+    worker_end.close()
 
 
 def test_a_refusal_or_no_answer_is_not_taken():
