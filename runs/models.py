@@ -318,7 +318,20 @@ class Run(models.Model):
         parts = breakdown.of(outcome.measurements, self)
         self.sections, self.lines, self.measurement_notes = parts.sections, parts.lines, parts.notes
         self.finished_at = timezone.now()
-        self.save()
+        self.save(update_fields=self.result_fields())
+
+    # Written when the run is submitted or handed to a worker; never by its end.
+    SUBMITTED_FIELDS = frozenset(
+        {"public_id", "code", "session_key", "client", "source", "created_at", "timeout_s"}
+        | {"series", "variant", "repetition", "dispatched_at", "started_at", "worker"}
+    )
+
+    @classmethod
+    def result_fields(cls) -> list[str]:
+        """What a run's end writes: every column but the submitted ones (not the code
+        again, up to MAX_CODE_BYTES, with every result)."""
+        fields = cls._meta.concrete_fields
+        return [f.name for f in fields if not f.primary_key and f.name not in cls.SUBMITTED_FIELDS]
 
     def fail(self, message: str) -> None:
         self.status = self.Status.ERROR
