@@ -11,7 +11,6 @@ import datetime
 import json
 from collections.abc import Callable
 
-from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.tasks import task
@@ -115,8 +114,8 @@ def _next_waiting(client: str) -> Run | None:
 
 
 class _ExactEncoder(DjangoJSONEncoder):
-    # Django's JSON serializer keeps milliseconds of a time: a row that went through
-    # it and was saved again would lose its microseconds.
+    # Django's JSON encoder keeps milliseconds of a time: a row that went through it
+    # and was saved again would lose its microseconds.
     def default(self, o):
         if isinstance(o, datetime.datetime):
             return o.isoformat()
@@ -124,16 +123,22 @@ class _ExactEncoder(DjangoJSONEncoder):
 
 
 def row_of(run: Run) -> bytes:
-    """A run's row, as a hand-over carries it both ways (runs.handoff)."""
-    return json.dumps(serializers.serialize("python", [run]), cls=_ExactEncoder).encode()
+    """A run's row, as a hand-over carries it both ways (runs.handoff): each column's
+    value by name. Not Django's serializers: on the way of every run handed over, four
+    times, and ~2.5x slower."""
+    values = {f.attname: f.value_from_object(run) for f in Run._meta.concrete_fields}
+    return json.dumps(values, cls=_ExactEncoder).encode()
 
 
-def run_of(row: bytes) -> Run | None:
+def run_of(row: bytes) -> Run:
     """The run a hand-over carried: the offered one (`enqueue`), whose row comes with
     the offer so that nothing is read before it starts (without its primary key when
     offered before it was written), or the stored one, back."""
-    run = next(serializers.deserialize("python", json.loads(row))).object
-    return run if isinstance(run, Run) else None
+    values = json.loads(row)
+    fields = Run._meta.concrete_fields
+    return Run.from_db(
+        None, [f.attname for f in fields], [f.to_python(values[f.attname]) for f in fields]
+    )
 
 
 def claim(run: Run, worker: str) -> bool:
@@ -155,7 +160,6 @@ def claim(run: Run, worker: str) -> bool:
     if taken:
         run.dispatched_at = run.started_at = now
         run.status, run.worker = Run.Status.RUNNING, worker
-        run._state.adding = False  # as deserialized: saved from now on by updating
     return bool(taken)
 
 

@@ -92,8 +92,6 @@ class Worker(QueueWorker):
             run = tasks.run_of(offer.payload)
         except Exception:
             logger.exception("could not read a run handed over")
-            run = None
-        if run is None:
             offer.answer(None)
             return
 
