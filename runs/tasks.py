@@ -147,32 +147,27 @@ def claim(run: Run, worker: str) -> bool:
     insert of a run offered before it was stored, the conditional update of a stored
     one. No transaction around it: a BEGIN and a COMMIT more, while the code starts."""
     now = timezone.now()
-    if run.pk is None:
-        return _store_claimed(run, worker, now)
+    claimed = {
+        "dispatched_at": now,
+        "started_at": now,
+        "status": Run.Status.RUNNING,
+        "worker": worker,
+    }
     try:
-        taken = (
-            Run.objects.undispatched()
-            .filter(pk=run.pk)
-            .update(dispatched_at=now, status=Run.Status.RUNNING, started_at=now, worker=worker)
-        )
+        if run.pk is None:  # offered before it was stored: its row is ours to write
+            for name, value in claimed.items():
+                setattr(run, name, value)
+            run.save(force_insert=True)
+            return True
+        taken = Run.objects.undispatched().filter(pk=run.pk).update(**claimed)
     except IntegrityError:
-        return False  # another run of this client is in flight: it goes first
-    if taken:
-        run.dispatched_at = run.started_at = now
-        run.status, run.worker = Run.Status.RUNNING, worker
-    return bool(taken)
-
-
-def _store_claimed(run: Run, worker: str, now: datetime.datetime) -> bool:
-    run.dispatched_at = run.started_at = now
-    run.status, run.worker = Run.Status.RUNNING, worker
-    try:
-        run.save(force_insert=True)
-    except IntegrityError:
-        # Another run of this client is in flight, or the web process stopped waiting
-        # and stored this one itself (its public id is taken): not ours.
+        # Another run of this client is in flight (it goes first), or the web process
+        # stopped waiting and stored this new run itself (its public id is taken).
         return False
-    return True
+    if taken:
+        for name, value in claimed.items():
+            setattr(run, name, value)
+    return bool(taken)
 
 
 def dispatch(client: str) -> bool:
