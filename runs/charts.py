@@ -11,7 +11,8 @@ from .formatting import DURATION_UNITS, Unit, significant
 
 # The SVG's own coordinates; the page stretches them to the box.
 WIDTH, HEIGHT = 1000, 200
-MIN_SAMPLES = 2  # fewer, and a chart would be one flat step: say so in words instead
+# Measured samples a chart needs: fewer, and it would be one flat step; say so in words.
+MIN_SAMPLES = 2
 
 
 def _nice_ceiling(value: float) -> float:
@@ -30,8 +31,13 @@ def _nice_ceiling(value: float) -> float:
 def power_chart(samples: list, duration_s: float | None = None) -> dict | None:
     """Geometry and a text alternative for watts over time, or None with too few
     samples to draw. The time axis ends at the run's length (its last sample while
-    it runs)."""
-    if len(samples) < MIN_SAMPLES:
+    it runs).
+
+    A finished run's last point only closes the series at its end, holding the level
+    before it (runs.execution): a run with one tick has one measurement, not two.
+    """
+    measured = samples[:-1] if duration_s is not None else samples
+    if len(measured) < MIN_SAMPLES:
         return None
     t_max = max(duration_s or 0.0, samples[-1][0]) or 1.0
     w_max = _nice_ceiling(max(s[1] for s in samples) * 1.1)
@@ -68,7 +74,7 @@ def power_chart(samples: list, duration_s: float | None = None) -> dict | None:
         "peak_w": max(watts),
         "average_w": average,
         "summary": (
-            f"Power of the snippet over {time_unit(duration)}, {len(samples)} samples: "
+            f"Power of the snippet over {time_unit(duration)}, {len(measured)} samples: "
             f"average {significant(average)} W, peak {significant(max(watts))} W."
         ),
     }

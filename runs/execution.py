@@ -122,13 +122,15 @@ class _Progress:
         self.last_elapsed, self.last_cpu = elapsed, cpu_s
 
     def finish(self, outcome: sandbox.Outcome) -> None:
-        """Close the series at the run's end: the live counters are gone by now, so
-        the last level is held (or, for a run too short to sample, its average)."""
+        """Close the series with a point at the run's end (runs.charts counts on it):
+        the live counters are gone by now, so the last level is held (or, for a run
+        too short to sample, its average)."""
         if not self.samples:
             self.last_elapsed = self.last_cpu = 0.0
             self.sample(outcome.wall_s, outcome.cpu_s, outcome.peak_memory_bytes)
-        elif outcome.wall_s > self.last_elapsed:
-            self.samples.append([round(outcome.wall_s, 3), self.samples[-1][1]])
+        else:
+            end = max(outcome.wall_s, self.last_elapsed)
+            self.samples.append([round(end, 3), self.samples[-1][1]])
 
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)

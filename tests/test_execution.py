@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from runs import breakdown, execution, failures, measure, sandbox, tasks
+from runs import breakdown, charts, execution, failures, measure, sandbox, tasks
 from runs.models import ControlRun, Run, Series
 
 from .conftest import execute, host_hardware, sandbox_processes
@@ -107,6 +107,19 @@ def test_live_power_samples_are_written_while_the_run_executes():
     # model (plus a sliver of RAM), whatever the CPU of this host.
     per_thread = host_hardware().watts_per_thread
     assert 0.75 * per_thread < max(w for _, w in run.power_samples) < 1.25 * per_thread
+    assert charts.power_chart(run.power_samples, run.duration_s)["peak_w"] > 0
+
+
+def test_a_run_with_one_live_sample_is_too_short_to_chart():
+    # Ends after the first (early) tick and before the second: one measurement, and
+    # the point that closes the series at the run's end holds its level.
+    run = execute("import time\ntime.sleep(0.2)")
+    assert sandbox.FIRST_TICK_SECONDS < run.duration_s < settings.LIVE_SAMPLE_SECONDS
+    assert len(run.power_samples) == 2
+    assert run.power_samples[-1] == [round(run.duration_s, 3), run.power_samples[0][1]]
+    assert charts.power_chart(run.power_samples, run.duration_s) is None
+    # While it ran, the same single tick was not a chart either.
+    assert charts.power_chart(run.power_samples[:1]) is None
 
 
 def test_waiting_costs_far_less_than_working():
