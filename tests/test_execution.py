@@ -110,9 +110,10 @@ def test_live_power_samples_are_written_while_the_run_executes():
     assert charts.power_chart(run.power_samples, run.duration_s)["peak_w"] > 0
 
 
-def test_a_run_with_one_live_sample_is_too_short_to_chart():
-    # Ends after the first (early) tick and before the second: one measurement, and
-    # the point that closes the series at the run's end holds its level.
+def test_a_run_with_one_live_sample_is_too_short_to_chart(settings):
+    # Ends after the first (early) tick and well before the second: one measurement,
+    # and the point that closes the series at the run's end holds its level.
+    settings.LIVE_SAMPLE_SECONDS = 5.0
     run = execute("import time\ntime.sleep(0.2)")
     assert sandbox.FIRST_TICK_SECONDS < run.duration_s < settings.LIVE_SAMPLE_SECONDS
     assert len(run.power_samples) == 2
