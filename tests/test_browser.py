@@ -7,16 +7,22 @@ import re
 from pathlib import Path
 
 import pytest
+from django.conf import settings as conf
 from playwright.sync_api import expect
 
-from runs import charts, failures, measure
+from runs import charts, failures, measure, sandbox
 from runs.models import Run
 
 from .conftest import SCREENSHOTS, host_hardware
 
 pytestmark = pytest.mark.browser
-# Long enough to be sampled and charted (the first sample comes after 0.05 s).
-BUSY = "import time\nend = time.perf_counter() + 0.4\nwhile time.perf_counter() < end:\n    pass\n"
+# Long enough for two live samples, and so a chart: the first comes early, the next a
+# sample interval later.
+BUSY_SECONDS = sandbox.FIRST_TICK_SECONDS + conf.LIVE_SAMPLE_SECONDS + 0.2
+BUSY = (
+    f"import time\nend = time.perf_counter() + {BUSY_SECONDS:.2f}\n"
+    "while time.perf_counter() < end:\n    pass\n"
+)
 
 
 @pytest.fixture
