@@ -14,6 +14,7 @@ import errno
 import os
 import select
 import stat
+import time
 
 from django.conf import settings
 
@@ -22,8 +23,14 @@ def _path() -> str:
     return str(settings.DATA_DIR / "worker-wakeup.fifo")
 
 
+RUN_PIPE_PREFIX, RUN_PIPE_SUFFIX = "run-", ".fifo"
+# A run's pipe is swept once nobody reads it and it is at least this old: its waiter
+# opens it microseconds after creating it, and no request waits this long.
+STALE_PIPE_SECONDS = 60
+
+
 def _run_path(run_pk: int) -> str:
-    return str(settings.DATA_DIR / f"run-{run_pk}.fifo")
+    return str(settings.DATA_DIR / f"{RUN_PIPE_PREFIX}{run_pk}{RUN_PIPE_SUFFIX}")
 
 
 def notify() -> None:
@@ -48,6 +55,29 @@ def _poke(path: str) -> None:
     with contextlib.suppress(BlockingIOError):
         os.write(fd, b"\n")
     os.close(fd)
+
+
+def sweep(older_than: float = STALE_PIPE_SECONDS) -> int:
+    """Remove the run pipes of requests that died waiting (a killed web process cannot
+    remove its own); how many. Workers call it as they start and now and then."""
+    removed, now = 0, time.time()
+    with contextlib.suppress(OSError), os.scandir(settings.DATA_DIR) as entries:
+        for entry in entries:
+            if not (
+                entry.name.startswith(RUN_PIPE_PREFIX) and entry.name.endswith(RUN_PIPE_SUFFIX)
+            ):
+                continue
+            try:
+                if now - entry.stat().st_ctime < older_than:
+                    continue
+                # A writer's open fails with ENXIO exactly when no reader has it open.
+                os.close(os.open(entry.path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 class Waiter:

@@ -5,6 +5,8 @@ import os
 import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import handoff, waiting
+from runs import handoff, waiting, wakeup
 from runs.models import Run
 from runs.tasks import enqueue, row_of, run_of, store_and_enqueue
 
@@ -353,3 +355,40 @@ def test_the_form_answers_a_short_run_finished_and_one_press_makes_one_run(
     again = client.post("/runs/new", {"code": "print('hi')"}, headers={"HX-Request": "true"})
     assert Run.objects.count() == 1  # the same code from the same browser, within a second
     assert 'data-status="succeeded"' in again.text
+
+
+WAIT_FOR_RUN = """
+import django, sys, time
+django.setup()
+from runs import wakeup
+wakeup.Waiter.for_run(int(sys.argv[1]))
+print("waiting", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_pipes_of_requests_killed_while_waiting_are_swept(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings", "DATA_DIR": str(tmp_path)}
+    killed, alive = (
+        subprocess.Popen(
+            [sys.executable, "-c", WAIT_FOR_RUN, str(pk)], env=env, stdout=subprocess.PIPE
+        )
+        for pk in (1, 2)
+    )
+    try:
+        for request in (killed, alive):
+            assert request.stdout.readline() == b"waiting\n"
+        killed.kill()
+        killed.wait()
+        pipes = {path.name for path in tmp_path.glob("run-*.fifo")}
+        assert pipes == {"run-1.fifo", "run-2.fifo"}  # a killed process cannot clean up
+
+        assert wakeup.sweep() == 0  # younger than a request may wait: kept
+        assert wakeup.sweep(older_than=0) == 1
+        assert [path.name for path in tmp_path.glob("run-*.fifo")] == ["run-2.fifo"]
+    finally:
+        alive.kill()
+        alive.wait()
+        killed.stdout.close()
+        alive.stdout.close()

@@ -65,6 +65,7 @@ class Worker(QueueWorker):
                 next_purge = now + PURGE_CHECK_SECONDS
                 # Hourly for the whole fleet; asking costs one conditional update.
                 chore(retention.purge_if_due)
+                chore(wakeup.sweep)  # this machine's pipes of requests killed waiting
             task = self.claim()
             if task is not None:
                 self.listener.close()  # busy: offers go to the queue meanwhile
@@ -157,6 +158,7 @@ class Command(BaseCommand):
         )
         waiter = wakeup.Waiter()
         handoff.sweep()
+        wakeup.sweep()
         worker = Worker(
             waiter,
             beat.worker.name,
