@@ -227,6 +227,9 @@ def execute(
                 tell.ended()
     except sandbox.Abandoned:
         pass  # not ours: its sandbox is ended, nothing stored
+    except Run.NotUpdated:
+        # Its row went while it ran (deleted in the admin, say): nothing to store it in.
+        logger.warning("run %s was deleted while it ran; its result is dropped", run.public_id)
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         if claimed():

@@ -1,16 +1,18 @@
 """One run end to end in this process: real sandbox, real CodeCarbon, real database."""
 
+import threading
 import time
 
 import codecarbon
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connections
 
 from runs import breakdown, charts, execution, failures, measure, sandbox, tasks
 from runs.models import ControlRun, Run, Series
 
-from .conftest import execute, host_hardware, sandbox_processes
+from .conftest import execute, host_hardware, sandbox_processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -376,3 +378,23 @@ def test_a_handed_over_run_is_claimed_while_its_code_starts():
     done.refresh_from_db()
     assert (done.status, done.stdout) == (Run.Status.SUCCEEDED, "mine\n")
     assert done.worker == "this-worker"
+
+
+def test_a_run_deleted_while_it_runs_ends_quietly_and_leaves_nothing(caplog):
+    run = Run.objects.submit("import time\nprint('started', flush=True)\ntime.sleep(1)")
+
+    def delete_once_started():
+        wait_for(lambda: Run.objects.filter(pk=run.pk, stdout="started\n").exists())
+        Run.objects.filter(pk=run.pk).delete()  # as the admin's delete action does
+        connections.close_all()
+
+    deleter = threading.Thread(target=delete_once_started)
+    deleter.start()
+    execution.execute(run)
+    deleter.join()
+
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert f"run {run.public_id} was deleted while it ran" in caplog.text
+    assert "failed" not in caplog.text
+    sandbox.discard_standby()  # the next run's, started as this one ended
+    assert sandbox_processes() == [], "the deleted run's sandbox was left running"
