@@ -63,6 +63,7 @@ def _run_context(run: Run) -> dict:
         "grid": measure.grid_of(run.country_iso_code, run.region),
         "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
         "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
         "units": formatting.units_for(
             [run, _Machine(run)], energy_kwh="energy", emissions_g="mass", duration_s="duration"
@@ -295,6 +296,7 @@ def methodology(request: HttpRequest) -> HttpResponse:
         "constants": equivalents.CONSTANTS,
         "baseline": Baseline.objects.first(),
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
         "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
         "min_profile_ms": breakdown.MIN_PROFILE_CPU_SECONDS * 1000,
         "repeatabilities": [

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as conf
 from playwright.sync_api import expect
 
-from runs import charts, failures, measure, sandbox
+from runs import charts, failures, formatting, measure, sandbox
 from runs.models import Run
 
 from .conftest import SCREENSHOTS, host_hardware
@@ -290,7 +290,11 @@ def test_exports_download_and_parse(site, page):
     open_with_code(page, site, "print('exported')")
     done = run_and_wait(page, "succeeded")
     # Too short to sample: a sentence, not a chart of one point.
-    expect(done.locator('[data-chart="too-short"]')).to_contain_text("Too short to chart")
+    first, every = sandbox.FIRST_TICK_SECONDS, conf.LIVE_SAMPLE_SECONDS
+    expect(done.locator('[data-chart="too-short"]')).to_contain_text(
+        f"Too short to chart: a chart needs two power samples (the first after "
+        f"{formatting.seconds(first)}, then one every {formatting.seconds(every)})"
+    )
     expect(done.locator(".chart")).to_have_count(0)
     with page.expect_download() as download:
         done.get_by_role("link", name="JSON").click()

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from runs import formatting, sandbox
 from runs.models import Run, Series, Worker
 
 from .factories import finished_run
@@ -230,10 +231,13 @@ def test_history_is_empty_for_a_new_visitor(client):
     assert "No runs yet" in client.get("/runs/").text
 
 
-def test_methodology_page(client):
+def test_methodology_page(client, settings):
     response = client.get("/methodology/")
     assert response.status_code == 200
     assert "estimate" in response.text and "RAPL" in response.text
+    first, every = sandbox.FIRST_TICK_SECONDS, settings.LIVE_SAMPLE_SECONDS
+    sampling = f"first after {formatting.seconds(first)}, then every {formatting.seconds(every)}"
+    assert sampling in response.text
 
 
 # --- JSON API ----------------------------------------------------------------------
