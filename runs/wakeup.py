@@ -24,8 +24,8 @@ def _path() -> str:
 
 
 RUN_PIPE_PREFIX, RUN_PIPE_SUFFIX = "run-", ".fifo"
-# A run's pipe is swept once nobody reads it and it is at least this old: its waiter
-# opens it microseconds after creating it, and no request waits this long.
+# A run's pipe is swept once nobody reads it (a waiting request always does) and it is
+# at least this old: far past the microseconds between its waiter creating and opening it.
 STALE_PIPE_SECONDS = 60
 
 

@@ -384,7 +384,7 @@ def test_the_pipes_of_requests_killed_while_waiting_are_swept(settings, tmp_path
         pipes = {path.name for path in tmp_path.glob("run-*.fifo")}
         assert pipes == {"run-1.fifo", "run-2.fifo"}  # a killed process cannot clean up
 
-        assert wakeup.sweep() == 0  # younger than a request may wait: kept
+        assert wakeup.sweep() == 0  # too young: perhaps between created and opened
         assert wakeup.sweep(older_than=0) == 1
         assert [path.name for path in tmp_path.glob("run-*.fifo")] == ["run-2.fifo"]
     finally:
