@@ -333,6 +333,14 @@ class Run(models.Model):
         fields = cls._meta.concrete_fields
         return [f.name for f in fields if not f.primary_key and f.name not in cls.SUBMITTED_FIELDS]
 
+    def take_row_of(self, stored: Run) -> None:
+        """Become `stored`: this same run as the database holds it (read here, or sent
+        by the worker that stored it)."""
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(stored, field.attname))
+        self._state.adding = False
+        self._state.db = stored._state.db or self._state.db  # a row sent over: no db
+
     def fail(self, message: str) -> None:
         self.status = self.Status.ERROR
         self.error = message

@@ -84,8 +84,7 @@ def store_and_enqueue(run: Run, watch: bool = False) -> Run:
         stored = Run.objects.filter(public_id=run.public_id).first()
         if stored is None:
             raise
-        run.pk, run._state.adding = stored.pk, False
-        run.refresh_from_db()
+        run.take_row_of(stored)
         return run
     dispatch(run.client)
     return run

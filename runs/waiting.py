@@ -77,8 +77,7 @@ def _follow(run: Run, handed: handoff.Handed, deadline: float, until_output: boo
         if stored is None or stored.pk != run.pk:
             run.refresh_from_db()  # time is up, or the row was too large to send
         else:
-            for field in Run._meta.concrete_fields:
-                setattr(run, field.attname, getattr(stored, field.attname))
+            run.take_row_of(stored)
         return run.is_over
 
 
