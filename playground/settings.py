@@ -251,6 +251,10 @@ LIVE_SAMPLE_SECONDS = env_number("LIVE_SAMPLE_SECONDS", 0.5, float, 0.1)
 # The line profiler's sampling interval, in milliseconds of the snippet's CPU time
 # (0 turns it off).
 PROFILE_INTERVAL_MS = env_number("PROFILE_INTERVAL_MS", 5.0, float, 0.0)
+# The power of one busy hardware thread, in watts, for an operator who knows the host
+# (0: CodeCarbon's figure for the CPU model). It is passed to CodeCarbon too, which then
+# uses it instead of an energy counter: set it only where none is readable.
+CPU_WATTS_PER_THREAD = env_number("CPU_WATTS_PER_THREAD", 0.0, float, 0.0)
 
 # --- The queue -------------------------------------------------------------------
 

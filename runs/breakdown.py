@@ -1,9 +1,11 @@
 """Where a run's energy went: its named sections and its lines.
 
-Both come from inside the snippet's own process (runs/launcher.py), so a snippet could
-forge them. They are never taken on trust: a section claiming more CPU or wall time
-than the run's measured total is clipped to it and flagged, and the line profile only
-shares out the CPU time the supervisor measured, by its samples.
+Both are measured by the sandbox's supervisor (runs/launcher.py), a process the snippet
+cannot write to. A section's CPU and wall time are read there, from the snippet's own
+process, at the moments the snippet says it enters and leaves it: a snippet chooses
+the moments, not the figures. The line profile's stacks are written by the snippet's
+process (faulthandler, at each sample): self-reported by necessity, so they only share
+out the CPU time the sandbox measured, and the pages say so.
 """
 
 from __future__ import annotations
@@ -12,23 +14,41 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from . import formatting
+from . import formatting, launcher
 
 # Below this much CPU time a profile is a handful of samples, and a line's share noise.
 MIN_PROFILE_CPU_SECONDS = 0.05
 MAX_SECTIONS = 100
 PROFILE_STOPPED = (
-    "The snippet installed its own handler for SIGPROF, the signal the line profiler "
-    "samples with, so profiling stopped there."
+    "The line profile stopped early: the snippet took its signal (SIGPROF) or its "
+    "timer, so the lines show only the part of the run before that."
+)
+SECTIONS_UNSYNCHRONIZED = (
+    "The snippet sent section events without waiting for them to be measured (not "
+    "through playground.section): its sections are not shown."
 )
 SECTIONS_CLIPPED = (
-    "Some sections reported more time than the run measured (overlapping threads, or "
-    "figures the snippet made up): they are clipped to the run's total."
+    "Some sections measured more time than the run did (they overlapped in threads): "
+    "they are clipped to the run's total."
 )
 SECTIONS_OVERLAP = (
     "The top-level sections add up to more CPU time than the run used: they overlap "
-    "(threads) or were made up, so their shares add up to more than 100%."
+    "(sections in two threads at once each count the CPU time of both), so their "
+    "shares add up to more than 100%."
 )
+NOTES = {
+    launcher.PROFILE_STOPPED: PROFILE_STOPPED,
+    launcher.SECTIONS_UNSYNCHRONIZED: SECTIONS_UNSYNCHRONIZED,
+}
+# Python numbers lines at these breaks only: a form feed, or U+2028 in a comment, is
+# not one (str.splitlines would count them).
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(code: str) -> list[str]:
+    """The lines of `code` numbered as Python numbers them (tracebacks, the profile)."""
+    lines = LINE_BREAK.split(code)
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 @dataclass
@@ -47,28 +67,28 @@ def _number(text: str) -> float | None:
 
 
 def of(measurements: str, run) -> Breakdown:
-    """Sections and per-line figures of a finished `run` (its figures set) from the
-    snippet's raw measurements."""
+    """Sections and per-line figures of a finished `run` (its figures set) from what
+    the supervisor reported."""
     result = Breakdown()
     if not measurements or run.cpu_seconds is None or run.energy_kwh is None:
         return result
-    raw_sections, samples, stopped = [], {}, False
-    code_lines = len(run.code.splitlines())
-    for line in measurements.splitlines():
-        parts = line.split("\t")
-        if parts[0] == "S" and len(parts) == 5 and len(raw_sections) < MAX_SECTIONS:
-            numbers = [_number(p) for p in parts[2:]]
-            if parts[1] and None not in numbers:
-                raw_sections.append((parts[1], *numbers))
-        elif parts[0] == "L" and len(parts) == 4 and parts[1].isdigit():
+    raw_sections, samples, notes = [], {}, []
+    code_lines = len(source_lines(run.code))
+    for line in measurements.split("\n"):
+        parts = line.split("\t", 4)
+        if parts[0] == launcher.SECTION and len(parts) == 5 and len(raw_sections) < MAX_SECTIONS:
+            numbers = [_number(p) for p in parts[1:4]]
+            if parts[4] and None not in numbers:
+                raw_sections.append((parts[4], *numbers))
+        elif parts[0] == launcher.LINE and len(parts) == 4 and parts[1].isdigit():
             number, count, weight = int(parts[1]), _number(parts[2]), _number(parts[3])
             if 1 <= number <= code_lines and count and weight is not None:
                 samples[number] = (count, weight)
-        elif parts[0] == "P" and parts[1:] == ["stopped"]:
-            stopped = True
-    result.sections = _sections(raw_sections, run, result.notes)
-    if stopped:
-        result.notes.append(PROFILE_STOPPED)
+        elif parts[0] == launcher.NOTE and len(parts) == 2 and parts[1] in NOTES:
+            notes.append(NOTES[parts[1]])
+    if SECTIONS_UNSYNCHRONIZED not in notes:
+        result.sections = _sections(raw_sections, run, result.notes)
+    result.notes += notes
     if run.cpu_seconds >= MIN_PROFILE_CPU_SECONDS:
         result.lines = _lines(samples, run)
     return result
@@ -156,7 +176,7 @@ def for_page(run) -> dict:
             "line": shares.get(number),
             "heat": _heat(shares, number, top),
         }
-        for number, text in enumerate(run.code.splitlines(), start=1)
+        for number, text in enumerate(source_lines(run.code), start=1)
     ]
     hottest = sorted(run.lines, key=lambda line: -line["share"])[:HOTTEST_LINES]
     sections = [s | {"depth": s["name"].count("/")} for s in run.sections]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from typing import NamedTuple
 
+from .breakdown import source_lines
+
 
 class Row(NamedTuple):
     """One line of each side (None where that side has no line here)."""
@@ -17,7 +19,8 @@ class Row(NamedTuple):
 
 
 def side_by_side(code_a: str, code_b: str) -> list[Row]:
-    a, b = code_a.splitlines(), code_b.splitlines()
+    # Numbered as Python numbers them, like tracebacks and the profile.
+    a, b = source_lines(code_a), source_lines(code_b)
     rows = []
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
     for change, a0, a1, b0, b1 in matcher.get_opcodes():

@@ -1,22 +1,23 @@
 """The first code that runs inside the sandbox, before the snippet.
 
-runs.sandbox passes this file's source to the snippet interpreter with `python -I -c`,
-so the sandbox user never needs to read the project's files. It runs with the
-snippet's interpreter (which may be older than the server's), so it uses only the
-standard library. Its arguments are built by `runs.sandbox.launcher_arguments`:
+One file over the usual size on purpose: runs.sandbox passes this file's source to the
+snippet interpreter with `python -I -c`, so that the sandbox user never needs to read
+the project's files, and everything the sandbox's processes run must be in it. It runs
+with the snippet's interpreter (which may be older than the server's), so it uses only
+the standard library. Its arguments are built by `runs.sandbox.launcher_arguments`:
 file-size limit, process limit, address-space limit (0 = none), open-files limit,
-whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, the file
-descriptor for the snippet's own measurements (sections and the line profile), the
-profiler's interval in microseconds (0 = none), then the paths readable and the paths
-writable, separated by ':' (both empty: no Landlock).
+whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, whether a
+cgroup counts the CPU time of every process of the run (1/0), the profiler's interval in
+microseconds (0 = none), then the paths readable and the paths writable, separated by
+':' (both empty: no Landlock).
 
 It sets the resource limits, waits for the worker's word (a newline on stdin) that it
-is in the run's cgroup, reports the CPU its start-up took, and forks, all before the
-code comes (a worker starts it ahead of the run, so that a run pays only for its own
-code):
+is in the run's cgroup, and forks, all before the code comes (a worker starts it ahead
+of the run, so that a run pays only for its own code):
 - the child confines itself (a seccomp filter refusing sockets other than AF_UNIX, or
-  every socket, plus new namespaces and io_uring; Landlock where asked), opens the
-  snippet's files (./main.py, standard input from /dev/null), then waits for the
+  every socket, plus new namespaces and io_uring, and, where no cgroup counts the CPU
+  time, any handling of SIGCHLD; Landlock where asked), opens the snippet's files
+  (./main.py, standard input from /dev/null), says it is ready, then waits for the
   snippet on the pipe that was its stdin, reports the CPU it spent until then, closes
   the report descriptor, and runs the snippet as `__main__` from ./main.py, so
   tracebacks and `__file__` look as they would under `python main.py`; if it cannot
@@ -24,15 +25,17 @@ code):
 - the parent stays behind as the tree's supervisor: a subreaper, so every process the
   snippet leaves behind, daemons included, becomes its child. It reaps them while the
   snippet runs, kills and reaps all of them when the snippet ends (or when the worker
-  sends SIGUSR1 at a limit), and reports the snippet's wait status, the CPU time of
-  the snippet's processes and its own on the report descriptor, which the snippet has
-  closed and cannot reach.
+  sends SIGUSR1 at a limit), and reports on the report descriptor, which the snippet
+  has closed and cannot reach: the snippet's wait status, the CPU time of the
+  snippet's processes and its own, and what it measured of the snippet (`Measure`).
 
-Inside the snippet's process, `from playground import section` times named parts of
-the code, and a CPU-time interval timer (SIGPROF) samples which line of main.py is
-running in every thread. Both are written, when the snippet ends, on the measurements
-descriptor: in the snippet's own process, so a snippet could forge them, and the worker
-checks them against what the supervisor measured.
+The supervisor measures for the snippet, which only says *when*: `from playground
+import section` sends each section's entry and exit to the supervisor and waits for it
+to read the snippet process's CPU clock and the time; and every `interval` of the
+process's CPU time a timer makes faulthandler write the main thread's stack, at that
+instant, to a pipe the supervisor reads and weighs by that same clock. The stacks come
+from the snippet's process, so the line profile is self-reported (and labelled so);
+the figures of sections are not: a snippet can change nothing of them but the moments.
 """
 
 # Not `signal`: it imports enum, ~4 ms of every run's start-up. Nor contextlib.
@@ -41,16 +44,21 @@ import _thread
 import atexit  # built in: imported now, not at the snippet's end
 import ctypes
 import errno
+import faulthandler  # built in
+import fcntl  # built in
 import os
 import resource
+import select  # built in
 import sys
 import time as time_module
 import types
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_NE = 1
+SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
 AF_UNIX = 1  # not imported from socket: that import alone costs ~5 ms
+SIGCHLD = 17  # the same on every architecture Linux runs this on
 CONFINEMENT_FAILED = 125
 GO = b"\n"  # on stdin, before the code: the sandbox is confined, fork now
 SNIPPET_FILE = "main.py"  # what tracebacks name; runs.models finds the line by it
@@ -67,6 +75,18 @@ NAMESPACE_FLAGS = (
     0x40000000,  # CLONE_NEWNET
 )
 
+# The report, one line each, read by runs.sandbox: "startup <cpu>" (the supervisor,
+# once ready), "ready" (the snippet's process, waiting for the code), "prepared <cpu>"
+# (once the code came), then at the end the supervisor's measurements and, last,
+# "end <wait status> <CPU of the snippet's processes> <its own CPU>".
+STARTUP, READY, PREPARED, END = "startup", "ready", "prepared", "end"
+# The supervisor's measurements: "section\t<calls>\t<wall>\t<cpu>\t<name>",
+# "line\t<number>\t<samples>\t<cpu>", "last\t<line>" (where the snippet was when it
+# ended or was stopped) and "note\t<what went wrong>".
+SECTION, LINE, LAST_LINE, NOTE = "section", "line", "last", "note"
+PROFILE_STOPPED = "profile-stopped"  # samples stopped while the CPU time went on
+SECTIONS_UNSYNCHRONIZED = "sections-unsynchronized"  # events sent without waiting
+
 
 def scmp_act_errno(code):
     return 0x00050000 | (code & 0xFFFF)
@@ -81,7 +101,7 @@ class ArgCmp(ctypes.Structure):
     ]
 
 
-def build_seccomp(allow_unix_sockets):
+def build_seccomp(allow_unix_sockets, cpu_accounted):
     """The seccomp filter, built (before the code arrives) but not yet loaded."""
     lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
@@ -115,6 +135,18 @@ def build_seccomp(allow_unix_sockets):
     # the C library falls back to clone, which is checked above.
     for name in (b"clone3", b"io_uring_setup", b"io_uring_enter", b"io_uring_register"):
         rules.append((name, enosys, []))
+    if not cpu_accounted:
+        # A process that ignores SIGCHLD (or sets SA_NOCLDWAIT) has its children
+        # reaped by the kernel, which then discards their CPU time: without a cgroup
+        # counting every process, the supervisor's count is the figure, so no
+        # disposition of SIGCHLD may be set (seccomp cannot see which one).
+        rules.append(
+            (
+                b"rt_sigaction",
+                eperm,
+                [ArgCmp(0, SCMP_CMP_EQ, SIGCHLD, 0), ArgCmp(1, SCMP_CMP_NE, 0, 0)],
+            )
+        )
     for name, action, comparisons in rules:
         number = lib.seccomp_syscall_resolve_name(name)
         array = (ArgCmp * max(len(comparisons), 1))(*comparisons)
@@ -191,41 +223,29 @@ def set_limits(file_bytes, processes, address_space, open_files):
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
 
-# --- what the snippet measures of itself: sections and the line profile ---------------
+# --- the snippet's side of measuring: it says when, the supervisor measures ----------
 
-SECTION_STATS = {}  # "outer/inner" -> [calls, wall seconds, CPU seconds]
-SECTION_STACKS = {}  # thread -> the sections it is in: threads nest apart
-# Line of main.py -> [samples, CPU seconds they stand for], shared among the threads.
-LINE_SAMPLES = {}
-PROFILE = {"handler": None, "interval": 0.0}
-MEASUREMENTS = {"fd": None, "pid": None}
-MAX_REPORTED_LINES = 500
+# The pipes to the supervisor, in the snippet's process (and only there: a process it
+# forks has another CPU clock, and its sections are not measured).
+CHANNELS = {"events": None, "acks": None, "profile": None, "pid": None}
+ACK = b"."
+MAX_NAME = 100
 
 
 class Section:
-    """`with section("name"):` or `@section("name")`: calls, wall and CPU time."""
+    """`with section("name"):` or `@section("name")`: the supervisor reads the CPU
+    time and the time of the snippet's process when it is entered and left."""
 
     def __init__(self, name):
-        self.name = str(name).replace("/", "∕")[:100]
-        self.entered = []
+        name = str(name).replace("/", "∕").replace("\t", " ").replace("\n", " ")
+        self.name = name[:MAX_NAME]
 
     def __enter__(self):
-        stack = SECTION_STACKS.setdefault(_thread.get_ident(), [])
-        path = stack[-1] + "/" + self.name if stack else self.name
-        stack.append(path)
-        SECTION_STATS.setdefault(path, [0, 0.0, 0.0])  # listed in the order first entered
-        self.entered.append((path, time_module.perf_counter(), time_module.process_time()))
+        tell_supervisor(">%d\t%s\n" % (_thread.get_ident(), self.name))
         return self
 
     def __exit__(self, *exc_info):
-        path, wall, cpu = self.entered.pop()
-        stats = SECTION_STATS[path]
-        stats[0] += 1
-        stats[1] += time_module.perf_counter() - wall
-        stats[2] += time_module.process_time() - cpu
-        stack = SECTION_STACKS.get(_thread.get_ident(), [])
-        if stack and stack[-1] == path:
-            stack.pop()
+        tell_supervisor("<%d\n" % _thread.get_ident())
         return False
 
     def __call__(self, function):
@@ -242,60 +262,225 @@ class Section:
         return timed
 
 
+def tell_supervisor(event):
+    """Send a section's entry or exit and wait until the supervisor has read the
+    clocks: its figures then stand for exactly what ran in between. Measuring never
+    fails the snippet: if the supervisor cannot hear, sections stop."""
+    if CHANNELS["pid"] != os.getpid():
+        return
+    try:
+        os.write(CHANNELS["events"], event.encode("utf-8", "replace"))
+        if os.read(CHANNELS["acks"], 1) != ACK:
+            raise OSError(errno.EPIPE, "the supervisor did not answer")
+    except (OSError, TypeError, ValueError):
+        CHANNELS["pid"] = None
+
+
 def install_section_module():
     module = types.ModuleType("playground", "Measure named parts of your snippet.")
     module.section = Section
     sys.modules["playground"] = module
 
 
-def start_profile(interval, path):
-    """Sample, every `interval` seconds of the process's CPU time, the line of main.py
-    each thread is on (time inside a library is the line that called it). Each sample
-    weighs the CPU time since the previous one: while C code runs, signals wait and
-    merge into one, and that one sample stands for all of it."""
-    last = [time_module.process_time()]
-
-    def sample(signum, frame):
-        now = time_module.process_time()
-        weight, last[0] = now - last[0], now
-        found = []
-        for current in sys._current_frames().values():
-            while current is not None and current.f_code.co_filename != path:
-                current = current.f_back
-            if current is not None:
-                found.append(current.f_lineno)
-        for line in found:
-            counts = LINE_SAMPLES.setdefault(line, [0.0, 0.0])
-            counts[0] += 1.0 / len(found)
-            counts[1] += weight / len(found)
-
-    PROFILE.update(handler=sample, interval=interval)
-    signal.signal(signal.SIGPROF, sample)
-    signal.setitimer(signal.ITIMER_PROF, interval, interval)
+CLOCK_PROCESS_CPUTIME_ID = 2
+SIGEV_THREAD_ID = 4
 
 
-def report_measurements(fd):
-    """Sections and line samples, one per line, tab-separated (no json: its import
-    would cost every run). Never blocks: a full pipe drops them."""
-    lines = []
-    if PROFILE["handler"] is not None:
-        signal.setitimer(signal.ITIMER_PROF, 0, 0)
-        if signal.getsignal(signal.SIGPROF) is not PROFILE["handler"]:
-            lines.append("P\tstopped")
-        top = sorted(LINE_SAMPLES.items(), key=lambda item: -item[1][1])[:MAX_REPORTED_LINES]
-        lines += ["L\t%d\t%.3f\t%.6f" % (line, n, cpu) for line, (n, cpu) in top]
-        lines.append("I\t%.6f" % PROFILE["interval"])
-    for path, (calls, wall, cpu) in list(SECTION_STATS.items())[:MAX_REPORTED_LINES]:
-        if not calls:
-            continue  # entered, never left (the snippet ended inside it)
-        name = path.replace("\t", " ").replace("\n", " ")
-        lines.append("S\t%s\t%d\t%.6f\t%.6f" % (name, calls, wall, cpu))
-    if lines:
-        try:  # noqa: SIM105 - contextlib's import would cost every run
-            os.write(fd, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
+class SigEvent(ctypes.Structure):
+    _fields_ = [
+        ("value", ctypes.c_void_p),
+        ("signo", ctypes.c_int),
+        ("notify", ctypes.c_int),
+        ("thread_id", ctypes.c_int),
+        ("padding", ctypes.c_int * 11),
+    ]
+
+
+class TimeSpec(ctypes.Structure):
+    _fields_ = [("seconds", ctypes.c_long), ("nanoseconds", ctypes.c_long)]
+
+
+class ITimerSpec(ctypes.Structure):
+    _fields_ = [("interval", TimeSpec), ("value", TimeSpec)]
+
+
+def prepare_profile(profile_fd):
+    """faulthandler writes the stack of the thread a SIGPROF lands on, at that instant,
+    from C: even in the middle of a long C call (numpy's `a @ b`, `sorted()`), whose
+    line is the one on the stack. A Python handler would run only after the call, on
+    the next line. Also used once when the worker stops the snippet at a limit."""
+    os.set_blocking(profile_fd, False)  # a full pipe drops samples; the snippet runs on
+    faulthandler.register(signal.SIGPROF, file=profile_fd, all_threads=False, chain=False)
+
+
+def start_profile(interval):
+    """A timer on the CPU time of the whole process (every thread, numpy's own
+    included) whose signal always goes to the main thread, where the snippet's code
+    waits for what its threads do: the main thread's line is charged with it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    event = SigEvent(None, signal.SIGPROF, SIGEV_THREAD_ID, os.getpid())
+    timer = ctypes.c_void_p()
+    if libc.timer_create(CLOCK_PROCESS_CPUTIME_ID, ctypes.byref(event), ctypes.byref(timer)):
+        return  # no profile: measuring never fails the snippet
+    nanoseconds = int(interval * 1e9)
+    every = TimeSpec(nanoseconds // 1000000000, nanoseconds % 1000000000)
+    libc.timer_settime(timer, 0, ctypes.byref(ITimerSpec(every, every)), None)
+
+
+# --- the supervisor's side: sections and the line profile, measured -------------------
+
+PROFILE_HEADER = "Stack (most recent call first):"  # how faulthandler starts a stack
+# The profile pipe is read at most this often: a sample is a few short writes, and
+# waking for each would take CPU from the snippet.
+PROFILE_BATCH_SECONDS = 0.02
+PIPE_BYTES = 1 << 20  # the most an unprivileged process may give a pipe
+# More section events than this at once were not waited for: a snippet following the
+# protocol has at most one in flight per thread.
+MAX_EVENTS_AT_ONCE = 64
+MAX_SECTIONS = 100
+MAX_DEPTH = 50
+MAX_REPORTED_LINES = 500
+MAX_LINES = 1 << 16  # distinct lines kept: the stacks are the snippet's to forge
+# A final sample, asked for when the worker stops the snippet, may take this long.
+FINAL_SAMPLE_SECONDS = 0.05
+
+
+class Measure:
+    """What the supervisor measures of the snippet's process: its CPU clock (of every
+    thread, read with clock_getcpuclockid's id) and the time, at each section event,
+    and each profile sample weighed by that clock."""
+
+    def __init__(self, pid, main_path, interval):
+        self.clock = ((~pid) << 3) | 2  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+        self.interval = interval
+        self.sections = {}  # "outer/inner" -> [calls, wall, cpu], in order first entered
+        self.stacks = {}  # thread -> [(path, wall, cpu)] of the sections it is in
+        self.unsynchronized = False
+        self.events = b""
+        self.marker = 'File "%s", line ' % main_path
+        self.lines = {}  # line -> [samples, cpu]
+        self.profile = ""
+        self.pending = None  # a sample's weight, until its line is read
+        self.samples = 0
+        self.sampled_cpu = self.cpu() or 0.0  # the clock at the last samples read
+        self.final_cpu = None
+        self.last_line = None
+
+    def cpu(self):
+        try:
+            return time_module.clock_gettime(self.clock)
         except OSError:
-            pass
-    os.close(fd)
+            return None  # reaped
+
+    def read_events(self, data, acks):
+        """Section entries and exits, each at this moment's clocks; one answer each."""
+        wall, cpu = time_module.monotonic(), self.cpu()
+        lines = (self.events + data).split(b"\n")
+        self.events = lines.pop()[:4096]
+        if len(lines) > MAX_EVENTS_AT_ONCE:
+            self.unsynchronized = True
+        for line in lines:
+            if cpu is not None:
+                self.event(line.decode("utf-8", "replace"), wall, cpu)
+        try:
+            os.write(acks, ACK * len(lines))
+        except OSError:
+            self.unsynchronized = True  # answers piled up unread: nobody waited
+
+    def event(self, line, wall, cpu):
+        thread, _, name = line[1:].partition("\t")
+        name = name.replace("/", "∕")[:MAX_NAME]
+        if line[:1] == ">":
+            if thread not in self.stacks and len(self.stacks) >= MAX_SECTIONS:
+                return
+            stack = self.stacks.setdefault(thread, [])
+            path = stack[-1][0] + "/" + name if stack else name
+            if len(stack) >= MAX_DEPTH or (
+                path not in self.sections and len(self.sections) >= MAX_SECTIONS
+            ):
+                path = None  # kept on the stack, so that its exit matches, not counted
+            elif path not in self.sections:
+                self.sections[path] = [0, 0.0, 0.0]
+            stack.append((path, wall, cpu))
+        elif line[:1] == "<" and self.stacks.get(thread):
+            path, entered_wall, entered_cpu = self.stacks[thread].pop()
+            if path is not None:
+                figures = self.sections[path]
+                figures[0] += 1
+                figures[1] += wall - entered_wall
+                figures[2] += cpu - entered_cpu
+
+    def read_profile(self, data):
+        """faulthandler's stacks: each sample's line is the innermost frame of main.py;
+        the samples read together share the CPU time since the last ones."""
+        now = self.cpu()
+        if now is None:
+            now = self.final_cpu  # the process has ended: its last reading
+        lines = (self.profile + data.decode("ascii", "replace")).split("\n")
+        self.profile = lines.pop()[:65536]
+        samples = sum(1 for line in lines if line.startswith(PROFILE_HEADER))
+        weight = 0.0
+        if samples and now is not None:
+            weight, self.sampled_cpu = (now - self.sampled_cpu) / samples, now
+        for line in lines:
+            if line.startswith(PROFILE_HEADER):
+                self.pending = weight
+                self.samples += 1
+            elif self.pending is not None and line.lstrip().startswith(self.marker):
+                digits = line.lstrip()[len(self.marker) :].split(" ", 1)[0]
+                if digits.isdigit() and (int(digits) in self.lines or len(self.lines) < MAX_LINES):
+                    number = int(digits)
+                    counts = self.lines.setdefault(number, [0, 0.0])
+                    counts[0] += 1
+                    counts[1] += self.pending
+                    self.last_line = number
+                self.pending = None
+
+    def profile_stopped(self):
+        """Whether the samples stopped while the process went on using CPU time (the
+        snippet took SIGPROF, or ended the timer)."""
+        if not self.interval or self.final_cpu is None:
+            return False
+        lag = self.final_cpu - self.sampled_cpu
+        return lag > max(20 * self.interval, 0.1) and lag > 0.25 * self.final_cpu
+
+    def report(self):
+        lines = []
+        for path, (calls, wall, cpu) in self.sections.items():
+            if calls:  # entered, never left (the snippet ended inside it): not reported
+                lines.append("%s\t%d\t%.6f\t%.6f\t%s" % (SECTION, calls, wall, cpu, path))
+        top = sorted(self.lines.items(), key=lambda item: -item[1][1])[:MAX_REPORTED_LINES]
+        lines += ["%s\t%d\t%d\t%.6f" % (LINE, n, count, cpu) for n, (count, cpu) in top]
+        if self.last_line is not None:
+            lines.append("%s\t%d" % (LAST_LINE, self.last_line))
+        if self.profile_stopped():
+            lines.append("%s\t%s" % (NOTE, PROFILE_STOPPED))
+        if self.unsynchronized:
+            lines.append("%s\t%s" % (NOTE, SECTIONS_UNSYNCHRONIZED))
+        return lines
+
+
+def read_ready(fd):
+    """What a non-blocking pipe holds now (b"" at its end, None if empty)."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+
+
+def write_all(fd, data):
+    """Write everything on a non-blocking pipe the worker reads (it may be full)."""
+    deadline = time_module.monotonic() + 5
+    while data and time_module.monotonic() < deadline:
+        try:
+            data = data[os.write(fd, data) :]
+        except BlockingIOError:
+            select.select([], [fd], [], 0.05)
+        except OSError:
+            return
+
+
+# --- the snippet: its files, its code, its end ----------------------------------------
 
 
 def prepare_snippet_files():
@@ -317,7 +502,9 @@ def read_code(fd):
     return b"".join(chunks)
 
 
-def run_snippet(source, main_file):
+def compile_snippet(source, main_file):
+    """The snippet compiled as ./main.py and its `__main__` namespace, or None after a
+    syntax error (printed, as Python prints it)."""
     path = os.path.join(os.getcwd(), SNIPPET_FILE)
     with main_file:
         main_file.write(source)
@@ -330,28 +517,24 @@ def run_snippet(source, main_file):
 
         # No frames: the error is in the snippet, not in this launcher.
         traceback.print_exception(type(exc), exc, None)
-        return 1
+        return None
     install_section_module()
-    if PROFILE["interval"]:
-        start_profile(PROFILE["interval"], path)
     main = types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main
-    try:
-        exec(code, main.__dict__)
-    except SystemExit:
-        raise
-    except BaseException as exc:
-        import traceback
+    return code, main.__dict__
 
-        # Drop this launcher's own frame so the traceback starts in main.py.
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
-        return 1
-    return 0
+
+def print_snippet_exception(exc):
+    import traceback
+
+    # Drop this launcher's own frame so the traceback starts in main.py.
+    traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
 
 
 PR_SET_CHILD_SUBREAPER = 36
+WALL = 0x40000000  # __WALL: children whatever signal they were cloned to send at exit
 
 
 def die_with_parent(libc):
@@ -377,17 +560,112 @@ def stop(signum, frame):
     raise Stop()
 
 
-def supervise(snippet, report):
+def woken(signum, frame):
+    pass  # SIGCHLD: the wake-up descriptor has a byte now
+
+
+def reap(snippet, measure):
+    """Reap what has ended; the snippet's wait status once it has."""
+    status = None
+    while True:
+        # The snippet's CPU clock still reads while it is a zombie, not once reaped.
+        cpu = measure.cpu()
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG | WALL)
+        except ChildProcessError:
+            return status
+        if not pid:
+            return status
+        if pid == snippet:
+            status, measure.final_cpu = wait_status, cpu
+
+
+class Supervisor:
+    """The parent of the snippet's process, in the sandbox: see `supervise`."""
+
+    def __init__(self, snippet, report, events, acks, profile, interval, libc):
+        self.snippet, self.report, self.libc = snippet, report, libc
+        self.events, self.acks, self.profile = events, acks, profile
+        self.measure = Measure(snippet, os.path.join(os.getcwd(), SNIPPET_FILE), interval)
+        self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write)
+        signal.signal(SIGCHLD, woken)
+        os.set_blocking(acks, False)  # answers nobody reads must not stop us
+        for fd in (events, profile):
+            os.set_blocking(fd, False)
+        self.poller = select.poll()
+        for fd in (self.wake_read, events, profile):
+            self.poller.register(fd, select.POLLIN)
+        self.profile_due = 0.0
+
+    def watch(self):
+        """Until the snippet's process ends: reap, and measure what it tells."""
+        while True:
+            status = reap(self.snippet, self.measure)
+            if status is not None:
+                return status
+            timeout = -1
+            if self.profile_due:
+                timeout = max(self.profile_due - time_module.monotonic(), 0) * 1000
+                if not timeout:
+                    self.poller.register(self.profile, select.POLLIN)
+                    self.profile_due, timeout = 0.0, -1
+            for fd, _ in self.poller.poll(timeout):
+                if fd == self.wake_read:
+                    read_ready(fd)
+                elif fd == self.events:
+                    if not self.take(fd):
+                        self.poller.unregister(fd)
+                elif fd == self.profile:
+                    self.poller.unregister(fd)  # back after the batch's time, if open
+                    if self.take(fd):
+                        self.profile_due = time_module.monotonic() + PROFILE_BATCH_SECONDS
+
+    def take(self, fd):
+        """Measure what `fd` holds; False once the snippet's end of it is closed."""
+        data = read_ready(fd)
+        if data:
+            self.measure_from(fd, data)
+        return data != b""
+
+    def measure_from(self, fd, data):
+        if fd == self.events:
+            self.measure.read_events(data, self.acks)
+        else:
+            self.measure.read_profile(data)
+
+    def last_sample(self):
+        """Where the snippet is, now that the worker stops it: one more stack, from
+        its main thread (tgkill: the process's other threads may be numpy's), even if
+        it is asleep."""
+        if self.libc.tgkill(self.snippet, self.snippet, signal.SIGPROF) != 0:
+            return
+        deadline = time_module.monotonic() + FINAL_SAMPLE_SECONDS
+        before = self.measure.samples
+        while time_module.monotonic() < deadline:
+            select.select([self.profile], [], [], FINAL_SAMPLE_SECONDS / 5)
+            self.drain(self.profile)
+            if self.measure.samples > before and self.measure.pending is None:
+                break
+
+    def drain(self, fd):
+        """Measure everything `fd` holds now."""
+        while data := read_ready(fd):
+            self.measure_from(fd, data)
+
+
+def supervise(supervisor, report):
     """Wait for the snippet, then end every process it left; report on `report`."""
+    snippet = supervisor.snippet
     status = None
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-        while status is None:
-            pid, wait_status = os.wait()  # reaps orphans re-parented to us, too
-            if pid == snippet:
-                status = wait_status
-    except (Stop, ChildProcessError):
-        pass
+        status = supervisor.watch()
+    except Stop:
+        try:  # noqa: SIM105 - contextlib's import would cost every run
+            supervisor.last_sample()
+        except Stop:
+            pass
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     # Kill what is left until nothing is: a process killed here hands its own children
     # to us, and the next round kills them.
@@ -397,37 +675,44 @@ def supervise(snippet, report):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        cpu = supervisor.measure.cpu()
         try:
-            pid, wait_status = os.wait()
+            pid, wait_status = os.waitpid(-1, WALL)
         except ChildProcessError:
             break
         if pid == snippet and status is None:
-            status = wait_status
+            status, supervisor.measure.final_cpu = wait_status, cpu
+    for fd in (supervisor.events, supervisor.profile):
+        supervisor.drain(fd)
     tree = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = resource.getrusage(resource.RUSAGE_SELF)
     if status is None:
         status = signal.SIGKILL  # stopped by the worker before it ended
-    # The snippet's status, its processes' CPU, and ours (start-up, fork, reaping): the
-    # supervisor is the sandbox's machinery, not the snippet's work.
-    os.write(
-        report,
-        b"%d %.6f %.6f\n" % (status, tree.ru_utime + tree.ru_stime, own.ru_utime + own.ru_stime),
+    # The snippet's status, its processes' CPU, and ours (start-up, fork, reaping,
+    # measuring): the supervisor is the sandbox's machinery, not the snippet's work.
+    lines = supervisor.measure.report()
+    lines.append(
+        "%s %d %.6f %.6f"
+        % (END, status, tree.ru_utime + tree.ru_stime, own.ru_utime + own.ru_stime)
     )
+    write_all(report, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
     os.close(report)
     os._exit(0)
 
 
 def main():
+    """Start-up, then the fork: the supervisor never returns; the snippet's process
+    returns its compiled code and namespace (None after a syntax error)."""
     libc = ctypes.CDLL(None, use_errno=True)
     die_with_parent(libc)
-    file_bytes, processes, address_space, open_files, allow_unix, report, measurements = (
+    file_bytes, processes, address_space, open_files, allow_unix, report, cpu_accounted = (
         int(a) for a in sys.argv[1:8]
     )
-    PROFILE["interval"] = int(sys.argv[8]) / 1e6
+    interval = int(sys.argv[8]) / 1e6
     read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[9:11])
     try:
         # Built now, applied in the snippet's process.
-        seccomp = build_seccomp(allow_unix)
+        seccomp = build_seccomp(allow_unix, cpu_accounted)
         ruleset = build_landlock(read_only, read_write) if read_only or read_write else None
         set_limits(file_bytes, processes, address_space, open_files)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -435,6 +720,16 @@ def main():
         # A process's first compile() sets the parser up (~1.3 ms): done here, as
         # start-up, so that the snippet's process inherits it ready.
         exec(compile("pass", SNIPPET_FILE, "exec"), {})
+        # Between the supervisor and the snippet's process: section events, their
+        # answers, and the profile's stacks (os.pipe's are not inherited by programs
+        # the snippet starts).
+        events_read, events_write = os.pipe()
+        acks_read, acks_write = os.pipe()
+        profile_read, profile_write = os.pipe()
+        try:  # noqa: SIM105 - a smaller pipe drops samples sooner, nothing worse
+            fcntl.fcntl(profile_write, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
+        except OSError:
+            pass
         signal.signal(signal.SIGUSR1, stop)  # the worker's "time is up"
         # Held back until the supervisor waits: a limit can be hit before fork returns.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
@@ -442,10 +737,6 @@ def main():
         # before that would leave the snippet's process outside the cgroup's limits.
         if os.read(0, 1) != GO:
             raise OSError(errno.EPIPE, "the worker did not confine the sandbox")
-        # All of this is start-up, reported on the report descriptor (the snippet
-        # never sees it) and not charged to the run.
-        start_up = resource.getrusage(resource.RUSAGE_SELF)
-        os.write(report, b"startup %.6f\n" % (start_up.ru_utime + start_up.ru_stime))
         # The snippet's process is forked and confined before the code comes, so that
         # a run pays only for its own code.
         snippet = os.fork()
@@ -456,11 +747,21 @@ def main():
         read_nothing()  # the code is the snippet's process's to read
         if ruleset is not None:
             os.close(ruleset)
-        os.close(measurements)
-        supervise(snippet, report)
+        for fd in (events_write, acks_read, profile_write):
+            os.close(fd)
+        supervisor = Supervisor(
+            snippet, report, events_read, acks_write, profile_read, interval, libc
+        )
+        # All of this is start-up, reported on the report descriptor (the snippet
+        # never sees it) and not charged to the run: the worker reads the run's CPU
+        # accounting from here on.
+        start_up = resource.getrusage(resource.RUSAGE_SELF)
+        os.write(report, b"%s %.6f\n" % (STARTUP.encode(), start_up.ru_utime + start_up.ru_stime))
+        supervise(supervisor, report)
     try:
-        MEASUREMENTS.update(fd=measurements, pid=os.getpid())
-        os.set_inheritable(measurements, False)
+        for fd in (events_read, acks_write, profile_read):
+            os.close(fd)
+        CHANNELS.update(events=events_write, acks=acks_read, profile=profile_write)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         die_with_parent(libc)
@@ -472,19 +773,28 @@ def main():
         sys.stderr.write("sandbox: could not confine the snippet: %s\n" % exc)
         sys.stderr.flush()
         os._exit(CONFINEMENT_FAILED)
+    try:  # noqa: SIM105 - measuring never fails the snippet
+        prepare_profile(profile_write)
+    except Exception:  # noqa: S110
+        pass
     # A worker starts us ahead of the run: we wait here, confined, until the code
     # arrives. What this process spent until then is start-up as well: the supervisor
     # counts it with the snippet's CPU, so it is reported (then the descriptor closed,
     # before any of the snippet's code runs) and taken off.
+    os.write(report, b"%s\n" % READY.encode())
     source = read_code(code)
     prepared = resource.getrusage(resource.RUSAGE_SELF)
-    os.write(report, b"prepared %.6f\n" % (prepared.ru_utime + prepared.ru_stime))
+    os.write(report, b"%s %.6f\n" % (PREPARED.encode(), prepared.ru_utime + prepared.ru_stime))
     os.close(report)
-    try:
-        status = run_snippet(source, main_file)
-    except SystemExit as exc:
-        status = exit_status(exc)
-    finish(status)
+    compiled = compile_snippet(source, main_file)
+    if compiled is not None:
+        CHANNELS["pid"] = os.getpid()
+        if interval:
+            try:  # noqa: SIM105
+                start_profile(interval)
+            except Exception:  # noqa: S110
+                pass
+    return compiled
 
 
 def read_nothing():
@@ -518,12 +828,21 @@ def finish(status):
             stream.flush()
         except Exception:  # noqa: S110 - a snippet's broken stream must not stop the exit
             pass
-    # Only the snippet's own process reports: a child it forked ends here too.
-    if MEASUREMENTS["fd"] is not None and MEASUREMENTS["pid"] == os.getpid():
-        report_measurements(MEASUREMENTS["fd"])
     os._exit(status)
 
 
-# `python -c` runs this as __main__; the server imports it only for its constants.
+# `python -c` runs this as __main__; the server imports it only for its constants. The
+# snippet runs here, at the top level: each frame of this launcher under the snippet's
+# is more for the profile's every sample to write.
 if __name__ == "__main__":
-    main()
+    _compiled = main()
+    _status = 1
+    if _compiled is not None:
+        try:
+            exec(*_compiled)
+            _status = 0
+        except SystemExit as _exit:
+            _status = exit_status(_exit)
+        except BaseException as _exception:
+            print_snippet_exception(_exception)
+    finish(_status)

@@ -25,12 +25,25 @@ import psutil
 from django.conf import settings
 
 from .formatting import KWH_IN_J
-from .sandbox import Outcome
+from .sandbox import CPU_FROM_CGROUP, Outcome
 
 logger = logging.getLogger(__name__)
 
 # CPU modes in which CodeCarbon reads an energy counter rather than estimating.
 MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "windows_emi", "powermetrics"}
+# Where the power of a busy thread comes from (Hardware.cpu_power_source).
+POWER_COUNTER = "counter"  # an energy counter: no constant at all
+POWER_OPERATOR = "operator"  # CPU_WATTS_PER_THREAD
+POWER_TABLE = "codecarbon-table"  # CodeCarbon's TDP for this CPU model
+POWER_DEFAULT = "codecarbon-default"  # CodeCarbon's guess for a model it does not know
+# How the CPU time is obtained, by its source (runs.sandbox).
+CPU_TIME_SOURCES = {
+    CPU_FROM_CGROUP: "the kernel's CPU accounting of the run's cgroup: every process ever "
+    "in it, whatever it did with its signals",
+    "supervisor": "counted by the sandbox's supervisor, which waits for every process of "
+    "the run (a snippet may not change how SIGCHLD is handled here: the kernel would then "
+    "discard its children's CPU time)",
+}
 
 _trackers: dict[tuple[str, str], object] = {}
 _lock = threading.Lock()
@@ -106,7 +119,12 @@ def tracker_for(country: str, region: str = ""):
 
             # Offline: the online tracker calls the network for every new tracker and
             # quietly falls back to Canada when it cannot.
+            operator = settings.CPU_WATTS_PER_THREAD
+            # The operator's figure, for the whole CPU as CodeCarbon takes it: its own
+            # machine figure then agrees with the snippet's.
+            forced = {"force_cpu_power": operator * _threads()} if operator else {}
             tracker = OfflineEmissionsTracker(
+                **forced,
                 country_iso_code=key[0],
                 region=key[1] or None,
                 output_methods=[],  # we store the figures ourselves
@@ -184,6 +202,10 @@ def warm(country: str | None = None, region: str | None = None) -> None:
     Session(country, region).end()
 
 
+def _threads() -> int:
+    return psutil.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Hardware:
     cpu_mode: str
@@ -194,6 +216,7 @@ class Hardware:
     ram_w: float
     gpu_count: int
     gpu_model: str
+    cpu_power_source: str = POWER_TABLE
 
     @property
     def cpu_measured(self) -> bool:
@@ -202,6 +225,30 @@ class Hardware:
     @property
     def watts_per_thread(self) -> float:
         return self.cpu_tdp_w / max(self.cpu_threads, 1)
+
+    def cpu_power(self) -> str:
+        """Where the power of a busy thread comes from, in a few words (the card)."""
+        return {
+            POWER_COUNTER: f"{self.cpu_mode} energy counter",
+            POWER_OPERATOR: f"{self.watts_per_thread:g} W per busy thread, set by the operator",
+            POWER_TABLE: f"{self.watts_per_thread:g} W per busy thread, from CodeCarbon's "
+            "TDP table",
+            POWER_DEFAULT: f"{self.watts_per_thread:g} W per busy thread, CodeCarbon's "
+            "default for an unknown CPU",
+        }[self.cpu_power_source]
+
+    def cpu_power_sentence(self) -> str:
+        """The same, in a sentence that says what the figure rests on."""
+        from codecarbon.core.cpu import DEFAULT_POWER_PER_CORE  # its guess, per thread
+
+        per_thread = f"CPU time × {self.watts_per_thread:g} W per busy thread"
+        return {
+            POWER_OPERATOR: f"{per_thread}, set by this server's operator (CPU_WATTS_PER_THREAD)",
+            POWER_TABLE: f"{per_thread}: CodeCarbon's {self.cpu_tdp_w:g} W TDP for the "
+            f"{self.cpu_model} shared by its {self.cpu_threads} threads",
+            POWER_DEFAULT: f"{per_thread}: CodeCarbon has no power figure for this CPU model "
+            f"({self.cpu_model!r}) and assumes {DEFAULT_POWER_PER_CORE:g} W per thread",
+        }[self.cpu_power_source]
 
     @classmethod
     def of(cls, tracker) -> Hardware:
@@ -215,16 +262,34 @@ class Hardware:
         cpu = next(h for h in tracker._hardware if isinstance(h, CPU))
         ram = next((h for h in tracker._hardware if isinstance(h, RAM)), None)
         conf = tracker._conf
+        model = cpu._model or conf.get("cpu_model") or "unknown CPU"
+        if cpu._mode in MEASURED_CPU_MODES:
+            source = POWER_COUNTER
+        elif settings.CPU_WATTS_PER_THREAD:
+            source = POWER_OPERATOR
+        else:
+            source = POWER_TABLE if _codecarbon_knows(model) else POWER_DEFAULT
         return cls(
             cpu_mode=cpu._mode,
-            cpu_model=cpu._model or conf.get("cpu_model") or "unknown CPU",
-            cpu_threads=cpu._cpu_count or psutil.cpu_count() or 1,
+            cpu_model=model,
+            cpu_threads=cpu._cpu_count or _threads(),
             cpu_tdp_w=float(cpu._tdp or 0),
             ram_total_bytes=psutil.virtual_memory().total,
             ram_w=ram.total_power().W if ram else 0.0,
             gpu_count=int(conf.get("gpu_count") or 0),
             gpu_model=str(conf.get("gpu_model") or ""),
+            cpu_power_source=source,
         )
+
+
+@functools.cache
+def _codecarbon_knows(model: str) -> bool:
+    """Whether CodeCarbon's TDP table has a figure for this CPU model: without one it
+    assumes a default per thread (private API, see Hardware.of)."""
+    from codecarbon.core import cpu
+    from codecarbon.core.hardware_cache import get_cached_tdp
+
+    return get_cached_tdp(cpu)._get_cpu_power_from_registry(model) is not None
 
 
 @functools.cache
@@ -324,10 +389,10 @@ class Session:
             carbon_intensity_g_per_kwh=intensity,
             country_iso_code=self.country,
             region=self.region,
-            provenance=self.provenance(task) | {"python": outcome.python_version},
+            provenance=self.provenance(task, outcome),
         )
 
-    def provenance(self, task) -> dict:
+    def provenance(self, task, outcome: Outcome) -> dict:
         hw = self.hardware
         if hw.cpu_measured:
             cpu = {
@@ -337,11 +402,14 @@ class Session:
         else:
             cpu = {
                 "method": "estimate",
-                "source": f"CPU time × {hw.watts_per_thread:g} W per thread "
-                f"({hw.cpu_tdp_w:g} W TDP / {hw.cpu_threads} threads for {hw.cpu_model}); "
-                "no energy counter (RAPL) readable on this host",
+                "source": f"{hw.cpu_power_sentence()}; no energy counter (RAPL) readable "
+                "on this host",
             }
         cpu |= {
+            "power": hw.cpu_power(),
+            "power_source": hw.cpu_power_source,
+            "time": CPU_TIME_SOURCES.get(outcome.cpu_source, ""),
+            "time_source": outcome.cpu_source,
             "codecarbon_mode": hw.cpu_mode,
             "model": hw.cpu_model,
             "tdp_w": hw.cpu_tdp_w,
@@ -375,6 +443,7 @@ class Session:
             "pue": task.pue,
             "codecarbon_version": task.codecarbon_version,
             "host": settings.HOST_NAME,
+            "python": outcome.python_version,
         }
 
 

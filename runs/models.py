@@ -171,6 +171,9 @@ class Run(models.Model):
     sections = models.JSONField(default=list, blank=True)
     lines = models.JSONField(default=list, blank=True)
     measurement_notes = models.JSONField(default=list, blank=True)
+    # The line of the snippet it was on when it ended or was stopped (the profile's
+    # last sample of its own code): where a timeout or a limit caught it.
+    last_line = models.PositiveIntegerField(null=True, blank=True)
     # The sandbox's start-up cost on this host when the run executed (Baseline).
     baseline_energy_kwh = models.FloatField(null=True, blank=True)
     baseline_duration_s = models.FloatField(null=True, blank=True)
@@ -245,8 +248,13 @@ class Run(models.Model):
 
     @property
     def failing_line(self) -> int | None:
-        """The line of the snippet that failed, for the editor to mark."""
-        return failures.failing_line(self.stderr) if self.status == self.Status.FAILED else None
+        """The line of the snippet that failed, or that a timeout or a limit stopped,
+        for the editor to mark."""
+        if self.status == self.Status.FAILED:
+            return failures.failing_line(self.stderr)
+        if self.status in (self.Status.TIMED_OUT, self.Status.LIMIT_EXCEEDED):
+            return self.last_line
+        return None
 
     @property
     def hints(self) -> list[str]:
@@ -299,6 +307,7 @@ class Run(models.Model):
         self.peak_memory_bytes = outcome.peak_memory_bytes
         self.isolation = outcome.isolation
         self.limit = outcome.limit
+        self.last_line = outcome.last_line
         if outcome.error:
             self.status, self.error = self.Status.ERROR, outcome.error
         elif outcome.timed_out:
@@ -384,6 +393,7 @@ class Run(models.Model):
             "sections": self.sections,
             "lines": self.lines,
             "measurement_notes": self.measurement_notes,
+            "last_line": self.last_line,
             "net_energy_kwh": self.net_energy_kwh,
             "baseline": None
             if self.baseline_energy_kwh is None

@@ -23,6 +23,7 @@ import logging
 import os
 import pwd
 import queue
+import select
 import selectors
 import shutil
 import signal
@@ -52,12 +53,16 @@ INIT_WAIT_SECONDS = 5
 STOP_GRACE_SECONDS = 0.5
 EXIT_POLL_SECONDS = 0.0005
 PR_SET_CHILD_SUBREAPER = 36
-# The snippet's own measurements (sections, line samples): bounded like its output.
-MEASUREMENTS_BYTES = 256 * 1024
+# What the supervisor reports (its measurements of the snippet included): bounded.
+REPORT_BYTES = 256 * 1024
 
 TIMEOUT = "timeout"  # how Limits.describe names the wall-clock limit
 BUBBLEWRAP = "bubblewrap"
 RLIMITS = "rlimits"
+# Where a run's CPU time comes from (Outcome.cpu_source): the kernel's accounting of
+# the run's cgroup, or, without one, the supervisor's count of the processes it reaped.
+CPU_FROM_CGROUP = "cgroup"
+CPU_FROM_SUPERVISOR = "supervisor"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -89,11 +94,14 @@ class Limits:
             max_files=settings.SANDBOX_MAX_FILES,
         )
 
-    def describe(self, limit: str) -> str:
-        """The message a user reads when `limit` (or the timeout) stopped their snippet."""
+    def describe(self, limit: str, line: int | None = None) -> str:
+        """The message a user reads when `limit` (or the timeout) stopped their snippet,
+        at `line` of it if known."""
         mib = 1024 * 1024
-        return {
-            TIMEOUT: f"Timed out after {self.timeout_s:g} s; every process it started was stopped.",
+        at = f" at line {line}" if line else ""
+        message = {
+            TIMEOUT: f"Timed out after {self.timeout_s:g} s{at}; every process it started "
+            "was stopped.",
             "memory": f"Memory limit exceeded: the snippet and its processes may use "
             f"{self.memory_bytes // mib} MiB in all.",
             "processes": f"Process limit exceeded: at most {self.max_processes} "
@@ -104,6 +112,9 @@ class Limits:
             "MiB of files.",
             "files": f"Disk limit exceeded: the snippet may create at most {self.max_files} files.",
         }[limit]
+        if at and limit != TIMEOUT:
+            message = message.replace(" exceeded:", f" exceeded{at}:", 1)
+        return message
 
 
 @dataclass(frozen=True)
@@ -135,10 +146,13 @@ class Outcome:
     error: str = ""  # our own failure, never the snippet's
     # CPU the interpreter spent starting, before the code arrived: shown, not charged.
     startup_cpu_s: float = 0.0
+    cpu_source: str = ""  # CPU_FROM_CGROUP or CPU_FROM_SUPERVISOR
     python_version: str = ""
-    # What the snippet measured of itself (sections, line samples), raw: runs.breakdown
-    # reads it and checks it against the figures above.
+    # What the supervisor measured of the snippet (sections, the line profile), as it
+    # reported it: runs.breakdown reads it and checks it against the figures above.
     measurements: str = ""
+    # The line of main.py the snippet was on when it ended or was stopped.
+    last_line: int | None = None
 
 
 @dataclass
@@ -440,7 +454,7 @@ def launcher_arguments(
     address_space: int = 0,
     unix_sockets: bool = True,
     report_fd: int,
-    measurements_fd: int,
+    cpu_accounted: bool = False,
     landlock: tuple[str, str] = ("", ""),
 ) -> list[str]:
     """The launcher's command line (see runs/launcher.py for what each means)."""
@@ -456,7 +470,7 @@ def launcher_arguments(
         str(OPEN_FILES),
         "1" if unix_sockets else "0",
         str(report_fd),
-        str(measurements_fd),
+        "1" if cpu_accounted else "0",
         str(round(settings.PROFILE_INTERVAL_MS * 1000)),
         *landlock,
     ]
@@ -659,7 +673,6 @@ def _launch(limits: Limits, nice: int = 0) -> _Watch:
         if account:
             os.chown(workdir, *account)
     report_read, report_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    measurements_read, measurements_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     launcher = launcher_arguments(
         python,
         limits,
@@ -669,7 +682,9 @@ def _launch(limits: Limits, nice: int = 0) -> _Watch:
         # Inside bubblewrap no host socket is reachable: AF_UNIX stays for local IPC.
         unix_sockets=mode == BUBBLEWRAP,
         report_fd=report_write,
-        measurements_fd=measurements_write,
+        # Where a cgroup counts every process, that count is the figure, and a snippet
+        # may handle SIGCHLD as it likes; elsewhere the launcher refuses it.
+        cpu_accounted=group is not None and group.cpu_seconds() is not None,
         # Inside bubblewrap the filesystem view is already minimal; Landlock is a second
         # wall there and the only one in the fallback.
         landlock=_landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
@@ -683,7 +698,6 @@ def _launch(limits: Limits, nice: int = 0) -> _Watch:
         landlock=landlock,
         account=account,
         report=(report_read, report_write),
-        measurements=(measurements_read, measurements_write),
     )
     nice = nice if account else 0
     if nice:
@@ -702,7 +716,24 @@ def _started(on_start: Callable[[], bool] | None) -> None:
         raise Abandoned()  # the sandbox is ended on the way out (`executed`)
 
 
-def _drain(fd: int, cap: int = MEASUREMENTS_BYTES) -> bytes:
+@dataclass
+class _Report:
+    """What the supervisor said at the end (and what bubblewrap's exit adds)."""
+
+    status: int = 0  # the snippet's wait status
+    tree_cpu: float | None = None  # its processes' CPU as the supervisor counted them
+    supervisor_work: float = 0.0  # the supervisor's own CPU since its start-up
+    everything_cpu: float = 0.0  # all bubblewrap waited for, start-up included
+
+
+def _seconds(text: str) -> float:
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def _drain(fd: int, cap: int = REPORT_BYTES) -> bytes:
     """What a pipe holds now, up to `cap` bytes (it never blocks)."""
     data = b""
     with contextlib.suppress(BlockingIOError):
@@ -714,7 +745,7 @@ def _drain(fd: int, cap: int = MEASUREMENTS_BYTES) -> bytes:
 class _Watch:
     """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
 
-    def __init__(self, *, limits, group, mode, workdir, landlock, account, report, measurements):
+    def __init__(self, *, limits, group, mode, workdir, landlock, account, report):
         self.limits = limits
         self.group = group
         self.mode = mode
@@ -722,12 +753,14 @@ class _Watch:
         self.landlock = landlock
         self.account = account
         self.report_read, self.report_write = report
-        self.measurements_read, self.measurements_write = measurements
         self.proc: subprocess.Popen | None = None
         self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
         self.init_pid: int | None = None
         self.started_at = time.time()
         self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
+        # The cgroup's CPU accounting when the code was sent, with every process of the
+        # sandbox waiting (None: no cgroup counts it).
+        self.accounted_at_code: float | None = None
         self.report = b""  # what the supervisor reported so far
         # The supervisor has reported the end: every process of the snippet is gone.
         self.reported = False
@@ -766,7 +799,7 @@ class _Watch:
                 cwd=self.workdir or "/",
                 env=_environment(self.workdir or SANDBOX_TMP),
                 start_new_session=True,
-                pass_fds=(self.report_write, self.measurements_write),
+                pass_fds=(self.report_write,),
                 **_drop_privileges(self.account),
             )
         except OSError as exc:
@@ -777,7 +810,6 @@ class _Watch:
         finally:
             _sandboxes_starting.release()
             os.close(self.report_write)
-            os.close(self.measurements_write)
         problem = self._confine()
         if problem:
             self.kill()
@@ -821,6 +853,8 @@ class _Watch:
         if outcome.error:
             _started(on_start)
             return outcome  # fail closed: the code never goes to an incomplete sandbox
+        self._wait_until_ready()
+        self.accounted_at_code = self.group.cpu_seconds() if self.group else None
         self.cpu_before_code = self._cpu_seconds()
         started = time.monotonic()
         try:
@@ -831,6 +865,19 @@ class _Watch:
         _started(on_start)
         self._watch(started, on_tick, tick_seconds)
         return outcome
+
+    def _wait_until_ready(self) -> None:
+        """Until both processes of the sandbox wait (the supervisor for the snippet,
+        the snippet's process for its code): from then on, everything the cgroup
+        counts is the run's. A standby has long been ready."""
+        deadline = time.monotonic() + INIT_WAIT_SECONDS
+        while not self._ready() and time.monotonic() < deadline and not self._exited():
+            select.select([self.report_read], [], [], min(deadline - time.monotonic(), 0.05))
+            self._report()
+
+    def _ready(self) -> bool:
+        said = {line.split(b" ", 1)[0] for line in self.report.split(b"\n")}
+        return {launcher.STARTUP.encode(), launcher.READY.encode()} <= said
 
     def _confine(self) -> str:
         """Move the launcher into the run's cgroup; what failed, or ''."""
@@ -920,8 +967,8 @@ class _Watch:
 
     def _read_report(self, chunk: bytes) -> bool:
         """Keep what the supervisor reported; True once it has reported the end."""
-        self.report = (self.report + chunk)[:MEASUREMENTS_BYTES]
-        self.reported = any(len(line.split()) == 3 for line in self.report.splitlines())
+        self.report = (self.report + chunk)[:REPORT_BYTES]
+        self.reported = b"\n" + launcher.END.encode() + b" " in b"\n" + self.report
         return self.reported
 
     def _post_mortem(self, wall_s: float, stdout: _Stream, stderr: _Stream) -> None:
@@ -929,17 +976,10 @@ class _Watch:
         outcome, limits = self.outcome, self.limits
         # With a cgroup, everything left to know is known once the supervisor has
         # reported; without one, bubblewrap's wait status carries the peak memory.
-        status, snippet_cpu, everything_cpu = self._reap(wait=not (self.reported and self.group))
+        report = self._reap(wait=not (self.reported and self.group))
         outcome.wall_s = wall_s
-        outcome.exit_code = os.waitstatus_to_exitcode(status)
-        if snippet_cpu is not None:
-            outcome.cpu_s = snippet_cpu
-        else:
-            # The supervisor was killed before it could count: what bubblewrap waited
-            # for and (with a cgroup) every process ever in it, less the start-up.
-            accounted = self.group.cpu_seconds() if self.group else None
-            most = max(everything_cpu, accounted or 0.0)
-            outcome.cpu_s = max(most - outcome.startup_cpu_s, 0.0)
+        outcome.exit_code = os.waitstatus_to_exitcode(report.status)
+        outcome.cpu_s, outcome.cpu_source = self._cpu_of_the_run(report)
         if self.group:
             outcome.peak_memory_bytes = max(
                 outcome.peak_memory_bytes, self.group.peak_memory_bytes()
@@ -953,33 +993,60 @@ class _Watch:
         elif self.mode == BUBBLEWRAP and b"bwrap: " in stderr.data[:200]:
             outcome.error = f"The sandbox failed to start: {stderr.text().strip()}"
         if outcome.limit or outcome.timed_out:
-            outcome.limit_message = limits.describe(outcome.limit or TIMEOUT)
+            outcome.limit_message = limits.describe(outcome.limit or TIMEOUT, outcome.last_line)
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
-    def _reap(self, wait: bool = True) -> tuple[int, float | None, float]:
-        """(the snippet's wait status; the CPU-seconds of the snippet's processes as
-        the supervisor counted them, None where it could not report; all the CPU
-        bubblewrap waited for, start-up included, with `wait` only: waiting for the
-        sandbox to exit, which `cleanup` does otherwise)."""
+    def _cpu_of_the_run(self, report: _Report) -> tuple[float, str]:
+        """The CPU time of the snippet's processes, and where it comes from.
+
+        A cgroup counts every process ever in it, whatever the snippet did with its
+        signals (a process that ignores SIGCHLD has its children's CPU time discarded
+        by the kernel, out of any wait's sight): from the code's arrival, less the
+        supervisor's own work. Without one, the supervisor's count of what it reaped
+        (the launcher refuses SIGCHLD's handling there), or, should it have been killed
+        before it could count, what bubblewrap waited for, less the start-up."""
+        accounted = self.group.cpu_seconds() if self.group else None
+        if accounted is not None and self.accounted_at_code is not None:
+            work = accounted - self.accounted_at_code - report.supervisor_work
+            return max(work, 0.0), CPU_FROM_CGROUP
+        if report.tree_cpu is not None:
+            return report.tree_cpu, CPU_FROM_SUPERVISOR
+        most = max(report.everything_cpu, accounted or 0.0)
+        source = CPU_FROM_CGROUP if accounted else CPU_FROM_SUPERVISOR
+        return max(most - self.outcome.startup_cpu_s, 0.0), source
+
+    def _reap(self, wait: bool = True) -> _Report:
+        """What the supervisor reported, and (with `wait` only: waiting for the sandbox
+        to exit, which `cleanup` does otherwise) all the CPU bubblewrap waited for,
+        start-up included."""
         status, everything = self._wait_sandbox() if wait else (0, 0.0)
-        tree = None
-        prepared = 0.0  # the snippet's process's CPU before its code came
-        self.outcome.startup_cpu_s = 0.0
-        for line in self._report().splitlines():
-            words = line.split()
-            if len(words) == 2 and words[0] == "startup":
-                self.outcome.startup_cpu_s += float(words[1])
-            elif len(words) == 2 and words[0] == "prepared":
-                prepared = float(words[1])
-                self.outcome.startup_cpu_s += prepared
-            elif len(words) == 3:
-                # The supervisor's own word, once it has reaped every process of the
+        result = _Report(status=status, everything_cpu=everything)
+        prepared = supervisor_startup = 0.0  # the CPU of each process before the code
+        measurements = []
+        # Not splitlines(): a section name may hold any other line break.
+        for line in self._report().split("\n"):
+            word, _, rest = line.partition(" ")
+            if word == launcher.STARTUP:
+                supervisor_startup = _seconds(rest)
+            elif word == launcher.PREPARED:
+                prepared = _seconds(rest)
+            elif word == launcher.END and len(rest.split()) == 3:
+                # The supervisor's word, once it has reaped every process of the
                 # snippet: their status and CPU time (its own, the sandbox's machinery,
                 # is the third figure and not the snippet's).
-                status, tree = int(words[0]), max(float(words[1]) - prepared, 0.0)
-        self.outcome.measurements = _drain(self.measurements_read).decode("utf-8", "replace")
-        return status, tree, everything
+                status, tree, own = rest.split()
+                result.status = int(status)
+                result.tree_cpu = max(float(tree) - prepared, 0.0)
+                result.supervisor_work = max(_seconds(own) - supervisor_startup, 0.0)
+            elif line.startswith(launcher.LAST_LINE + "\t"):
+                number = line.split("\t")[1]
+                self.outcome.last_line = int(number) if number.isdigit() else None
+            elif "\t" in line:
+                measurements.append(line)
+        self.outcome.startup_cpu_s = supervisor_startup + prepared
+        self.outcome.measurements = "\n".join(measurements)
+        return result
 
     def _wait_sandbox(self) -> tuple[int, float]:
         """Wait for bubblewrap (or the launcher) to exit: its wait status, and the CPU
@@ -995,8 +1062,8 @@ class _Watch:
         return status, everything
 
     def _report(self) -> str:
-        self.report = (self.report + _drain(self.report_read))[:MEASUREMENTS_BYTES]
-        return self.report.decode("ascii", errors="replace")
+        self.report = (self.report + _drain(self.report_read))[:REPORT_BYTES]
+        return self.report.decode("utf-8", errors="replace")
 
     def _reap_adopted(self, pid: int) -> float:
         deadline = time.monotonic() + 2
@@ -1184,7 +1251,6 @@ class _Watch:
                 self.kill()
             self._wait_sandbox()
         os.close(self.report_read)
-        os.close(self.measurements_read)
         if self.group:
             self.group.destroy()
         if self.proc is not None:

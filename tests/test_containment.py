@@ -179,6 +179,55 @@ def test_cpu_time_of_an_abandoned_busy_process_is_counted(mode):
     assert zombie_children() == [] and sandbox_processes() == []
 
 
+# A snippet that ignores SIGCHLD has the kernel reap its children at once, and their CPU
+# time is discarded: no wait, and so no RUSAGE_CHILDREN, ever sees it.
+BUSY_SECONDS = 1.0
+HIDDEN_CHILD = f"""
+import os, signal, time
+try:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    print("ignored")
+except OSError:
+    print("refused")
+if os.fork() == 0:
+    end = time.process_time() + {BUSY_SECONDS}
+    while time.process_time() < end:
+        pass
+    os._exit(0)
+time.sleep({BUSY_SECONDS} + 0.5)
+"""
+# The same one level down: the child ignores SIGCHLD, its own child works, and the
+# child ends normally once its child's CPU time is gone.
+HIDDEN_GRANDCHILD = f"""
+import os, signal, time
+if os.fork() == 0:
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        print("ignored", flush=True)
+    except OSError:
+        print("refused", flush=True)
+    if os.fork() == 0:
+        end = time.process_time() + {BUSY_SECONDS}
+        while time.process_time() < end:
+            pass
+        os._exit(0)
+    time.sleep({BUSY_SECONDS} + 0.5)
+    os._exit(0)
+os.wait()
+"""
+
+
+@pytest.mark.parametrize("code", [HIDDEN_CHILD, HIDDEN_GRANDCHILD], ids=["child", "grandchild"])
+def test_a_child_reaped_by_the_kernel_still_counts(mode, code):
+    outcome = run(code, timeout_s=10)
+    assert outcome.exit_code == 0, outcome.stderr
+    # With a cgroup the snippet may ignore SIGCHLD: the cgroup counts every process.
+    assert outcome.stdout == "ignored\n"
+    assert outcome.cpu_source == sandbox.CPU_FROM_CGROUP
+    assert outcome.cpu_s >= 0.9 * BUSY_SECONDS, outcome.cpu_s
+    assert zombie_children() == [] and sandbox_processes() == []
+
+
 def test_cpu_is_capped_per_run(settings):
     settings.SANDBOX_CPUS = 1
     outcome = run(
@@ -338,6 +387,18 @@ def test_unprivileged_fallback_stops_a_daemon(unprivileged):
     assert "no-cpu-cap" in outcome.isolation and "cgroup" not in outcome.isolation
     daemon = int(outcome.stdout.split()[1])
     assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == "zombie"
+    assert processes_of(NOBODY) == []
+
+
+@pytest.mark.parametrize("code", [HIDDEN_CHILD, HIDDEN_GRANDCHILD], ids=["child", "grandchild"])
+def test_unprivileged_fallback_counts_a_child_the_kernel_would_reap(unprivileged, code):
+    # No cgroup here: the supervisor's count is the figure, so the launcher refuses to
+    # let the snippet change how SIGCHLD is handled, and every process is waited for.
+    outcome = unprivileged(code, timeout_s=10)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout == "refused\n"
+    assert outcome.cpu_source == sandbox.CPU_FROM_SUPERVISOR
+    assert outcome.cpu_s >= 0.9 * BUSY_SECONDS, outcome.cpu_s
     assert processes_of(NOBODY) == []
 
 

@@ -43,6 +43,7 @@ ADDED = {
     "sections",
     "lines",
     "measurement_notes",
+    "last_line",
     "net_energy_kwh",
     "baseline",
     "startup_cpu_seconds",

@@ -255,13 +255,11 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     # bubblewrap: the launcher's Landlock domain is then what stops a kill.
     rules = sandbox._landlock_paths(settings.SNIPPET_PYTHON, str(tmp_path))
     report_read, report_write = os.pipe()
-    measurements_read, measurements_write = os.pipe()
     command = sandbox.launcher_arguments(
         settings.SNIPPET_PYTHON,
         limits(),
         unix_sockets=False,
         report_fd=report_write,
-        measurements_fd=measurements_write,
         landlock=rules,
     )
     code = f"import os\nos.kill({os.getpid()}, 15)\n"
@@ -271,14 +269,14 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
         capture_output=True,
         cwd=tmp_path,
         timeout=30,
-        pass_fds=(report_write, measurements_write),
+        pass_fds=(report_write,),
     )
     os.close(report_write)
-    os.close(measurements_write)
-    os.close(measurements_read)
     with os.fdopen(report_read) as report:
-        # "startup <cpu>", "prepared <cpu>" when the code arrived, then
-        # "<status> <cpu> <cpu>" at the end.
-        status = int(report.read().splitlines()[-1].split()[0])
+        # "startup <cpu>", "ready", "prepared <cpu>" when the code arrived, then
+        # "end <status> <cpu> <cpu>" at the end.
+        words = report.read().splitlines()[-1].split()
+    assert words[0] == launcher.END
+    status = int(words[1])
     assert os.waitstatus_to_exitcode(status) == 1
     assert b"PermissionError" in result.stderr
