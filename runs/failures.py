@@ -24,6 +24,11 @@ NO_STDIN = (
     "The sandbox has no standard input: input() reads end-of-file at once. Put the "
     "values in the code."
 )
+NO_SIGCHLD = (
+    "This server runs snippets without a cgroup, and there a snippet may not change how "
+    "SIGCHLD is handled: a process that ignores it has its children's CPU time discarded "
+    "by the kernel, and the run's figures would miss it."
+)
 
 
 @functools.cache
@@ -69,6 +74,8 @@ def hints(stderr: str) -> list[str]:
         found.append(NO_NETWORK)
     if last.startswith("EOFError") and "input(" in stderr:
         found.append(NO_STDIN)
+    if last.startswith("PermissionError") and "SIGCHLD" in stderr:
+        found.append(NO_SIGCHLD)
     return found
 
 

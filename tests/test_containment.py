@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runs import cgroups, sandbox
+from runs import cgroups, failures, sandbox
 
 from .conftest import limits, run, sandbox_processes
 
@@ -400,6 +400,15 @@ def test_unprivileged_fallback_counts_a_child_the_kernel_would_reap(unprivileged
     assert outcome.cpu_source == sandbox.CPU_FROM_SUPERVISOR
     assert outcome.cpu_s >= 0.9 * BUSY_SECONDS, outcome.cpu_s
     assert processes_of(NOBODY) == []
+
+
+def test_unprivileged_fallback_explains_a_refused_sigchld_handler(unprivileged):
+    outcome = unprivileged(
+        "import signal\nsignal.signal(signal.SIGCHLD, lambda *args: None)\nprint('set')\n"
+    )
+    assert outcome.exit_code == 1 and outcome.stdout == ""
+    assert outcome.stderr.rstrip().endswith("PermissionError: [Errno 1] Operation not permitted")
+    assert failures.NO_SIGCHLD in failures.hints(outcome.stderr)
 
 
 def test_unprivileged_fallback_caps_processes(unprivileged):
