@@ -176,7 +176,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "queued_runs": Run.objects.queued().count() if database == "ok" else None,
         # How much identical work varies on each worker host (its control runs).
         "repeatability": [
-            {"host": s.host, "cv": s.cv, "control_runs": s.runs}
+            s.as_dict()
             for host in (ControlRun.objects.hosts() if database == "ok" else [])
             if (s := ControlRun.objects.repeatability(host))
         ],

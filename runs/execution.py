@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from . import cgroups, measure, sandbox, wakeup
 from .models import CONTROL_RUNS_KEPT, Baseline, ControlRun, Run, Worker
@@ -26,6 +27,10 @@ _heartbeat_lock = threading.Lock()
 _baseline: Baseline | None = None
 BASELINE_RUNS = 5
 BASELINE_MAX_AGE = timedelta(hours=24)
+# This host's repeatability, read again after a control run here and at most this
+# often otherwise (workers beside this one run control runs too): no query per run.
+_repeatability: dict = {"value": None, "read_at": None}
+REPEATABILITY_MAX_STALE = timedelta(seconds=60)
 
 
 class Heartbeat(threading.Thread):
@@ -174,6 +179,16 @@ def current_baseline() -> Baseline:
     return _baseline
 
 
+def current_repeatability() -> dict | None:
+    """This host's repeatability now (Repeatability.as_dict()), for the runs it ends."""
+    now = timezone.now()
+    read_at = _repeatability["read_at"]
+    if read_at is None or now - read_at > REPEATABILITY_MAX_STALE:
+        spread = ControlRun.objects.repeatability(settings.HOST_NAME, at=now)
+        _repeatability.update(value=spread.as_dict() if spread else None, read_at=now)
+    return _repeatability["value"]
+
+
 class _Claim:
     """Whether this worker may store a run: at once for a run it took from the queue;
     for one handed over directly, the answer of `claim` (runs.tasks.claim), asked once,
@@ -222,6 +237,7 @@ def execute(
                 progress.finish(outcome)
                 run.power_samples = progress.samples
                 run.apply_baseline(current_baseline())
+                run.host_repeatability = current_repeatability()
                 run.finish(outcome, figures)
                 # Stored: told now, while the sandbox's teardown goes on.
                 tell.ended()
@@ -266,6 +282,7 @@ def run_control() -> ControlRun | None:
     )
     stale = ControlRun.objects.filter(host=settings.HOST_NAME).values_list("pk", flat=True)
     ControlRun.objects.filter(pk__in=list(stale[CONTROL_RUNS_KEPT * 5 :])).delete()
+    _repeatability["read_at"] = None  # read again for the next run
     prepare_next_sandbox()  # the control took the one prepared for the next run
     return control
 

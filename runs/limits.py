@@ -59,15 +59,9 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             429,
             max(math.ceil(wait), 1),
         )
-    used = counts.used
-    budget = settings.LIMIT_CPU_SECONDS_PER_HOUR
-    if used >= budget:
-        return Refusal(
-            f"Your runs used {used:.0f} CPU-seconds in the last hour; the limit is "
-            f"{budget:g}. Try again later.",
-            429,
-            300,
-        )
+    refusal = _over_cpu(counts.used)
+    if refusal:
+        return refusal
     if counts.total + runs > settings.LIMIT_QUEUED_RUNS_TOTAL:
         return Refusal(
             "The playground is busy: too many runs are waiting. Try again in a minute.",
@@ -75,6 +69,25 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             60,
         )
     return None
+
+
+def check_cpu(client: str) -> Refusal | None:
+    """Only the hourly CPU budget: all a comparison's next round still answers to (the
+    comparison was accepted whole, its every pair counted against the other limits)."""
+    now = timezone.now()
+    return _over_cpu(_counts(client, now - timedelta(minutes=1), now - timedelta(hours=1)).used)
+
+
+def _over_cpu(used: float) -> Refusal | None:
+    budget = settings.LIMIT_CPU_SECONDS_PER_HOUR
+    if used < budget:
+        return None
+    return Refusal(
+        f"Your runs used {used:.0f} CPU-seconds in the last hour; the limit is "
+        f"{budget:g}. Try again later.",
+        429,
+        300,
+    )
 
 
 class _Counts(NamedTuple):

@@ -239,15 +239,14 @@ class Hardware:
 
     def cpu_power_sentence(self) -> str:
         """The same, in a sentence that says what the figure rests on."""
-        from codecarbon.core.cpu import DEFAULT_POWER_PER_CORE  # its guess, per thread
-
         per_thread = f"CPU time × {self.watts_per_thread:g} W per busy thread"
+        default = codecarbon_default_watts_per_thread()
         return {
             POWER_OPERATOR: f"{per_thread}, set by this server's operator (CPU_WATTS_PER_THREAD)",
             POWER_TABLE: f"{per_thread}: CodeCarbon's {self.cpu_tdp_w:g} W TDP for the "
             f"{self.cpu_model} shared by its {self.cpu_threads} threads",
             POWER_DEFAULT: f"{per_thread}: CodeCarbon has no power figure for this CPU model "
-            f"({self.cpu_model!r}) and assumes {DEFAULT_POWER_PER_CORE:g} W per thread",
+            f"({self.cpu_model!r}) and assumes {default:g} W per thread",
         }[self.cpu_power_source]
 
     @classmethod
@@ -280,6 +279,13 @@ class Hardware:
             gpu_model=str(conf.get("gpu_model") or ""),
             cpu_power_source=source,
         )
+
+
+def codecarbon_default_watts_per_thread() -> float:
+    """What CodeCarbon assumes for one thread of a CPU model it does not know."""
+    from codecarbon.core.cpu import DEFAULT_POWER_PER_CORE
+
+    return DEFAULT_POWER_PER_CORE
 
 
 @functools.cache

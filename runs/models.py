@@ -5,7 +5,7 @@ import os
 import re
 import signal
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.conf import settings
@@ -178,6 +178,8 @@ class Run(models.Model):
     baseline_energy_kwh = models.FloatField(null=True, blank=True)
     baseline_duration_s = models.FloatField(null=True, blank=True)
     baseline_cpu_seconds = models.FloatField(null=True, blank=True)
+    # Its host's repeatability when it ran (Repeatability.as_dict()), as its page shows.
+    host_repeatability = models.JSONField(null=True, blank=True)
 
     series = models.ForeignKey(
         "Series", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
@@ -232,6 +234,12 @@ class Run(models.Model):
         if self.energy_kwh is None or self.baseline_energy_kwh is None:
             return None
         return max(self.energy_kwh - self.baseline_energy_kwh, 0.0)
+
+    @property
+    def repeatability(self) -> Repeatability | None:
+        """Its host's repeatability when it ran."""
+        stored = self.host_repeatability
+        return Repeatability.from_dict(stored) if stored else None
 
     def apply_baseline(self, baseline: Baseline | None) -> None:
         if baseline is not None:
@@ -489,7 +497,9 @@ class SeriesQuerySet(models.QuerySet):
         self, kind: str, codes: list[str], repetitions: int, run_fields=None, **fields
     ) -> Series:
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
-        queues them, as for single runs); `run_fields` are set on every run (its grid)."""
+        queues them, as for single runs); `run_fields` are set on every run (its grid).
+        A comparison runs until its answer is clear, at most `repetitions` pairs: only
+        its first round is created here (the queue adds the next, runs.tasks)."""
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
@@ -500,6 +510,9 @@ class SeriesQuerySet(models.QuerySet):
                     f"Snippet {label} has no section named “{section}”: wrap the part to "
                     f'compare in `with section("{section.split("/")[-1]}"):`.'
                 )
+        if kind == Series.Kind.COMPARE:
+            fields["max_pairs"] = repetitions
+            repetitions = stats.looks(repetitions)[0]
         with transaction.atomic():
             series = self.create(
                 kind=kind,
@@ -510,6 +523,13 @@ class SeriesQuerySet(models.QuerySet):
             )
             series.add_runs(range(1, repetitions + 1), **(run_fields or {}))
         return series
+
+    def stalled(self) -> SeriesQuerySet:
+        """Comparisons not finished with no run waiting or running: their last round
+        ended but nobody started the next (its worker died in between)."""
+        return self.filter(
+            kind=Series.Kind.COMPARE, max_pairs__isnull=False, finished_at__isnull=True
+        ).exclude(runs__status__in=Run.IN_FLIGHT)
 
 
 MAX_REPETITIONS = 30
@@ -542,13 +562,17 @@ class Compared(NamedTuple):
         return comparison.verdict(self.quantity, self.verb)
 
 
+# The first is the headline, which decides when the comparison stops; the others are
+# its breakdown, at the same look and with intervals of the same level.
 COMPARED = [
     Compared("energy", "energy_kwh", "Energy", "energy", "uses"),
     Compared(
         "net_energy", "net_energy_kwh", "Energy beyond start-up", "energy beyond start-up", "uses"
     ),
+    Compared("cpu", "cpu_seconds", "CPU time", "CPU time", "uses"),
     Compared("duration", "duration_s", "Duration", "time", "takes"),
 ]
+HEADLINE = COMPARED[0]
 
 
 class Series(models.Model):
@@ -571,6 +595,14 @@ class Series(models.Model):
     client = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=8, choices=Run.Source, default=Run.Source.WEB)
     created_at = models.DateTimeField(default=timezone.now)
+    # A comparison runs in rounds until its answer is clear, up to this many pairs
+    # (stats.decide). None: a fixed number of pairs, all queued at once (older ones).
+    max_pairs = models.PositiveSmallIntegerField(null=True, blank=True)
+    # When a comparison that runs until clear stopped, and why, if not clear.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=300, blank=True, default="")
+    # Its hosts' repeatability when it stopped ([Repeatability.as_dict()]).
+    host_repeatability = models.JSONField(null=True, blank=True)
 
     objects = SeriesQuerySet.as_manager()
 
@@ -618,23 +650,76 @@ class Series(models.Model):
             for variant in self.variants
         ]
 
-    def check_more_pairs(self, count: int) -> None:
-        if not 1 <= count <= MAX_REPETITIONS - self.repetitions:
-            raise ValidationError(
-                f"A comparison has at most {MAX_REPETITIONS} runs of each snippet."
-            )
+    @property
+    def runs_until_clear(self) -> bool:
+        """A comparison that adds rounds until its answer is clear (not an older one
+        whose pairs were all queued at once)."""
+        return self.kind == self.Kind.COMPARE and self.max_pairs is not None
 
-    def add_pairs(self, count: int) -> list[Run]:
-        """`count` more pairs on the same grid, numbered after the last; refused past
-        MAX_REPETITIONS."""
-        self.check_more_pairs(count)
+    @property
+    def pair_cap(self) -> int:
+        return self.max_pairs or self.repetitions
+
+    def completed_look(self, runs: list[Run]) -> int:
+        """The pairs of the last look whose runs have all ended (0: none yet)."""
+        first_unfinished = min(
+            (run.repetition for run in runs if not run.is_over), default=self.repetitions + 1
+        )
+        done = 0
+        for look in stats.looks(self.pair_cap):
+            if look > self.repetitions or look >= first_unfinished:
+                break
+            done = look
+        return done
+
+    def is_finished(self, runs: list[Run]) -> bool:
+        if self.runs_until_clear:
+            return self.finished_at is not None
+        return all(run.is_over for run in runs)
+
+    def next_round(self, runs: list[Run]) -> int:
+        """How many pairs a comparison that runs until clear adds now: the next round
+        once every run so far has ended and the answer is not clear (0 otherwise)."""
+        if not self.runs_until_clear or self.finished_at or not all(r.is_over for r in runs):
+            return 0
+        results = self.results(runs)
+        decision = results["decision"]
+        if decision is None or decision.outcome != stats.CONTINUE:
+            return 0
+        last_round = [r for r in runs if r.repetition > self.repetitions - stats.ROUND_PAIRS]
+        if not any(r.status == Run.Status.SUCCEEDED for r in last_round if r.variant == "B"):
+            return 0  # the last round gave nothing to compare: more would not either
+        later = [look for look in stats.looks(self.pair_cap) if look > self.repetitions]
+        return later[0] - self.repetitions if later else 0
+
+    def add_round(self, count: int) -> list[Run]:
+        """`count` more pairs on the same grid, numbered after the last: created once,
+        whoever else tries at the same moment (the runs' worker, a repair)."""
         first = self.runs.order_by("repetition").first()
         grid = {"country_iso_code": first.country_iso_code, "region": first.region}
         with transaction.atomic():
+            added = Series.objects.filter(
+                pk=self.pk, repetitions=self.repetitions, finished_at__isnull=True
+            ).update(repetitions=models.F("repetitions") + count)
+            if not added:
+                return []
             start = self.repetitions + 1
             self.repetitions += count
-            self.save(update_fields=["repetitions"])
             return self.add_runs(range(start, self.repetitions + 1), **grid)
+
+    def finish(self, reason: str = "") -> None:
+        """A comparison that runs until clear stops: with the repeatability of its hosts
+        as it was then, which its page keeps showing."""
+        now = timezone.now()
+        hosts = sorted({r.provenance.get("host") for r in self.runs.all() if r.provenance})
+        spreads = [ControlRun.objects.repeatability(host, at=now) for host in hosts if host]
+        self.finished_at, self.stop_reason = now, reason[:300]
+        self.host_repeatability = [spread.as_dict() for spread in spreads if spread]
+        Series.objects.filter(pk=self.pk, finished_at__isnull=True).update(
+            finished_at=self.finished_at,
+            stop_reason=self.stop_reason,
+            host_repeatability=self.host_repeatability,
+        )
 
     def is_warmup(self, run: Run) -> bool:
         """The first run of each side, kept but left out of the statistics if asked."""
@@ -686,36 +771,46 @@ class Series(models.Model):
             "variants": variants,
             "finished": sum(1 for r in runs if r.is_over),
             "total": len(runs),
-            "is_over": all(r.is_over for r in runs),
+            "is_over": self.is_finished(runs),
         }
         if self.kind == self.Kind.COMPARE:
-            result |= self._comparisons(variants)
+            result |= self._comparisons(variants, self.completed_look(runs), result["is_over"])
         result["warnings"] = self._warnings(result)
         return result
 
     @staticmethod
-    def _pairs(variants: dict) -> list[tuple[Measured, Measured]]:
+    def _pairs(variants: dict, look: int) -> list[tuple[Measured, Measured]]:
         a, b = variants["A"]["measured"], variants["B"]["measured"]
-        return [(a[k], b[k]) for k in sorted(a.keys() & b.keys())]
+        return [(a[k], b[k]) for k in sorted(a.keys() & b.keys()) if k <= look]
 
-    def _comparisons(self, variants: dict) -> dict:
-        """B against A for energy, energy beyond start-up and duration.
+    def _comparisons(self, variants: dict, look: int, is_over: bool) -> dict:
+        """B against A at the last completed look: the headline's decision (which says
+        when a comparison that runs until clear stops) and every compared figure, each
+        interval at the decision's level.
 
         Runs of the same repetition ran back to back: compare them in pairs (the
-        machine's drift cancels); with fewer than two complete pairs, nothing.
+        machine's drift cancels); with fewer than two complete pairs, no verdict yet.
         """
-        pairs = self._pairs(variants)
+        pairs = self._pairs(variants, look)
+        decision = None
+        if look:
+            energies = [(a.energy_kwh or 0.0, b.energy_kwh or 0.0) for a, b in pairs]
+            decision = stats.decide(energies, look, self.pair_cap)
+            if is_over and decision.outcome == stats.CONTINUE:
+                # Stopped before it was clear (failed runs, a limit): not settled.
+                decision = dataclasses.replace(decision, outcome=stats.UNSETTLED)
+        level = decision.comparison.level if decision and decision.comparison else None
 
         def of(field: str) -> stats.Comparison | None:
             values = [(getattr(a, field), getattr(b, field)) for a, b in pairs]
-            if any(a is None or b is None for a, b in values):
+            if not values or any(a is None or b is None for a, b in values):
                 return None  # not measured for a section: the start-up is the run's
-            return stats.compare_paired(values)
+            return stats.compare_paired(values, interval=level)
 
-        energy = [(a.energy_kwh or 0.0, b.energy_kwh or 0.0) for a, b in pairs]
         return {c.key: of(c.field) for c in COMPARED} | {
+            "decision": decision,
             "pairs": len(pairs),
-            "settle_pairs": stats.pairs_to_settle(energy),
+            "look": look,
         }
 
     def _warnings(self, results: dict) -> list[str]:
@@ -730,11 +825,13 @@ class Series(models.Model):
                 )
             side = "The runs" if self.kind == self.Kind.REPEAT else f"{labels[variant]}'s runs"
             energy, cpu = data["energy"], data["cpu"]
-            if energy and energy.n >= 3 and energy.cv > NOISY_CV:
+            # A repeat's spread is its answer's uncertainty; a comparison's sides spread
+            # with the machine's drift, which the pairs cancel (its own warnings below).
+            if self.kind == self.Kind.REPEAT and energy and energy.n >= 3 and energy.cv > NOISY_CV:
                 found.append(
                     f"{side} vary by {energy.cv:.0%} (coefficient of variation), more than "
                     f"{NOISY_CV:.0%}: a noisy machine or code whose work changes from run to "
-                    "run. Treat small differences with care; more runs help."
+                    "run. Treat the median as rough; more runs help."
                 )
             if cpu and cpu.median < SHORT_RUN_CPU_SECONDS:
                 found.append(
@@ -742,47 +839,85 @@ class Series(models.Model):
                     f"{SHORT_RUN_CPU_SECONDS * 1000:.0f} ms: mostly the interpreter and the "
                     "sandbox, not your code. Put the work in a loop so that it dominates."
                 )
-        comparison = results.get("energy")
-        if comparison and not comparison.significant and results["is_over"]:
-            settle = results.get("settle_pairs")
-            if settle:
-                found.append(
-                    f"No clear answer yet: at this spread about {settle} pairs in all "
-                    f"({settle - results['pairs']} more) would likely settle whether the "
-                    f"{abs(comparison.change):.0%} difference is real."
-                )
+        if results.get("decision"):
+            found += self._fragility(results)
+        if self.stop_reason:
+            found.append(self.stop_reason)
         return found
 
-    def host_warnings(self, runs: list[Run]) -> list[str]:
-        """A warning for each host whose control runs varied too much while this
-        series ran (from a control interval before it to one after it)."""
-        finished = [r.finished_at for r in runs if r.finished_at]
-        if not finished:
-            return []
-        margin = timedelta(seconds=settings.CONTROL_INTERVAL_SECONDS * 2)
-        hosts = sorted({r.provenance.get("host") for r in runs if r.provenance.get("host")})
+    def _fragility(self, results: dict) -> list[str]:
+        """Where the pairs themselves make the verdict fragile: the difference moved
+        while the comparison ran, or many pairs point the other way."""
+        decision = results["decision"]
+        pairs = [
+            (a.energy_kwh or 0.0, b.energy_kwh or 0.0)
+            for a, b in self._pairs(results["variants"], results["look"])
+        ]
         found = []
-        for host in hosts:
-            spread = ControlRun.objects.repeatability(
-                host, since=self.created_at - margin, until=max(finished) + margin
+        moved = stats.drift(pairs)
+        if moved:
+            first, second = (stats.signed_percent(value) for value in moved)
+            found.append(
+                f"The difference moved while this ran: B against A was {first} in the first "
+                f"half of the pairs and {second} in the second. The verdict is an average "
+                "over a moving target; run it again at a quieter moment to see which holds."
             )
-            if spread and spread.unstable:
+        if decision.outcome == stats.DIFFERENT and decision.comparison:
+            change = decision.comparison.change
+            agree, total = stats.agreeing(pairs, change)
+            if total and (total - agree) / total >= stats.DISAGREEING_SHARE:
+                way = "more" if change > 0 else "less"
                 found.append(
-                    f"The host {host} was unstable while this ran: {spread.sentence()}, more "
-                    f"than {UNSTABLE_HOST_CV:.0%}. A difference smaller than that is not "
-                    "to be trusted here."
+                    f"B used {way} energy than A in only {agree} of {total} pairs: the "
+                    "difference is small against the spread between pairs, so the verdict "
+                    "is fragile. Running the comparison again would tell whether it holds."
                 )
         return found
 
-    def more_pairs(self, results: dict) -> int:
-        """How many pairs the 'add them' button offers: what would settle the
-        comparison, within the cap on repetitions (0: none to offer)."""
-        settle = results.get("settle_pairs")
-        if not settle or not results["is_over"] or not results.get("energy"):
-            return 0
-        if results["energy"].significant:
-            return 0
-        return max(min(settle - results["pairs"], MAX_REPETITIONS - self.repetitions), 0)
+    def headline(self, results: dict) -> str | None:
+        """A comparison's one answer, in plain words (None before its first look)."""
+        decision = results.get("decision")
+        if decision is None:
+            return None
+        return decision.verdict(HEADLINE.quantity, HEADLINE.verb)
+
+    def basis(self, results: dict, runs: list[Run]) -> str:
+        """What the headline rests on, and why time may say otherwise."""
+        provenance = next((r.provenance for r in runs if r.provenance.get("cpu")), {})
+        cpu = provenance.get("cpu", {})
+        if cpu.get("method") == "measured":
+            rests = (
+                "Energy here is the CPU's energy counter shared out by CPU time, plus a small "
+                "share for memory"
+            )
+        elif cpu.get("power"):
+            rests = (
+                f"Energy here is CPU time × a constant ({cpu['power']}) plus a small share "
+                "for memory: it follows CPU time, so the energy verdict is a CPU-time verdict"
+            )
+        else:
+            rests = "Energy here follows CPU time"
+        decision, duration = results.get("decision"), results.get("duration")
+        if decision and decision.comparison and duration:
+            energy = decision.comparison
+            if energy.significant != duration.significant or (
+                energy.significant and (energy.change > 0) != (duration.change > 0)
+            ):
+                return (
+                    f"{rests}. Time tells another story ({duration.verdict('time', 'takes')}) "
+                    "because elapsed time also counts waiting (sleep, input and output, the "
+                    "machine's other work), which costs no CPU time and so almost no energy "
+                    "here."
+                )
+        return f"{rests}; time is shown below for comparison."
+
+    def host_spreads(self, runs: list[Run]) -> list[Repeatability]:
+        """The repeatability of the hosts this ran on: as it was when it stopped, or,
+        while it runs, as it is now."""
+        if self.host_repeatability is not None:
+            return [Repeatability.from_dict(stored) for stored in self.host_repeatability]
+        hosts = sorted({r.provenance.get("host") for r in runs if r.provenance.get("host")})
+        return [s for host in hosts if (s := ControlRun.objects.repeatability(host))]
 
     def as_dict(self) -> dict:
         """The JSON export of a series: its runs, summaries and comparison."""
@@ -798,11 +933,12 @@ class Series(models.Model):
             "repetitions": self.repetitions,
             "warmup": self.warmup,
             "section": self.section or None,
-            "warnings": results["warnings"] + self.host_warnings(runs),
+            "warnings": results["warnings"],
             "created_at": self.created_at.isoformat(),
             "code": {v: self.code_of(v) for v in self.variants},
             "finished": results["finished"],
             "total": results["total"],
+            "host_repeatability": [spread.as_dict() for spread in self.host_spreads(runs)],
             "summary": {
                 v: {
                     name: summary(results["variants"][v][name])
@@ -821,14 +957,21 @@ class Series(models.Model):
             "runs": [run.as_dict() for run in runs],
         }
         if self.kind == self.Kind.COMPARE:
+            decision = results["decision"]
             data["comparison"] = {
                 compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
                 for compared, comparison, verdict in self.verdicts(results)
-            } | {"pairs_to_settle": results["settle_pairs"]}
+            } | {
+                "verdict": self.headline(results),
+                "outcome": decision.outcome if decision else None,
+                "pairs": results["pairs"],
+                "max_pairs": self.pair_cap,
+                "runs_until_clear": self.runs_until_clear,
+            }
         return data
 
     def verdicts(self, results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
-        """What a comparison says about each compared figure, for the page and the export."""
+        """Each compared figure, B against A, for the page's breakdown and the export."""
         return [
             (c, results[c.key], c.verdict(results[c.key]) if results[c.key] else None)
             for c in COMPARED
@@ -867,42 +1010,72 @@ class Baseline(models.Model):
 
 
 class Repeatability(NamedTuple):
-    """How much identical work varies on a host: the spread of its control runs."""
+    """How much identical work varies on a host: the spread of its control runs. It
+    says how far one run's absolute figures can be trusted, and what a comparison's
+    pairs cancel; it is not a threshold on a paired difference."""
 
     host: str
     cv: float
     runs: int
+    since: datetime | None = None  # the first and last control run it counts
+    until: datetime | None = None
 
     def sentence(self) -> str:
         return (
-            f"identical work varies ±{self.cv:.1%} here, measured from the last "
-            f"{self.runs} control runs"
+            f"identical work varies ±{self.cv:.1%} from run to run on {self.host} (its "
+            f"last {self.runs} control runs)"
         )
 
     @property
     def unstable(self) -> bool:
         return self.cv > UNSTABLE_HOST_CV
 
+    def as_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "cv": self.cv,
+            "control_runs": self.runs,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+        }
 
-# A host whose control runs vary more than this is too noisy to trust small differences.
+    @classmethod
+    def from_dict(cls, stored: dict) -> Repeatability:
+        def moment(value: str | None) -> datetime | None:
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(
+            stored["host"],
+            stored["cv"],
+            stored["control_runs"],
+            moment(stored.get("since")),
+            moment(stored.get("until")),
+        )
+
+
+# A host whose control runs vary more than this: one run's figures there are rough.
 UNSTABLE_HOST_CV = 0.05
 # Control runs kept per host, and the fewest that make a spread.
 CONTROL_RUNS_KEPT = 20
 CONTROL_RUNS_NEEDED = 3
+# The one definition of a host's repeatability, everywhere it is shown: the spread of
+# its last REPEATABILITY_RUNS control runs, none older than REPEATABILITY_MAX_AGE.
+REPEATABILITY_RUNS = 10
+REPEATABILITY_MAX_AGE = timedelta(hours=24)
 
 
 class ControlRunQuerySet(models.QuerySet):
-    def repeatability(self, host: str, since=None, until=None) -> Repeatability | None:
-        """The spread (CV) of `host`'s last control runs (within a window if given)."""
-        runs = self.filter(host=host)
-        if since is not None:
-            runs = runs.filter(created_at__gte=since)
-        if until is not None:
-            runs = runs.filter(created_at__lte=until)
-        values = list(runs.values_list("cpu_seconds", flat=True)[:CONTROL_RUNS_KEPT])
-        if len(values) < CONTROL_RUNS_NEEDED:
+    def repeatability(self, host: str, at: datetime | None = None) -> Repeatability | None:
+        """The spread (CV) of `host`'s last control runs as of `at` (now)."""
+        at = at or timezone.now()
+        runs = self.filter(
+            host=host, created_at__lte=at, created_at__gte=at - REPEATABILITY_MAX_AGE
+        ).order_by("-created_at")
+        rows = list(runs.values_list("cpu_seconds", "created_at")[:REPEATABILITY_RUNS])
+        if len(rows) < CONTROL_RUNS_NEEDED:
             return None
-        return Repeatability(host, stats.summarize(values).cv, len(values))
+        values = [value for value, _ in rows]
+        return Repeatability(host, stats.summarize(values).cv, len(rows), rows[-1][1], rows[0][1])
 
     def hosts(self) -> list[str]:
         return list(self.values_list("host", flat=True).distinct().order_by("host")[:100])

@@ -8,10 +8,12 @@ multiplicative, so a t-test on log values compares geometric means, and its inte
 turns back into a percentage difference "B vs A". Runs interleaved A, B, A, B are
 compared in pairs (paired t-test on log(B/A)). Welch's test on unpaired samples is
 kept as the benchmarks' reference: `make bench` shows what pairing gains over it.
+A comparison runs until its answer is clear (`decide`: a group-sequential design).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
@@ -78,6 +80,9 @@ class Comparison:
     p_value: float
     confidence: float = CONFIDENCE
     method: str = "welch"  # or "paired": t-test on log(B/A) of runs made side by side
+    # The coverage of this one interval: the confidence, or a sequential design's
+    # stricter nominal level that keeps `confidence` over all its looks.
+    level: float = CONFIDENCE
 
     @property
     def significant(self) -> bool:
@@ -93,22 +98,30 @@ class Comparison:
             "significant": self.significant,
             "method": self.method,
             "pairs": self.n_a,
+            "nominal_level": self.level,
         }
+
+    def interval(self) -> str:
+        """'95% CI −4.0% to +6.0%'."""
+        low, high = _pct(self.low, signed=True), _pct(self.high, signed=True)
+        return f"{self.confidence:.0%} CI {low} to {high}"
 
     def verdict(self, quantity: str, verb: str = "uses") -> str:
         """Plain words: 'B uses 23% less energy (95% CI 19–27%)' or no clear difference."""
         level = f"{self.confidence:.0%}"
         if not self.significant:
-            return (
-                f"No clear difference in {quantity} at this sample size "
-                f"({level} CI {_pct(self.low, signed=True)} to {_pct(self.high, signed=True)})."
-            )
+            return f"No clear difference in {quantity} at this sample size ({self.interval()})."
         word = "less" if self.change < 0 else "more"
         bounds = sorted([abs(self.low), abs(self.high)])
         return (
             f"B {verb} {_pct(abs(self.change))} {word} {quantity} than A "
             f"({level} CI {_pct(bounds[0])}–{_pct(bounds[1])})."
         )
+
+
+def signed_percent(value: float) -> str:
+    """'+9.2%', '−23%'."""
+    return _pct(value, signed=True)
 
 
 def _pct(value: float, signed: bool = False) -> str:
@@ -149,14 +162,20 @@ def compare(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> C
 
 
 def compare_paired(
-    pairs: list[tuple[float, float]], confidence: float = CONFIDENCE
+    pairs: list[tuple[float, float]],
+    confidence: float = CONFIDENCE,
+    interval: float | None = None,
 ) -> Comparison | None:
     """Paired t-test on log(B/A) of runs made back to back.
 
     Interleaving A, B, A, B puts each pair in the same moment of the machine; its speed
     drifts (on shared VMs by tens of percent within seconds), and pairing takes that
     drift out of the comparison where Welch's test would count it as noise.
+
+    `interval` is the coverage of one look's interval where it differs from the
+    `confidence` it stands for (a sequential design's nominal level, see `decide`).
     """
+    level = confidence if interval is None else interval
     ratios = _log_ratios(pairs)
     if len(ratios) < 2:
         return None
@@ -166,11 +185,11 @@ def compare_paired(
     if se == 0:
         change = math.expm1(mean)
         return Comparison(
-            n, n, change, change, change, 1.0 if mean == 0 else 0.0, confidence, "paired"
+            n, n, change, change, change, 1.0 if mean == 0 else 0.0, confidence, "paired", level
         )
     df = n - 1
     p_value = 2 * (1 - t_cdf(abs(mean / se), df))
-    margin = t_ppf(1 - (1 - confidence) / 2, df) * se
+    margin = t_ppf(1 - (1 - level) / 2, df) * se
     return Comparison(
         n_a=n,
         n_b=n,
@@ -180,6 +199,7 @@ def compare_paired(
         p_value=p_value,
         confidence=confidence,
         method="paired",
+        level=level,
     )
 
 
@@ -195,8 +215,10 @@ def t_cdf(t: float, df: float) -> float:
     return 1 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)
 def t_ppf(p: float, df: float) -> float:
-    """The t with P(T <= t) = p (bisection: plenty fast for a handful of calls)."""
+    """The t with P(T <= t) = p (bisection, remembered: comparisons ask for the same
+    few levels and degrees of freedom again and again)."""
     low, high = -1e3, 1e3
     for _ in range(200):
         mid = (low + high) / 2
@@ -247,19 +269,127 @@ def _betacf(a: float, b: float, x: float) -> float:
     return h
 
 
-# The power a comparison aims at when it says how many more pairs would settle it.
-SETTLING_POWER_Z = 0.8416  # 80% power
-SETTLING_CONFIDENCE_Z = 1.96  # 95% two-sided
+# --- run until clear: a group-sequential design ---------------------------------------
+#
+# A comparison looks at its pairs after every round (ROUND_PAIRS pairs) and stops as soon
+# as the answer is clear, up to its cap. Looking again and again at a test at 5% would
+# call noise a difference far more often than 5% of the time (six looks: ~12%), so every
+# look tests at one stricter nominal level (Pocock's design), chosen so that all the
+# looks together keep 5%; and the interval shown at a look is a repeated confidence
+# interval, at that same level: it covers the true difference with 95% probability
+# whenever the comparison stops.
+
+ROUND_PAIRS = 5
+# "Clear" is also "the same within this much": an interval inside ±5% settles it.
+EQUIVALENCE_MARGIN = 0.05
+# The nominal level of each of K looks taken every ROUND_PAIRS pairs. Pocock's levels
+# come from normal theory (z = 2.178, 2.289, 2.361, 2.413, 2.453 for K = 2..6: 0.0294
+# ... 0.0142) and give 5.3-5.4% with t-tests on 5, 10, ... pairs; these are calibrated
+# for the t-test, so that the looks together keep 5.0% (a million simulated comparisons
+# per K: `benchmarks/sequential.py` recomputes them). A last look after a shorter round
+# is more correlated with the one before it, so the same level is on the safe side.
+NOMINAL_LEVELS = {1: 0.0500, 2: 0.0277, 3: 0.0205, 4: 0.0169, 5: 0.0146, 6: 0.0131}
+
+DIFFERENT, SAME, UNSETTLED, CONTINUE = "different", "same", "unsettled", "continue"
 
 
-def pairs_to_settle(pairs: list[tuple[float, float]]) -> int | None:
-    """About how many pairs in all would show the observed difference at 95% confidence
-    (80% power), at the observed spread; None with no difference at all to show."""
+def looks(max_pairs: int) -> list[int]:
+    """After how many pairs a comparison of at most `max_pairs` pairs looks."""
+    return sorted({*range(ROUND_PAIRS, max_pairs, ROUND_PAIRS), max_pairs})
+
+
+def nominal_level(n_looks: int) -> float:
+    """The two-sided significance level of each of `n_looks` looks (5% at one)."""
+    return NOMINAL_LEVELS[n_looks]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a look at a comparison's pairs says: different, the same (within the
+    margin), not settled at the cap, or not yet (more pairs to come)."""
+
+    outcome: str
+    comparison: Comparison | None
+    pairs: int  # the pairs this look counted
+    look: int  # after how many pairs of the schedule it was taken
+    max_pairs: int
+
+    @property
+    def clear(self) -> bool:
+        return self.outcome in (DIFFERENT, SAME)
+
+    def verdict(self, quantity: str = "energy", verb: str = "uses") -> str:
+        """The comparison's headline, in plain words."""
+        c = self.comparison
+        if c is None:
+            return "The verdict comes once two A/B pairs have both succeeded."
+        interval = c.interval()
+        if self.outcome == DIFFERENT:
+            return c.verdict(quantity, verb)
+        if self.outcome == SAME:
+            return (
+                f"A and B {verb.removesuffix('s')} the same {quantity} within "
+                f"±{EQUIVALENCE_MARGIN:.0%} ({interval})."
+            )
+        if self.outcome == UNSETTLED:
+            return (
+                f"No clear difference in {quantity} after {self.pairs} pairs: any difference "
+                f"is smaller than the noise here ({interval})."
+            )
+        return (
+            f"Not clear yet after {self.pairs} pairs ({interval} so far): more pairs are "
+            f"running, up to {self.max_pairs}."
+        )
+
+
+def decide(pairs: list[tuple[float, float]], look: int, max_pairs: int) -> Decision:
+    """The sequential rule at the look taken after `look` pairs of at most `max_pairs`:
+    `pairs` are the (A, B) figures of the complete pairs up to that look."""
+    schedule = looks(max_pairs)
+    level = 1 - nominal_level(len(schedule))
+    comparison = compare_paired(pairs, interval=level)
+    last = look >= max_pairs
+    if comparison is None:
+        outcome = UNSETTLED if last else CONTINUE
+    elif comparison.significant:
+        outcome = DIFFERENT
+    elif comparison.low >= -EQUIVALENCE_MARGIN and comparison.high <= EQUIVALENCE_MARGIN:
+        outcome = SAME
+    else:
+        outcome = UNSETTLED if last else CONTINUE
+    return Decision(outcome, comparison, len(pairs), look, max_pairs)
+
+
+def drift(pairs: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """B against A in the first and in the second half of the pairs, where the log
+    ratio trends with the pair's order (a regression slope with p < 0.01): the
+    difference moved while the comparison ran. None where it did not."""
     ratios = _log_ratios(pairs)
-    if len(ratios) < 2:
+    n = len(ratios)
+    if n < 6:
         return None
-    mean, spread = statistics.fmean(ratios), statistics.stdev(ratios)
-    if mean == 0:
+    xs = range(n)
+    mean_x, mean_y = (n - 1) / 2, statistics.fmean(ratios)
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ratios, strict=True)) / sxx
+    residual = sum(
+        (y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(xs, ratios, strict=True)
+    )
+    if residual == 0:
         return None
-    needed = ((SETTLING_CONFIDENCE_Z + SETTLING_POWER_Z) * spread / abs(mean)) ** 2
-    return max(math.ceil(needed), len(ratios) + 1)
+    se = math.sqrt(residual / (n - 2) / sxx)
+    if 2 * (1 - t_cdf(abs(slope / se), n - 2)) >= 0.01:
+        return None
+    half = n // 2
+    return math.expm1(statistics.fmean(ratios[:half])), math.expm1(statistics.fmean(ratios[half:]))
+
+
+def agreeing(pairs: list[tuple[float, float]], change: float) -> tuple[int, int]:
+    """How many pairs point the way of `change` (B higher if positive), of how many."""
+    ratios = _log_ratios(pairs)
+    return sum(1 for r in ratios if (r > 0) == (change > 0) and r != 0), len(ratios)
+
+
+# A clear verdict with this share of its pairs or more pointing the other way rests
+# on a small difference against a wide spread between pairs: it is called fragile.
+DISAGREEING_SHARE = 1 / 3

@@ -9,6 +9,7 @@ unique constraint, `run_one_dispatched_per_client`) for every web process and wo
 
 import datetime
 import json
+import logging
 from collections.abc import Callable
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -16,10 +17,11 @@ from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
 
-from . import execution, handoff, wakeup
-from .models import Run
+from . import execution, handoff, limits, wakeup
+from .models import Run, Series
 
 NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run
+logger = logging.getLogger(__name__)
 
 
 @task()
@@ -41,7 +43,49 @@ def run_then_dispatch(
         ran = execution.execute(run, claim=claim, told=told)
         return ran.status if ran else NOT_TAKEN
     finally:
+        if run.series_id:
+            _continue(run.series_id)
         dispatch(run.client)
+
+
+def continue_comparison(series: Series) -> list[Run]:
+    """A comparison's next round, stored and queued, once its last one has ended and
+    its answer is not clear; or its end. It was accepted whole, every pair counted
+    against its owner's limits: a round answers only to the hourly CPU budget."""
+    runs = series.ordered_runs()
+    if series.finished_at or not all(run.is_over for run in runs):
+        return []
+    count = series.next_round(runs)
+    if not count:
+        series.finish()
+        return []
+    refusal = limits.check_cpu(series.client)
+    if refusal:
+        series.finish(
+            f"Stopped after {series.repetitions} pairs before the answer was clear: "
+            f"{refusal.message}"
+        )
+        return []
+    added = series.add_round(count)
+    enqueue(*added)
+    return added
+
+
+def _continue(series_id: int) -> None:
+    # Measuring the run is done and stored; a failure here must not undo it. A
+    # comparison left waiting is continued by the workers' repairs (continue_stalled).
+    try:
+        series = Series.objects.get(pk=series_id)
+        if series.runs_until_clear:
+            continue_comparison(series)
+    except Exception:
+        logger.exception("could not continue comparison %s", series_id)
+
+
+def continue_stalled() -> int:
+    """Continue comparisons whose last round ended while nobody continued them (a
+    worker died in between); workers call it with their other repairs."""
+    return sum(bool(continue_comparison(series)) for series in Series.objects.stalled()[:100])
 
 
 def enqueue(*runs: Run, watch: bool = False) -> None:

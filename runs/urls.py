@@ -18,7 +18,6 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("compare/new", views.compare_create, name="compare-create"),
     path("compare/<uuid:public_id>/", views.series_detail, name="compare-detail"),
-    path("compare/<uuid:public_id>/more", views.compare_more, name="compare-more"),
     path("methodology/", views.methodology, name="methodology"),
     # JSON API (POST /run and GET /healthz keep the original design's names).
     path("run", api.run, name="api-run"),

@@ -24,11 +24,14 @@ from . import (
     limits,
     measure,
     sandbox,
+    stats,
     waiting,
 )
 from .clients import client_of
 from .models import (
     MAX_REPETITIONS,
+    REPEATABILITY_MAX_AGE,
+    REPEATABILITY_RUNS,
     UNSTABLE_HOST_CV,
     Baseline,
     ControlRun,
@@ -72,7 +75,7 @@ def _run_context(run: Run) -> dict:
     if run.lines or run.sections:
         context |= breakdown.for_page(run)
     if run.is_over and run.energy_kwh is not None:
-        context["repeatability"] = ControlRun.objects.repeatability(run.provenance.get("host", ""))
+        context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV
         context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
         context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
@@ -243,8 +246,7 @@ class HistoryRow:
         self.duration_s = first["duration"].median if first["duration"] else None
         self.finished, self.total = results["finished"], results["total"]
         if self.series.kind == Series.Kind.COMPARE:
-            verdict = self.series.verdicts(results)[0][2]
-            self.summary = verdict or "No verdict yet."
+            self.summary = self.series.headline(results) or "No verdict yet."
 
 
 def _summarize_series(rows: list[HistoryRow]) -> None:
@@ -286,7 +288,10 @@ SERIES_RUN_FIELDS = [
     "energy_kwh",
     "emissions_g",
     "duration_s",
+    "cpu_seconds",
     "baseline_energy_kwh",
+    "carbon_intensity_g_per_kwh",
+    "sections",
 ]
 
 
@@ -306,6 +311,12 @@ def methodology(request: HttpRequest) -> HttpResponse:
         ],
         "unstable_cv": UNSTABLE_HOST_CV,
         "control_interval": settings.CONTROL_INTERVAL_SECONDS,
+        "repeatability_runs": REPEATABILITY_RUNS,
+        "repeatability_hours": round(REPEATABILITY_MAX_AGE.total_seconds() / 3600),
+        "round_pairs": stats.ROUND_PAIRS,
+        "margin": stats.EQUIVALENCE_MARGIN,
+        "nominal_levels": sorted(stats.NOMINAL_LEVELS.items()),
+        "default_watts_per_thread": measure.codecarbon_default_watts_per_thread(),
     }
     return render(request, "runs/methodology.html", context)
 
@@ -350,15 +361,21 @@ def _series_context(series: Series) -> dict:
     context = {
         "series": series,
         "results": results,
-        "warnings": results["warnings"] + series.host_warnings(runs),
+        "warnings": results["warnings"],
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
+        "host_spreads": series.host_spreads(runs),
     }
     if series.kind == Series.Kind.COMPARE:
-        context["more_pairs"] = series.more_pairs(results)
-        context["verdicts"] = [
-            (compared.label, comparison, verdict)
-            for compared, comparison, verdict in series.verdicts(results)
+        context["decision"] = results["decision"]
+        context["round_pairs"] = stats.ROUND_PAIRS
+        context["margin"] = stats.EQUIVALENCE_MARGIN
+        context["headline"] = series.headline(results)
+        context["basis"] = series.basis(results, runs)
+        context["breakdown"] = [
+            (compared.label, comparison)
+            for compared, comparison, _ in series.verdicts(results)
+            if comparison
         ]
         context["diff"] = diffs.side_by_side(series.code_a, series.code_b)
     return context
@@ -417,13 +434,20 @@ def _refused(
     return response
 
 
+def _compare_form_context() -> dict:
+    return {
+        "repetitions": MAX_REPETITIONS,  # runs until clear, at most this many pairs
+        "max_repetitions": MAX_REPETITIONS,
+        "round_pairs": stats.ROUND_PAIRS,
+        "margin_percent": round(stats.EQUIVALENCE_MARGIN * 100),
+    }
+
+
 @require_GET
 def compare(request: HttpRequest) -> HttpResponse:
-    context = {
+    context = _compare_form_context() | {
         "code_a": examples.COMPARE_A,
         "code_b": examples.COMPARE_B,
-        "repetitions": 10,
-        "max_repetitions": MAX_REPETITIONS,
     }
     source = request.GET.get("from", "")
     # "Edit and compare again": the comparison's two snippets, ready to change.
@@ -436,7 +460,7 @@ def compare(request: HttpRequest) -> HttpResponse:
         context |= {
             "code_a": earlier.code_a,
             "code_b": earlier.code_b,
-            "repetitions": earlier.repetitions,
+            "repetitions": earlier.pair_cap,
             "warmup": earlier.warmup,
             "section": earlier.section,
             "from_series": earlier,
@@ -447,8 +471,10 @@ def compare(request: HttpRequest) -> HttpResponse:
 @require_POST
 def compare_create(request: HttpRequest) -> HttpResponse:
     code_a, code_b = request.POST.get("code_a", ""), request.POST.get("code_b", "")
-    repetitions = _repetitions(request.POST.get("repetitions"), default=10)
+    repetitions = _repetitions(request.POST.get("repetitions"), default=MAX_REPETITIONS)
     client = client_of(request)
+    # Accepted whole: every pair it may run counts now (its later rounds answer only to
+    # the hourly CPU budget, runs.tasks.continue_comparison).
     refusal = limits.check(client, 2 * repetitions) if _valid(repetitions) else None
     try:
         if refusal:
@@ -463,11 +489,10 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             section=request.POST.get("section", "").strip()[:100],
         )
     except ValidationError as exc:
-        context = {
+        context = _compare_form_context() | {
             "code_a": code_a[: settings.MAX_CODE_BYTES * 4],
             "code_b": code_b[: settings.MAX_CODE_BYTES * 4],
-            "repetitions": repetitions if repetitions > 0 else 10,
-            "max_repetitions": MAX_REPETITIONS,
+            "repetitions": repetitions if repetitions > 0 else MAX_REPETITIONS,
             "warmup": request.POST.get("warmup") == "on",
             "section": request.POST.get("section", "")[:100],
             "errors": exc.messages,
@@ -479,31 +504,6 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             response["Retry-After"] = str(refusal.retry_after)
         return response
     enqueue(*series.ordered_runs())
-    return redirect(series)
-
-
-@require_POST
-def compare_more(request: HttpRequest, public_id) -> HttpResponse:
-    """Add the pairs a comparison without a clear answer needs, to the same comparison."""
-    series = get_object_or_404(Series, public_id=public_id, kind=Series.Kind.COMPARE)
-    count = _repetitions(request.POST.get("pairs"), default=0)
-    client = client_of(request)
-    refusal = None
-    try:
-        series.check_more_pairs(count)
-        refusal = limits.check(client, 2 * count)
-        if refusal:
-            raise ValidationError(refusal.message)
-        runs = series.add_pairs(count)
-    except ValidationError as exc:
-        context = _series_context(series) | {"errors": exc.messages}
-        response = render(
-            request, "runs/series.html", context, status=refusal.status if refusal else 422
-        )
-        if refusal:
-            response["Retry-After"] = str(refusal.retry_after)
-        return response
-    enqueue(*runs)
     return redirect(series)
 
 

@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import sync_playwright
 
-from runs import execution, sandbox
-from runs.models import Run, Worker
+from runs import execution, sandbox, tasks
+from runs.models import Run, Series, Worker
 from runs.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,18 @@ def execute(code: str, **fields) -> Run:
     execution.execute(run)
     run.refresh_from_db()
     return run
+
+
+def run_series(series: Series) -> Series:
+    """Run a repeat or a comparison here to its end, as the workers would: every queued
+    run, and a comparison's next rounds until its answer is clear."""
+    while True:
+        for queued in series.runs.filter(status=Run.Status.QUEUED).order_by("created_at"):
+            execution.execute(queued)
+        if not series.runs_until_clear or not tasks.continue_comparison(series):
+            break
+    series.refresh_from_db()
+    return series
 
 
 def run(code: str, **overrides) -> sandbox.Outcome:

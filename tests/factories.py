@@ -29,7 +29,13 @@ def finished_run(**fields) -> Run:
         "country_iso_code": "IND",
         "isolation": "bubblewrap+cgroup-v1+seccomp+landlock",
         "provenance": {
-            "cpu": {"method": "estimate", "source": "CPU time × 4 W per thread"},
+            "cpu": {
+                "method": "estimate",
+                "source": "CPU time × 4 W per busy thread: CodeCarbon has no power figure for "
+                "this CPU model ('Intel(R) Xeon(R) Processor') and assumes 4 W per thread",
+                "power": "4 W per busy thread, CodeCarbon's default for an unknown CPU",
+                "power_source": "codecarbon-default",
+            },
             "ram": {"method": "estimate", "source": "20 W × share"},
             "gpu": {"method": "none", "source": "no NVIDIA GPU on this host"},
             "codecarbon_version": "3.3.2",

@@ -10,10 +10,9 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import expect
 
-from runs import execution
 from runs.models import Series
 
-from .conftest import SCREENSHOTS, execute
+from .conftest import SCREENSHOTS, execute, run_series
 from .test_browser import BUSY
 
 pytestmark = pytest.mark.browser
@@ -55,8 +54,7 @@ def pages(settings):
     series = Series.objects.submit(
         Series.Kind.COMPARE, ["x = sum(range(10**6))", "x = 1"], 2, session_key=session
     )
-    for run in series.ordered_runs():
-        execution.execute(run)
+    run_series(series)
     return session, {
         "playground": "/",
         "run": succeeded.get_absolute_url(),

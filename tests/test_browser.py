@@ -91,7 +91,7 @@ def test_an_example_runs_with_ctrl_enter_live_then_as_cards(site, page):
     if not hardware.gpu_count:
         expect(done.locator('[data-metric="gpu"]')).to_contain_text("No GPU")
     if not hardware.cpu_measured:
-        per_thread = f"CPU time × {hardware.watts_per_thread:g} W per thread"
+        per_thread = f"CPU time × {hardware.watts_per_thread:g} W per busy thread"
         expect(done.locator("[data-provenance]")).to_contain_text(per_thread)
     assert "average" in done.locator(".chart .plot").get_attribute("aria-label")
     assert done.get_attribute("hx-trigger") is None  # polling stopped

@@ -12,7 +12,7 @@ from django.db import connections
 from runs import breakdown, charts, execution, failures, measure, sandbox, tasks
 from runs.models import ControlRun, Run, Series
 
-from .conftest import execute, host_hardware, sandbox_processes, wait_for
+from .conftest import execute, host_hardware, run_series, sandbox_processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -176,6 +176,11 @@ def test_the_codecarbon_internals_we_read_exist_in_the_pinned_version():
     for name in ("_mode", "_model", "_tdp", "_cpu_count"):
         assert hasattr(cpu, name), name
     assert isinstance(tracker._conf, dict) and isinstance(tracker._tasks, dict)
+    # Whether CodeCarbon's TDP table knows a CPU model (measure._codecarbon_knows).
+    from codecarbon.core import cpu as codecarbon_cpu
+    from codecarbon.core.hardware_cache import get_cached_tdp
+
+    assert callable(get_cached_tdp(codecarbon_cpu)._get_cpu_power_from_registry)
     # The power monitor's scheduler is replaced (measure._Monitor), taking its interval
     # and function; CodeCarbon starts it for a task and stops it after.
     monitor = tracker._scheduler_monitor_power
@@ -294,8 +299,7 @@ def test_a_comparison_on_a_section_leaves_the_set_up_out():
     with pytest.raises(ValidationError, match="no section named"):
         Series.objects.submit(Series.Kind.COMPARE, [a, "print(1)"], 3, section="sort")
     on_section = Series.objects.submit(Series.Kind.COMPARE, [a, b], 3, section="sort")
-    for run in on_section.ordered_runs():
-        execution.execute(run)
+    run_series(on_section)
     results = on_section.results()
     assert results["energy"].change == pytest.approx(-0.5, abs=0.1)
     # The whole runs differ far less: the set-up dilutes the difference.

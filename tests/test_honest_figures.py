@@ -13,7 +13,7 @@ from runs import breakdown, examples, execution, limits, measure, sandbox
 from runs.formatting import KWH_IN_J
 from runs.models import Run, Series
 
-from .conftest import execute, host_hardware, sandbox_processes
+from .conftest import execute, host_hardware, run_series, sandbox_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,8 +113,7 @@ def test_a_snippet_that_rewrites_what_it_can_reach_cannot_forge_a_section_verdic
     honest = BUSY + "with section('work'):\n    busy(0.3)\n"
     forger = honest + FORGE_EVERYTHING
     series = Series.objects.submit(Series.Kind.COMPARE, [honest, forger], 3, section="work")
-    for run in series.ordered_runs():
-        execution.execute(run)
+    run_series(series)
     runs = series.ordered_runs()
     assert all(run.status == Run.Status.SUCCEEDED for run in runs), [r.stderr for r in runs]
     for run in runs:

@@ -5,9 +5,10 @@ import io
 import json
 
 import pytest
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import equivalents, measure, models, stats
+from runs import equivalents, measure, models, stats, tasks
 from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
 
 from .factories import finished_run
@@ -107,7 +108,7 @@ def test_a_repeat_shows_median_and_spread(client):
     assert "hx-trigger" not in html
 
 
-def test_a_clear_difference_is_stated_in_plain_words(client):
+def test_a_clear_difference_is_one_answer_with_its_breakdown(client):
     series = make_series(
         "compare",
         {
@@ -116,8 +117,25 @@ def test_a_clear_difference_is_stated_in_plain_words(client):
         },
     )
     html = client.get(series.get_absolute_url()).text
-    assert "B uses 23% less energy than A (95% CI" in html
-    assert "B takes 23% less time than A" in html
+    assert html.count("B uses 23% less energy than A (95% CI") == 1
+    # Time is part of the breakdown, not a second verdict.
+    assert "B takes" not in html and "No clear difference" not in html
+    assert 'data-compared="duration"' in html and "−23%" in html
+    assert "Energy here is CPU time × a constant (" in html  # what the verdict rests on
+
+
+def test_energy_and_time_that_disagree_are_explained(client):
+    # B waits: more time, the same CPU work.
+    series = make_series(
+        "compare",
+        {"A": [1.00e-6, 1.01e-6, 0.99e-6, 1.02e-6], "B": [1.00e-6, 1.02e-6, 0.98e-6, 1.01e-6]},
+    )
+    Run.objects.filter(series=series, variant="B").update(duration_s=5.0)
+    Run.objects.filter(series=series, variant="A").update(duration_s=1.0)
+    html = client.get(series.get_absolute_url()).text
+    assert "A and B use the same energy within ±5%" in html
+    assert "Time tells another story (B takes 400% more time than A" in html
+    assert "which costs no CPU time and so almost no energy" in html
 
 
 def test_noise_is_called_noise(client):
@@ -126,7 +144,7 @@ def test_noise_is_called_noise(client):
         {"A": [1.0e-6, 1.1e-6, 0.9e-6, 1.05e-6], "B": [1.02e-6, 0.95e-6, 1.08e-6, 0.97e-6]},
     )
     html = client.get(series.get_absolute_url()).text
-    assert "No clear difference in energy at this sample size" in html
+    assert "No clear difference in energy after 4 pairs" in html
 
 
 def test_a_series_url_redirects_to_its_kind(client):
@@ -231,34 +249,106 @@ def test_a_noisy_side_and_runs_that_are_mostly_start_up_are_warned_about():
     assert steady.results()["warnings"] == []
 
 
-def test_an_unclear_comparison_says_how_many_pairs_would_settle_it_and_adds_them(
+def finish_round(series: Series, energies: dict[str, list[float]]) -> None:
+    """End the queued runs of a comparison's round with these energies (kWh)."""
+    for variant, values in energies.items():
+        queued = series.runs.filter(variant=variant, status=Run.Status.QUEUED)
+        for run, energy in zip(queued.order_by("repetition"), values, strict=True):
+            Run.objects.filter(pk=run.pk).update(
+                status=Run.Status.SUCCEEDED,
+                finished_at=timezone.now(),
+                energy_kwh=energy,
+                duration_s=energy * 1e6,
+                cpu_seconds=energy * 1e6,
+                emissions_g=energy * 713,
+            )
+
+
+def test_a_comparison_runs_round_by_round_until_clear(client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/compare/new", {"code_a": "print('a')", "code_b": "print('b')"})
+    series = Series.objects.get()
+    assert (series.max_pairs, series.repetitions) == (MAX_REPETITIONS, stats.ROUND_PAIRS)
+    assert series.runs.count() == 2 * stats.ROUND_PAIRS  # one round, not thirty pairs
+    page = client.get(series.get_absolute_url()).text
+    assert "The verdict comes after the first 5 pairs" in page
+
+    # Noisy and unclear after the first round: the next round is queued, not a verdict.
+    finish_round(series, {"A": [1.0e-6, 1.1e-6, 0.9e-6, 1.05e-6, 0.95e-6],
+                          "B": [1.1e-6, 0.95e-6, 1.02e-6, 1.0e-6, 1.05e-6]})  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        added = tasks.continue_comparison(series)
+    series.refresh_from_db()
+    assert len(added) == 2 * stats.ROUND_PAIRS and series.repetitions == 10
+    assert series.finished_at is None
+    results = series.results()
+    assert results["decision"].outcome == stats.CONTINUE and not results["is_over"]
+    assert "Not clear yet after 5 pairs" in client.get(series.get_absolute_url()).text
+    assert tasks.continue_comparison(series) == []  # its round is still running
+
+    # A clear difference in the second round: it stops there.
+    finish_round(series, {"A": [1.0e-6] * 5, "B": [1.4e-6, 1.41e-6, 1.39e-6, 1.4e-6, 1.42e-6]})
+    assert tasks.continue_comparison(series) == []
+    series.refresh_from_db()
+    assert series.finished_at is not None and series.repetitions == 10
+    results = series.results()
+    assert results["decision"].outcome == stats.DIFFERENT and results["is_over"]
+    assert results["decision"].comparison.level == 1 - stats.nominal_level(6)
+    html = client.get(series.get_absolute_url()).text
+    assert "B uses" in html and "more energy than A (95% CI" in html
+    assert "hx-trigger" not in html  # over: no more polling
+    # The way of asking for more pairs by hand is gone.
+    assert client.post(f"/compare/{series.public_id}/more", {"pairs": "29"}).status_code == 404
+
+
+def test_a_comparison_stops_at_its_cap_or_when_a_round_gives_nothing(
     client, django_capture_on_commit_callbacks
 ):
-    series = make_series(
-        "compare", {"A": [1.0e-6, 1.1e-6, 0.9e-6], "B": [0.95e-6, 1.12e-6, 0.8e-6]}
-    )
-    results = series.results()
-    assert not results["energy"].significant
-    pairs = [(a.energy_kwh, b.energy_kwh) for a, b in series._pairs(results["variants"])]
-    settle = stats.pairs_to_settle(pairs)
-    assert settle > 3
-    assert any(f"about {settle} pairs" in w for w in results["warnings"])
-    offered = series.more_pairs(results)
-    assert offered == min(settle - 3, MAX_REPETITIONS - 3)
-    page = client.get(series.get_absolute_url()).text
-    assert f"Add {offered} pair" in page
-
+    series = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "print(2)"], 7)
+    assert stats.looks(7) == [5, 7] and series.repetitions == 5
+    finish_round(series, {"A": [1.0e-6, 1.2e-6, 0.8e-6, 1.1e-6, 0.9e-6],
+                          "B": [1.1e-6, 0.9e-6, 1.0e-6, 1.05e-6, 1.0e-6]})  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/compare/{series.public_id}/more", {"pairs": str(offered)})
-    assert response.status_code == 302
+        assert len(tasks.continue_comparison(series)) == 4  # the last round: 2 pairs
+    finish_round(series, {"A": [1.0e-6, 1.1e-6], "B": [1.05e-6, 0.96e-6]})
+    tasks.continue_comparison(series)
     series.refresh_from_db()
-    assert series.repetitions == 3 + offered
-    added = series.runs.filter(repetition__gt=3)
-    assert added.count() == 2 * offered and set(added.values_list("status", flat=True)) == {
-        "queued"
-    }
-    too_many = client.post(f"/compare/{series.public_id}/more", {"pairs": "100"})
-    assert too_many.status_code == 422 and "at most" in too_many.text
+    decision = series.results()["decision"]
+    assert series.finished_at and decision.outcome == stats.UNSETTLED
+    assert decision.verdict().startswith("No clear difference in energy after 7 pairs")
+
+    failing = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "1/0"], 30)
+    finish_round(failing, {"A": [1e-6] * 5})
+    failing.runs.filter(variant="B").update(status=Run.Status.FAILED, finished_at=timezone.now())
+    assert tasks.continue_comparison(failing) == []
+    failing.refresh_from_db()
+    assert failing.finished_at is not None, "a round with no complete pair ends it"
+
+
+def test_a_comparison_over_the_cpu_budget_stops_and_says_why(settings):
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["print(1)", "print(2)"], 30, client="198.51.100.5"
+    )
+    finish_round(series, {"A": [1.0e-6, 1.2e-6, 0.8e-6, 1.1e-6, 0.9e-6],
+                          "B": [1.1e-6, 0.9e-6, 1.0e-6, 1.05e-6, 1.0e-6]})  # fmt: skip
+    Run.objects.filter(series=series).update(cpu_seconds=100)
+    settings.LIMIT_CPU_SECONDS_PER_HOUR = 500
+    assert tasks.continue_comparison(series) == []
+    series.refresh_from_db()
+    assert series.finished_at and "Stopped after 5 pairs" in series.stop_reason
+    assert series.stop_reason in series.results()["warnings"]
+
+
+def test_a_stalled_comparison_is_continued_by_the_workers_repairs(
+    django_capture_on_commit_callbacks,
+):
+    series = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "print(2)"], 30)
+    finish_round(series, {"A": [1.0e-6, 1.2e-6, 0.8e-6, 1.1e-6, 0.9e-6],
+                          "B": [1.1e-6, 0.9e-6, 1.0e-6, 1.05e-6, 1.0e-6]})  # fmt: skip
+    assert list(Series.objects.stalled()) == [series]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.continue_stalled() == 1
+    assert list(Series.objects.stalled()) == []  # its next round waits in the queue
 
 
 def test_a_warm_up_run_is_shown_but_left_out_of_the_statistics(client):
@@ -279,27 +369,71 @@ def controls(host: str, values: list[float]) -> None:
         ControlRun.objects.create(host=host, cpu_seconds=value, duration_s=value)
 
 
-def test_a_hosts_repeatability_is_on_runs_healthz_and_the_methodology(client):
+def test_a_hosts_repeatability_has_one_definition_everywhere(client):
     assert ControlRun.objects.repeatability("h1") is None
     controls("h1", [0.20, 0.21, 0.19, 0.20])
     spread = ControlRun.objects.repeatability("h1")
     expected = stats.summarize([0.20, 0.21, 0.19, 0.20]).cv
     assert spread.runs == 4 and spread.cv == pytest.approx(expected)
-    run = finished_run(provenance={"host": "h1", "cpu": {}, "ram": {}, "gpu": {}})
-    assert spread.sentence() in client.get(run.get_absolute_url()).text
+    # Older control runs than the window leave it; more than REPEATABILITY_RUNS too.
+    controls("h1", [0.5] * (models.REPEATABILITY_RUNS - 4) + [0.2])
+    assert ControlRun.objects.repeatability("h1").runs == models.REPEATABILITY_RUNS
+    spread = ControlRun.objects.repeatability("h1")
     health = client.get("/healthz").json()
-    assert health["repeatability"] == [{"host": "h1", "cv": spread.cv, "control_runs": 4}]
+    assert health["repeatability"] == [json.loads(json.dumps(spread.as_dict()))]
     methodology = client.get("/methodology/").text
     assert "<td>h1</td>" in methodology and f"{spread.cv * 100:.0f}%" in methodology
 
 
-def test_a_comparison_warns_when_its_host_was_unstable_while_it_ran(client):
-    series = make_series("compare", {"A": [1e-6, 1e-6, 1e-6], "B": [2e-6, 2e-6, 2e-6]})
-    Run.objects.filter(series=series).update(provenance={"host": "noisy"})
-    controls("noisy", [0.20, 0.20, 0.20])
-    assert series.host_warnings(series.ordered_runs()) == []
-    controls("noisy", [0.30, 0.12])
-    warnings = series.host_warnings(series.ordered_runs())
-    assert len(warnings) == 1 and "noisy was unstable" in warnings[0]
-    assert warnings[0] in client.get(series.get_absolute_url()).text
-    assert warnings[0] in series.as_dict()["warnings"]
+def test_a_run_and_a_comparison_keep_the_repeatability_of_when_they_ran(client):
+    controls("h2", [0.20, 0.21, 0.19, 0.20])
+    then = ControlRun.objects.repeatability("h2")
+    run = finished_run(
+        provenance={"host": "h2", "cpu": {}, "ram": {}, "gpu": {}},
+        host_repeatability=then.as_dict(),
+    )
+    series = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "print(2)"], 5)
+    finish_round(series, {"A": [1e-6] * 5, "B": [1.3e-6] * 5})
+    Run.objects.filter(series=series).update(provenance={"host": "h2"})
+    tasks.continue_comparison(series)
+    controls("h2", [0.40, 0.10, 0.35])  # the host gets noisy afterwards
+    now = ControlRun.objects.repeatability("h2")
+    assert now.cv > then.cv
+    for url in (run.get_absolute_url(), series.get_absolute_url()):
+        html = client.get(url).text
+        assert f"±{then.cv:.1%}" in html and f"±{now.cv:.1%}" not in html, url
+    assert "While this ran, identical work varies" in client.get(series.get_absolute_url()).text
+    assert series.as_dict()["host_repeatability"][0]["cv"] == pytest.approx(then.cv)
+    # Worded for what it affects: the absolute figures, not the paired verdict.
+    html = client.get(series.get_absolute_url()).text
+    assert "not to be trusted" not in html
+    assert "the verdict pairs A and B run back to back, which cancels most of it" in html
+
+
+def test_a_comparison_warns_only_where_its_pairs_make_the_verdict_fragile(client):
+    steady = make_series("compare", {"A": [1e-6] * 8, "B": [1.1e-6, 1.12e-6, 1.09e-6, 1.11e-6] * 2})
+    Run.objects.filter(series=steady).update(cpu_seconds=0.5)  # not mostly start-up
+    assert steady.results()["warnings"] == []
+    # The difference appears halfway through: the machine, not the code, changed.
+    moving = make_series(
+        "compare",
+        {
+            "A": [1e-6] * 8,
+            "B": [1.0e-6, 1.01e-6, 0.99e-6, 1.02e-6, 1.3e-6, 1.31e-6, 1.29e-6, 1.32e-6],
+        },
+    )
+    warnings = moving.results()["warnings"]
+    assert any("The difference moved while this ran" in w for w in warnings), warnings
+    html = client.get(moving.get_absolute_url()).text
+    assert "The difference moved while this ran" in html
+    # Clear, but many pairs point the other way.
+    split = make_series(
+        "compare",
+        {
+            "A": [1e-6] * 9,
+            "B": [1.3e-6, 1.32e-6, 0.98e-6, 1.31e-6, 0.97e-6, 1.29e-6, 0.99e-6, 1.3e-6, 1.33e-6],
+        },
+    )
+    results = split.results()
+    assert results["decision"].outcome == stats.DIFFERENT
+    assert any("in only 6 of 9 pairs" in w for w in results["warnings"]), results["warnings"]

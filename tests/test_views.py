@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import formatting, sandbox
+from runs import formatting, measure, sandbox, stats
 from runs.models import Run, Series, Worker
 
 from .factories import finished_run
@@ -134,7 +134,9 @@ def test_run_page_shows_the_cards_and_provenance(client):
     assert "Succeeded" in html and "hi\n" in html
     assert 'data-metric="energy"' in html and "34 µWh" in html
     assert "No GPU" in html
-    assert "CPU time × 4 W per thread" in html
+    # The card and the provenance say what the CPU's power figure is, as stored.
+    assert run.provenance["cpu"]["source"] in html.replace("&#x27;", "'")
+    assert "estimate: 4 W per busy thread, CodeCarbon's default" in html.replace("&#x27;", "'")
     assert 'href="/methodology/"' in html
     assert "hx-trigger" not in html  # finished: no polling
 
@@ -238,6 +240,15 @@ def test_methodology_page(client, settings):
     first, every = sandbox.FIRST_TICK_SECONDS, settings.LIVE_SAMPLE_SECONDS
     sampling = f"first after {formatting.seconds(first)}, then every {formatting.seconds(every)}"
     assert sampling in response.text
+    # The stopping rule, with the levels the code uses; the CPU constant CodeCarbon
+    # assumes for an unknown model, from CodeCarbon.
+    text = response.text
+    assert "Run until clear." in text and "repeated</em> confidence interval" in text
+    for looks, level in stats.NOMINAL_LEVELS.items():
+        assert f"{looks} look{'s' if looks > 1 else ''}: {level:.4f}" in text
+    assert f"default of {measure.codecarbon_default_watts_per_thread():g} W per thread" in text
+    assert "CPU_WATTS_PER_THREAD" in text
+    assert "Measured by the sandbox, not by your snippet." in text
 
 
 # --- JSON API ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from django import template
 
-from runs import formatting
+from runs import formatting, stats
 
 register = template.Library()
 
@@ -10,6 +10,7 @@ register.filter("joules", formatting.joules)
 register.filter("mass", formatting.mass)
 register.filter("seconds", formatting.seconds)
 register.filter("p_value", formatting.p_value)
+register.filter("signed_percent", stats.signed_percent)
 
 
 @register.filter

@@ -59,8 +59,10 @@ class Worker(QueueWorker):
             now = time.monotonic()
             if now >= next_repair:
                 next_repair = now + settings.WORKER_HEARTBEAT_SECONDS
-                # Clients whose runs wait with none in flight (their worker died, say).
+                # Clients whose runs wait with none in flight (their worker died, say),
+                # and comparisons whose next round nobody started.
                 chore(tasks.dispatch_waiting)
+                chore(tasks.continue_stalled)
             if now >= next_purge:
                 next_purge = now + PURGE_CHECK_SECONDS
                 # Hourly for the whole fleet; asking costs one conditional update.
