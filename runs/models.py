@@ -903,11 +903,14 @@ class Series(models.Model):
             if energy.significant != duration.significant or (
                 energy.significant and (energy.change > 0) != (duration.change > 0)
             ):
+                if duration.significant:
+                    time = duration.verdict("time", "takes").removesuffix(".")
+                else:
+                    time = f"no clear difference in time ({duration.interval()})"
                 return (
-                    f"{rests}. Time tells another story ({duration.verdict('time', 'takes')}) "
-                    "because elapsed time also counts waiting (sleep, input and output, the "
-                    "machine's other work), which costs no CPU time and so almost no energy "
-                    "here."
+                    f"{rests}. Time tells another story — {time} — because elapsed time "
+                    "also counts waiting (sleep, input and output, the machine's other work), "
+                    "which costs no CPU time and so almost no energy here."
                 )
         return f"{rests}; time is shown below for comparison."
 

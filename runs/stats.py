@@ -333,8 +333,9 @@ class Decision:
             )
         if self.outcome == UNSETTLED:
             return (
-                f"No clear difference in {quantity} after {self.pairs} pairs: any difference "
-                f"is smaller than the noise here ({interval})."
+                f"No clear difference in {quantity} after {self.pairs} pairs: B against A is "
+                f"somewhere from {_pct(c.low, signed=True)} to {_pct(c.high, signed=True)} "
+                f"({c.confidence:.0%} CI)."
             )
         return (
             f"Not clear yet after {self.pairs} pairs ({interval} so far): more pairs are "

@@ -150,9 +150,11 @@ def test_errors_read_as_a_user_needs_them(site, page, settings):
     blocked.locator(".output--stderr a.line-link").last.click()  # the traceback's line
     expect(page.locator(".cm-error-line")).to_have_text("socket.create_connection(('1.1.1.1', 80))")
 
-    open_with_code(page, site, "while True:\n    pass\n")
+    open_with_code(page, site, "import time\nwhile True:\n    time.sleep(0.01)\n")
     timed_out = run_and_wait(page, "timed_out")
-    expect(timed_out.locator(".run-error")).to_contain_text("Timed out after 1.5 s")
+    # Where it was when it was stopped, said and marked in the editor.
+    expect(timed_out.locator(".run-error")).to_contain_text("Timed out after 1.5 s at line 3;")
+    expect(page.locator(".cm-error-line")).to_have_text("    time.sleep(0.01)")
 
     open_with_code(page, site, "while True:\n    print('x' * 1000)\n")
     flooded = run_and_wait(page, "limit_exceeded")

@@ -134,7 +134,7 @@ def test_energy_and_time_that_disagree_are_explained(client):
     Run.objects.filter(series=series, variant="A").update(duration_s=1.0)
     html = client.get(series.get_absolute_url()).text
     assert "A and B use the same energy within ±5%" in html
-    assert "Time tells another story (B takes 400% more time than A" in html
+    assert "Time tells another story — B takes 400% more time than A" in html
     assert "which costs no CPU time and so almost no energy" in html
 
 
@@ -315,7 +315,7 @@ def test_a_comparison_stops_at_its_cap_or_when_a_round_gives_nothing(
     series.refresh_from_db()
     decision = series.results()["decision"]
     assert series.finished_at and decision.outcome == stats.UNSETTLED
-    assert decision.verdict().startswith("No clear difference in energy after 7 pairs")
+    assert decision.verdict().startswith("No clear difference in energy after 7 pairs: B against")
 
     failing = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "1/0"], 30)
     finish_round(failing, {"A": [1e-6] * 5})

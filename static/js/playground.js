@@ -118,7 +118,9 @@
     if (run.dataset.run && over) {
       currentRun = run.dataset.run;
       const line = run.querySelector("a.line-link[data-line]");
-      if (editor && line && run.dataset.status === "failed") editor.markLine(Number(line.dataset.line));
+      // The failing line, or the line a timeout or a limit stopped the snippet on.
+      const stopped = ["failed", "timed_out", "limit_exceeded"].includes(run.dataset.status);
+      if (editor && line && stopped) editor.markLine(Number(line.dataset.line));
     }
   });
 
