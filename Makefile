@@ -68,7 +68,8 @@ test: setup lint
 bench: setup
 	bin/system-deps --test
 	@export SECRET_KEY=$$(cat var/secret_key); $(PY) manage.py collectstatic --noinput -v0 && \
-	$(PY) benchmarks/run.py && echo && $(PY) benchmarks/served.py && echo && \
+	$(PY) benchmarks/run.py && echo && $(PY) benchmarks/sequential.py && echo && \
+	$(PY) benchmarks/served.py && echo && \
 	$(PY) bin/wait-for-database "$(TEST_POSTGRES_URL)" && \
 	TEST_POSTGRES_URL="$(TEST_POSTGRES_URL)" $(PY) benchmarks/fleet.py
 

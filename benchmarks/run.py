@@ -27,7 +27,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from runs import execution, measure, sandbox, stats  # noqa: E402
+from runs import breakdown, execution, measure, sandbox, stats  # noqa: E402
 from runs.models import Run  # noqa: E402
 
 BUSY = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < {s}: pass\n"
@@ -129,50 +129,99 @@ def calibrate(seconds: float) -> int:
     return int(n * seconds / max(outcome.cpu_s - base, 0.01))
 
 
-def bench_comparisons(trials: int = 40, per_side: int = 10) -> None:
-    print("Comparisons (interleaved A, B, A, B ...; paired t-test on log(B/A) of energy)")
+def run_until_clear(a_code: str, b_code: str, cap: int = 30) -> stats.Decision:
+    """A comparison as the playground runs it: rounds of pairs, A then B, the snippet's
+    energy, looked at after each round (runs.stats.decide), until clear or the cap."""
+    pairs: list[tuple[float, float]] = []
+    for look in stats.looks(cap):
+        while len(pairs) < look:
+            pairs.append((snippet_kwh(a_code), snippet_kwh(b_code)))
+        decision = stats.decide(pairs, look, cap)
+        if decision.outcome != stats.CONTINUE:
+            break
+    return decision
+
+
+def bench_comparisons(trials: int = 40, differences: int = 5) -> None:
+    print("Comparisons, run until clear (paired t-test on log(B/A) of energy, looked at")
+    print(f"after every {stats.ROUND_PAIRS} pairs, up to 30; runs.stats.decide)")
     n = calibrate(0.3)
-    a, b = [], []
-    called_at = None
-    for i in range(per_side):
-        a.append(snippet_kwh(WORK.format(n=n)))
-        b.append(snippet_kwh(WORK.format(n=int(n * 1.1))))
-        result = stats.compare_paired(list(zip(a, b, strict=True))) if i >= 1 else None
-        if result and called_at is None and result.p_value < 0.05 and result.change > 0:
-            called_at = i + 1
-    final = stats.compare_paired(list(zip(a, b, strict=True)))
-    print(
-        f"  B does 10% more work: measured {final.change:+.1%} "
-        f"(95% CI {final.low:+.1%} to {final.high:+.1%}), p = {final.p_value:.2g} at n = {per_side}"
-    )
-    # The reference: the same runs taken as two unpaired samples (Welch).
-    welch = stats.compare(a, b)
-    print(
-        f"  the same runs unpaired (Welch): 95% CI {welch.low:+.1%} to {welch.high:+.1%}, "
-        f"p = {welch.p_value:.2g}"
-    )
+    called = []
+    for _ in range(differences):
+        decision = run_until_clear(WORK.format(n=n), WORK.format(n=int(n * 1.1)))
+        right = decision.outcome == stats.DIFFERENT and decision.comparison.change > 0
+        called.append(decision.pairs if right else 99)
+        print(f"  B does 10% more work: {decision.verdict()}")
+    median = statistics.median(called)
     line(
-        "runs each until 10% more work is called (p < 0.05)",
-        f"{called_at or '>10'}",
-        "<= 10",
-        called_at is not None and called_at <= 10,
+        f"pairs until 10% more work is called (median of {differences})",
+        f"{median:g}" if median < 99 else "> 30",
+        "<= 12",
+        median <= 12,
     )
 
     small = calibrate(0.05)
-    false_calls = 0
-    for _ in range(trials):
-        x, y = [], []
-        for _ in range(per_side // 2):
-            x.append(snippet_kwh(WORK.format(n=small)))
-            y.append(snippet_kwh(WORK.format(n=small)))
-        false_calls += stats.compare_paired(list(zip(x, y, strict=True))).significant
-    share = false_calls / trials
+    outcomes = [run_until_clear(WORK.format(n=small), WORK.format(n=small)) for _ in range(trials)]
+    false_calls = sum(d.outcome == stats.DIFFERENT for d in outcomes)
+    same = sum(d.outcome == stats.SAME for d in outcomes)
+    pairs = statistics.median(d.pairs for d in outcomes)
+    print(f"  identical snippets: {same} called the same within ±5%, median {pairs:g} pairs")
     line(
-        f"identical snippets called different ({trials} trials of {per_side // 2} each)",
-        f"{false_calls}/{trials} = {share:.0%}",
+        f"identical snippets called different ({trials} trials, run until clear)",
+        f"{false_calls}/{trials} = {false_calls / trials:.0%}",
         "<= 5%",
-        share <= 0.05,
+        false_calls / trials <= 0.05,
     )
+
+
+# A long call into C on its own line, between cheap ones: the profile must charge the
+# call's line (at least 80% of the run) and not the next one (under 5%).
+C_CALLS = {
+    "numpy a @ b (GIL released)": (
+        "import numpy as np\na = np.ones((1500, 1500))\nb = np.ones((1500, 1500))\n"
+        "cheap = 1\nfor _ in range(12): c = a @ b\nafter = 2\nprint(c[0, 0])\n",
+        5,
+    ),
+    "sorted() of 2e6 floats (GIL held)": (
+        "import random\nrandom.seed(1)\ndata = [random.random() for _ in range(2_000_000)]\n"
+        "cheap = 1\nfor _ in range(4): ordered = sorted(data)\nafter = 2\nprint(ordered[0])\n",
+        5,
+    ),
+    "hashlib.sha256 over 200 MB": (
+        "import hashlib\ndata = bytes(200_000_000)\ncheap = 1\n"
+        "for _ in range(4): digest = hashlib.sha256(data).hexdigest()\nafter = 2\n"
+        "print(digest[:8])\n",
+        4,
+    ),
+}
+
+
+def bench_line_attribution() -> None:
+    print("Per-line attribution of long C calls (the line that made the call, not the next)")
+    for name, (code, busy) in C_CALLS.items():
+        session = measure.Session()
+        outcome = sandbox.run(code, sandbox.Limits.from_settings(60))
+        figures = session.finish(outcome)
+        run = Run(code=code, cpu_seconds=outcome.cpu_s, duration_s=outcome.wall_s)
+        for field, value in vars(figures).items():
+            if hasattr(run, field):
+                setattr(run, field, value)
+        lines = breakdown.of(outcome.measurements, run).lines
+        shares = {row["line"]: row["share"] for row in lines}
+        own, after = shares.get(busy, 0.0), shares.get(busy + 1, 0.0)
+        line(f"{name}: its line / the next", f"{own:.0%} / {after:.1%}", ">= 80% / < 5%",
+             own >= 0.8 and after < 0.05)  # fmt: skip
+
+
+def bench_sections(calls: int = 2000) -> None:
+    print("Sections: what one `with section(...)` costs (a round trip to the supervisor)")
+    code = (
+        "import time\nfrom playground import section\nt = time.perf_counter()\n"
+        f"for _ in range({calls}):\n    with section('s'):\n        pass\n"
+        f"print((time.perf_counter() - t) / {calls} * 1e6)\n"
+    )
+    outcome = sandbox.run(code, sandbox.Limits.from_settings(60))
+    print(f"  one section entered and left: {float(outcome.stdout):.1f} µs (wall, in the sandbox)")
 
 
 def bench_stability_under_load(repeats: int = 10) -> None:
@@ -288,6 +337,10 @@ def main() -> None:
     bench_energy()
     print()
     bench_comparisons()
+    print()
+    bench_line_attribution()
+    print()
+    bench_sections()
     print()
     bench_stability_under_load()
     print()

@@ -402,6 +402,7 @@ class Run(models.Model):
             "lines": self.lines,
             "measurement_notes": self.measurement_notes,
             "last_line": self.last_line,
+            "host_repeatability": self.host_repeatability,
             "net_energy_kwh": self.net_energy_kwh,
             "baseline": None
             if self.baseline_energy_kwh is None

@@ -44,6 +44,7 @@ ADDED = {
     "lines",
     "measurement_notes",
     "last_line",
+    "host_repeatability",
     "net_energy_kwh",
     "baseline",
     "startup_cpu_seconds",
