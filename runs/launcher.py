@@ -304,19 +304,20 @@ class ITimerSpec(ctypes.Structure):
     _fields_ = [("interval", TimeSpec), ("value", TimeSpec)]
 
 
-def prepare_profile(profile_fd):
+def prepare_profile(profile_fd, interval):
     """faulthandler writes the stack of the thread a SIGPROF lands on, at that instant,
     from C: even in the middle of a long C call (numpy's `a @ b`, `sorted()`), whose
     line is the one on the stack. A Python handler would run only after the call, on
-    the next line. Also used once when the worker stops the snippet at a limit."""
+    the next line. Also used once when the worker stops the snippet at a limit.
+
+    The timer is made now, before the code comes, and armed by `start_profile`: a timer
+    on the CPU time of the whole process (every thread, numpy's own included) whose
+    signal always goes to the main thread, where the snippet's code waits for what its
+    threads do: the main thread's line is charged with it."""
     os.set_blocking(profile_fd, False)  # a full pipe drops samples; the snippet runs on
     faulthandler.register(signal.SIGPROF, file=profile_fd, all_threads=False, chain=False)
-
-
-def start_profile(interval):
-    """A timer on the CPU time of the whole process (every thread, numpy's own
-    included) whose signal always goes to the main thread, where the snippet's code
-    waits for what its threads do: the main thread's line is charged with it."""
+    if not interval:
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     event = SigEvent(None, signal.SIGPROF, SIGEV_THREAD_ID, os.getpid())
     timer = ctypes.c_void_p()
@@ -324,7 +325,16 @@ def start_profile(interval):
         return  # no profile: measuring never fails the snippet
     nanoseconds = int(interval * 1e9)
     every = TimeSpec(nanoseconds // 1000000000, nanoseconds % 1000000000)
-    libc.timer_settime(timer, 0, ctypes.byref(ITimerSpec(every, every)), None)
+    PROFILE.update(arm=libc.timer_settime, timer=timer, every=ITimerSpec(every, every))
+
+
+PROFILE = {"arm": None, "timer": None, "every": None}
+
+
+def start_profile():
+    """Arm the profile's timer, as the snippet's code starts (one call)."""
+    if PROFILE["arm"] is not None:
+        PROFILE["arm"](PROFILE["timer"], 0, ctypes.byref(PROFILE["every"]), None)
 
 
 # --- the supervisor's side: sections and the line profile, measured -------------------
@@ -373,19 +383,27 @@ class Measure:
             return None  # reaped
 
     def read_events(self, data, acks):
-        """Section entries and exits, each at this moment's clocks; one answer each."""
+        """Section entries and exits, each at this moment's clocks; one answer each.
+        Once the snippet is seen sending them without waiting, they are read and
+        dropped (the sections will not be shown), and the answers end: a thread still
+        waiting for one reads the end of the pipe and goes on without sections."""
+        if self.unsynchronized:
+            return
         wall, cpu = time_module.monotonic(), self.cpu()
         lines = (self.events + data).split(b"\n")
         self.events = lines.pop()[:4096]
         if len(lines) > MAX_EVENTS_AT_ONCE:
             self.unsynchronized = True
-        for line in lines:
-            if cpu is not None:
-                self.event(line.decode("utf-8", "replace"), wall, cpu)
-        try:
-            os.write(acks, ACK * len(lines))
-        except OSError:
-            self.unsynchronized = True  # answers piled up unread: nobody waited
+        else:
+            for line in lines:
+                if cpu is not None:
+                    self.event(line.decode("utf-8", "replace"), wall, cpu)
+            try:
+                os.write(acks, ACK * len(lines))
+            except OSError:
+                self.unsynchronized = True  # answers piled up unread: nobody waited
+        if self.unsynchronized:
+            os.close(acks)
 
     def event(self, line, wall, cpu):
         thread, _, name = line[1:].partition("\t")
@@ -774,7 +792,7 @@ def main():
         sys.stderr.flush()
         os._exit(CONFINEMENT_FAILED)
     try:  # noqa: SIM105 - measuring never fails the snippet
-        prepare_profile(profile_write)
+        prepare_profile(profile_write, interval)
     except Exception:  # noqa: S110
         pass
     # A worker starts us ahead of the run: we wait here, confined, until the code
@@ -789,11 +807,10 @@ def main():
     compiled = compile_snippet(source, main_file)
     if compiled is not None:
         CHANNELS["pid"] = os.getpid()
-        if interval:
-            try:  # noqa: SIM105
-                start_profile(interval)
-            except Exception:  # noqa: S110
-                pass
+        try:  # noqa: SIM105
+            start_profile()
+        except Exception:  # noqa: S110
+            pass
     return compiled
 
 

@@ -855,7 +855,10 @@ class _Watch:
             return outcome  # fail closed: the code never goes to an incomplete sandbox
         self._wait_until_ready()
         self.accounted_at_code = self.group.cpu_seconds() if self.group else None
-        self.cpu_before_code = self._cpu_seconds()
+        if self.accounted_at_code is not None:
+            self.cpu_before_code = self.accounted_at_code  # what _cpu_seconds reads
+        else:
+            self.cpu_before_code = self._cpu_seconds()
         started = time.monotonic()
         try:
             self.proc.stdin.write(source)
