@@ -136,6 +136,8 @@ def test_section_events_sent_without_waiting_are_not_shown():
             for _ in range(500):
                 os.write(channels["events"], b">1\\tfake\\n<1\\n")
             busy(0.1)
+            with section("after"):  # answered no more: it must not wait forever
+                busy(0.05)
             print("still fine")
             """
         )
