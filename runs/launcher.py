@@ -606,7 +606,8 @@ class Supervisor:
         self.events, self.acks, self.profile = events, acks, profile
         self.measure = Measure(snippet, os.path.join(os.getcwd(), SNIPPET_FILE), interval)
         self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_write)
+        # Quietly: a warning would go to the run's standard error.
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         signal.signal(SIGCHLD, woken)
         os.set_blocking(acks, False)  # answers nobody reads must not stop us
         for fd in (events, profile):

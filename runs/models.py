@@ -621,6 +621,25 @@ class Series(models.Model):
     def ordered_runs(self) -> list[Run]:
         return list(self.runs.order_by("repetition", "variant"))
 
+    # What its medians, verdict and next round are computed from (`results`): not the
+    # runs' code and output, up to 60 of each.
+    RESULT_FIELDS = [
+        "series",
+        "variant",
+        "repetition",
+        "status",
+        "energy_kwh",
+        "emissions_g",
+        "duration_s",
+        "cpu_seconds",
+        "baseline_energy_kwh",
+        "carbon_intensity_g_per_kwh",
+        "sections",
+    ]
+
+    def runs_for_results(self) -> list[Run]:
+        return list(self.runs.order_by("repetition", "variant").only(*self.RESULT_FIELDS))
+
     @property
     def variants(self) -> str:
         return "AB" if self.kind == self.Kind.COMPARE else "A"
@@ -712,7 +731,7 @@ class Series(models.Model):
         """A comparison that runs until clear stops: with the repeatability of its hosts
         as it was then, which its page keeps showing."""
         now = timezone.now()
-        hosts = sorted({r.provenance.get("host") for r in self.runs.all() if r.provenance})
+        hosts = self.runs.values_list("provenance__host", flat=True).distinct()
         spreads = [ControlRun.objects.repeatability(host, at=now) for host in hosts if host]
         self.finished_at, self.stop_reason = now, reason[:300]
         self.host_repeatability = [spread.as_dict() for spread in spreads if spread]

@@ -52,10 +52,9 @@ def continue_comparison(series: Series) -> list[Run]:
     """A comparison's next round, stored and queued, once its last one has ended and
     its answer is not clear; or its end. It was accepted whole, every pair counted
     against its owner's limits: a round answers only to the hourly CPU budget."""
-    runs = series.ordered_runs()
-    if series.finished_at or not all(run.is_over for run in runs):
+    if series.finished_at or series.runs.filter(status__in=Run.IN_FLIGHT).exists():
         return []
-    count = series.next_round(runs)
+    count = series.next_round(series.runs_for_results())
     if not count:
         series.finish()
         return []

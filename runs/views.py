@@ -257,7 +257,7 @@ def _summarize_series(rows: list[HistoryRow]) -> None:
     for run in (
         Run.objects.filter(series__in=runs)
         .order_by("repetition", "variant")
-        .only(*SERIES_RUN_FIELDS)
+        .only(*Series.RESULT_FIELDS)
     ):
         runs[run.series_id].append(run)
     for row in rows:
@@ -277,22 +277,6 @@ def _history_page(runs, raw_page: str) -> dict:
         "has_next": len(rows) > HISTORY_PAGE_SIZE,
         "has_previous": number > 1,
     }
-
-
-# What a series' medians and verdict are computed from.
-SERIES_RUN_FIELDS = [
-    "series",
-    "variant",
-    "repetition",
-    "status",
-    "energy_kwh",
-    "emissions_g",
-    "duration_s",
-    "cpu_seconds",
-    "baseline_energy_kwh",
-    "carbon_intensity_g_per_kwh",
-    "sections",
-]
 
 
 @require_GET
