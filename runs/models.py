@@ -680,6 +680,11 @@ class Series(models.Model):
     def pair_cap(self) -> int:
         return self.max_pairs or self.repetitions
 
+    @property
+    def first_look(self) -> int:
+        """After how many pairs the first verdict comes."""
+        return stats.looks(self.pair_cap)[0]
+
     def completed_look(self, runs: list[Run]) -> int:
         """The pairs of the last look whose runs have all ended (0: none yet)."""
         first_unfinished = min(
@@ -706,9 +711,15 @@ class Series(models.Model):
         decision = results["decision"]
         if decision is None or decision.outcome != stats.CONTINUE:
             return 0
-        last_round = [r for r in runs if r.repetition > self.repetitions - stats.ROUND_PAIRS]
-        if not any(r.status == Run.Status.SUCCEEDED for r in last_round if r.variant == "B"):
-            return 0  # the last round gave nothing to compare: more would not either
+        previous = max(
+            (look for look in stats.looks(self.pair_cap) if look < self.repetitions), default=0
+        )
+        succeeded = {(r.variant, r.repetition) for r in runs if r.status == Run.Status.SUCCEEDED}
+        if not any(
+            ("A", n) in succeeded and ("B", n) in succeeded
+            for n in range(previous + 1, self.repetitions + 1)
+        ):
+            return 0  # the last round gave no pair to compare: more would not either
         later = [look for look in stats.looks(self.pair_cap) if look > self.repetitions]
         return later[0] - self.repetitions if later else 0
 
