@@ -23,6 +23,9 @@ EXTRA_COLUMNS = [
     "python_version", "code", "sections", "lines",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
+# A spreadsheet reads a cell that begins with one of these as a formula (CSV injection):
+# such a text cell gets a leading apostrophe, as OWASP recommends. Numbers are ours.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class _Echo:
@@ -94,4 +97,12 @@ def history_csv(runs: Iterable) -> Iterator[str]:
         missing = set(writer.fieldnames) - set(row)
         if missing:
             raise KeyError(f"no value for CSV columns {sorted(missing)}")
-        yield writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        yield writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models.functions import Substr
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -43,6 +43,7 @@ from .models import (
 from .tasks import enqueue, store_and_enqueue
 
 HISTORY_PAGE_SIZE = 25
+MAX_HISTORY_PAGE = 1000
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -269,6 +270,9 @@ def _history_page(runs, raw_page: str) -> dict:
         number = max(int(raw_page), 1)
     except ValueError:
         number = 1
+    if number > MAX_HISTORY_PAGE:
+        # Beyond any history retention keeps (and past what a database's OFFSET takes).
+        raise Http404("There is no such page of the history.")
     start = (number - 1) * HISTORY_PAGE_SIZE
     rows = list(runs[start : start + HISTORY_PAGE_SIZE + 1])
     return {

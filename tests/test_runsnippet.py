@@ -143,7 +143,16 @@ def test_code_over_the_size_limit_is_refused(runsnippet):
 ESCAPES = "print('\\x1b]0;pwned\\x07\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\x9b31mdone\\tok')"
 
 
-def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env):
+# Snippet-made text in the summary: a section's name, the error's message.
+ESCAPES_IN_THE_SUMMARY = (
+    "from playground import section\n"
+    "with section('\\x1b]0;title\\x07name'):\n    pass\n"
+    "raise ValueError('\\x1b[2J\\x1b]52;c;eA==\\x07\\x9bboom')\n"
+)
+
+
+@pytest.mark.parametrize("code", [ESCAPES, ESCAPES_IN_THE_SUMMARY], ids=["output", "summary"])
+def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env, code):
     controller, terminal = os.openpty()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "runsnippet", "-"],
@@ -154,7 +163,7 @@ def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env):
         stderr=subprocess.DEVNULL,
     )
     os.close(terminal)
-    proc.communicate(ESCAPES.encode(), timeout=120)
+    proc.communicate(code.encode(), timeout=120)
     shown = b""
     while select.select([controller], [], [], 1)[0]:
         try:
@@ -166,12 +175,21 @@ def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env):
         shown += chunk
     os.close(controller)
     text = shown.decode()
-    assert proc.returncode == 0
     assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
-    assert "␛]0;pwned␇" in text and "␛[2J" in text and "\ufffd31mdone\tok" in text
+    if code == ESCAPES:
+        assert proc.returncode == 0
+        assert "␛]0;pwned␇" in text and "␛[2J" in text and "\ufffd31mdone\tok" in text
+    else:
+        assert proc.returncode == 1
+        assert "section ␛]0;title␇name" in text and "␛[2J␛]52;c;eA==␇\ufffdboom" in text
 
 
 def test_json_output_keeps_control_characters_escaped(runsnippet):
-    result = runsnippet("--json", "-", stdin=ESCAPES.encode())
+    result = runsnippet("--json", "-", stdin=(ESCAPES + "\nprint('\\x7f\\x85')").encode())
     data = json.loads(result.stdout)
     assert data["stdout"].startswith("\x1b]0;pwned\x07")
+    assert data["stdout"].endswith("\x7f\x85\n")
+    # Escaped in the JSON text itself: C1 controls and DEL never reach a terminal raw.
+    text = result.stdout.decode()
+    assert not any(0x7F <= ord(c) < 0xA0 or c in "\x1b\x07" for c in text)
+    assert "\\u009b" in text and "\\u007f" in text

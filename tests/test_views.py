@@ -2,6 +2,7 @@
 
 import json
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -354,3 +355,51 @@ def test_admin_lists_filters_and_searches_runs_read_only(client):
     assert change.status_code == 200
     assert 'name="energy_kwh"' not in change.text  # read-only: shown, not editable
     assert client.get("/admin/runs/run/add/").status_code == 403
+
+
+# --- hostile query strings -------------------------------------------------------------
+
+ODD_VALUES = [
+    "",
+    "0",
+    "-1",
+    "1e9",
+    "400000000000000000",
+    "99999999999999999999999999999",
+    "abc",
+    "%00",
+    "\x00",
+    "💥",
+    "' OR 1=1 --",
+    "x" * 5000,
+    str(uuid.uuid4()),
+]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=range(len(ODD_VALUES)))
+def test_no_query_string_makes_a_page_fail(client, value):
+    # Every view's parameters, with values a hostile client would send: a clear 4xx
+    # or the page, never a server error.
+    run = finished_run(session_key="x")
+    series = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "print(2)"], 5)
+    urls = [
+        "/",
+        "/runs/",
+        "/runs.csv",
+        "/compare/",
+        "/methodology/",
+        "/healthz",
+        run.get_absolute_url(),
+        f"/runs/{run.public_id}.json",
+        series.get_absolute_url(),
+        f"/series/{series.public_id}/",
+        f"/series/{series.public_id}.json",
+        f"/api/runs/{run.public_id}",
+        f"/api/runs/{value or 'x'}",
+    ]
+    for url in urls:
+        for name in ("page", "from", "section", "pairs", "grid"):
+            for headers in ({}, HTMX):
+                response = client.get(url, {name: value}, headers=headers)
+                assert response.status_code < 500, (url, name, value, response.status_code)
+    assert client.get("/runs/", {"page": "400000000000000000"}).status_code == 404

@@ -53,7 +53,9 @@ class Command(BaseCommand):
             self.stdout.write(self.shown(run.stdout, self.stdout), ending="")
             self.stderr.write(self.shown(run.stderr, self.stderr), ending="")
             grid = measure.grid_of(run.country_iso_code, run.region)
-            self.stdout.write("\n".join(summary_lines(run, grid.name)))
+            # The summary holds snippet-made text too: its error, its sections' names.
+            summary = "\n".join(summary_lines(run, grid.name))
+            self.stdout.write(self.shown(summary, self.stdout))
         if run.status != Run.Status.SUCCEEDED:
             sys.exit(1)
 
@@ -73,5 +75,10 @@ class Command(BaseCommand):
             raise CommandError(f"{path} is not UTF-8 text; is it a binary file?") from None
 
 
+# JSON escapes only the controls below 0x20: DEL and the C1 controls (CSI, OSC, ...)
+# would reach a terminal raw. Escaped, they are the same JSON strings.
+_JSON_CONTROLS = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
+
+
 def dumps(data: dict) -> str:
-    return json.dumps(data, ensure_ascii=False)
+    return json.dumps(data, ensure_ascii=False).translate(_JSON_CONTROLS)
