@@ -88,6 +88,30 @@ PROFILE_STOPPED = "profile-stopped"  # samples stopped while the CPU time went o
 SECTIONS_UNSYNCHRONIZED = "sections-unsynchronized"  # events sent without waiting
 
 
+UNNEEDED_SYSCALLS = (
+    b"userfaultfd",
+    b"perf_event_open",
+    b"bpf",
+    b"keyctl",
+    b"add_key",
+    b"request_key",
+    b"kexec_load",
+    b"kexec_file_load",
+    b"init_module",
+    b"finit_module",
+    b"delete_module",
+    b"open_by_handle_at",
+    b"mount",
+    b"umount2",
+    b"pivot_root",
+    b"swapon",
+    b"swapoff",
+    b"reboot",
+    b"acct",
+    b"syslog",
+)
+
+
 def scmp_act_errno(code):
     return 0x00050000 | (code & 0xFFFF)
 
@@ -135,6 +159,11 @@ def build_seccomp(allow_unix_sockets, cpu_accounted):
     # the C library falls back to clone, which is checked above.
     for name in (b"clone3", b"io_uring_setup", b"io_uring_enter", b"io_uring_register"):
         rules.append((name, enosys, []))
+    # Kernel interfaces a snippet has no use for, each a known source of kernel exploits
+    # (userfaultfd stalls the kernel on a page fault; perf_event_open and bpf reach
+    # deep into it; the keyring is per user, shared with other runs).
+    for name in UNNEEDED_SYSCALLS:
+        rules.append((name, eperm, []))
     if not cpu_accounted:
         # A process that ignores SIGCHLD (or sets SA_NOCLDWAIT) has its children
         # reaped by the kernel, which then discards their CPU time: without a cgroup

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 LAUNCHER_SOURCE = (Path(__file__).parent / "launcher.py").read_text()
 SANDBOX_TMP = "/tmp"
+SANDBOX_SHM = "/dev/shm"
 SHM_BYTES = 16 * 1024 * 1024
 OPEN_FILES = 256
 WATCH_SECONDS = 0.05
@@ -307,7 +308,7 @@ def _bwrap_command(python: str, limits: Limits) -> list[str]:
         "--symlink", "usr/bin", "/bin",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+        "--size", str(SHM_BYTES), "--tmpfs", SANDBOX_SHM,
         "--size", str(limits.disk_bytes), "--tmpfs", SANDBOX_TMP,
         "--unshare-all",
         # No user namespaces inside: the launcher's seccomp filter refuses every other
@@ -1191,16 +1192,23 @@ class _Watch:
     def _disk_usage(self) -> tuple[int, int] | None:
         """(files, bytes) the snippet has written."""
         if self.mode == BUBBLEWRAP:
-            # The private /tmp, seen through the sandbox's root; its size is capped by
-            # tmpfs, but the number of files is not.
+            # The private /tmp and /dev/shm, seen through the sandbox's root: tmpfs caps
+            # each one's size, but neither the number of files nor the two together.
             pid = self._sandbox_init()
-            try:
-                st = os.statvfs(f"/proc/{pid}/root{SANDBOX_TMP}")
-            except OSError:
-                return None
-            if st.f_blocks * st.f_frsize != self.limits.disk_bytes:
-                return None  # not (yet) the sandbox's own /tmp
-            return st.f_files - st.f_ffree, (st.f_blocks - st.f_bfree) * st.f_frsize
+            files = size = 0
+            for mount, capacity in (
+                (SANDBOX_TMP, self.limits.disk_bytes),
+                (SANDBOX_SHM, SHM_BYTES),
+            ):
+                try:
+                    st = os.statvfs(f"/proc/{pid}/root{mount}")
+                except OSError:
+                    return None
+                if st.f_blocks * st.f_frsize != capacity:
+                    return None  # not (yet) the sandbox's own
+                files += st.f_files - st.f_ffree
+                size += (st.f_blocks - st.f_bfree) * st.f_frsize
+            return files, size
         files = size = 0
         stack = [self.workdir]
         while stack and files <= self.limits.max_files:

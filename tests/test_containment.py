@@ -284,6 +284,49 @@ def test_no_new_namespaces_inside_the_sandbox(mode):
     assert lines[4] == "clone3 ENOSYS"
 
 
+UNNEEDED_KERNEL_INTERFACES = """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+seccomp = ctypes.CDLL("libseccomp.so.2")
+seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+for name in ("userfaultfd", "perf_event_open", "bpf", "keyctl", "add_key"):
+    number = seccomp.seccomp_syscall_resolve_name(name.encode())
+    # userfaultfd(UFFD_USER_MODE_ONLY) is allowed to anyone by the kernel itself.
+    result = libc.syscall(number, 1 if name == "userfaultfd" else 0, 0, 0, 0, 0)
+    print(name, "ok" if result >= 0 else errno.errorcode[ctypes.get_errno()])
+"""
+
+
+def test_kernel_interfaces_a_snippet_never_needs_are_refused(mode):
+    outcome = run(UNNEEDED_KERNEL_INTERFACES)
+    assert outcome.exit_code == 0, outcome.stderr
+    lines = outcome.stdout.splitlines()
+    assert lines == [f"{name} EPERM" for name in (
+        "userfaultfd", "perf_event_open", "bpf", "keyctl", "add_key"
+    )], lines  # fmt: skip
+
+
+def test_dev_shm_counts_towards_the_file_and_disk_caps():
+    # bubblewrap gives the sandbox its own /dev/shm (tmpfs): its files and bytes count
+    # with /tmp's, so neither cap can be stepped around through it.
+    files = run(
+        "i = 0\nwhile True:\n    open(f'/dev/shm/f{i}', 'w').close()\n    i += 1\n",
+        max_files=200,
+    )
+    assert files.limit == "files", files
+    disk = run(
+        """
+        import time
+        open("/tmp/half", "wb").write(b"x" * 1_500_000)
+        open("/dev/shm/half", "wb").write(b"x" * 1_500_000)
+        time.sleep(5)
+        """,
+        disk_bytes=2 * 1024 * 1024,
+    )
+    assert disk.limit == "disk", disk
+    assert sandbox_processes() == [] and zombie_children() == []
+
+
 def test_a_run_whose_cgroup_move_fails_never_runs_its_code(monkeypatch, tmp_path):
     # A fake fault: nothing we can do from here makes the kernel refuse a cgroup move.
     def refuse(self, pid):
