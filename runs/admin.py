@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from . import formatting
-from .models import ControlRun, Run, Worker
+from .models import Baseline, ControlRun, Run, Series, Worker
 
 
 @admin.register(Run)
@@ -58,9 +60,18 @@ class RunAdmin(admin.ModelAdmin):
         "region",
         "provenance",
         "power_samples",
+        "sections",
+        "lines",
+        "measurement_notes",
+        "last_line",
+        "host_repeatability",
+        "in_series",
+        "variant",
+        "repetition",
     ]
     # What was submitted and measured is a record: admins read it, they do not edit it.
     readonly_fields = fields
+    list_select_related = ["series"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -77,6 +88,97 @@ class RunAdmin(admin.ModelAdmin):
     def duration(self, run: Run) -> str:
         return formatting.seconds(run.duration_s)
 
+    @admin.display(description="Series")
+    def in_series(self, run: Run) -> str:
+        if not run.series_id:
+            return "—"
+        url = reverse("admin:runs_series_change", args=[run.series_id])
+        return format_html('<a href="{}">{}</a>', url, run.series)
+
+
+class SeriesRunInline(admin.TabularInline):
+    """A series' runs, in their order: read only, each linking to its own page."""
+
+    model = Run
+    fields = ["repetition", "variant", "status", "energy", "duration", "cpu_seconds"]
+    readonly_fields = fields
+    ordering = ["repetition", "variant"]
+    show_change_link = True
+    can_delete = False
+    extra = 0
+    max_num = 0  # no adding through the inline
+
+    @admin.display(description="Energy")
+    def energy(self, run: Run) -> str:
+        return formatting.energy(run.energy_kwh)
+
+    @admin.display(description="Duration")
+    def duration(self, run: Run) -> str:
+        return formatting.seconds(run.duration_s)
+
+    def get_queryset(self, request):
+        # Not the runs' code and output: up to 60 of each on one page.
+        return super().get_queryset(request).only(*Series.RESULT_FIELDS, "cpu_seconds")
+
+
+@admin.register(Series)
+class SeriesAdmin(admin.ModelAdmin):
+    """Repeats and comparisons, with their verdict and their runs."""
+
+    list_display = ["public_id", "kind", "verdict", "repetitions", "max_pairs", "created_at"]
+    list_filter = ["kind", "warmup", "created_at"]
+    search_fields = ["=public_id", "code_a", "code_b", "section"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = [
+        "public_id",
+        "kind",
+        "verdict",
+        "session_key",
+        "client",
+        "source",
+        "created_at",
+        "finished_at",
+        "stop_reason",
+        "repetitions",
+        "max_pairs",
+        "warmup",
+        "section",
+        "code_a",
+        "code_b",
+        "host_repeatability",
+    ]
+    readonly_fields = fields
+    inlines = [SeriesRunInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="Verdict")
+    def verdict(self, series: Series) -> str:
+        if series.kind != Series.Kind.COMPARE:
+            return "—"
+        return series.headline(series.results(series.runs_for_results())) or "No verdict yet."
+
+
+@admin.register(Baseline)
+class BaselineAdmin(admin.ModelAdmin):
+    """What starting the interpreter costs on each host: every run's page subtracts it."""
+
+    list_display = ["host", "energy", "cpu_seconds", "duration_s", "runs", "created_at"]
+    list_filter = ["host", "isolation", "created_at"]
+    date_hierarchy = "created_at"
+    fields = ["host", "isolation", "runs", "energy_kwh", "cpu_seconds", "duration_s", "samples"]
+    fields += ["created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="Energy", ordering="energy_kwh")
+    def energy(self, baseline: Baseline) -> str:
+        return formatting.energy(baseline.energy_kwh)
+
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
@@ -90,5 +192,5 @@ class ControlRunAdmin(admin.ModelAdmin):
     """The hosts' control runs: what the repeatability on every page comes from."""
 
     list_display = ["host", "cpu_seconds", "duration_s", "created_at"]
-    list_filter = ["host"]
+    list_filter = ["host", "created_at"]
     readonly_fields = ["host", "cpu_seconds", "duration_s", "created_at"]

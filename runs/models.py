@@ -540,6 +540,10 @@ NOISY_CV = 0.10
 SHORT_RUN_CPU_SECONDS = 0.05
 
 
+def _known(values) -> list[float]:
+    return [value for value in values if value is not None]
+
+
 class Measured(NamedTuple):
     """The figures of a run that a series compares: the run's, or one section's."""
 
@@ -790,13 +794,12 @@ class Series(models.Model):
                 "without_section": len(measured) - len(ok),
                 "succeeded": len(succeeded),
                 "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
-                "energy": stats.summarize([m.energy_kwh for m in ok]),
-                "net_energy": stats.summarize(
-                    [m.net_energy_kwh for m in ok if m.net_energy_kwh is not None]
-                ),
-                "duration": stats.summarize([m.duration_s for m in ok]),
-                "emissions": stats.summarize([m.emissions_g for m in ok]),
-                "cpu": stats.summarize([m.cpu_seconds for m in ok if m.cpu_seconds is not None]),
+                # A figure a run lacks (never measured) is left out, not a zero.
+                "energy": stats.summarize(_known(m.energy_kwh for m in ok)),
+                "net_energy": stats.summarize(_known(m.net_energy_kwh for m in ok)),
+                "duration": stats.summarize(_known(m.duration_s for m in ok)),
+                "emissions": stats.summarize(_known(m.emissions_g for m in ok)),
+                "cpu": stats.summarize(_known(m.cpu_seconds for m in ok)),
             }
         result = {
             "variants": variants,
