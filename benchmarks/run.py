@@ -5,6 +5,7 @@ Uses its own SQLite database (var/bench.sqlite3) and starts its own worker.
 """
 
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -307,6 +308,17 @@ def bench_serving(big: int = 100_000) -> None:
             for i in range(total - Run.objects.count())
         ]
         Run.objects.bulk_create(rows, batch_size=5000)
+
+    # The largest comparison a client can make: two 4,000-line snippets of few distinct
+    # lines (the worst case of matching them), its page rendered from what was stored.
+    rng = random.Random(1)
+    long_a, long_b = ("".join(f"{rng.choice('abc')}\n" for _ in range(4000)) for _ in "ab")
+    from runs.models import Series
+
+    comparison = Series.objects.submit(Series.Kind.COMPARE, [long_a, long_b], 5, session_key=key)
+    page = timed(comparison.get_absolute_url(), n=20)
+    line("comparison page, two 4,000-line snippets, median", f"{page:.1f} ms", "<= 500 ms",
+         page <= 500)  # fmt: skip
 
     # Both times the visitor's first page is full (25 rows): only the table grows.
     fill(100, mine=50)

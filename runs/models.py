@@ -14,7 +14,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import breakdown, failures, stats
+from . import breakdown, diffs, failures, stats
 
 if TYPE_CHECKING:
     from .measure import Figures
@@ -514,6 +514,7 @@ class SeriesQuerySet(models.QuerySet):
         if kind == Series.Kind.COMPARE:
             fields["max_pairs"] = repetitions
             repetitions = stats.looks(repetitions)[0]
+            fields["diff"] = diffs.for_storage(codes[0], codes[1])
         with transaction.atomic():
             series = self.create(
                 kind=kind,
@@ -608,6 +609,9 @@ class Series(models.Model):
     stop_reason = models.CharField(max_length=300, blank=True, default="")
     # Its hosts' repeatability when it stopped ([Repeatability.as_dict()]).
     host_repeatability = models.JSONField(null=True, blank=True)
+    # A comparison's code side by side, computed once when it is created (runs.diffs);
+    # None: too long to show so.
+    diff = models.JSONField(null=True, blank=True)
 
     objects = SeriesQuerySet.as_manager()
 

@@ -357,6 +357,7 @@ def _series_context(series: Series) -> dict:
     if series.kind == Series.Kind.COMPARE:
         context["decision"] = results["decision"]
         context["round_pairs"] = stats.ROUND_PAIRS
+        context["max_diff_lines"] = diffs.MAX_LINES
         context["margin"] = stats.EQUIVALENCE_MARGIN
         context["headline"] = series.headline(results)
         context["basis"] = series.basis(results, runs)
@@ -365,7 +366,7 @@ def _series_context(series: Series) -> dict:
             for compared, comparison, _ in series.verdicts(results)
             if comparison
         ]
-        context["diff"] = diffs.side_by_side(series.code_a, series.code_b)
+        context["diff"] = diffs.from_storage(series.diff)  # computed when it was created
     return context
 
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import random
 
 import pytest
 from django.utils import timezone
@@ -243,6 +244,33 @@ def test_what_if_prices_the_same_energy_on_other_grids():
 
 
 # --- verdicts that check themselves -------------------------------------------------
+
+
+def test_a_comparisons_code_side_by_side_is_computed_once_and_bounded(client):
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["x = 1\ny = 2\n", "x = 1\ny = 3\nz = 4\n"], 5
+    )
+    assert series.diff == [
+        [1, "x = 1", 1, "x = 1", "equal"],
+        [2, "y = 2", 2, "y = 3", "replace"],
+        [None, None, 3, "z = 4", "replace"],  # a replace of 1 line by 2
+    ]
+    # The page renders what was stored: a change of the code after the fact (which
+    # nothing does) would not show, because no GET computes the diff again.
+    Series.objects.filter(pk=series.pk).update(code_b="something else")
+    html = client.get(series.get_absolute_url()).text
+    assert "<code>z = 4</code>" in html and "something else" not in html.split("<section")[0]
+
+    # Two 4,000-line snippets: no side-by-side view to compute or to send.
+    rng = random.Random(4)
+    long_a = "".join(f"{rng.choice('abc')}\n" for _ in range(4000))
+    long_b = "".join(f"{rng.choice('abc')}\n" for _ in range(4000))
+    big = Series.objects.submit(Series.Kind.COMPARE, [long_a, long_b], 5)
+    assert big.diff is None
+    response = client.get(big.get_absolute_url())
+    assert response.status_code == 200
+    assert 'data-diff="too-long"' in response.text
+    assert len(response.content) < 120_000  # the two snippets once each, not 8,000 rows
 
 
 def test_a_noisy_side_and_runs_that_are_mostly_start_up_are_warned_about():
