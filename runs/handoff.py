@@ -2,7 +2,8 @@
 
 Queueing a run through the table costs a row, a poll (or a wake-up) and a claim: more
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
-own in DATA_DIR/handoff/, and only while idle (or ending the sandbox of a run it has
+own (in this machine's meeting place for its database, runs.rendezvous), and only
+while idle (or ending the sandbox of a run it has
 stored and sent): a busy worker's socket is closed, and offering to it costs a refused
 connect. The web process offers the run itself (its row, serialized) to one idle
 worker, a new single run before anything of it is written: the worker starts its code
@@ -33,6 +34,8 @@ import struct
 
 from django.conf import settings
 
+from . import rendezvous
+
 logger = logging.getLogger(__name__)
 
 # The worker's answer: the primary key of the run's row, or NOT_TAKEN.
@@ -51,7 +54,7 @@ LENGTH = struct.Struct("!I")
 
 
 def _directory():
-    return settings.DATA_DIR / "handoff"
+    return rendezvous.directory() / "handoff"
 
 
 def offer(payload: bytes) -> Handed | None:

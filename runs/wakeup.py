@@ -16,11 +16,11 @@ import select
 import stat
 import time
 
-from django.conf import settings
+from . import rendezvous
 
 
 def _path() -> str:
-    return str(settings.DATA_DIR / "worker-wakeup.fifo")
+    return str(rendezvous.directory() / "worker-wakeup.fifo")
 
 
 RUN_PIPE_PREFIX, RUN_PIPE_SUFFIX = "run-", ".fifo"
@@ -30,7 +30,7 @@ STALE_PIPE_SECONDS = 60
 
 
 def _run_path(run_pk: int) -> str:
-    return str(settings.DATA_DIR / f"{RUN_PIPE_PREFIX}{run_pk}{RUN_PIPE_SUFFIX}")
+    return str(rendezvous.directory() / f"{RUN_PIPE_PREFIX}{run_pk}{RUN_PIPE_SUFFIX}")
 
 
 def notify() -> None:
@@ -61,7 +61,7 @@ def sweep(older_than: float = STALE_PIPE_SECONDS) -> int:
     """Remove the run pipes of requests that died waiting (a killed web process cannot
     remove its own); how many. Workers call it as they start and now and then."""
     removed, now = 0, time.time()
-    with contextlib.suppress(OSError), os.scandir(settings.DATA_DIR) as entries:
+    with contextlib.suppress(OSError), os.scandir(rendezvous.directory()) as entries:
         for entry in entries:
             if not (
                 entry.name.startswith(RUN_PIPE_PREFIX) and entry.name.endswith(RUN_PIPE_SUFFIX)

@@ -19,6 +19,27 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_dir(tmp_path_factory):
+    """The suite's own DATA_DIR, for this process and the workers and servers it starts:
+    never the one a `make run` in the same checkout uses (its sockets and pipes)."""
+    from django.conf import settings as django_settings
+
+    before = django_settings.DATA_DIR, os.environ.get("DATA_DIR"), os.environ.get("SECRET_KEY")
+    data_dir = tmp_path_factory.mktemp("data")
+    django_settings.DATA_DIR = data_dir
+    os.environ["DATA_DIR"] = str(data_dir)
+    # Processes started here read the key from the environment: the new DATA_DIR has none.
+    os.environ["SECRET_KEY"] = django_settings.SECRET_KEY
+    yield data_dir
+    django_settings.DATA_DIR = before[0]
+    for name, value in (("DATA_DIR", before[1]), ("SECRET_KEY", before[2])):
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(autouse=True)
 def _fast_tests(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -145,18 +166,20 @@ class WorkerProcess:
                 self.kill()
 
 
-@pytest.fixture
-def worker_env(transactional_db):
+def database_url() -> str:
+    """The database this process uses now (the test database), as DATABASE_URL."""
     db = settings.DATABASES["default"]
     if db["ENGINE"] == "django.db.backends.sqlite3":
-        url = f"sqlite:///{db['NAME']}"
-    else:
-        url = (
-            f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
+        return f"sqlite:///{db['NAME']}"
+    host, port = db["HOST"] or "localhost", db["PORT"] or 5432
+    return f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker_env(transactional_db):
     env = {
         **os.environ,
-        "DATABASE_URL": url,
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "playground.settings",
         "WORKER_HEARTBEAT_SECONDS": "0.2",
         "WORKER_STALE_SECONDS": "1.5",

@@ -5,6 +5,7 @@ import os
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,11 +19,11 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import handoff, waiting, wakeup
+from runs import handoff, rendezvous, waiting, wakeup
 from runs.models import Run
 from runs.tasks import enqueue, row_of, run_of, store_and_enqueue
 
-from .conftest import finished, sandbox_processes, wait_for
+from .conftest import ROOT, database_url, finished, sandbox_processes, wait_for
 
 
 def submit(code: str, **fields) -> Run:
@@ -367,9 +368,15 @@ time.sleep(60)
 """
 
 
-def test_the_pipes_of_requests_killed_while_waiting_are_swept(settings, tmp_path):
+def test_the_pipes_of_requests_killed_while_waiting_are_swept(settings, tmp_path, db):
     settings.DATA_DIR = tmp_path
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings", "DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "playground.settings",
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": database_url(),  # the same database: the same meeting place
+    }
+    here = rendezvous.directory()
     killed, alive = (
         subprocess.Popen(
             [sys.executable, "-c", WAIT_FOR_RUN, str(pk)], env=env, stdout=subprocess.PIPE
@@ -381,14 +388,39 @@ def test_the_pipes_of_requests_killed_while_waiting_are_swept(settings, tmp_path
             assert request.stdout.readline() == b"waiting\n"
         killed.kill()
         killed.wait()
-        pipes = {path.name for path in tmp_path.glob("run-*.fifo")}
+        pipes = {path.name for path in here.glob("run-*.fifo")}
         assert pipes == {"run-1.fifo", "run-2.fifo"}  # a killed process cannot clean up
 
         assert wakeup.sweep() == 0  # too young: perhaps between created and opened
         assert wakeup.sweep(older_than=0) == 1
-        assert [path.name for path in tmp_path.glob("run-*.fifo")] == ["run-2.fifo"]
+        assert [path.name for path in here.glob("run-*.fifo")] == ["run-2.fifo"]
     finally:
         alive.kill()
         alive.wait()
         killed.stdout.close()
         alive.stdout.close()
+
+
+def test_a_worker_of_another_database_sharing_data_dir_takes_none_of_its_runs(
+    start_worker, tmp_path
+):
+    # As `make run` beside the suite in one checkout: one DATA_DIR, two databases.
+    other = tmp_path / "other.sqlite3"
+    other_env = {**os.environ, "DATABASE_URL": f"sqlite:///{other}"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], env=other_env, cwd=ROOT, check=True
+    )
+    start_worker(DATABASE_URL=f"sqlite:///{other}")
+    data_dir = Path(os.environ["DATA_DIR"])
+    wait_for(lambda: list(data_dir.glob("local/*/handoff/*.sock")))  # idle, listening
+    assert not list((rendezvous.directory() / "handoff").glob("*.sock"))  # but not here
+
+    run = store_and_enqueue(Run.objects.new("print('mine')", client="203.0.113.3"))
+    with sqlite3.connect(other) as foreign:
+        assert foreign.execute("SELECT COUNT(*) FROM runs_run").fetchone() == (0,)
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED  # waiting for a worker of its own database
+
+    start_worker()  # one of ours
+    done = wait_for(lambda: finished(run))
+    assert done.status == Run.Status.SUCCEEDED and done.stdout == "mine\n"
