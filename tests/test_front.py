@@ -216,3 +216,97 @@ def test_a_client_that_sends_5_mb_before_reading_gets_a_json_413(front):
     status_line, _, rest = answer.partition(b"\r\n")
     assert b" 413 " in status_line, answer[:200]
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"].startswith("Request body too large")
+
+
+def post_json(port: int, path: str, body: dict) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def server_process(port: int, *words: str) -> psutil.Process:
+    """The process of the server on `port` whose command line holds all `words`."""
+    serve = next(
+        p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"][-1:] == ["bin/serve"]
+        and f"127.0.0.1:{port}" in p.environ().get("BIND", "")
+    )  # fmt: skip
+    for child in serve.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if all(word in " ".join(child.cmdline()) for word in words):
+                return child
+    every = [" ".join(c.cmdline()) for c in serve.children(recursive=True)]
+    raise AssertionError(f"no {words} under bin/serve: {every}")
+
+
+def test_a_killed_worker_is_replaced_while_the_site_keeps_serving(front):
+    from runs import cgroups
+
+    from .conftest import sandbox_processes
+
+    status, started = post_json(front, "/api/runs", {"code": "import time\nwhile True: pass"})
+    assert status == 202
+    run_url = f"/api/runs/{started['id']}"
+    wait_for(lambda: json.loads(get(front, run_url)[1])["status"] == "running", timeout=30)
+    worker = server_process(front, "manage.py", "worker")
+    worker.kill()  # SIGKILL, mid-run: nothing of it can clean up
+
+    failures, latencies = [], []
+    replaced = None
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and not (replaced and latencies[-1:]):
+        for path in ("/", "/healthz"):
+            try:
+                code, _, elapsed = get(front, path, timeout=2)
+                latencies.append(elapsed)
+                if code != 200:
+                    failures.append((path, code))
+            except OSError as exc:
+                failures.append((path, repr(exc)))
+        with contextlib.suppress(AssertionError):
+            new = server_process(front, "manage.py", "worker")
+            if new.pid != worker.pid:
+                replaced = replaced or time.monotonic()
+        time.sleep(0.2)
+    assert failures == [] and max(latencies) < 1.0, (failures, sorted(latencies)[-3:])
+    assert replaced, "no new worker"
+
+    # The new worker takes runs, and the killed run is marked as what it is.
+    status, body = post_json(front, "/run", {"code": "print('after')"})
+    assert status == 200 and body["stdout"] == "after\n", body
+
+    def over() -> dict | None:
+        run = json.loads(get(front, run_url)[1])
+        return run if run["status"] != "running" else None
+
+    killed = wait_for(over)
+    assert killed["status"] == "error" and "stopped" in killed["error"]
+    health = json.loads(get(front, "/healthz")[1])
+    assert health["workers_alive"] >= 1
+    # Nothing of the killed run is left: its cgroups, and sandbox processes other than
+    # the new worker's (those it keeps ready for its next runs).
+    wait_for(lambda: not [d for d in cgroups._run_dirs() if f"run-{worker.pid}-" in d.name])
+    new = server_process(front, "manage.py", "worker")
+
+    def strays() -> list:
+        return [p for p in sandbox_processes() if new.pid not in [a.pid for a in p.parents()]]
+
+    wait_for(lambda: not strays(), timeout=15)
+
+
+def test_a_killed_front_is_started_again(front):
+    nginx = server_process(front, "nginx", "-c")
+    nginx.kill()
+    # Back within the first back-off (1 s) and nginx's start.
+    wait_for(lambda: _answers(front), timeout=10, interval=0.1)
+    assert server_process(front, "nginx", "-c").pid != nginx.pid
+
+
+def _answers(port: int) -> bool:
+    try:
+        return get(port, "/healthz", timeout=2)[0] == 200
+    except OSError:
+        return False
