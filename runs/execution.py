@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from . import cgroups, measure, sandbox, wakeup
@@ -116,6 +116,7 @@ class _Progress:
         self.samples: list[list[float]] = []
         self.last_elapsed = 0.0
         self.last_cpu = 0.0
+        self.writer: _ProgressWriter | None = None  # started at the first tick
 
     def sample(self, elapsed: float, cpu_s: float, memory_bytes: int) -> None:
         span = elapsed - self.last_elapsed
@@ -129,7 +130,10 @@ class _Progress:
     def finish(self, outcome: sandbox.Outcome) -> None:
         """Close the series with a point at the run's end (runs.charts counts on it):
         the live counters are gone by now, so the last level is held (or, for a run
-        too short to sample, its average)."""
+        too short to sample, its average). Progress not yet written is dropped: the
+        run's end carries it all."""
+        if self.writer is not None:
+            self.writer.stop()
         if not self.samples:
             self.last_elapsed = self.last_cpu = 0.0
             self.sample(outcome.wall_s, outcome.cpu_s, outcome.peak_memory_bytes)
@@ -139,8 +143,52 @@ class _Progress:
 
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
-        self.run.record_progress(tick.stdout, tick.stderr, self.samples)
-        self.tell.progress()
+        if self.writer is None:
+            self.writer = _ProgressWriter(self.run, self.tell)
+            self.writer.start()
+        self.writer.submit(tick.stdout, tick.stderr, list(self.samples))
+
+
+class _ProgressWriter(threading.Thread):
+    """Writes a running run's progress beside its sandbox's watch, the latest only: a
+    busy database (a lock held past its timeout) delays what its page shows, never the
+    run itself, whose time limit runs on meanwhile."""
+
+    def __init__(self, run: Run, tell: _Tell):
+        super().__init__(name=f"progress-{run.pk}", daemon=True)
+        self.of, self.tell = run, tell  # not `run`: Thread's own method
+        self.changed = threading.Condition()
+        self.latest: tuple | None = None
+        self.stopped = False
+
+    def submit(self, stdout: str, stderr: str, samples: list) -> None:
+        with self.changed:
+            self.latest = (stdout, stderr, samples)
+            self.changed.notify()
+
+    def stop(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.changed.notify()
+
+    def run(self) -> None:
+        try:
+            while True:
+                with self.changed:
+                    while self.latest is None and not self.stopped:
+                        self.changed.wait()
+                    if self.stopped:
+                        return
+                    latest, self.latest = self.latest, None
+                try:
+                    self.of.record_progress(*latest)
+                except (OperationalError, InterfaceError) as exc:
+                    logger.warning("progress of run %s not written: %s", self.of.public_id, exc)
+                    connection.close()  # this thread's: reopened by the next write
+                    continue
+                self.tell.progress()
+        finally:
+            connection.close()
 
 
 def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
@@ -184,7 +232,13 @@ def current_repeatability() -> dict | None:
     now = timezone.now()
     read_at = _repeatability["read_at"]
     if read_at is None or now - read_at > REPEATABILITY_MAX_STALE:
-        spread = ControlRun.objects.repeatability(settings.HOST_NAME, at=now)
+        try:
+            spread = ControlRun.objects.repeatability(settings.HOST_NAME, at=now)
+        except (OperationalError, InterfaceError) as exc:
+            # A figure about the host, not the run: the last one read stands.
+            logger.warning("could not read this host's repeatability: %s", exc)
+            connection.close()  # reopened by the run's own write, which waits for it
+            return _repeatability["value"]
         _repeatability.update(value=spread.as_dict() if spread else None, read_at=now)
     return _repeatability["value"]
 

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import signal
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import InterfaceError, OperationalError, connections, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,6 +21,12 @@ from . import breakdown, diffs, failures, stats
 if TYPE_CHECKING:
     from .measure import Figures
     from .sandbox import Outcome
+
+
+logger = logging.getLogger(__name__)
+# How long a run's end waits for a busy database before it is given up (runs.models
+# Run.store): past SQLite's busy timeout (20 s) twice, and a PostgreSQL restart.
+RESULT_WRITE_SECONDS = 120
 
 
 def clean_code(code: object) -> str:
@@ -294,8 +302,9 @@ class Run(models.Model):
         self.save(update_fields=["status", "started_at", "worker"])
 
     def record_progress(self, stdout: str, stderr: str, power_samples: list) -> None:
-        self.stdout, self.stderr, self.power_samples = stdout, stderr, power_samples
-        # Only while still running: a reaper may have failed this run meanwhile.
+        """Write what a running run has shown so far, to its row only (this object is
+        its worker's, which sets its end): only while it is still running, as a reaper
+        may have failed it meanwhile, and its end is written after."""
         Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
             stdout=stdout, stderr=stderr, power_samples=power_samples
         )
@@ -335,7 +344,7 @@ class Run(models.Model):
         parts = breakdown.of(outcome.measurements, self)
         self.sections, self.lines, self.measurement_notes = parts.sections, parts.lines, parts.notes
         self.finished_at = timezone.now()
-        self.save(update_fields=self.result_fields())
+        self.store(self.result_fields())
 
     # Written when the run is submitted or handed to a worker; never by its end.
     SUBMITTED_FIELDS = frozenset(
@@ -362,7 +371,27 @@ class Run(models.Model):
         self.status = self.Status.ERROR
         self.error = message
         self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "finished_at"])
+        self.store(["status", "error", "finished_at"])
+
+    def store(self, fields: list[str]) -> None:
+        """Save `fields` of a run's end: if the database is busy (locked past its
+        timeout, or its connection dropped) wait and try again, a while, rather than
+        lose what the run printed and measured."""
+        deadline = time.monotonic() + RESULT_WRITE_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                self.save(update_fields=fields)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "storing run %s failed (%s); trying again in %g s", self.public_id, exc, delay
+                )
+                connections[self._state.db or "default"].close()  # reopened by the next query
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def fail_orphaned(self) -> int:
         # Conditional update: the worker may have finished the run a moment ago.

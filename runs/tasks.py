@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.tasks import task
 from django.utils import timezone
 
@@ -205,6 +205,10 @@ def claim(run: Run, worker: str) -> bool:
     except IntegrityError:
         # Another run of this client is in flight (it goes first), or the web process
         # stopped waiting and stored this new run itself (its public id is taken).
+        return False
+    except (OperationalError, InterfaceError):
+        # The database is busy: not taken here (the sandbox is ended, nothing stored);
+        # the web process stores it, or answers that it could not.
         return False
     if taken:
         for name, value in claimed.items():

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError
 from django.db.models.functions import Substr
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -397,6 +398,27 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
         response = render(request, "runs/series.html#series", context, status=201)
         return push_url(response, series.get_absolute_url())
     return redirect(series)
+
+
+def database_busy(request: HtmxHttpRequest, message: str, retry_after: int) -> HttpResponse:
+    """The answer to a request the database could not serve (runs.middleware): a form's
+    code kept, as for any refusal; elsewhere (or if the form needs the database too)
+    the message alone."""
+    response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    try:
+        if request.method == "POST" and "code_a" in request.POST:
+            context = _compare_form_context() | {
+                "code_a": request.POST.get("code_a", "")[: settings.MAX_CODE_BYTES * 4],
+                "code_b": request.POST.get("code_b", "")[: settings.MAX_CODE_BYTES * 4],
+                "errors": [message],
+            }
+            response = render(request, "runs/compare.html", context, status=503)
+        elif request.method == "POST" and "code" in request.POST:
+            response = _refused(request, request.POST["code"], [message], 503)
+    except (OperationalError, InterfaceError):
+        pass  # the session, say: the message alone
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _over_limit(request: HtmxHttpRequest, code: str, refusal: limits.Refusal) -> HttpResponse:

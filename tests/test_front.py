@@ -230,16 +230,23 @@ def post_json(port: int, path: str, body: dict) -> tuple[int, dict]:
 
 def server_process(port: int, *words: str) -> psutil.Process:
     """The process of the server on `port` whose command line holds all `words`."""
-    serve = next(
-        p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"][-1:] == ["bin/serve"]
-        and f"127.0.0.1:{port}" in p.environ().get("BIND", "")
-    )  # fmt: skip
+    serve = next(p for p in psutil.process_iter(["cmdline"]) if _serves(p, port))
     for child in serve.children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if all(word in " ".join(child.cmdline()) for word in words):
                 return child
     every = [" ".join(c.cmdline()) for c in serve.children(recursive=True)]
     raise AssertionError(f"no {words} under bin/serve: {every}")
+
+
+def _serves(process: psutil.Process, port: int) -> bool:
+    """Whether `process` is the bin/serve on `port` (processes come and go meanwhile)."""
+    try:
+        return (process.info["cmdline"] or [])[-1:] == ["bin/serve"] and process.environ().get(
+            "BIND", ""
+        ).endswith(f":{port}")
+    except psutil.Error:
+        return False
 
 
 def test_a_killed_worker_is_replaced_while_the_site_keeps_serving(front):

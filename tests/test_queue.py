@@ -9,9 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
+import pytest
 from django.core.signals import request_finished
 from django.db import connections
 from django.http import JsonResponse
@@ -424,3 +426,99 @@ def test_a_worker_of_another_database_sharing_data_dir_takes_none_of_its_runs(
     start_worker()  # one of ours
     done = wait_for(lambda: finished(run))
     assert done.status == Run.Status.SUCCEEDED and done.stdout == "mine\n"
+
+
+LONG_OUTPUT_RUN = (
+    "import time\nfor i in range(2000):\n    print('line', i)\ntime.sleep(3)\nprint('end')\n"
+)
+
+
+@pytest.mark.skipif(
+    connections["default"].vendor != "sqlite", reason="an exclusive lock of the file: SQLite's"
+)
+def test_a_locked_database_costs_a_retry_not_data(start_worker):
+    start_worker()
+    run = Run.objects.submit(LONG_OUTPUT_RUN, client="203.0.113.44")
+    enqueue(run)
+    wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING)
+    locked = threading.Event()
+
+    def hold_the_lock() -> None:
+        # 25 s: past SQLite's busy timeout (20 s), so that a write waiting for it fails.
+        lock = sqlite3.connect(connections["default"].settings_dict["NAME"], isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(25)
+        lock.execute("COMMIT")
+        lock.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    locked.wait()
+    answers = {}
+
+    def submit(name: str, *args, **kwargs) -> None:
+        answers[name] = Client(REMOTE_ADDR="198.51.100.9").post(*args, **kwargs)
+        connections.close_all()
+
+    submissions = [
+        threading.Thread(
+            target=submit,
+            args=("api", "/api/runs", {"code": "print(1)"}),
+            kwargs={"content_type": "application/json"},
+        ),
+        threading.Thread(target=submit, args=("form", "/runs/new", {"code": "print('kept')"})),
+    ]
+    for thread in submissions:
+        thread.start()
+    for thread in submissions:
+        thread.join()
+    holder.join()
+    # Refused with a retry, nothing stored, the code kept; not a server error.
+    api, form = answers["api"], answers["form"]
+    assert api.status_code == 503 and api["Retry-After"] and "busy" in api.json()["error"]
+    assert form.status_code == 503 and form["Retry-After"]
+    assert "print(&#x27;kept&#x27;)" in form.text and "nothing was stored" in form.text
+    assert Run.objects.count() == 1
+    # The run that ended under the lock keeps all it printed and measured.
+    done = wait_for(lambda: finished(run), timeout=120)
+    assert done.status == Run.Status.SUCCEEDED, done.error
+    assert done.stdout.count("line ") == 2000 and done.stdout.endswith("end\n")
+    assert done.energy_kwh > 0 and done.cpu_seconds > 0
+
+
+@pytest.mark.skipif(
+    connections["default"].vendor != "postgresql", reason="a backend to terminate: PostgreSQL's"
+)
+def test_a_dropped_database_connection_costs_a_retry_not_data(start_worker):
+    start_worker()
+    run = Run.objects.submit(LONG_OUTPUT_RUN, client="203.0.113.45")
+    enqueue(run)
+    wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING)
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    done = wait_for(lambda: finished(run), timeout=120)
+    assert done.status == Run.Status.SUCCEEDED, done.error
+    assert done.stdout.count("line ") == 2000 and done.stdout.endswith("end\n")
+    # A request whose connection was dropped: a retry, not a server error; the next
+    # one opens a new connection.
+    import psycopg
+
+    mine = connections["default"]
+    with mine.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    settings_dict = mine.settings_dict
+    with psycopg.connect(
+        dbname=settings_dict["NAME"], user=settings_dict["USER"],
+        host=settings_dict["HOST"] or "localhost", port=settings_dict["PORT"] or 5432,
+        autocommit=True,
+    ) as other:  # fmt: skip
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    refused = Client().post("/api/runs", {"code": "print(1)"}, content_type="application/json")
+    assert refused.status_code == 503 and refused["Retry-After"], refused.content
+    mine.close()
+    assert Client().get(done.get_absolute_url()).status_code == 200
