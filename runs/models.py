@@ -779,10 +779,8 @@ class Series(models.Model):
         """A comparison that runs until clear stops: with the repeatability of its hosts
         as it was then, which its page keeps showing."""
         now = timezone.now()
-        hosts = self.runs.values_list("provenance__host", flat=True).distinct()
-        spreads = [ControlRun.objects.repeatability(host, at=now) for host in hosts if host]
         self.finished_at, self.stop_reason = now, reason[:300]
-        self.host_repeatability = [spread.as_dict() for spread in spreads if spread]
+        self.host_repeatability = [spread.as_dict() for spread in self._host_spreads_at(now)]
         Series.objects.filter(pk=self.pk, finished_at__isnull=True).update(
             finished_at=self.finished_at,
             stop_reason=self.stop_reason,
@@ -850,6 +848,15 @@ class Series(models.Model):
         a, b = variants["A"]["measured"], variants["B"]["measured"]
         return [(a[k], b[k]) for k in sorted(a.keys() & b.keys()) if k <= look]
 
+    @classmethod
+    def _energy_pairs(cls, variants: dict, look: int) -> list[tuple[float, float]]:
+        """The headline's figures of each pair up to `look`: what the verdict tests."""
+        field = HEADLINE.field
+        return [
+            (getattr(a, field) or 0.0, getattr(b, field) or 0.0)
+            for a, b in cls._pairs(variants, look)
+        ]
+
     def _comparisons(self, variants: dict, look: int, is_over: bool) -> dict:
         """B against A at the last completed look: the headline's decision (which says
         when a comparison that runs until clear stops) and every compared figure, each
@@ -861,8 +868,7 @@ class Series(models.Model):
         pairs = self._pairs(variants, look)
         decision = None
         if look:
-            energies = [(a.energy_kwh or 0.0, b.energy_kwh or 0.0) for a, b in pairs]
-            decision = stats.decide(energies, look, self.pair_cap)
+            decision = stats.decide(self._energy_pairs(variants, look), look, self.pair_cap)
             if is_over and decision.outcome == stats.CONTINUE:
                 # Stopped before it was clear (failed runs, a limit): not settled.
                 decision = dataclasses.replace(decision, outcome=stats.UNSETTLED)
@@ -916,10 +922,7 @@ class Series(models.Model):
         """Where the pairs themselves make the verdict fragile: the difference moved
         while the comparison ran, or many pairs point the other way."""
         decision = results["decision"]
-        pairs = [
-            (a.energy_kwh or 0.0, b.energy_kwh or 0.0)
-            for a, b in self._pairs(results["variants"], results["look"])
-        ]
+        pairs = self._energy_pairs(results["variants"], results["look"])
         found = []
         moved = stats.drift(pairs)
         if moved:
@@ -981,13 +984,17 @@ class Series(models.Model):
                 )
         return f"{rests}; time is shown below for comparison."
 
-    def host_spreads(self, runs: list[Run]) -> list[Repeatability]:
+    def host_spreads(self) -> list[Repeatability]:
         """The repeatability of the hosts this ran on: as it was when it stopped, or,
         while it runs, as it is now."""
         if self.host_repeatability is not None:
             return [Repeatability.from_dict(stored) for stored in self.host_repeatability]
-        hosts = sorted({r.provenance.get("host") for r in runs if r.provenance.get("host")})
-        return [s for host in hosts if (s := ControlRun.objects.repeatability(host))]
+        return self._host_spreads_at(timezone.now())
+
+    def _host_spreads_at(self, moment: datetime) -> list[Repeatability]:
+        hosts = self.runs.values_list("provenance__host", flat=True).distinct()
+        spreads = [ControlRun.objects.repeatability(host, at=moment) for host in hosts if host]
+        return [spread for spread in spreads if spread]
 
     def as_dict(self) -> dict:
         """The JSON export of a series: its runs, summaries and comparison."""
@@ -1008,7 +1015,7 @@ class Series(models.Model):
             "code": {v: self.code_of(v) for v in self.variants},
             "finished": results["finished"],
             "total": results["total"],
-            "host_repeatability": [spread.as_dict() for spread in self.host_spreads(runs)],
+            "host_repeatability": [spread.as_dict() for spread in self.host_spreads()],
             "summary": {
                 v: {
                     name: summary(results["variants"][v][name])

@@ -44,6 +44,8 @@ from .models import (
 from .tasks import enqueue, store_and_enqueue
 
 HISTORY_PAGE_SIZE = 25
+# What the pages say of how a comparison runs until clear.
+STOPPING_RULE = {"round_pairs": stats.ROUND_PAIRS, "margin": stats.EQUIVALENCE_MARGIN}
 MAX_HISTORY_PAGE = 1000
 
 
@@ -302,8 +304,7 @@ def methodology(request: HttpRequest) -> HttpResponse:
         "control_interval": settings.CONTROL_INTERVAL_SECONDS,
         "repeatability_runs": REPEATABILITY_RUNS,
         "repeatability_hours": round(REPEATABILITY_MAX_AGE.total_seconds() / 3600),
-        "round_pairs": stats.ROUND_PAIRS,
-        "margin": stats.EQUIVALENCE_MARGIN,
+        **STOPPING_RULE,
         "nominal_levels": sorted(stats.NOMINAL_LEVELS.items()),
         "default_watts_per_thread": measure.codecarbon_default_watts_per_thread(),
     }
@@ -353,13 +354,12 @@ def _series_context(series: Series) -> dict:
         "warnings": results["warnings"],
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
-        "host_spreads": series.host_spreads(runs),
+        "host_spreads": series.host_spreads(),
     }
     if series.kind == Series.Kind.COMPARE:
         context["decision"] = results["decision"]
-        context["round_pairs"] = stats.ROUND_PAIRS
+        context |= STOPPING_RULE
         context["max_diff_lines"] = diffs.MAX_LINES
-        context["margin"] = stats.EQUIVALENCE_MARGIN
         context["headline"] = series.headline(results)
         context["basis"] = series.basis(results, runs)
         context["breakdown"] = [
@@ -449,8 +449,7 @@ def _compare_form_context() -> dict:
     return {
         "repetitions": MAX_REPETITIONS,  # runs until clear, at most this many pairs
         "max_repetitions": MAX_REPETITIONS,
-        "round_pairs": stats.ROUND_PAIRS,
-        "margin_percent": round(stats.EQUIVALENCE_MARGIN * 100),
+        **STOPPING_RULE,
     }
 
 

@@ -433,14 +433,20 @@ LONG_OUTPUT_RUN = (
 )
 
 
-@pytest.mark.skipif(
-    connections["default"].vendor != "sqlite", reason="an exclusive lock of the file: SQLite's"
-)
-def test_a_locked_database_costs_a_retry_not_data(start_worker):
+def long_output_run_running(start_worker) -> Run:
+    """A run that prints 2,000 lines then waits 3 s, started by a real worker."""
     start_worker()
     run = Run.objects.submit(LONG_OUTPUT_RUN, client="203.0.113.44")
     enqueue(run)
     wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING)
+    return run
+
+
+@pytest.mark.skipif(
+    connections["default"].vendor != "sqlite", reason="an exclusive lock of the file: SQLite's"
+)
+def test_a_locked_database_costs_a_retry_not_data(start_worker):
+    run = long_output_run_running(start_worker)
     locked = threading.Event()
 
     def hold_the_lock() -> None:
@@ -491,10 +497,7 @@ def test_a_locked_database_costs_a_retry_not_data(start_worker):
     connections["default"].vendor != "postgresql", reason="a backend to terminate: PostgreSQL's"
 )
 def test_a_dropped_database_connection_costs_a_retry_not_data(start_worker):
-    start_worker()
-    run = Run.objects.submit(LONG_OUTPUT_RUN, client="203.0.113.45")
-    enqueue(run)
-    wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING)
+    run = long_output_run_running(start_worker)
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
