@@ -51,7 +51,9 @@ class Heartbeat(threading.Thread):
         while not self.stopped.wait(settings.WORKER_HEARTBEAT_SECONDS):
             try:
                 self.worker.beat()
-                Run.objects.fail_orphans()
+                # Never this process's own runs: after a database lock its last beat
+                # may look stale, yet it is plainly alive and storing them.
+                Run.objects.exclude(worker=self.worker.name).fail_orphans()
                 cgroups.sweep_orphans()
             except Exception:
                 logger.exception("heartbeat failed; retrying")
