@@ -373,9 +373,10 @@ PROFILE_HEADER = "Stack (most recent call first):"  # how faulthandler starts a 
 # waking for each would take CPU from the snippet.
 PROFILE_BATCH_SECONDS = 0.02
 PIPE_BYTES = 1 << 20  # the most an unprivileged process may give a pipe
-# More section events than this at once were not waited for: a snippet following the
-# protocol has at most one in flight per thread.
+# More section events (or unread answers) than this at once were not waited for: a
+# snippet following the protocol has at most one in flight per thread.
 MAX_EVENTS_AT_ONCE = 64
+FIONREAD = 0x541B  # bytes waiting in a pipe, asked of either end
 MAX_SECTIONS = 100
 MAX_DEPTH = 50
 MAX_REPORTED_LINES = 500
@@ -429,6 +430,10 @@ class Measure:
                     self.event(line.decode("utf-8", "replace"), wall, cpu)
             try:
                 os.write(acks, ACK * len(lines))
+                # A snippet that waits for its answers leaves one unread per thread at
+                # most; more piling up means events sent past the protocol.
+                unread = fcntl.ioctl(acks, FIONREAD, bytes(4))
+                self.unsynchronized = int.from_bytes(unread, sys.byteorder) > MAX_EVENTS_AT_ONCE
             except OSError:
                 self.unsynchronized = True  # answers piled up unread: nobody waited
         if self.unsynchronized:
