@@ -7,15 +7,21 @@ own SQLite database (var/bench-served.sqlite3), then measures:
 - in Chromium, Ctrl+Enter to the finished result of print('hi'), and to the first
   output line of a snippet that prints at once and then works for 2 s (both timed in
   the page, from the key press to the result on screen), and whether any run showed
-  "Queued" on the way.
+  "Queued" on the way;
+- a run printing at the output cap, polled as its page polls it: the database bytes
+  its worker writes, and the bytes each poll sends with `?since=` and without;
+- /healthz while 16 clients fetch the largest comparison page at once.
 """
 
 import http.client
 import json
 import os
+import random
+import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +32,7 @@ os.environ["DATABASE_URL"] = f"sqlite:///{DB}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
 
 import django  # noqa: E402
+import psutil  # noqa: E402
 
 django.setup()
 
@@ -88,6 +95,123 @@ def bench_post_run(port: int, n: int = 60) -> None:
     line("POST /run / bare python (medians)", f"{ratio:.2f}x", "<= 1.0x", ratio <= 1.0)
 
 
+PRINTING_SECONDS = 8  # within the default time limit
+
+
+def worker_of(server: subprocess.Popen) -> psutil.Process:
+    for process in psutil.Process(server.pid).children(recursive=True):
+        if "worker" in process.cmdline():
+            return process
+    raise RuntimeError("bin/serve started no worker")
+
+
+def bench_live_progress(port: int, server: subprocess.Popen) -> None:
+    """A run printing 90% of the output cap, polled as its page polls it: what the
+    worker writes to the database (SQLite: the bytes it hands to write(2), pages and
+    journal included), and what each poll sends, with `?since=` and without (the whole
+    run, as every poll sent before polls were incremental)."""
+    lines = settings.SANDBOX_OUTPUT_BYTES * 9 // 10 // 100
+    code = (
+        f"import time\nfor i in range({lines}):\n    print('x' * 99, flush=True)\n"
+        f"    time.sleep({PRINTING_SECONDS} / {lines})\n"
+    )
+    print(f"Live progress of a run printing {lines * 100 // 1024} KiB over {PRINTING_SECONDS} s")
+    worker = worker_of(server)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def get(path: str, headers: dict | None = None) -> bytes:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200, (response.status, body[:200])
+        return body
+
+    connection.request(
+        "POST", "/api/runs", json.dumps({"code": code}), {"Content-Type": "application/json"}
+    )
+    run = json.loads(connection.getresponse().read())
+    api, page = f"/api/runs/{run['id']}", f"/runs/{run['id']}/"
+    while json.loads(get(api))["status"] == "queued":
+        time.sleep(0.01)
+    written, start = worker.io_counters().write_chars, time.monotonic()
+    since, incremental, whole = "0.0", [], []
+    while True:
+        fragment = get(f"{page}?since={since}", {"HX-Request": "true"})
+        found = re.search(rb"\?since=([0-9.]+)", fragment)
+        if found is None:  # over: the whole run came back, and nothing polls any more
+            break
+        incremental.append(len(fragment))
+        since = found.group(1).decode()
+        whole.append(len(get(page, {"HX-Request": "true"})))
+        time.sleep(0.5)
+    written, elapsed = worker.io_counters().write_chars - written, time.monotonic() - start
+    printed = len(json.loads(get(api))["stdout"])
+    connection.close()
+    print(
+        f"  {len(incremental)} polls; the worker wrote {written / 1024:,.0f} KiB to the "
+        f"database in {elapsed:.1f} s ({written / elapsed / 1024:,.0f} KiB/s) for "
+        f"{printed / 1024:,.0f} KiB printed"
+    )
+    print(
+        f"  bytes per poll, median: {statistics.median(incremental):,.0f} with ?since=, "
+        f"{statistics.median(whole):,.0f} whole; the last poll: {incremental[-1]:,} against "
+        f"{whole[-1]:,}"
+    )
+    line(
+        "database bytes written / bytes printed",
+        f"{written / printed:.1f}",
+        "<= 4",
+        written / printed <= 4,
+    )
+    ratio = sum(incremental) / sum(whole)
+    line("bytes sent by polls, ?since= / whole run", f"{ratio:.3f}", "<= 0.1", ratio <= 0.1)
+
+
+def bench_comparison_page_under_load(port: int) -> None:
+    """The largest comparison a client can make (two 4,000-line snippets of few
+    distinct lines, the worst case of matching them) fetched by 16 clients at once,
+    while another asks /healthz."""
+    from runs.models import Series
+
+    rng = random.Random(1)
+    long_a, long_b = ("".join(f"{rng.choice('abc')}\n" for _ in range(4000)) for _ in "ab")
+    url = Series.objects.submit(Series.Kind.COMPARE, [long_a, long_b], 5).get_absolute_url()
+    print("16 concurrent GETs of a comparison of two 4,000-line snippets, through gunicorn")
+
+    def fetch(times: list[float]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(5):
+            start = time.perf_counter()
+            connection.request("GET", url)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+            times.append(time.perf_counter() - start)
+        connection.close()
+
+    pages: list[float] = []
+    clients = [threading.Thread(target=fetch, args=(pages,)) for _ in range(16)]
+    for client in clients:
+        client.start()
+    health = []
+    while any(client.is_alive() for client in clients):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        start = time.perf_counter()
+        connection.request("GET", "/healthz")
+        connection.getresponse().read()
+        health.append(time.perf_counter() - start)
+        connection.close()
+        time.sleep(0.05)
+    for client in clients:
+        client.join()
+    print(
+        f"  {len(pages)} pages, median {statistics.median(pages) * 1000:.0f} ms; "
+        f"{len(health)} /healthz meanwhile, median {statistics.median(health) * 1000:.0f} ms"
+    )
+    slowest = max(health)
+    line("slowest /healthz during them", f"{slowest * 1000:.0f} ms", "< 1000 ms", slowest < 1)
+
+
 def timed_presses(page, site: str, codes: list[str], selector: str) -> list[dict]:
     results = []
     for code in codes:
@@ -147,7 +271,11 @@ def main() -> None:
     try:
         bench_post_run(port)
         print()
+        bench_live_progress(port, server)
+        print()
         bench_browser(port)
+        print()
+        bench_comparison_page_under_load(port)
     finally:
         stop_server(server)
 

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import limits, waiting
 from .clients import client_of
-from .models import ControlRun, Run, Worker
+from .models import ControlRun, Offsets, Run, Worker
 from .tasks import store_and_enqueue
 
 # A JSON body holds one snippet: its largest escaped form and some room. Bodies past
@@ -156,7 +156,12 @@ def detail(request: HttpRequest, public_id: str) -> JsonResponse:
         found = Run.objects.get(public_id=uuid.UUID(public_id))
     except (ValueError, Run.DoesNotExist):
         return json_error("No such run.", 404)
-    return JsonResponse(found.as_dict())
+    # `?since=` (the last answer's `since`): stdout and stderr hold only what follows.
+    seen = Offsets.parse(request.GET.get("since"))
+    if seen is None and "since" in request.GET:
+        return json_error("since must be two offsets, as in a previous answer's since.", 400)
+    found.stdout, found.stderr, since = found.output_after(seen or Offsets())
+    return JsonResponse(found.as_dict() | {"since": str(since)})
 
 
 @never_cache

@@ -18,7 +18,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from . import cgroups, measure, sandbox, wakeup
-from .models import CONTROL_RUNS_KEPT, Baseline, ControlRun, Run, Worker
+from .models import CONTROL_RUNS_KEPT, Baseline, ControlRun, OutputChunk, Run, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,23 @@ class _ProgressWriter(threading.Thread):
         self.changed = threading.Condition()
         self.latest: tuple | None = None
         self.stopped = False
+        self.written = {stream: 0 for stream in OutputChunk.Stream}  # characters
+
+    def record(self, stdout: str, stderr: str, samples: list) -> bool:
+        """Append what is new since the last write (all of it if that write failed)."""
+        appended = [
+            OutputChunk(run_id=self.of.pk, stream=stream, start=start, end=len(text), text=new)
+            for stream, text in (
+                (OutputChunk.Stream.STDOUT, stdout),
+                (OutputChunk.Stream.STDERR, stderr),
+            )
+            if (new := text[(start := self.written[stream]) :])
+        ]
+        if not self.of.record_progress(appended, samples):
+            return False
+        for chunk in appended:
+            self.written[chunk.stream] = chunk.end
+        return True
 
     def submit(self, stdout: str, stderr: str, samples: list) -> None:
         with self.changed:
@@ -183,7 +200,8 @@ class _ProgressWriter(threading.Thread):
                         return
                     latest, self.latest = self.latest, None
                 try:
-                    self.of.record_progress(*latest)
+                    if not self.record(*latest):
+                        return  # no longer running: its end or a reaper has the row
                 except (OperationalError, InterfaceError) as exc:
                     logger.warning("progress of run %s not written: %s", self.of.public_id, exc)
                     connection.close()  # this thread's: reopened by the next write

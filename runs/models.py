@@ -301,13 +301,38 @@ class Run(models.Model):
         self.worker = worker
         self.save(update_fields=["status", "started_at", "worker"])
 
-    def record_progress(self, stdout: str, stderr: str, power_samples: list) -> None:
-        """Write what a running run has shown so far, to its row only (this object is
-        its worker's, which sets its end): only while it is still running, as a reaper
-        may have failed it meanwhile, and its end is written after."""
-        Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
-            stdout=stdout, stderr=stderr, power_samples=power_samples
-        )
+    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> bool:
+        """Append what a running run has printed since the last call, and its power
+        samples so far (a few per second of its limit); False once it is no longer
+        running (a reaper failed it, or its end is written), when nothing is written.
+        This object is its worker's, which sets its end: the row is not saved whole."""
+        with transaction.atomic(using=self._state.db):
+            # The row's lock orders this against the run's end (Run.store): chunks are
+            # never added after the end has gathered them.
+            if not Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                power_samples=power_samples
+            ):
+                return False
+            OutputChunk.objects.bulk_create(appended)
+        return True
+
+    def output_after(self, seen: Offsets) -> tuple[str, str, Offsets]:
+        """What a viewer who has seen `seen` of each stream has not: from the run's
+        chunks while it runs, from its row once it is over."""
+        if self.status == self.Status.QUEUED:
+            return "", "", seen
+        if self.status != self.Status.RUNNING:
+            out, err = self.stdout, self.stderr
+            return out[seen.stdout :], err[seen.stderr :], Offsets(len(out), len(err))
+        new = {"stdout": [], "stderr": []}
+        ends = seen._asdict()
+        for chunk in self.output_chunks.filter(
+            models.Q(stream="stdout", end__gt=seen.stdout)
+            | models.Q(stream="stderr", end__gt=seen.stderr)
+        ).order_by("stream", "start"):
+            new[chunk.stream].append(chunk.text[max(ends[chunk.stream] - chunk.start, 0) :])
+            ends[chunk.stream] = chunk.end
+        return "".join(new["stdout"]), "".join(new["stderr"]), Offsets(**ends)
 
     def finish(self, outcome: Outcome, figures: Figures | None) -> None:
         """Store the sandbox's outcome and the measured figures, and settle the status.
@@ -368,10 +393,11 @@ class Run(models.Model):
         self._state.db = stored._state.db or self._state.db  # a row sent over: no db
 
     def fail(self, message: str) -> None:
+        self.stdout, self.stderr, _ = self.output_after(Offsets())  # what it printed
         self.status = self.Status.ERROR
         self.error = message
         self.finished_at = timezone.now()
-        self.store(["status", "error", "finished_at"])
+        self.store(["status", "error", "finished_at", "stdout", "stderr"])
 
     def store(self, fields: list[str]) -> None:
         """Save `fields` of a run's end: if the database is busy (locked past its
@@ -381,7 +407,10 @@ class Run(models.Model):
         delay = 0.5
         while True:
             try:
-                self.save(update_fields=fields)
+                with transaction.atomic(using=self._state.db):
+                    self.save(update_fields=fields)
+                    # Its output is in the row now (gathered once, here at its end).
+                    OutputChunk.objects.filter(run_id=self.pk).delete()
                 return
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + delay > deadline:
@@ -394,13 +423,21 @@ class Run(models.Model):
                 delay = min(delay * 2, 5.0)
 
     def fail_orphaned(self) -> int:
-        # Conditional update: the worker may have finished the run a moment ago.
-        return Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
-            status=self.Status.ERROR,
-            error="The worker running this snippet stopped (killed or restarted) "
-            "before it finished. Run it again.",
-            finished_at=timezone.now(),
-        )
+        with transaction.atomic(using=self._state.db):
+            # Conditional update: the worker may have finished the run a moment ago.
+            if not Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                status=self.Status.ERROR,
+                error="The worker running this snippet stopped (killed or restarted) "
+                "before it finished. Run it again.",
+                finished_at=timezone.now(),
+            ):
+                return 0
+            # What it printed before its worker died stays with it.
+            self.status = self.Status.RUNNING
+            stdout, stderr, _ = self.output_after(Offsets())
+            Run.objects.filter(pk=self.pk).update(stdout=stdout, stderr=stderr)
+            OutputChunk.objects.filter(run_id=self.pk).delete()
+        return 1
 
     def as_dict(self) -> dict:
         """The JSON contract shared by `runsnippet --json` and the API."""
@@ -448,6 +485,52 @@ class Run(models.Model):
             "repetition": self.repetition,
             "created_at": self.created_at.isoformat(),
         }
+
+
+class Offsets(NamedTuple):
+    """How much of each output stream a viewer has seen, in characters; in a URL,
+    `?since=<stdout>.<stderr>`."""
+
+    stdout: int = 0
+    stderr: int = 0
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Offsets | None:
+        """The offsets a poll sent, or None for none or nonsense (sent whole then)."""
+        try:
+            stdout, stderr = (int(part) for part in (raw or "").split("."))
+        except ValueError:
+            return None
+        return cls(stdout, stderr) if stdout >= 0 and stderr >= 0 else None
+
+    def __str__(self) -> str:
+        return f"{self.stdout}.{self.stderr}"
+
+
+class OutputChunk(models.Model):
+    """What a running run printed between two of its worker's progress writes: output
+    is appended as it comes instead of rewritten whole, polls read only the chunks past
+    what their viewer has seen, and the run's end gathers them into its row (and
+    deletes them). Characters `start` to `end` of the stream, as the sandbox decoded it."""
+
+    class Stream(models.TextChoices):
+        STDOUT = "stdout"
+        STDERR = "stderr"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="output_chunks")
+    stream = models.CharField(max_length=6, choices=Stream)
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        indexes = [
+            # A poll: WHERE run = ? AND stream = ? AND end > (what its viewer has seen).
+            models.Index(fields=["run", "stream", "end"], name="output_chunk_poll_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.start}–{self.end} of run {self.run_id}"
 
 
 def failure_message(exit_code: int | None, stderr: str) -> str:

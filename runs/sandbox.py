@@ -15,6 +15,7 @@ snippet runs and one `Outcome` at the end.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import dataclasses
@@ -170,9 +171,13 @@ class _Stream:
             self.truncated = True
         return self.truncated
 
-    def text(self) -> str:
+    def text(self, final: bool = True) -> str:
+        """The output as text; while it runs (`final=False`) without a character cut
+        in two at its end, so that each text is the start of the next (progress is
+        appended: runs.models.OutputChunk)."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # NUL cannot be stored in PostgreSQL text; show it as the replacement mark.
-        return self.data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        return decoder.decode(self.data, final=final).replace("\x00", "\ufffd")
 
 
 def _account() -> tuple[int, int] | None:
@@ -941,7 +946,7 @@ class _Watch:
             if on_tick and now >= next_tick:
                 next_tick = now + tick_seconds
                 cpu = max(self._cpu_seconds() - self.cpu_before_code, 0.0)
-                on_tick(Tick(now - started, cpu, memory, stdout.text(), stderr.text()))
+                on_tick(Tick(now - started, cpu, memory, stdout.text(False), stderr.text(False)))
             timeout = max(0.0, min(deadline, next_check, next_tick) - now)
             if not any(fd in selector.get_map() for fd in streams):
                 # Both pipes closed: the sandbox is exiting; bubblewrap follows its

@@ -36,6 +36,7 @@ from .models import (
     UNSTABLE_HOST_CV,
     Baseline,
     ControlRun,
+    Offsets,
     Run,
     Series,
     Worker,
@@ -59,10 +60,18 @@ def _session_key(request: HttpRequest) -> str:
     return request.session.session_key
 
 
-def _run_context(run: Run) -> dict:
+def _run_context(run: Run, seen: Offsets | None = None) -> dict:
+    """What the run's page or fragment shows: its whole output so far, or (`seen`)
+    only what a poll has not seen yet, as `new_stdout` and `new_stderr`."""
+    new_stdout, new_stderr, since = run.output_after(seen or Offsets())
+    if seen is None:
+        run.stdout, run.stderr = new_stdout, new_stderr  # a running run's, from its chunks
     position = run.queue_position()
     context = {
         "run": run,
+        "since": since,
+        "new_stdout": new_stdout,
+        "new_stderr": new_stderr,
         "chart": charts.power_chart(run.power_samples, run.duration_s),
         "queue_position": position,
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
@@ -198,8 +207,16 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     # A poll is how a user notices a dead worker soonest: check this run now.
     if run.status == Run.Status.RUNNING and Run.objects.filter(pk=run.pk).fail_orphans():
         run.refresh_from_db()
+    seen = Offsets.parse(request.GET.get("since"))
+    if request.htmx and seen is not None and run.status == Run.Status.RUNNING:
+        # A running run's poll: only what this viewer has not seen yet.
+        return render(request, "runs/detail.html#progress", _run_context(run, seen))
     if request.htmx:
-        return render(request, "runs/detail.html#run", _run_context(run))
+        response = render(request, "runs/detail.html#run", _run_context(run))
+        if "since" in request.GET:  # the poller asked: the whole run replaces its section
+            retarget(response, f"#run-{run.public_id}")
+            reswap(response, "outerHTML")
+        return response
     context = _run_context(run)
     context |= _editor_context(
         request, run.code, error_line=run.failing_line, chosen_grid=context["grid"].key
@@ -539,6 +556,7 @@ def _download(data: dict, filename: str) -> JsonResponse:
 @require_GET
 def run_export(request: HttpRequest, public_id) -> JsonResponse:
     run = get_object_or_404(Run, public_id=public_id)
+    run.stdout, run.stderr, _ = run.output_after(Offsets())  # a running run's so far
     return _download(run.as_dict(), f"run-{run.public_id}.json")
 
 

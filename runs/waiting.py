@@ -22,7 +22,7 @@ from django.core.signals import request_finished
 from django.dispatch import receiver
 
 from . import handoff, tasks, wakeup
-from .models import Run
+from .models import OutputChunk, Run
 
 FALLBACK_POLL_SECONDS = 0.2
 
@@ -105,4 +105,6 @@ def _poll(run: Run, deadline: float, until_output: bool) -> bool:
 def _settled(run: Run, until_output: bool) -> bool:
     # The whole row, one query: the caller answers with it.
     run.refresh_from_db()
-    return run.is_over or (until_output and run.stdout != "")
+    if run.is_over or not until_output:
+        return run.is_over
+    return run.output_chunks.filter(stream=OutputChunk.Stream.STDOUT).exists()

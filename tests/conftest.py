@@ -12,7 +12,7 @@ from django.conf import settings
 from playwright.sync_api import sync_playwright
 
 from runs import execution, sandbox, tasks
-from runs.models import Run, Series, Worker
+from runs.models import Offsets, Run, Series, Worker
 from runs.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +127,13 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def printed(run: Run) -> str:
+    """What a run has printed so far, as its page shows it (while it runs, from the
+    chunks its worker appends)."""
+    run = Run.objects.filter(pk=run.pk).first()
+    return run.output_after(Offsets())[0] if run else ""
 
 
 class WorkerProcess:

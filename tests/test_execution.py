@@ -12,7 +12,7 @@ from django.db import connections
 from runs import breakdown, charts, execution, failures, measure, sandbox, tasks
 from runs.models import ControlRun, Run, Series
 
-from .conftest import execute, host_hardware, run_series, sandbox_processes, wait_for
+from .conftest import execute, host_hardware, printed, run_series, sandbox_processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -377,7 +377,7 @@ def test_a_run_deleted_while_it_runs_ends_quietly_and_leaves_nothing(caplog):
     run = Run.objects.submit("import time\nprint('started', flush=True)\ntime.sleep(1)")
 
     def delete_once_started():
-        wait_for(lambda: Run.objects.filter(pk=run.pk, stdout="started\n").exists())
+        wait_for(lambda: printed(run) == "started\n")
         Run.objects.filter(pk=run.pk).delete()  # as the admin's delete action does
         connections.close_all()
 

@@ -7,7 +7,7 @@ from django_tasks_db.models import DBTaskResult
 from runs.models import Baseline, Run
 from runs.tasks import enqueue
 
-from .conftest import finished, wait_for
+from .conftest import finished, printed, wait_for
 
 
 def submit(code: str, client: str) -> Run:
@@ -45,7 +45,7 @@ def test_two_hosts_share_the_queue_fairly_and_cover_for_each_other(start_worker)
 
     # The host running a run dies: the other finds the run, fails it, and goes on.
     stuck = submit("import time\nprint('working', flush=True)\ntime.sleep(60)", "10.0.0.3")
-    wait_for(lambda: Run.objects.get(pk=stuck.pk).stdout == "working\n")
+    wait_for(lambda: printed(stuck) == "working\n")
     running_on = Run.objects.get(pk=stuck.pk).worker.split(":")[0]
     survivor = {"host-a": "host-b", "host-b": "host-a"}[running_on]
     workers[running_on].kill()

@@ -25,7 +25,7 @@ from runs import handoff, rendezvous, waiting, wakeup
 from runs.models import Run
 from runs.tasks import enqueue, row_of, run_of, store_and_enqueue
 
-from .conftest import ROOT, database_url, finished, sandbox_processes, wait_for
+from .conftest import ROOT, database_url, finished, printed, sandbox_processes, wait_for
 
 
 def submit(code: str, **fields) -> Run:
@@ -97,7 +97,7 @@ def test_a_request_following_a_worker_that_dies_answers_at_its_deadline(start_wo
 
     request = threading.Thread(target=post)
     request.start()
-    run = wait_for(lambda: Run.objects.filter(stdout="working\n").first())
+    run = wait_for(lambda: Run.objects.filter(output_chunks__text="working\n").first())
     worker.kill()
     request.join(timeout=30)
     assert not request.is_alive(), "the request still waits for a dead worker"
@@ -229,7 +229,7 @@ def test_a_busy_worker_takes_no_hand_over_and_the_queue_carries_the_run(start_wo
     start_worker()
     wait_for(lambda: len(listening_workers()) == 1)
     busy = submit("import time\nprint('busy', flush=True)\ntime.sleep(1)", client="a")
-    wait_for(lambda: Run.objects.get(pk=busy.pk).stdout == "busy\n")
+    wait_for(lambda: printed(busy) == "busy\n")
     assert listening_workers() == [], "a busy worker listens for hand-overs"
     offered = row_of(Run.objects.submit("print(1)", client="b"))
     assert handoff.offer(offered) is None, "a busy worker took a hand-over"
@@ -249,7 +249,7 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
     start_worker()
     wait_for(lambda: len(listening_workers()) == 2)
     first = submit("import time\nprint('first', flush=True)\ntime.sleep(1)", client="a")
-    wait_for(lambda: Run.objects.get(pk=first.pk).stdout == "first\n")
+    wait_for(lambda: printed(first) == "first\n")
     assert len(listening_workers()) == 1, "no idle worker is offered the second run"
     second = store_and_enqueue(Run.objects.new("print('second')", client="a"))
     assert Run.objects.filter(public_id=second.public_id).count() == 1
@@ -261,7 +261,7 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
 def test_a_worker_killed_mid_run_leaves_its_run_error_not_running(start_worker, settings):
     worker = start_worker()
     run = submit("import time\nprint('working', flush=True)\ntime.sleep(60)")
-    wait_for(lambda: Run.objects.get(pk=run.pk).stdout == "working\n")
+    wait_for(lambda: printed(run) == "working\n")
 
     worker.kill()
 
@@ -276,6 +276,8 @@ def test_a_worker_killed_mid_run_leaves_its_run_error_not_running(start_worker, 
     assert run.status == Run.Status.ERROR
     assert "worker running this snippet stopped" in run.error
     assert run.finished_at is not None
+    # What it printed before its worker died is kept, in its row.
+    assert run.stdout == "working\n" and not run.output_chunks.exists()
     # bubblewrap's --die-with-parent took the snippet down with its worker.
     wait_for(lambda: sandbox_processes() == [], timeout=5)
 
@@ -440,6 +442,54 @@ def long_output_run_running(start_worker) -> Run:
     enqueue(run)
     wait_for(lambda: Run.objects.get(pk=run.pk).status == Run.Status.RUNNING)
     return run
+
+
+LIVE_OUTPUT_RUN = """import sys, time
+for i in range(12):
+    print('line', i, 'é' * i, flush=True)
+    time.sleep(0.1)
+sys.stdout.buffer.write(b'split \\xc3'); sys.stdout.flush()  # é cut in two
+time.sleep(1.2)  # past a progress write or two
+sys.stdout.buffer.write(b'\\xa9 whole\\n'); sys.stdout.flush()
+print('to stderr', file=sys.stderr)
+"""
+
+
+def test_live_output_is_appended_once_and_read_from_where_each_viewer_was(start_worker):
+    start_worker()
+    run = submit(LIVE_OUTPUT_RUN)
+    api = Client()
+    since, seen, polls_while_running = "0.0", {"stdout": "", "stderr": ""}, 0
+    while True:
+        answer = api.get(f"/api/runs/{run.public_id}?since={since}").json()
+        for stream in seen:
+            seen[stream] += answer[stream]
+        since = answer["since"]
+        if answer["status"] not in ("queued", "running"):
+            break
+        if answer["status"] == "running":
+            polls_while_running += 1
+            # Appended, each character once: chunks follow each other with no overlap,
+            # and the run's own row is not rewritten with its output meanwhile.
+            for stream in seen:
+                spans = list(
+                    run.output_chunks.filter(stream=stream)
+                    .order_by("start")
+                    .values_list("start", "end")
+                )
+                starts = [start for start, _ in spans]
+                assert starts == [0, *(end for _, end in spans[:-1])][: len(spans)]
+            assert Run.objects.values_list("stdout", flat=True).get(pk=run.pk) == ""
+        time.sleep(0.1)
+    done = finished(run)
+    assert done.status == Run.Status.SUCCEEDED, done.error
+    assert polls_while_running >= 5
+    # The polls, put end to end, are the run's output exactly: a character cut in two
+    # by a progress write waited for its second half instead of showing as "\ufffd".
+    assert seen == {"stdout": done.stdout, "stderr": done.stderr}
+    assert "split é whole\n" in done.stdout and "\ufffd" not in done.stdout
+    assert done.stderr == "to stderr\n"
+    assert not done.output_chunks.exists()  # gathered into the row at the end
 
 
 @pytest.mark.skipif(

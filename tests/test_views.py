@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import formatting, measure, sandbox, stats
+from runs import execution, formatting, measure, sandbox, stats
 from runs.models import Baseline, Run, Series, Worker
 
 from .factories import finished_run
@@ -149,12 +149,22 @@ def test_run_fragment_for_htmx_has_no_page_chrome(client):
     assert "<html" not in response.text
 
 
-def test_a_running_run_polls_and_shows_its_progress(client):
+def running_run() -> tuple[Run, execution._ProgressWriter]:
+    """A run its (live) worker is running, and the writer that worker appends with."""
+    Worker.objects.create(name="w", kind="queue")
     run = finished_run(
-        status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="1\n2\n"
+        status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="", worker="w"
     )
-    Worker.objects.create(name=run.worker or "w", kind="queue")
-    Run.objects.filter(pk=run.pk).update(worker="w")
+    return run, execution._ProgressWriter(run, tell=None)
+
+
+def since_of(html: str) -> str:
+    return re.search(r"\?since=([0-9.]+)", html).group(1)
+
+
+def test_a_running_run_polls_and_shows_its_progress(client):
+    run, writer = running_run()
+    writer.record("1\n2\n", "", [[0.5, 3.0]])
     response = client.get(run.get_absolute_url(), headers=HTMX)
     fresh = int(re.search(r'hx-trigger="every (\d+)ms"', response.text).group(1))
     assert "Running for" in response.text and "1\n2\n" in response.text
@@ -163,6 +173,59 @@ def test_a_running_run_polls_and_shows_its_progress(client):
     response = client.get(run.get_absolute_url(), headers=HTMX)
     later = int(re.search(r'hx-trigger="every (\d+)ms"', response.text).group(1))
     assert fresh <= 200 < later
+
+
+def test_a_poll_sends_only_what_its_viewer_has_not_seen(client):
+    run, writer = running_run()
+    url = run.get_absolute_url()
+    seen = "line of output\n" * 14_000  # ~200 KB, near the output cap
+    writer.record(seen, "", [[0.5, 3.0]])
+    page = client.get(url, headers=HTMX)
+    assert seen in page.text and since_of(page.text) == f"{len(seen)}.0"
+
+    new = "new <b>é\n"
+    writer.record(seen + new, "warning\n", [[0.5, 3.0], [1.0, 3.5]])
+    poll = client.get(f"{url}?since={since_of(page.text)}", headers=HTMX)
+    assert poll.status_code == 200 and "HX-Retarget" not in poll
+    stdout = f'<span hx-swap-oob="beforeend:#run-{run.public_id}-stdout">new &lt;b&gt;é\n</span>'
+    stderr = f'<span hx-swap-oob="beforeend:#run-{run.public_id}-stderr">warning\n</span>'
+    assert stdout in poll.text and stderr in poll.text
+    assert "line of output" not in poll.text  # what the viewer has is not sent again
+    assert len(poll.content) < len(page.content) / 20
+    assert "Running for" in poll.text and 'hx-swap-oob="true"' in poll.text  # header, cost
+    assert since_of(poll.text) == f"{len(seen) + len(new)}.{len('warning\n')}"
+    # The run's own row is not rewritten with its output while it runs.
+    assert Run.objects.get(pk=run.pk).stdout == ""
+
+    # Nothing new: nothing to append, and the same place to read from next time.
+    again = client.get(f"{url}?since={since_of(poll.text)}", headers=HTMX)
+    assert "beforeend" not in again.text and since_of(again.text) == since_of(poll.text)
+
+    # Its end (here a failure of ours) gathers the output into its row, once; the
+    # poller then gets the whole run, retargeted at the run's section.
+    run.fail("The sandbox broke.")
+    assert not run.output_chunks.exists()
+    assert Run.objects.get(pk=run.pk).stdout == seen + new
+    over = client.get(f"{url}?since={since_of(poll.text)}", headers=HTMX)
+    assert over["HX-Retarget"] == f"#run-{run.public_id}" and over["HX-Reswap"] == "outerHTML"
+    assert "The sandbox broke." in over.text and "new &lt;b&gt;é" in over.text
+    assert "?since=" not in over.text  # over: nothing polls
+
+
+@pytest.mark.parametrize("since", ["", "x", "1", "1.2.3", "-1.0", "5.-1", "9" * 5000 + ".0"])
+def test_a_poll_with_a_since_it_cannot_read_gets_the_whole_run(client, since):
+    run, writer = running_run()
+    writer.record("hello\n", "", [])
+    poll = client.get(f"{run.get_absolute_url()}?since={since}", headers=HTMX)
+    assert poll.status_code == 200 and "hello\n" in poll.text
+    assert poll["HX-Retarget"] == f"#run-{run.public_id}"
+
+
+def test_a_poll_from_past_the_end_of_the_output_gets_nothing_more(client):
+    run, writer = running_run()
+    writer.record("hello\n", "", [])
+    poll = client.get(f"{run.get_absolute_url()}?since=999999999999.7", headers=HTMX)
+    assert poll.status_code == 200 and "beforeend" not in poll.text
 
 
 def test_user_text_is_escaped(client):
