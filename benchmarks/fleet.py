@@ -43,7 +43,7 @@ from django.core.management import call_command  # noqa: E402
 from django_tasks_db.models import DBTaskResult  # noqa: E402
 
 from runs.models import Run, Series  # noqa: E402
-from runs.tasks import enqueue  # noqa: E402
+from runs.queue.tasks import enqueue  # noqa: E402
 
 RUNS = 200
 ENV = os.environ | {"DATABASE_URL": URL, "PYTHONUNBUFFERED": "1"}

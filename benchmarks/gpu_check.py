@@ -27,8 +27,10 @@ django.setup()
 import pynvml  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from runs import execution, measure, sandbox  # noqa: E402
+from runs import sandbox  # noqa: E402
+from runs.figures import measure  # noqa: E402
 from runs.models import Run  # noqa: E402
+from runs.queue import execution  # noqa: E402
 
 SECONDS = 20
 TOLERANCE = 0.02

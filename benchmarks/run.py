@@ -28,8 +28,10 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from runs import breakdown, execution, measure, sandbox, stats  # noqa: E402
+from runs import sandbox  # noqa: E402
+from runs.figures import breakdown, measure, stats  # noqa: E402
 from runs.models import Run  # noqa: E402
+from runs.queue import execution  # noqa: E402
 
 BUSY = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < {s}: pass\n"
 WORK = "x = 0\nfor i in range({n}):\n    x += i * i\n"  # a fixed amount of CPU work
@@ -132,7 +134,7 @@ def calibrate(seconds: float) -> int:
 
 def run_until_clear(a_code: str, b_code: str, cap: int = 30) -> stats.Decision:
     """A comparison as the playground runs it: rounds of pairs, A then B, the snippet's
-    energy, looked at after each round (runs.stats.decide), until clear or the cap."""
+    energy, looked at after each round (runs.figures.stats.decide), until clear or the cap."""
     pairs: list[tuple[float, float]] = []
     for look in stats.looks(cap):
         while len(pairs) < look:
@@ -145,7 +147,7 @@ def run_until_clear(a_code: str, b_code: str, cap: int = 30) -> stats.Decision:
 
 def bench_comparisons(trials: int = 40, differences: int = 5) -> None:
     print("Comparisons, run until clear (paired t-test on log(B/A) of energy, looked at")
-    print(f"after every {stats.ROUND_PAIRS} pairs, up to 30; runs.stats.decide)")
+    print(f"after every {stats.ROUND_PAIRS} pairs, up to 30; runs.figures.stats.decide)")
     n = calibrate(0.3)
     called = []
     for _ in range(differences):

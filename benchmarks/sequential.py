@@ -1,6 +1,6 @@
 """Run until clear, simulated: the stopping rule's own error rates, with no sandbox.
 
-1. Recomputes the nominal level of each look (runs.stats.NOMINAL_LEVELS) for K looks
+1. Recomputes the nominal level of each look (runs.figures.stats.NOMINAL_LEVELS) for K looks
    every ROUND_PAIRS pairs: the one level at which a million simulated comparisons of
    identical snippets (normal noise on log(B/A)) are called different 5.0% of the time
    by paired t-tests at every look.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import line
 
-from runs import stats
+from runs.figures import stats
 
 TRIALS = 1_000_000
 
@@ -65,7 +65,7 @@ def run_until_clear(rng: random.Random, change: float, spread: float) -> stats.D
 
 
 def main() -> None:
-    print("Run until clear, simulated (runs.stats.decide)")
+    print("Run until clear, simulated (runs.figures.stats.decide)")
     draws = np.random.default_rng(12345).standard_normal((TRIALS, 30))
     for looks, level in sorted(stats.NOMINAL_LEVELS.items()):
         found = calibrate(looks, draws)

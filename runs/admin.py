@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import formatting
+from .figures import formatting
 from .models import Baseline, ControlRun, Run, Series, Worker
 
 

@@ -20,10 +20,11 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from . import limits, waiting
+from . import limits
 from .clients import client_of
 from .models import ControlRun, Offsets, Run, Worker
-from .tasks import store_and_enqueue
+from .queue import waiting
+from .queue.tasks import store_and_enqueue
 
 # A JSON body holds one snippet: its largest escaped form and some room. Bodies past
 # this are read and thrown away up to DISCARD_BYTES, so the client reads our 413.
@@ -138,7 +139,7 @@ def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
 def run(request: HttpRequest, payload: dict) -> JsonResponse:
     """POST /run: the original design's endpoint; waits for the run to finish."""
     submitted = _submit(request, payload, watch=True)
-    # Waiters are bounded (runs.waiting): past the bound the answer is 202 at once.
+    # Waiters are bounded (runs.queue.waiting): past the bound the answer is 202 at once.
     if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS):
         return _accepted(request, submitted)
     return JsonResponse(submitted.as_dict())

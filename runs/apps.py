@@ -6,4 +6,5 @@ class RunsConfig(AppConfig):
     verbose_name = "Snippet runs"
 
     def ready(self) -> None:
-        from . import checks, logins, waiting  # noqa: F401 (register the system checks, signals)
+        from . import checks, logins  # noqa: F401 (register the system checks, signals)
+        from .queue import waiting  # noqa: F401 (register the system checks, signals)

@@ -4,7 +4,7 @@ from django.core.checks import Error, register
 
 @register()
 def grid_country_is_known(app_configs, **kwargs) -> list[Error]:
-    from . import measure
+    from .figures import measure
 
     if settings.CODECARBON_COUNTRY in measure.countries():
         return []

@@ -6,7 +6,7 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 
-from . import measure
+from .figures import measure
 
 # CodeCarbon's own names and units (emissions in kg, energy in kWh, duration in s),
 # filled with the snippet's own figures; our extra columns follow.

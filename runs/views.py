@@ -13,22 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import (
-    breakdown,
-    charts,
-    diffs,
-    equivalents,
-    examples,
-    export,
-    failures,
-    formatting,
-    limits,
-    measure,
-    sandbox,
-    stats,
-    waiting,
-)
+from . import export, limits, sandbox
 from .clients import client_of
+from .figures import breakdown, charts, equivalents, formatting, measure, stats
 from .models import (
     MAX_REPETITIONS,
     REPEATABILITY_MAX_AGE,
@@ -42,7 +29,9 @@ from .models import (
     Worker,
     clean_code,
 )
-from .tasks import enqueue, store_and_enqueue
+from .queue import waiting
+from .queue.tasks import enqueue, store_and_enqueue
+from .snippets import diffs, examples, failures
 
 HISTORY_PAGE_SIZE = 25
 # What the pages say of how a comparison runs until clear.
@@ -501,7 +490,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
     repetitions = _repetitions(request.POST.get("repetitions"), default=MAX_REPETITIONS)
     client = client_of(request)
     # Accepted whole: every pair it may run counts now (its later rounds answer only to
-    # the hourly CPU budget, runs.tasks.continue_comparison).
+    # the hourly CPU budget, runs.queue.tasks.continue_comparison).
     refusal = limits.check(client, 2 * repetitions) if _valid(repetitions) else None
     try:
         if refusal:

@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import sync_playwright
 
-from runs import execution, sandbox, tasks
+from runs import sandbox
 from runs.models import Offsets, Run, Series, Worker
+from runs.queue import execution, tasks
 from runs.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +214,7 @@ def start_worker(worker_env, settings, tmp_path):
 
 def host_hardware():
     """What CodeCarbon detects on this host, as the runs' figures are built from it."""
-    from runs import measure
+    from runs.figures import measure
 
     session = measure.Session()  # a tracker lists its hardware once it has started
     session.finish(sandbox.Outcome())

@@ -10,8 +10,10 @@ import pytest
 from django.conf import settings as conf
 from playwright.sync_api import expect
 
-from runs import charts, failures, formatting, measure, sandbox
+from runs import sandbox
+from runs.figures import charts, formatting, measure
 from runs.models import Run
+from runs.snippets import failures
 
 from .conftest import SCREENSHOTS, host_hardware
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runs import cgroups, failures, sandbox
+from runs import sandbox
+from runs.sandbox import cgroups
+from runs.snippets import failures
 
 from .conftest import limits, run, sandbox_processes
 

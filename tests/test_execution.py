@@ -9,8 +9,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections
 
-from runs import breakdown, charts, execution, failures, measure, sandbox, tasks
+from runs import sandbox
+from runs.figures import breakdown, charts, measure
 from runs.models import ControlRun, Run, Series
+from runs.queue import execution, tasks
+from runs.snippets import failures
 
 from .conftest import execute, host_hardware, printed, run_series, sandbox_processes, wait_for
 
@@ -149,7 +152,7 @@ def test_country_and_region_change_the_intensity():
 
 
 def test_codecarbon_task_list_stays_bounded():
-    from runs import measure
+    from runs.figures import measure
 
     for _ in range(3):
         execute("pass")
@@ -158,7 +161,7 @@ def test_codecarbon_task_list_stays_bounded():
 
 
 def test_the_codecarbon_internals_we_read_exist_in_the_pinned_version():
-    # runs.measure reads CodeCarbon's private attributes (_hardware, _conf, _tasks, and
+    # runs.figures.measure reads CodeCarbon's private attributes (_hardware, _conf, _tasks, and
     # the CPU's _mode, _model, _tdp, _cpu_count): tolerable only with the exact version
     # pinned, and checked here so that an update that moves them fails loudly.
     from codecarbon.external.hardware import CPU

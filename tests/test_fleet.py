@@ -5,7 +5,7 @@ fair across clients, a baseline per host, and a dead worker's run failed by anot
 from django_tasks_db.models import DBTaskResult
 
 from runs.models import Baseline, Run
-from runs.tasks import enqueue
+from runs.queue.tasks import enqueue
 
 from .conftest import finished, printed, wait_for
 

@@ -250,7 +250,7 @@ def _serves(process: psutil.Process, port: int) -> bool:
 
 
 def test_a_killed_worker_is_replaced_while_the_site_keeps_serving(front):
-    from runs import cgroups
+    from runs.sandbox import cgroups
 
     from .conftest import sandbox_processes
 

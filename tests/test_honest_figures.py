@@ -9,9 +9,12 @@ import textwrap
 
 import pytest
 
-from runs import breakdown, examples, execution, limits, measure, sandbox
-from runs.formatting import KWH_IN_J
+from runs import limits, sandbox
+from runs.figures import breakdown, measure
+from runs.figures.formatting import KWH_IN_J
 from runs.models import Run, Series
+from runs.queue import execution
+from runs.snippets import examples
 
 from .conftest import execute, host_hardware, run_series, sandbox_processes
 

@@ -21,9 +21,9 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import handoff, rendezvous, waiting, wakeup
 from runs.models import Run
-from runs.tasks import enqueue, row_of, run_of, store_and_enqueue
+from runs.queue import handoff, rendezvous, waiting, wakeup
+from runs.queue.tasks import enqueue, row_of, run_of, store_and_enqueue
 
 from .conftest import ROOT, database_url, finished, printed, sandbox_processes, wait_for
 
@@ -365,7 +365,7 @@ def test_the_form_answers_a_short_run_finished_and_one_press_makes_one_run(
 WAIT_FOR_RUN = """
 import django, sys, time
 django.setup()
-from runs import wakeup
+from runs.queue import wakeup
 wakeup.Waiter.for_run(int(sys.argv[1]))
 print("waiting", flush=True)
 time.sleep(60)

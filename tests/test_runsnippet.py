@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from runs import measure
+from runs.figures import measure
 from runs.models import Run
 
 from .conftest import host_hardware

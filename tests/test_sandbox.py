@@ -6,7 +6,8 @@ import subprocess
 import pytest
 from django.conf import settings
 
-from runs import launcher, sandbox
+from runs import sandbox
+from runs.sandbox import launcher
 
 from .conftest import limits, run, sandbox_processes
 

@@ -9,8 +9,10 @@ import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import equivalents, measure, models, stats, tasks
+from runs import models
+from runs.figures import equivalents, measure, stats
 from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
+from runs.queue import tasks
 
 from .factories import finished_run
 

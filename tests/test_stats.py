@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from runs import stats
+from runs.figures import stats
 
 
 def test_t_distribution_matches_published_tables():

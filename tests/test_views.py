@@ -11,8 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import execution, formatting, measure, sandbox, stats
+from runs import sandbox
+from runs.figures import formatting, measure, stats
 from runs.models import Baseline, Run, Series, Worker
+from runs.queue import execution
 
 from .factories import finished_run
 

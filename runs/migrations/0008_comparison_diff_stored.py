@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def store_diffs(apps, schema_editor):
     """Comparisons made before: their side-by-side view, computed once here."""
-    from runs import diffs
+    from runs.snippets import diffs
 
     Series = apps.get_model("runs", "Series")
     for series in Series.objects.filter(kind="compare").only("code_a", "code_b").iterator():

@@ -1,6 +1,6 @@
 from django import template
 
-from runs import formatting, stats
+from runs.figures import formatting, stats
 
 register = template.Library()
 

@@ -6,9 +6,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from runs import execution, measure
-from runs.formatting import summary_lines, terminal_safe
+from runs.figures import measure
+from runs.figures.formatting import summary_lines, terminal_safe
 from runs.models import Run, Worker
+from runs.queue import execution
 
 
 class Command(BaseCommand):

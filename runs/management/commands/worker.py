@@ -9,8 +9,11 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import cgroups, execution, handoff, measure, retention, sandbox, tasks, wakeup
+from runs import retention, sandbox
+from runs.figures import measure
 from runs.models import Run
+from runs.queue import execution, handoff, tasks, wakeup
+from runs.sandbox import cgroups
 
 PURGE_CHECK_SECONDS = 60
 # Control runs when a worker starts, so that a fresh host has a spread at once.
@@ -28,7 +31,7 @@ def chore(function) -> None:
 
 class Worker(QueueWorker):
     """django-tasks-db's worker, but an idle one wakes as soon as a run is queued here,
-    and takes runs handed to it directly (runs.handoff)."""
+    and takes runs handed to it directly (runs.queue.handoff)."""
 
     def __init__(self, waiter: wakeup.Waiter, name: str, **kwargs):
         super().__init__(**kwargs)

@@ -1,6 +1,6 @@
 """Where a run's energy went: its named sections and its lines.
 
-Both are measured by the sandbox's supervisor (runs/launcher.py), a process the snippet
+Both are measured by the sandbox's supervisor (runs/sandbox/launcher.py), a process the snippet
 cannot write to. A section's CPU and wall time are read there, from the snippet's own
 process, at the moments the snippet says it enters and leaves it: a snippet chooses
 the moments, not the figures. The line profile's stacks are written by the snippet's
@@ -14,7 +14,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from . import formatting, launcher
+from ..sandbox import launcher
+from . import formatting
 
 # Below this much CPU time a profile is a handful of samples, and a line's share noise.
 MIN_PROFILE_CPU_SECONDS = 0.05

@@ -17,8 +17,9 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.tasks import task
 from django.utils import timezone
 
-from . import execution, handoff, limits, wakeup
-from .models import Run, Series
+from .. import limits
+from ..models import Run, Series
+from . import execution, handoff, wakeup
 
 NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run
 logger = logging.getLogger(__name__)
@@ -89,9 +90,9 @@ def continue_stalled() -> int:
 
 def enqueue(*runs: Run, watch: bool = False) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
-    an idle worker on this machine where there is one (runs.handoff), else through the
+    an idle worker on this machine where there is one (runs.queue.handoff), else through the
     workers' queue. With `watch`, a run handed over keeps the worker's connection as
-    `run.handed_over`, on which runs.waiting follows it to its end."""
+    `run.handed_over`, on which runs.queue.waiting follows it to its end."""
     first = {}  # each client's first run: the others follow it through the queue
     for run in runs:
         first.setdefault(run.client, run)
@@ -146,7 +147,7 @@ def _hand_over(run: Run, handed: handoff.Handed | None, watch: bool) -> None:
 
 def _follow_or_close(run: Run, handed: handoff.Handed, watch: bool) -> None:
     if watch:
-        run.handed_over = handed  # runs.waiting follows the run on it
+        run.handed_over = handed  # runs.queue.waiting follows the run on it
     else:
         handed.close()
 
@@ -165,7 +166,7 @@ class _ExactEncoder(DjangoJSONEncoder):
 
 
 def row_of(run: Run) -> bytes:
-    """A run's row, as a hand-over carries it both ways (runs.handoff): each column's
+    """A run's row, as a hand-over carries it both ways (runs.queue.handoff): each column's
     value by name. Not Django's serializers: on the way of every run handed over, four
     times, and ~2.5x slower."""
     values = {f.attname: f.value_from_object(run) for f in Run._meta.concrete_fields}

@@ -6,7 +6,7 @@ Layers, outermost first (see README "Sandbox"):
   files but the interpreter, a size-limited private /tmp and /dev/shm, dies with us;
   where namespaces are not allowed we fall back to the layers below and say so;
 - a per-run cgroup capping the whole tree's memory and processes (where writable);
-- resource limits and a seccomp filter set by runs/launcher.py inside the sandbox;
+- resource limits and a seccomp filter set by runs/sandbox/launcher.py inside the sandbox;
 - a watchdog here: wall-clock timeout, output cap, file count, memory when no cgroup.
 
 Nothing here knows about the database or about energy: callers get `Tick`s while the
@@ -151,7 +151,7 @@ class Outcome:
     cpu_source: str = ""  # CPU_FROM_CGROUP or CPU_FROM_SUPERVISOR
     python_version: str = ""
     # What the supervisor measured of the snippet (sections, the line profile), as it
-    # reported it: runs.breakdown reads it and checks it against the figures above.
+    # reported it: runs.figures.breakdown reads it and checks it against the figures above.
     measurements: str = ""
     # The line of main.py the snippet was on when it ended or was stopped.
     last_line: int | None = None
@@ -463,7 +463,7 @@ def launcher_arguments(
     cpu_accounted: bool = False,
     landlock: tuple[str, str] = ("", ""),
 ) -> list[str]:
-    """The launcher's command line (see runs/launcher.py for what each means)."""
+    """The launcher's command line (see runs/sandbox/launcher.py for what each means)."""
     return [
         python,
         "-I",

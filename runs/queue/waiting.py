@@ -21,8 +21,8 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.dispatch import receiver
 
+from ..models import OutputChunk, Run
 from . import handoff, tasks, wakeup
-from .models import OutputChunk, Run
 
 FALLBACK_POLL_SECONDS = 0.2
 
@@ -35,7 +35,7 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
     """Wait up to `seconds` for `run` to end, or with `until_output` for it to end or
     print; False without a free slot or when it is still going. Either way `run` is
     read afresh (from the database, or as the worker stored it)."""
-    handed = run.__dict__.pop("handed_over", None)  # set by runs.tasks, with watch=True
+    handed = run.__dict__.pop("handed_over", None)  # set by runs.queue.tasks, with watch=True
     try:
         if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
             run.refresh_from_db()

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import psutil
 from django.conf import settings
 
+from ..sandbox import CPU_FROM_CGROUP, Outcome
 from .formatting import KWH_IN_J
-from .sandbox import CPU_FROM_CGROUP, Outcome
 
 logger = logging.getLogger(__name__)
 

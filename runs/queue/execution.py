@@ -17,8 +17,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from . import cgroups, measure, sandbox, wakeup
-from .models import CONTROL_RUNS_KEPT, Baseline, ControlRun, OutputChunk, Run, Worker
+from .. import sandbox
+from ..figures import measure
+from ..models import CONTROL_RUNS_KEPT, Baseline, ControlRun, OutputChunk, Run, Worker
+from ..sandbox import cgroups
+from . import wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ class _Progress:
         self.last_elapsed, self.last_cpu = elapsed, cpu_s
 
     def finish(self, outcome: sandbox.Outcome) -> None:
-        """Close the series with a point at the run's end (runs.charts counts on it):
+        """Close the series with a point at the run's end (runs.figures.charts counts on it):
         the live counters are gone by now, so the last level is held (or, for a run
         too short to sample, its average). Progress not yet written is dropped: the
         run's end carries it all."""
@@ -265,7 +268,7 @@ def current_repeatability() -> dict | None:
 
 class _Claim:
     """Whether this worker may store a run: at once for a run it took from the queue;
-    for one handed over directly, the answer of `claim` (runs.tasks.claim), asked once,
+    for one handed over directly, the answer of `claim` (runs.queue.tasks.claim), asked once,
     while the code starts or before a failure is stored."""
 
     def __init__(self, claim: Callable[[], bool] | None):

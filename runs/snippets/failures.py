@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from . import launcher
+from ..sandbox import launcher
 
 SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
 # A frame of the snippet's own code in a traceback.

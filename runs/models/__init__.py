@@ -16,11 +16,12 @@ from django.db import InterfaceError, OperationalError, connections, models, tra
 from django.urls import reverse
 from django.utils import timezone
 
-from . import breakdown, diffs, failures, stats
+from ..figures import breakdown, stats
+from ..snippets import diffs, failures
 
 if TYPE_CHECKING:
-    from .measure import Figures
-    from .sandbox import Outcome
+    from ..figures.measure import Figures
+    from ..sandbox import Outcome
 
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class RunQuerySet(models.QuerySet):
         return run
 
     def new(self, code: str, **fields) -> Run:
-        """`submit`'s run, not yet saved (runs.tasks.store_and_enqueue saves it)."""
+        """`submit`'s run, not yet saved (runs.queue.tasks.store_and_enqueue saves it)."""
         fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
         fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
         fields.setdefault("region", settings.CODECARBON_REGION)
@@ -85,7 +86,7 @@ class RunQuerySet(models.QuerySet):
         return self.filter(status=Run.Status.QUEUED)
 
     def undispatched(self) -> RunQuerySet:
-        """Queued runs not yet handed to the workers (runs.tasks)."""
+        """Queued runs not yet handed to the workers (runs.queue.tasks)."""
         return self.queued().filter(dispatched_at__isnull=True)
 
     def waiting_or_running(self) -> RunQuerySet:
@@ -137,7 +138,7 @@ class Run(models.Model):
     source = models.CharField(max_length=8, choices=Source, default=Source.WEB)
     status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
     created_at = models.DateTimeField(default=timezone.now)
-    # When it was handed to the workers' queue: one run per client at a time (runs.tasks).
+    # When it was handed to the workers' queue: one run per client at a time (runs.queue.tasks).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -174,7 +175,7 @@ class Run(models.Model):
     provenance = models.JSONField(default=dict, blank=True)
     # [[seconds since start, watts], ...], written while the run executes.
     power_samples = models.JSONField(default=list, blank=True)
-    # Where the energy went (runs.breakdown): named sections and sampled lines, from
+    # Where the energy went (runs.figures.breakdown): named sections and sampled lines, from
     # the snippet's own process and checked against the figures above.
     sections = models.JSONField(default=list, blank=True)
     lines = models.JSONField(default=list, blank=True)
@@ -616,7 +617,7 @@ class SeriesQuerySet(models.QuerySet):
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
         queues them, as for single runs); `run_fields` are set on every run (its grid).
         A comparison runs until its answer is clear, at most `repetitions` pairs: only
-        its first round is created here (the queue adds the next, runs.tasks)."""
+        its first round is created here (the queue adds the next, runs.queue.tasks)."""
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
@@ -711,7 +712,7 @@ class Series(models.Model):
     repetitions = models.PositiveSmallIntegerField()
     # The first run of each side is a warm-up: kept and shown, left out of the statistics.
     warmup = models.BooleanField(default=False)
-    # Compare this named section of both snippets (runs.breakdown) instead of the runs.
+    # Compare this named section of both snippets (runs.figures.breakdown) instead of the runs.
     section = models.CharField(max_length=100, blank=True, default="")
     session_key = models.CharField(max_length=40, blank=True, default="")
     client = models.CharField(max_length=64, blank=True, default="")
@@ -725,7 +726,7 @@ class Series(models.Model):
     stop_reason = models.CharField(max_length=300, blank=True, default="")
     # Its hosts' repeatability when it stopped ([Repeatability.as_dict()]).
     host_repeatability = models.JSONField(null=True, blank=True)
-    # A comparison's code side by side, computed once when it is created (runs.diffs);
+    # A comparison's code side by side, computed once when it is created (runs.snippets.diffs);
     # None: too long to show so.
     diff = models.JSONField(null=True, blank=True)
 

@@ -34,7 +34,7 @@ def power_chart(samples: list, duration_s: float | None = None) -> dict | None:
     it runs).
 
     A finished run's last point only closes the series at its end, holding the level
-    before it (runs.execution): a run with one tick has one measurement, not two.
+    before it (runs.queue.execution): a run with one tick has one measurement, not two.
     """
     measured = samples[:-1] if duration_s is not None else samples
     if len(measured) < MIN_SAMPLES:

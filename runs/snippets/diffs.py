@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import NamedTuple
 
-from .breakdown import source_lines
+from ..figures.breakdown import source_lines
 
 
 class Row(NamedTuple):
