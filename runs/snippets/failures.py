@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 import sys
 
 from django.conf import settings
@@ -93,3 +94,25 @@ def linked_traceback(stderr: str) -> SafeString:
         done = end
     pieces.append((stderr[done:], ""))
     return format_html_join("", "{}{}", pieces)
+
+
+def failure_message(exit_code: int | None, stderr: str) -> str:
+    """One sentence saying why the snippet failed, with its line where we know it."""
+    if exit_code is not None and exit_code < 0:
+        return f"The snippet was killed by signal {-exit_code} ({signal_name(-exit_code)})."
+    last = last_line(stderr)
+    number = failing_line(stderr)
+    line = f" on line {number}" if number else ""
+    if last.startswith(SYNTAX_ERRORS):
+        name, _, detail = last.partition(":")
+        return f"{name}{line}: {detail.strip()}"
+    if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", last):
+        return f"{last}{' (raised' + line + ')' if line else ''}"
+    return f"The snippet exited with status {exit_code}."
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"

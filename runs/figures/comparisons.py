@@ -1,0 +1,224 @@
+"""What a repeat's or a comparison's runs say: each side's summaries, B against A under
+the stopping rule (runs.figures.stats), and the words the pages use for them — the
+warnings, the headline and what it rests on. Plain figures in, no database: the
+Series model gathers its runs' figures and asks here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from . import stats
+
+# A side of a series whose energy varies more than this, run to run, is called noisy.
+NOISY_CV = 0.10
+# Runs using less CPU than this are mostly start-up (pyperf warns likewise).
+SHORT_RUN_CPU_SECONDS = 0.05
+
+
+class Measured(NamedTuple):
+    """The figures of a run that a series compares: the run's, or one section's."""
+
+    energy_kwh: float | None
+    net_energy_kwh: float | None
+    duration_s: float | None
+    emissions_g: float | None
+    cpu_seconds: float | None
+
+
+class Compared(NamedTuple):
+    """One figure an A/B comparison states: its key, Measured field, and how it reads."""
+
+    key: str
+    field: str
+    label: str
+    quantity: str
+    verb: str
+
+    def verdict(self, comparison: stats.Comparison) -> str:
+        return comparison.verdict(self.quantity, self.verb)
+
+
+# The first is the headline, which decides when the comparison stops; the others are
+# its breakdown, at the same look and with intervals of the same level.
+COMPARED = [
+    Compared("energy", "energy_kwh", "Energy", "energy", "uses"),
+    Compared(
+        "net_energy", "net_energy_kwh", "Energy beyond start-up", "energy beyond start-up", "uses"
+    ),
+    Compared("cpu", "cpu_seconds", "CPU time", "CPU time", "uses"),
+    Compared("duration", "duration_s", "Duration", "time", "takes"),
+]
+HEADLINE = COMPARED[0]
+
+
+def _known(values: Iterable[float | None]) -> list[float]:
+    return [value for value in values if value is not None]
+
+
+def side(measured: dict[int, Measured | None]) -> dict:
+    """One side's figures, from its succeeded runs by repetition (None: a run that did
+    not report the series' section): a figure a run lacks is left out, not a zero."""
+    ok = [m for m in measured.values() if m is not None]
+    return {
+        "measured": {k: m for k, m in measured.items() if m is not None},
+        "without_section": len(measured) - len(ok),
+        "energy": stats.summarize(_known(m.energy_kwh for m in ok)),
+        "net_energy": stats.summarize(_known(m.net_energy_kwh for m in ok)),
+        "duration": stats.summarize(_known(m.duration_s for m in ok)),
+        "emissions": stats.summarize(_known(m.emissions_g for m in ok)),
+        "cpu": stats.summarize(_known(m.cpu_seconds for m in ok)),
+    }
+
+
+def pairs(variants: dict, look: int) -> list[tuple[Measured, Measured]]:
+    a, b = variants["A"]["measured"], variants["B"]["measured"]
+    return [(a[k], b[k]) for k in sorted(a.keys() & b.keys()) if k <= look]
+
+
+def energy_pairs(variants: dict, look: int) -> list[tuple[float, float]]:
+    """The headline's figures of each pair up to `look`: what the verdict tests."""
+    field = HEADLINE.field
+    return [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs(variants, look)]
+
+
+def compare(variants: dict, look: int, is_over: bool, pair_cap: int) -> dict:
+    """B against A at the last completed look: the headline's decision (which says
+    when a comparison that runs until clear stops) and every compared figure, each
+    interval at the decision's level.
+
+    Runs of the same repetition ran back to back: compare them in pairs (the
+    machine's drift cancels); with fewer than two complete pairs, no verdict yet.
+    """
+    paired = pairs(variants, look)
+    decision = None
+    if look:
+        decision = stats.decide(energy_pairs(variants, look), look, pair_cap)
+        if is_over and decision.outcome == stats.CONTINUE:
+            # Stopped before it was clear (failed runs, a limit): not settled.
+            decision = dataclasses.replace(decision, outcome=stats.UNSETTLED)
+    level = decision.comparison.level if decision and decision.comparison else None
+
+    def of(field: str) -> stats.Comparison | None:
+        values = [(getattr(a, field), getattr(b, field)) for a, b in paired]
+        if not values or any(a is None or b is None for a, b in values):
+            return None  # not measured for a section: the start-up is the run's
+        return stats.compare_paired(values, interval=level)
+
+    return {c.key: of(c.field) for c in COMPARED} | {
+        "decision": decision,
+        "pairs": len(paired),
+        "look": look,
+    }
+
+
+def warnings(
+    results: dict, *, repeat: bool, labels: dict[str, str], section: str, stop_reason: str
+) -> list[str]:
+    """What makes a series' figures less sure than they look."""
+    found = []
+    for variant, data in results["variants"].items():
+        if data["without_section"]:
+            found.append(
+                f"{data['without_section']} of {labels[variant]}'s successful runs did "
+                f"not report the section “{section}” and are left out."
+            )
+        who = "The runs" if repeat else f"{labels[variant]}'s runs"
+        energy, cpu = data["energy"], data["cpu"]
+        # A repeat's spread is its answer's uncertainty; a comparison's sides spread
+        # with the machine's drift, which the pairs cancel (its own warnings below).
+        if repeat and energy and energy.n >= 3 and energy.cv > NOISY_CV:
+            found.append(
+                f"{who} vary by {energy.cv:.0%} (coefficient of variation), more than "
+                f"{NOISY_CV:.0%}: a noisy machine or code whose work changes from run to "
+                "run. Treat the median as rough; more runs help."
+            )
+        if cpu and cpu.median < SHORT_RUN_CPU_SECONDS:
+            found.append(
+                f"{who} use {cpu.median * 1000:.0f} ms of CPU each, under "
+                f"{SHORT_RUN_CPU_SECONDS * 1000:.0f} ms: mostly the interpreter and the "
+                "sandbox, not your code. Put the work in a loop so that it dominates."
+            )
+    if results.get("decision"):
+        found += fragility(results)
+    if stop_reason:
+        found.append(stop_reason)
+    return found
+
+
+def fragility(results: dict) -> list[str]:
+    """Where the pairs themselves make the verdict fragile: the difference moved
+    while the comparison ran, or many pairs point the other way."""
+    decision = results["decision"]
+    energy = energy_pairs(results["variants"], results["look"])
+    found = []
+    moved = stats.drift(energy)
+    if moved:
+        first, second = (stats.signed_percent(value) for value in moved)
+        found.append(
+            f"The difference moved while this ran: B against A was {first} in the first "
+            f"half of the pairs and {second} in the second. The verdict is an average "
+            "over a moving target; run it again at a quieter moment to see which holds."
+        )
+    if decision.outcome == stats.DIFFERENT and decision.comparison:
+        change = decision.comparison.change
+        agree, total = stats.agreeing(energy, change)
+        if total and (total - agree) / total >= stats.DISAGREEING_SHARE:
+            way = "more" if change > 0 else "less"
+            found.append(
+                f"B used {way} energy than A in only {agree} of {total} pairs: the "
+                "difference is small against the spread between pairs, so the verdict "
+                "is fragile. Running the comparison again would tell whether it holds."
+            )
+    return found
+
+
+def headline(results: dict) -> str | None:
+    """A comparison's one answer, in plain words (None before its first look)."""
+    decision = results.get("decision")
+    if decision is None:
+        return None
+    return decision.verdict(HEADLINE.quantity, HEADLINE.verb)
+
+
+def basis(results: dict, provenance: dict) -> str:
+    """What the headline rests on (its runs' provenance), and why time may say
+    otherwise."""
+    cpu = provenance.get("cpu", {})
+    if cpu.get("method") == "measured":
+        rests = (
+            "Energy here is the CPU's energy counter shared out by CPU time, plus a small "
+            "share for memory"
+        )
+    elif cpu.get("power"):
+        rests = (
+            f"Energy here is CPU time × a constant ({cpu['power']}) plus a small share "
+            "for memory: it follows CPU time, so the energy verdict is a CPU-time verdict"
+        )
+    else:
+        rests = "Energy here follows CPU time"
+    decision, duration = results.get("decision"), results.get("duration")
+    if decision and decision.comparison and duration:
+        energy = decision.comparison
+        if energy.significant != duration.significant or (
+            energy.significant and (energy.change > 0) != (duration.change > 0)
+        ):
+            if duration.significant:
+                time = duration.verdict("time", "takes").removesuffix(".")
+            else:
+                time = f"no clear difference in time ({duration.interval()})"
+            return (
+                f"{rests}. Time tells another story — {time} — because elapsed time "
+                "also counts waiting (sleep, input and output, the machine's other work), "
+                "which costs no CPU time and so almost no energy here."
+            )
+    return f"{rests}; time is shown below for comparison."
+
+
+def verdicts(results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
+    """Each compared figure, B against A, for the page's breakdown and the export."""
+    return [
+        (c, results[c.key], c.verdict(results[c.key]) if results[c.key] else None) for c in COMPARED
+    ]

@@ -1,0 +1,489 @@
+"""One execution of a snippet: what was submitted, how it went, what it cost."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError, connections, models, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from ..figures import breakdown
+from ..snippets import failures
+from .fleet import Baseline, Repeatability, Worker
+from .output import Offsets, OutputChunk
+
+if TYPE_CHECKING:
+    from ..figures.measure import Figures
+    from ..sandbox import Outcome
+
+
+logger = logging.getLogger(__name__)
+# How long a run's end waits for a busy database before it is given up (runs.models
+# Run.store): past SQLite's busy timeout (20 s) twice, and a PostgreSQL restart.
+RESULT_WRITE_SECONDS = 120
+
+
+def clean_code(code: object) -> str:
+    """The snippet to run, or ValidationError with a message a user can act on."""
+    if not isinstance(code, str):
+        raise ValidationError("Code must be text.")
+    if not code.strip():
+        raise ValidationError("There is no code to run.")
+    if "\x00" in code:
+        raise ValidationError("The code contains NUL bytes; is it a binary file?")
+    try:
+        size = len(code.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("The code is not valid UTF-8 text.") from None
+    if size > settings.MAX_CODE_BYTES:
+        raise ValidationError(
+            f"The code is {size:,} bytes; the limit is {settings.MAX_CODE_BYTES:,} bytes.",
+            code="too_large",
+        )
+    return code
+
+
+class RunQuerySet(models.QuerySet):
+    def submit(self, code: str, **fields) -> Run:
+        """Create a queued run from user input (validated here, for every entry point)."""
+        run = self.new(code, **fields)
+        run.save(force_insert=True, using=self.db)
+        return run
+
+    def new(self, code: str, **fields) -> Run:
+        """`submit`'s run, not yet saved (runs.queue.tasks.store_and_enqueue saves it)."""
+        fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
+        fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
+        fields.setdefault("region", settings.CODECARBON_REGION)
+        return self.model(code=clean_code(code), **fields)
+
+    def recent_duplicate(self, session_key: str, code: str, seconds: float = 1.0) -> Run | None:
+        """This session's run of exactly this code submitted in the last second, if any."""
+        since = timezone.now() - timedelta(seconds=seconds)
+        return (
+            self.filter(session_key=session_key, created_at__gte=since, code=code, series=None)
+            .order_by("-created_at")
+            .first()
+        )
+
+    def for_session(self, session_key: str | None) -> RunQuerySet:
+        if not session_key:
+            return self.none()
+        return self.filter(session_key=session_key)
+
+    def history_rows(self) -> RunQuerySet:
+        """Single runs, and one run (the first) for each repeat or comparison."""
+        return self.filter(models.Q(series__isnull=True) | models.Q(repetition=1, variant="A"))
+
+    def queued(self) -> RunQuerySet:
+        return self.filter(status=Run.Status.QUEUED)
+
+    def undispatched(self) -> RunQuerySet:
+        """Queued runs not yet handed to the workers (runs.queue.tasks)."""
+        return self.queued().filter(dispatched_at__isnull=True)
+
+    def waiting_or_running(self) -> RunQuerySet:
+        return self.filter(status__in=Run.IN_FLIGHT)
+
+    def of_client(self, client: str) -> RunQuerySet:
+        return self.filter(client=client)
+
+    def running(self) -> RunQuerySet:
+        return self.filter(status=Run.Status.RUNNING)
+
+    def finished(self) -> RunQuerySet:
+        return self.exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
+
+    def orphaned(self) -> RunQuerySet:
+        """Runs marked running whose worker has stopped sending heartbeats."""
+        alive = Worker.objects.alive().values("name")
+        return self.running().exclude(worker__in=alive)
+
+    def fail_orphans(self) -> int:
+        """Mark runs whose worker died as errors; returns how many were found."""
+        count = 0
+        for run in self.orphaned():
+            count += run.fail_orphaned()
+        return count
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"  # the snippet exited non-zero
+        TIMED_OUT = "timed_out", "Timed out"
+        LIMIT_EXCEEDED = "limit_exceeded", "Limit exceeded"
+        ERROR = "error", "Error"  # our fault, never the snippet's
+
+    class Source(models.TextChoices):
+        WEB = "web", "Web"
+        API = "api", "API"
+        CLI = "cli", "Command line"
+
+    # Runs can hold private code: URLs use an unguessable id, never the primary key.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.TextField()
+    session_key = models.CharField(max_length=40, blank=True, default="")
+    # Who submitted it, for per-client limits and the fair queue (runs.clients).
+    client = models.CharField(max_length=64, blank=True, default="")
+    source = models.CharField(max_length=8, choices=Source, default=Source.WEB)
+    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When it was handed to the workers' queue: one run per client at a time (runs.queue.tasks).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
+
+    timeout_s = models.FloatField()
+    exit_code = models.IntegerField(null=True, blank=True)
+    stdout = models.TextField(blank=True, default="")
+    stderr = models.TextField(blank=True, default="")
+    stdout_truncated = models.BooleanField(default=False)
+    stderr_truncated = models.BooleanField(default=False)
+    limit = models.CharField(max_length=16, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    isolation = models.CharField(max_length=64, blank=True, default="")
+
+    duration_s = models.FloatField(null=True, blank=True)
+    cpu_seconds = models.FloatField(null=True, blank=True)
+    # CPU the interpreter spent starting before the code arrived: measured, not charged.
+    startup_cpu_seconds = models.FloatField(null=True, blank=True)
+    peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    energy_kwh = models.FloatField(null=True, blank=True)
+    cpu_energy_kwh = models.FloatField(null=True, blank=True)
+    ram_energy_kwh = models.FloatField(null=True, blank=True)
+    gpu_energy_kwh = models.FloatField(null=True, blank=True)
+    machine_energy_kwh = models.FloatField(null=True, blank=True)
+    machine_cpu_energy_kwh = models.FloatField(null=True, blank=True)
+    machine_ram_energy_kwh = models.FloatField(null=True, blank=True)
+    machine_gpu_energy_kwh = models.FloatField(null=True, blank=True)
+    emissions_g = models.FloatField(null=True, blank=True)
+    machine_emissions_g = models.FloatField(null=True, blank=True)
+    carbon_intensity_g_per_kwh = models.FloatField(null=True, blank=True)
+    country_iso_code = models.CharField(max_length=3, blank=True, default="")
+    region = models.CharField(max_length=64, blank=True, default="")
+    provenance = models.JSONField(default=dict, blank=True)
+    # [[seconds since start, watts], ...], written while the run executes.
+    power_samples = models.JSONField(default=list, blank=True)
+    # Where the energy went (runs.figures.breakdown): named sections and sampled lines, from
+    # the snippet's own process and checked against the figures above.
+    sections = models.JSONField(default=list, blank=True)
+    lines = models.JSONField(default=list, blank=True)
+    measurement_notes = models.JSONField(default=list, blank=True)
+    # The line of the snippet it was on when it ended or was stopped (the profile's
+    # last sample of its own code): where a timeout or a limit caught it.
+    last_line = models.PositiveIntegerField(null=True, blank=True)
+    # The sandbox's start-up cost on this host when the run executed (Baseline).
+    baseline_energy_kwh = models.FloatField(null=True, blank=True)
+    baseline_duration_s = models.FloatField(null=True, blank=True)
+    baseline_cpu_seconds = models.FloatField(null=True, blank=True)
+    # Its host's repeatability when it ran (Repeatability.as_dict()), as its page shows.
+    host_repeatability = models.JSONField(null=True, blank=True)
+
+    series = models.ForeignKey(
+        "Series", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    variant = models.CharField(max_length=1, blank=True, default="")  # "A" or "B"
+    repetition = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # History page: WHERE session_key = ? ORDER BY created_at DESC, id DESC.
+            models.Index(
+                fields=["session_key", "-created_at", "-id"], name="run_session_history_idx"
+            ),
+            # Queue position and orphan reaping: WHERE status = ? ORDER BY created_at.
+            models.Index(fields=["status", "created_at"], name="run_status_created_idx"),
+            # Per-client limits and the next run to dispatch: WHERE client = ? AND ...
+            models.Index(fields=["client", "status", "created_at"], name="run_client_idx"),
+        ]
+        constraints = [
+            # The fair queue's invariant, kept by the database across every web process
+            # and worker: at most one run of a client in the workers' queue or running.
+            models.UniqueConstraint(
+                fields=["client"],
+                condition=models.Q(dispatched_at__isnull=False, status__in=["queued", "running"]),
+                name="run_one_dispatched_per_client",
+            ),
+        ]
+
+    IN_FLIGHT = [Status.QUEUED, Status.RUNNING]
+
+    def __str__(self) -> str:
+        return f"Run {self.public_id} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs:detail", kwargs={"public_id": self.public_id})
+
+    @property
+    def python_version(self) -> str | None:
+        """The snippet interpreter's version, as the sandbox reported it."""
+        return (self.provenance or {}).get("python")
+
+    @property
+    def is_over(self) -> bool:
+        return self.status not in {self.Status.QUEUED, self.Status.RUNNING}
+
+    @property
+    def net_energy_kwh(self) -> float | None:
+        """The snippet's energy less the interpreter's start-up (never below zero)."""
+        if self.energy_kwh is None or self.baseline_energy_kwh is None:
+            return None
+        return max(self.energy_kwh - self.baseline_energy_kwh, 0.0)
+
+    @property
+    def repeatability(self) -> Repeatability | None:
+        """Its host's repeatability when it ran."""
+        stored = self.host_repeatability
+        return Repeatability.from_dict(stored) if stored else None
+
+    def apply_baseline(self, baseline: Baseline | None) -> None:
+        if baseline is not None:
+            self.baseline_energy_kwh = baseline.energy_kwh
+            self.baseline_duration_s = baseline.duration_s
+            self.baseline_cpu_seconds = baseline.cpu_seconds
+
+    @property
+    def elapsed_s(self) -> float:
+        if not self.started_at:
+            return 0.0
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def failing_line(self) -> int | None:
+        """The line of the snippet that failed, or that a timeout or a limit stopped,
+        for the editor to mark."""
+        if self.status == self.Status.FAILED:
+            return failures.failing_line(self.stderr)
+        if self.status in (self.Status.TIMED_OUT, self.Status.LIMIT_EXCEEDED):
+            return self.last_line
+        return None
+
+    @property
+    def hints(self) -> list[str]:
+        return failures.hints(self.stderr) if self.status == self.Status.FAILED else []
+
+    def queue_position(self) -> int | None:
+        """1 for the next run to start, None once it has started."""
+        if self.status != self.Status.QUEUED:
+            return None
+        # The workers' queue holds one run per client, in the order they were sent; a
+        # run not sent yet waits behind all of those and its own client's earlier runs.
+        sent = Run.objects.queued().filter(dispatched_at__isnull=False)
+        if self.dispatched_at:
+            return sent.filter(dispatched_at__lt=self.dispatched_at).count() + 1
+        own = (
+            Run.objects.undispatched()
+            .of_client(self.client)
+            .filter(created_at__lt=self.created_at)
+            .count()
+        )
+        return sent.count() + own + 1
+
+    # --- state changes, written by the worker --------------------------------------
+
+    def mark_running(self, worker: str) -> None:
+        self.status = self.Status.RUNNING
+        self.started_at = timezone.now()
+        self.worker = worker
+        self.save(update_fields=["status", "started_at", "worker"])
+
+    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> bool:
+        """Append what a running run has printed since the last call, and its power
+        samples so far (a few per second of its limit); False once it is no longer
+        running (a reaper failed it, or its end is written), when nothing is written.
+        This object is its worker's, which sets its end: the row is not saved whole."""
+        with transaction.atomic(using=self._state.db):
+            # The row's lock orders this against the run's end (Run.store): chunks are
+            # never added after the end has gathered them.
+            if not Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                power_samples=power_samples
+            ):
+                return False
+            OutputChunk.objects.bulk_create(appended)
+        return True
+
+    def output_after(self, seen: Offsets) -> tuple[str, str, Offsets]:
+        """What a viewer who has seen `seen` of each stream has not: from the run's
+        chunks while it runs, from its row once it is over."""
+        if self.status == self.Status.QUEUED:
+            return "", "", seen
+        if self.status != self.Status.RUNNING:
+            out, err = self.stdout, self.stderr
+            return out[seen.stdout :], err[seen.stderr :], Offsets(len(out), len(err))
+        new = {"stdout": [], "stderr": []}
+        ends = seen._asdict()
+        for chunk in self.output_chunks.filter(
+            models.Q(stream="stdout", end__gt=seen.stdout)
+            | models.Q(stream="stderr", end__gt=seen.stderr)
+        ).order_by("stream", "start"):
+            new[chunk.stream].append(chunk.text[max(ends[chunk.stream] - chunk.start, 0) :])
+            ends[chunk.stream] = chunk.end
+        return "".join(new["stdout"]), "".join(new["stderr"]), Offsets(**ends)
+
+    def finish(self, outcome: Outcome, figures: Figures | None) -> None:
+        """Store the sandbox's outcome and the measured figures, and settle the status.
+
+        Every figure has a column of the same name (checked: a new figure without one
+        fails here, in the tests, instead of vanishing on save)."""
+        self.exit_code = outcome.exit_code
+        self.stdout, self.stderr = outcome.stdout, outcome.stderr
+        self.stdout_truncated = outcome.stdout_truncated
+        self.stderr_truncated = outcome.stderr_truncated
+        self.duration_s = outcome.wall_s
+        self.cpu_seconds = outcome.cpu_s
+        self.startup_cpu_seconds = outcome.startup_cpu_s
+        self.peak_memory_bytes = outcome.peak_memory_bytes
+        self.isolation = outcome.isolation
+        self.limit = outcome.limit
+        self.last_line = outcome.last_line
+        if outcome.error:
+            self.status, self.error = self.Status.ERROR, outcome.error
+        elif outcome.timed_out:
+            self.status, self.error = self.Status.TIMED_OUT, outcome.limit_message
+        elif outcome.limit:
+            self.status = self.Status.LIMIT_EXCEEDED
+            self.error = outcome.limit_message
+        elif outcome.exit_code == 0:
+            self.status = self.Status.SUCCEEDED
+        else:
+            self.status = self.Status.FAILED
+            self.error = failures.failure_message(outcome.exit_code, outcome.stderr)
+        if figures is not None:
+            for name, value in dataclasses.asdict(figures).items():
+                self._meta.get_field(name)  # FieldDoesNotExist for a figure with no column
+                setattr(self, name, value)
+        parts = breakdown.of(outcome.measurements, self)
+        self.sections, self.lines, self.measurement_notes = parts.sections, parts.lines, parts.notes
+        self.finished_at = timezone.now()
+        self.store(self.result_fields())
+
+    # Written when the run is submitted or handed to a worker; never by its end.
+    SUBMITTED_FIELDS = frozenset(
+        {"public_id", "code", "session_key", "client", "source", "created_at", "timeout_s"}
+        | {"series", "variant", "repetition", "dispatched_at", "started_at", "worker"}
+    )
+
+    @classmethod
+    def result_fields(cls) -> list[str]:
+        """What a run's end writes: every column but the submitted ones (not the code
+        again, up to MAX_CODE_BYTES, with every result)."""
+        fields = cls._meta.concrete_fields
+        return [f.name for f in fields if not f.primary_key and f.name not in cls.SUBMITTED_FIELDS]
+
+    def take_row_of(self, stored: Run) -> None:
+        """Become `stored`: this same run as the database holds it (read here, or sent
+        by the worker that stored it)."""
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(stored, field.attname))
+        self._state.adding = False
+        self._state.db = stored._state.db or self._state.db  # a row sent over: no db
+
+    def fail(self, message: str) -> None:
+        self.stdout, self.stderr, _ = self.output_after(Offsets())  # what it printed
+        self.status = self.Status.ERROR
+        self.error = message
+        self.finished_at = timezone.now()
+        self.store(["status", "error", "finished_at", "stdout", "stderr"])
+
+    def store(self, fields: list[str]) -> None:
+        """Save `fields` of a run's end: if the database is busy (locked past its
+        timeout, or its connection dropped) wait and try again, a while, rather than
+        lose what the run printed and measured."""
+        deadline = time.monotonic() + RESULT_WRITE_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                with transaction.atomic(using=self._state.db):
+                    self.save(update_fields=fields)
+                    # Its output is in the row now (gathered once, here at its end).
+                    OutputChunk.objects.filter(run_id=self.pk).delete()
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "storing run %s failed (%s); trying again in %g s", self.public_id, exc, delay
+                )
+                connections[self._state.db or "default"].close()  # reopened by the next query
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def fail_orphaned(self) -> int:
+        with transaction.atomic(using=self._state.db):
+            # Conditional update: the worker may have finished the run a moment ago.
+            if not Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                status=self.Status.ERROR,
+                error="The worker running this snippet stopped (killed or restarted) "
+                "before it finished. Run it again.",
+                finished_at=timezone.now(),
+            ):
+                return 0
+            # What it printed before its worker died stays with it.
+            self.status = self.Status.RUNNING
+            stdout, stderr, _ = self.output_after(Offsets())
+            Run.objects.filter(pk=self.pk).update(stdout=stdout, stderr=stderr)
+            OutputChunk.objects.filter(run_id=self.pk).delete()
+        return 1
+
+    def as_dict(self) -> dict:
+        """The JSON contract shared by `runsnippet --json` and the API."""
+        return {
+            "id": str(self.public_id),
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+            "duration_s": self.duration_s,
+            "cpu_seconds": self.cpu_seconds,
+            "energy_kwh": self.energy_kwh,
+            "cpu_energy_kwh": self.cpu_energy_kwh,
+            "ram_energy_kwh": self.ram_energy_kwh,
+            "gpu_energy_kwh": self.gpu_energy_kwh,
+            "machine_energy_kwh": self.machine_energy_kwh,
+            "emissions_g": self.emissions_g,
+            "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
+            "country_iso_code": self.country_iso_code,
+            "region": self.region,
+            "isolation": self.isolation,
+            "error": self.error or None,
+            "provenance": self.provenance,
+            "power_samples": self.power_samples,
+            "sections": self.sections,
+            "lines": self.lines,
+            "measurement_notes": self.measurement_notes,
+            "last_line": self.last_line,
+            "host_repeatability": self.host_repeatability,
+            "net_energy_kwh": self.net_energy_kwh,
+            "baseline": None
+            if self.baseline_energy_kwh is None
+            else {
+                "energy_kwh": self.baseline_energy_kwh,
+                "duration_s": self.baseline_duration_s,
+                "cpu_seconds": self.baseline_cpu_seconds,
+            },
+            "startup_cpu_seconds": self.startup_cpu_seconds,
+            "python_version": self.python_version,
+            "code": self.code,
+            "series_id": str(self.series.public_id) if self.series_id else None,
+            "variant": self.variant or None,
+            "repetition": self.repetition,
+            "created_at": self.created_at.isoformat(),
+        }

@@ -1,0 +1,372 @@
+"""Repeats and comparisons: runs of one snippet, or of two interleaved, and what they
+say together (its numbers and words: runs.figures.comparisons)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from ..figures import breakdown, comparisons, stats
+from ..figures.comparisons import Compared, Measured
+from ..snippets import diffs
+from .fleet import ControlRun, Repeatability
+from .run import Run, clean_code
+
+
+class SeriesQuerySet(models.QuerySet):
+    def submit(
+        self, kind: str, codes: list[str], repetitions: int, run_fields=None, **fields
+    ) -> Series:
+        """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
+        queues them, as for single runs); `run_fields` are set on every run (its grid).
+        A comparison runs until its answer is clear, at most `repetitions` pairs: only
+        its first round is created here (the queue adds the next, runs.queue.tasks)."""
+        if not 1 <= repetitions <= MAX_REPETITIONS:
+            raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
+        codes = [clean_code(code) for code in codes]
+        section = fields.get("section", "")
+        for label, code in zip("AB", codes, strict=False):
+            if section and not breakdown.defines_section(code, section):
+                raise ValidationError(
+                    f"Snippet {label} has no section named “{section}”: wrap the part to "
+                    f'compare in `with section("{section.split("/")[-1]}"):`.'
+                )
+        if kind == Series.Kind.COMPARE:
+            fields["max_pairs"] = repetitions
+            repetitions = stats.looks(repetitions)[0]
+            fields["diff"] = diffs.for_storage(codes[0], codes[1])
+        with transaction.atomic():
+            series = self.create(
+                kind=kind,
+                code_a=codes[0],
+                code_b=codes[1] if len(codes) > 1 else "",
+                repetitions=repetitions,
+                **fields,
+            )
+            series.add_runs(range(1, repetitions + 1), **(run_fields or {}))
+        return series
+
+    def stalled(self) -> SeriesQuerySet:
+        """Comparisons not finished with no run waiting or running: their last round
+        ended but nobody started the next (its worker died in between)."""
+        return self.filter(
+            kind=Series.Kind.COMPARE, max_pairs__isnull=False, finished_at__isnull=True
+        ).exclude(runs__status__in=Run.IN_FLIGHT)
+
+
+MAX_REPETITIONS = 30
+
+
+class Series(models.Model):
+    """Repetitions of one snippet, or of two interleaved for an A/B comparison."""
+
+    class Kind(models.TextChoices):
+        REPEAT = "repeat", "Repeat"
+        COMPARE = "compare", "Comparison"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind, default=Kind.REPEAT)
+    code_a = models.TextField()
+    code_b = models.TextField(blank=True, default="")
+    repetitions = models.PositiveSmallIntegerField()
+    # The first run of each side is a warm-up: kept and shown, left out of the statistics.
+    warmup = models.BooleanField(default=False)
+    # Compare this named section of both snippets (runs.figures.breakdown) instead of the runs.
+    section = models.CharField(max_length=100, blank=True, default="")
+    session_key = models.CharField(max_length=40, blank=True, default="")
+    client = models.CharField(max_length=64, blank=True, default="")
+    source = models.CharField(max_length=8, choices=Run.Source, default=Run.Source.WEB)
+    created_at = models.DateTimeField(default=timezone.now)
+    # A comparison runs in rounds until its answer is clear, up to this many pairs
+    # (stats.decide). None: a fixed number of pairs, all queued at once (older ones).
+    max_pairs = models.PositiveSmallIntegerField(null=True, blank=True)
+    # When a comparison that runs until clear stopped, and why, if not clear.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=300, blank=True, default="")
+    # Its hosts' repeatability when it stopped ([Repeatability.as_dict()]).
+    host_repeatability = models.JSONField(null=True, blank=True)
+    # A comparison's code side by side, computed once when it is created (runs.snippets.diffs);
+    # None: too long to show so.
+    diff = models.JSONField(null=True, blank=True)
+
+    objects = SeriesQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.public_id}"
+
+    def get_absolute_url(self) -> str:
+        name = "runs:compare-detail" if self.kind == self.Kind.COMPARE else "runs:series-detail"
+        return reverse(name, kwargs={"public_id": self.public_id})
+
+    def ordered_runs(self) -> list[Run]:
+        return list(self.runs.order_by("repetition", "variant"))
+
+    # What its medians, verdict and next round are computed from (`results`): not the
+    # runs' code and output, up to 60 of each.
+    RESULT_FIELDS = [
+        "series",
+        "variant",
+        "repetition",
+        "status",
+        "energy_kwh",
+        "emissions_g",
+        "duration_s",
+        "cpu_seconds",
+        "baseline_energy_kwh",
+        "carbon_intensity_g_per_kwh",
+        "sections",
+    ]
+
+    def runs_for_results(self) -> list[Run]:
+        return list(self.runs.order_by("repetition", "variant").only(*self.RESULT_FIELDS))
+
+    @property
+    def variants(self) -> str:
+        return "AB" if self.kind == self.Kind.COMPARE else "A"
+
+    @property
+    def variant_labels(self) -> dict[str, str]:
+        """How the page names each variant: a repeat has one, which is not an "A"."""
+        return {"A": "A", "B": "B"} if self.kind == self.Kind.COMPARE else {"A": "Runs"}
+
+    def code_of(self, variant: str) -> str:
+        return self.code_b if variant == "B" else self.code_a
+
+    def add_runs(self, repetitions: range, **run_fields) -> list[Run]:
+        """Queued runs for these repetitions, interleaved A, B, A, B (the caller
+        queues them)."""
+        return [
+            Run.objects.submit(
+                self.code_of(variant),
+                session_key=self.session_key,
+                source=self.source,
+                client=self.client,
+                series=self,
+                variant=variant,
+                repetition=repetition,
+                **run_fields,
+            )
+            for repetition in repetitions
+            for variant in self.variants
+        ]
+
+    @property
+    def runs_until_clear(self) -> bool:
+        """A comparison that adds rounds until its answer is clear (not an older one
+        whose pairs were all queued at once)."""
+        return self.kind == self.Kind.COMPARE and self.max_pairs is not None
+
+    @property
+    def pair_cap(self) -> int:
+        return self.max_pairs or self.repetitions
+
+    @property
+    def first_look(self) -> int:
+        """After how many pairs the first verdict comes."""
+        return stats.looks(self.pair_cap)[0]
+
+    def completed_look(self, runs: list[Run]) -> int:
+        """The pairs of the last look whose runs have all ended (0: none yet)."""
+        first_unfinished = min(
+            (run.repetition for run in runs if not run.is_over), default=self.repetitions + 1
+        )
+        done = 0
+        for look in stats.looks(self.pair_cap):
+            if look > self.repetitions or look >= first_unfinished:
+                break
+            done = look
+        return done
+
+    def is_finished(self, runs: list[Run]) -> bool:
+        if self.runs_until_clear:
+            return self.finished_at is not None
+        return all(run.is_over for run in runs)
+
+    def next_round(self, runs: list[Run]) -> int:
+        """How many pairs a comparison that runs until clear adds now: the next round
+        once every run so far has ended and the answer is not clear (0 otherwise)."""
+        if not self.runs_until_clear or self.finished_at or not all(r.is_over for r in runs):
+            return 0
+        results = self.results(runs)
+        decision = results["decision"]
+        if decision is None or decision.outcome != stats.CONTINUE:
+            return 0
+        previous = max(
+            (look for look in stats.looks(self.pair_cap) if look < self.repetitions), default=0
+        )
+        succeeded = {(r.variant, r.repetition) for r in runs if r.status == Run.Status.SUCCEEDED}
+        if not any(
+            ("A", n) in succeeded and ("B", n) in succeeded
+            for n in range(previous + 1, self.repetitions + 1)
+        ):
+            return 0  # the last round gave no pair to compare: more would not either
+        later = [look for look in stats.looks(self.pair_cap) if look > self.repetitions]
+        return later[0] - self.repetitions if later else 0
+
+    def add_round(self, count: int) -> list[Run]:
+        """`count` more pairs on the same grid, numbered after the last: created once,
+        whoever else tries at the same moment (the runs' worker, a repair)."""
+        first = self.runs.order_by("repetition").first()
+        grid = {"country_iso_code": first.country_iso_code, "region": first.region}
+        with transaction.atomic():
+            added = Series.objects.filter(
+                pk=self.pk, repetitions=self.repetitions, finished_at__isnull=True
+            ).update(repetitions=models.F("repetitions") + count)
+            if not added:
+                return []
+            start = self.repetitions + 1
+            self.repetitions += count
+            return self.add_runs(range(start, self.repetitions + 1), **grid)
+
+    def finish(self, reason: str = "") -> None:
+        """A comparison that runs until clear stops: with the repeatability of its hosts
+        as it was then, which its page keeps showing."""
+        now = timezone.now()
+        self.finished_at, self.stop_reason = now, reason[:300]
+        self.host_repeatability = [spread.as_dict() for spread in self._host_spreads_at(now)]
+        Series.objects.filter(pk=self.pk, finished_at__isnull=True).update(
+            finished_at=self.finished_at,
+            stop_reason=self.stop_reason,
+            host_repeatability=self.host_repeatability,
+        )
+
+    def is_warmup(self, run: Run) -> bool:
+        """The first run of each side, kept but left out of the statistics if asked."""
+        return self.warmup and run.repetition == 1
+
+    def measured(self, run: Run) -> Measured | None:
+        """What this series compares of `run`: the whole run, or its named section
+        (None when a succeeded run did not report that section)."""
+        if not self.section:
+            return Measured(
+                run.energy_kwh, run.net_energy_kwh, run.duration_s, run.emissions_g,
+                run.cpu_seconds,
+            )  # fmt: skip
+        part = breakdown.section_figures(run, self.section)
+        if part is None:
+            return None
+        intensity = run.carbon_intensity_g_per_kwh or 0.0
+        return Measured(
+            part["energy_kwh"], None, part["duration_s"], part["energy_kwh"] * intensity,
+            part["cpu_seconds"],
+        )  # fmt: skip
+
+    def results(self, runs: list[Run] | None = None) -> dict:
+        """Per-variant summaries and, for a comparison, B against A, from succeeded runs
+        (warm-up runs left out), of the whole runs or of the series' section; what they
+        say is runs.figures.comparisons' to work out."""
+        runs = self.ordered_runs() if runs is None else runs
+        variants = {}
+        for variant in self.variants:
+            mine = [r for r in runs if r.variant == variant]
+            counted = [r for r in mine if not self.is_warmup(r)]
+            succeeded = [r for r in counted if r.status == Run.Status.SUCCEEDED]
+            variants[variant] = comparisons.side(
+                {r.repetition: self.measured(r) for r in succeeded}
+            ) | {
+                "runs": mine,
+                "succeeded": len(succeeded),
+                "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
+            }
+        result = {
+            "variants": variants,
+            "finished": sum(1 for r in runs if r.is_over),
+            "total": len(runs),
+            "is_over": self.is_finished(runs),
+        }
+        if self.kind == self.Kind.COMPARE:
+            look = self.completed_look(runs)
+            result |= comparisons.compare(variants, look, result["is_over"], self.pair_cap)
+        result["warnings"] = comparisons.warnings(
+            result,
+            repeat=self.kind == self.Kind.REPEAT,
+            labels=self.variant_labels,
+            section=self.section,
+            stop_reason=self.stop_reason,
+        )
+        return result
+
+    def headline(self, results: dict) -> str | None:
+        """A comparison's one answer, in plain words (None before its first look)."""
+        return comparisons.headline(results)
+
+    def basis(self, results: dict, runs: list[Run]) -> str:
+        """What the headline rests on, and why time may say otherwise."""
+        provenance = next((r.provenance for r in runs if r.provenance.get("cpu")), {})
+        return comparisons.basis(results, provenance)
+
+    def host_spreads(self) -> list[Repeatability]:
+        """The repeatability of the hosts this ran on: as it was when it stopped, or,
+        while it runs, as it is now."""
+        if self.host_repeatability is not None:
+            return [Repeatability.from_dict(stored) for stored in self.host_repeatability]
+        return self._host_spreads_at(timezone.now())
+
+    def _host_spreads_at(self, moment: datetime) -> list[Repeatability]:
+        hosts = self.runs.values_list("provenance__host", flat=True).distinct()
+        spreads = [ControlRun.objects.repeatability(host, at=moment) for host in hosts if host]
+        return [spread for spread in spreads if spread]
+
+    def as_dict(self) -> dict:
+        """The JSON export of a series: its runs, summaries and comparison."""
+        runs = self.ordered_runs()
+        results = self.results(runs)
+
+        def summary(s: stats.Summary | None) -> dict | None:
+            return s.as_dict() if s else None
+
+        data = {
+            "id": str(self.public_id),
+            "kind": self.kind,
+            "repetitions": self.repetitions,
+            "warmup": self.warmup,
+            "section": self.section or None,
+            "warnings": results["warnings"],
+            "created_at": self.created_at.isoformat(),
+            "code": {v: self.code_of(v) for v in self.variants},
+            "finished": results["finished"],
+            "total": results["total"],
+            "host_repeatability": [spread.as_dict() for spread in self.host_spreads()],
+            "summary": {
+                v: {
+                    name: summary(results["variants"][v][name])
+                    for name in ("energy", "net_energy", "duration", "emissions")
+                }
+                | {
+                    "unit": {
+                        "energy": "kWh",
+                        "net_energy": "kWh",
+                        "duration": "s",
+                        "emissions": "g",
+                    }
+                }
+                for v in self.variants
+            },
+            "runs": [run.as_dict() for run in runs],
+        }
+        if self.kind == self.Kind.COMPARE:
+            decision = results["decision"]
+            data["comparison"] = {
+                compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
+                for compared, comparison, verdict in self.verdicts(results)
+            } | {
+                "verdict": self.headline(results),
+                "outcome": decision.outcome if decision else None,
+                "pairs": results["pairs"],
+                "max_pairs": self.pair_cap,
+                "runs_until_clear": self.runs_until_clear,
+            }
+        return data
+
+    def verdicts(self, results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
+        """Each compared figure, B against A, for the page's breakdown and the export."""
+        return comparisons.verdicts(results)

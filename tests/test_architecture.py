@@ -1,0 +1,93 @@
+"""The layout's promise (runs.architecture, README "Code map"): imports go one way, from
+a part to its own or a lower one, and no module comes back to itself through others."""
+
+import ast
+from pathlib import Path
+
+from runs.architecture import LAYERS, layer_of
+
+RUNS = Path(__file__).resolve().parent.parent / "runs"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(RUNS.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in RUNS.rglob("*.py")}
+
+
+def imports_of(module: str) -> set[str]:
+    """The app's modules `module` imports, anywhere in it (type-only ones included: a
+    layer is a layer for the reader too)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            # `from package import module` imports the module; `from module import name`
+            # the module.
+            names = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES else source
+                for alias in node.names
+            ]
+        else:
+            continue
+        found.update(name for name in names if name in MODULES and name != module)
+    return found
+
+
+GRAPH = {module: imports_of(module) for module in MODULES}
+
+
+def test_every_module_belongs_to_a_declared_part():
+    undeclared = [m for m in MODULES if layer_of(m) == len(LAYERS)]
+    assert undeclared == []
+
+
+def test_no_module_imports_from_a_higher_part():
+    upward = [
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} "
+        f"({LAYERS[layer_of(target)][0]})"
+        for module, targets in GRAPH.items()
+        for target in sorted(targets)
+        if layer_of(target) < layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_no_module_imports_itself_back_through_others():
+    cycles = []
+    state: dict[str, str] = {}  # "open" while on the path, "done" after
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == "open":
+                cycles.append(" → ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_the_check_sees_imports_that_would_break_the_rules():
+    # The walk above is only as good as its reading of imports: an upward and a
+    # circular import, written as the app writes them, are found.
+    assert "runs.figures.stats" in GRAPH["runs.figures.comparisons"]
+    assert "runs.queue.handoff" in GRAPH["runs.queue.tasks"]  # `from . import handoff`
+    assert "runs.models" in GRAPH["runs.views"]
+    assert layer_of("runs.views") < layer_of("runs.queue.tasks") < layer_of("runs.models.run")
+    assert layer_of("runs.models.run") < layer_of("runs.figures.stats")
+    assert layer_of("runs.figures.stats") < layer_of("runs.sandbox.watch")
