@@ -54,8 +54,7 @@ def test_every_module_belongs_to_a_declared_part():
 
 def test_no_module_imports_from_a_higher_part():
     upward = [
-        f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} "
-        f"({LAYERS[layer_of(target)][0]})"
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
         for module, targets in GRAPH.items()
         for target in sorted(targets)
         if layer_of(target) < layer_of(module)
