@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from runs import sandbox
-from runs.sandbox import cgroups
+from runs.sandbox import cgroups, standby
+from runs.sandbox.watch import _Watch
 from runs.snippets import failures
 
 from .conftest import limits, run, sandbox_processes
@@ -571,12 +572,12 @@ def test_a_sandbox_prepared_in_the_background_lives_until_its_run(mode, settings
     prepared = limits()
     sandbox.prepare_standby(prepared, background=True)
     time.sleep(0.5)
-    standbys = [watch for _, watch in sandbox._standbys]
+    standbys = [watch for _, watch in standby._standbys]
     assert len(standbys) == settings.SANDBOX_STANDBY
     assert not any(watch._exited() for watch in standbys), "a prepared sandbox died"
     outcome = sandbox.run("print('prepared')", prepared)
     assert outcome.stdout == "prepared\n" and outcome.wall_s < 0.4
-    left = [watch for _, watch in sandbox._standbys]
+    left = [watch for _, watch in standby._standbys]
     assert standbys[0] not in left, "a prepared sandbox serves one run only"
     # The run's sweep for orphans left the other prepared sandboxes alone.
     assert left == standbys[1:] and not any(watch._exited() for watch in left)
@@ -590,10 +591,10 @@ def test_a_prepared_sandbox_waits_at_low_priority_and_runs_at_normal_priority(mo
         pytest.skip("only root can raise a process's priority back")
     prepared = limits()
     sandbox.prepare_standby(prepared)
-    watch = sandbox._standbys[0][1]
+    watch = standby._standbys[0][1]
     # From its first process (bubblewrap, which built the sandbox) to the launcher.
     for pid in (watch.proc.pid, watch.supervisor):
-        assert os.getpriority(os.PRIO_PROCESS, pid) == sandbox.STANDBY_NICE
+        assert os.getpriority(os.PRIO_PROCESS, pid) == standby.STANDBY_NICE
     outcome = sandbox.run("import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))", prepared)
     assert outcome.stdout == "0\n", "the snippet ran at the waiting sandbox's low priority"
 
@@ -603,14 +604,14 @@ def test_a_prepared_sandboxs_cgroup_waits_at_the_lowest_cpu_weight(mode):
     # the run of the moment, the next run's sandbox starting would take half a core.
     prepared = limits()
     sandbox.prepare_standby(prepared)
-    watch = sandbox._standbys[0][1]
+    watch = standby._standbys[0][1]
     weights = watch.group.cpu_weight_file() if watch.group else None
     if weights is None or not weights.exists():
         sandbox.discard_standby()
         pytest.skip("no CPU weight to set: no cgroup, or no cpu controller in it")
     lowest, default = cgroups.CPU_WEIGHTS[watch.group.version]
     assert weights.read_text().strip() == lowest
-    assert sandbox._take_standby(prepared) is watch
+    assert standby.take(prepared) is watch
     assert weights.read_text().strip() == default, "the run waits at the lowest weight"
     watch.cleanup()
     sandbox.discard_standby()
@@ -640,7 +641,7 @@ def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
 def test_when_the_supervisor_cannot_report_the_cgroup_counts_the_cpu(monkeypatch):
     # A fake fault: the worker kills the sandbox outright instead of asking its
     # supervisor, as if the supervisor had died; nothing a snippet does can cause it.
-    monkeypatch.setattr(sandbox._Watch, "stop", sandbox._Watch.kill)
+    monkeypatch.setattr(_Watch, "stop", _Watch.kill)
     outcome = run(
         """
         import os

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 
 from runs import sandbox
+from runs.sandbox import command as sandbox_command
 from runs.sandbox import launcher
 
 from .conftest import limits, run, sandbox_processes
@@ -254,9 +255,9 @@ def test_binary_output_is_kept_readable():
 def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     # In an unprivileged container there is no other account to drop to and no
     # bubblewrap: the launcher's Landlock domain is then what stops a kill.
-    rules = sandbox._landlock_paths(settings.SNIPPET_PYTHON, str(tmp_path))
+    rules = sandbox_command._landlock_paths(settings.SNIPPET_PYTHON, str(tmp_path))
     report_read, report_write = os.pipe()
-    command = sandbox.launcher_arguments(
+    command = sandbox_command.launcher_arguments(
         settings.SNIPPET_PYTHON,
         limits(),
         unix_sockets=False,

@@ -4,7 +4,7 @@ One file over the usual size on purpose: runs.sandbox passes this file's source 
 snippet interpreter with `python -I -c`, so that the sandbox user never needs to read
 the project's files, and everything the sandbox's processes run must be in it. It runs
 with the snippet's interpreter (which may be older than the server's), so it uses only
-the standard library. Its arguments are built by `runs.sandbox.launcher_arguments`:
+the standard library. Its arguments are built by `runs.sandbox.command.launcher_arguments`:
 file-size limit, process limit, address-space limit (0 = none), open-files limit,
 whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, whether a
 cgroup counts the CPU time of every process of the run (1/0), the profiler's interval in

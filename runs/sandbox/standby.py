@@ -1,0 +1,152 @@
+"""Sandboxes started ahead of the runs that will use them, per process."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import threading
+import time
+
+from django.conf import settings
+
+from .command import isolation
+from .contract import INIT_WAIT_SECONDS, Limits
+from .host import _account, _python, gpu_devices
+from .watch import _Watch, launch
+
+logger = logging.getLogger(__name__)
+
+
+# The next runs' sandboxes, started ahead, oldest first: their interpreters are up and
+# waiting for code. More than one, so that a run arriving right after another finds
+# one whose interpreter has finished starting (starting takes ~40 ms on a busy host).
+_standbys: list[tuple[tuple, _Watch]] = []
+# Notified when one is added, and when the preparer has nothing left to start.
+_standbys_changed = threading.Condition()
+# Standby sandboxes start at the lowest priority, so that starting them never slows
+# the requests and the run of the moment; a run's own is raised back when it is taken.
+STANDBY_NICE = 19
+
+
+def _standby_key(limits: Limits) -> tuple:
+    # Everything a sandbox is made of but the timeout, which the worker keeps itself.
+    return (
+        dataclasses.replace(limits, timeout_s=0),
+        isolation(),
+        _account(),
+        _python(),
+        settings.SANDBOX_CPUS,
+        settings.PROFILE_INTERVAL_MS,
+        tuple(gpu_devices()),
+        os.getpid(),
+    )
+
+
+def prepare_standby(limits: Limits, background: bool = False) -> None:
+    """Keep SANDBOX_STANDBY sandboxes with `limits` started ahead, so that a run pays
+    only for its own code. Every run still gets a sandbox nobody used: each is used
+    once, then ended.
+
+    In the background, the worker is free to fetch its next run meanwhile; a run that
+    finds none ready waits for the one being started (sooner than starting its own)."""
+    if background:
+        _preparer.submit(limits)
+    else:
+        _top_up(limits)
+
+
+def _top_up(limits: Limits) -> None:
+    key = _standby_key(limits)
+    with _standbys_changed:
+        stale = [watch for k, watch in _standbys if k != key or watch._exited()]
+        _standbys[:] = [(k, watch) for k, watch in _standbys if watch not in stale]
+        missing = settings.SANDBOX_STANDBY - len(_standbys)
+    for watch in stale:
+        watch.cleanup()
+    for _ in range(missing):
+        try:
+            watch = launch(limits, nice=STANDBY_NICE)
+        except Exception:
+            # A run will meet the same problem in its own sandbox, and say so.
+            logger.exception("could not prepare the next run's sandbox")
+            return
+        if watch.outcome.error:
+            watch.cleanup()
+            return
+        with _standbys_changed:
+            _standbys.append((key, watch))
+            _standbys_changed.notify_all()
+
+
+class _Preparer:
+    """One thread for the life of the process that starts standby sandboxes. Not a
+    thread per sandbox: bubblewrap dies with the thread that started it
+    (--die-with-parent is PR_SET_PDEATHSIG, which follows the thread, not the process)."""
+
+    def __init__(self) -> None:
+        self.requests: queue.SimpleQueue[Limits] = queue.SimpleQueue()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, limits: Limits) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._serve, name="sandbox-standby", daemon=True)
+            self.thread.start()
+        self.idle.clear()
+        self.requests.put(limits)
+
+    def _serve(self) -> None:
+        while True:
+            limits = self.requests.get()
+            try:
+                _top_up(limits)
+            finally:
+                if self.requests.empty():
+                    with _standbys_changed:
+                        self.idle.set()
+                        _standbys_changed.notify_all()
+
+    def wait(self) -> None:
+        self.idle.wait()
+
+
+_preparer = _Preparer()
+
+
+def discard_standby() -> None:
+    """End every sandbox started ahead (settings changed, or the worker leaves)."""
+    _preparer.wait()
+    with _standbys_changed:
+        watches = [watch for _, watch in _standbys]
+        _standbys.clear()
+    for watch in watches:
+        watch.cleanup()
+
+
+def take(limits: Limits) -> _Watch | None:
+    """The oldest sandbox started ahead with these limits, taken out of the pool; if
+    none is there but one is being started, that one (sooner than starting another)."""
+    key = _standby_key(limits)
+    deadline = time.monotonic() + INIT_WAIT_SECONDS
+    useless = []  # started under other settings, or died waiting
+    with _standbys_changed:
+        while True:
+            while _standbys and (_standbys[0][0] != key or _standbys[0][1]._exited()):
+                useless.append(_standbys.pop(0)[1])
+            if _standbys:
+                watch = _standbys.pop(0)[1]
+                break
+            remaining = deadline - time.monotonic()
+            if _preparer.idle.is_set() or remaining <= 0:
+                watch = None
+                break
+            _standbys_changed.wait(remaining)
+    for stale in useless:
+        stale.cleanup()
+    if watch is not None:
+        watch.limits = limits  # this run's own timeout
+        watch.raise_priority()
+    return watch

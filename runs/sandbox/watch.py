@@ -1,0 +1,416 @@
+"""A sandbox from its start to its end: started and confined (`launch`), fed its code,
+watched against its limits, and ended (`_Watch`, with its readings in `usage` and its
+ending in `teardown`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import selectors
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+
+from . import cgroups, launcher
+from .command import (
+    _bwrap_command,
+    _drop_privileges,
+    _environment,
+    _landlock_paths,
+    _process_cap,
+    isolation,
+    launcher_arguments,
+)
+from .contract import (
+    BUBBLEWRAP,
+    CPU_FROM_CGROUP,
+    CPU_FROM_SUPERVISOR,
+    EXIT_POLL_SECONDS,
+    FIRST_TICK_SECONDS,
+    INIT_WAIT_SECONDS,
+    REPORT_BYTES,
+    SANDBOX_TMP,
+    TIMEOUT,
+    WATCH_SECONDS,
+    Abandoned,
+    Limits,
+    Outcome,
+    Tick,
+    _Stream,
+)
+from .host import _account, _become_subreaper, _children_of, _python, landlock_abi, python_version
+from .teardown import Teardown, _live_sandboxes, _Report, _sandboxes_starting
+from .usage import Usage
+
+logger = logging.getLogger(__name__)
+
+
+def launch(limits: Limits, nice: int = 0) -> _Watch:
+    """A new sandbox, started and confined, its interpreter waiting for the code;
+    `nice` lowers its priority until it is taken (only where we can raise it back)."""
+    mode = isolation()
+    account = _account()
+    python = _python()
+    _become_subreaper()
+    group = cgroups.create(limits.memory_bytes, limits.max_processes, settings.SANDBOX_CPUS)
+    landlock = landlock_abi() > 0
+    if mode == BUBBLEWRAP:
+        workdir = None  # the sandbox's own tmpfs /tmp
+    else:
+        workdir = tempfile.mkdtemp(prefix="ccp-run-")
+        if account:
+            os.chown(workdir, *account)
+    report_read, report_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    launcher = launcher_arguments(
+        python,
+        limits,
+        processes=_process_cap(limits, account, group),
+        # Per-process address space when no cgroup caps the tree.
+        address_space=0 if group else limits.memory_bytes,
+        # Inside bubblewrap no host socket is reachable: AF_UNIX stays for local IPC.
+        unix_sockets=mode == BUBBLEWRAP,
+        report_fd=report_write,
+        # Where a cgroup counts every process, that count is the figure, and a snippet
+        # may handle SIGCHLD as it likes; elsewhere the launcher refuses it.
+        cpu_accounted=group is not None and group.cpu_seconds() is not None,
+        # Inside bubblewrap the filesystem view is already minimal; Landlock is a second
+        # wall there and the only one in the fallback.
+        landlock=_landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
+    )
+    command = _bwrap_command(python, limits) + launcher if mode == BUBBLEWRAP else launcher
+    watch = _Watch(
+        limits=limits,
+        group=group,
+        mode=mode,
+        workdir=workdir,
+        landlock=landlock,
+        account=account,
+        report=(report_read, report_write),
+    )
+    nice = nice if account else 0
+    if nice:
+        if group:
+            group.set_background(True)  # before anything runs in it
+        # From the first instruction: bubblewrap builds the sandbox (~5 ms of CPU)
+        # before the launcher can be moved into its cgroup.
+        if nice_command := shutil.which("nice"):
+            command = [nice_command, "-n", str(nice), *command]
+    watch.start(command, nice)
+    return watch
+
+
+def _started(on_start: Callable[[], bool] | None) -> None:
+    if on_start is not None and not on_start():
+        raise Abandoned()  # the sandbox is ended on the way out (`executed`)
+
+
+class _Watch(Usage, Teardown):
+    """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
+
+    def __init__(self, *, limits, group, mode, workdir, landlock, account, report):
+        self.limits = limits
+        self.group = group
+        self.mode = mode
+        self.workdir = workdir
+        self.landlock = landlock
+        self.account = account
+        self.report_read, self.report_write = report
+        self.proc: subprocess.Popen | None = None
+        self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
+        self.init_pid: int | None = None
+        self.started_at = time.time()
+        self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
+        # The cgroup's CPU accounting when the code was sent, with every process of the
+        # sandbox waiting (None: no cgroup counts it).
+        self.accounted_at_code: float | None = None
+        self.report = b""  # what the supervisor reported so far
+        # The supervisor has reported the end: every process of the snippet is gone.
+        self.reported = False
+        self.nice = 0  # the priority it waits at, until taken for a run
+        self.outcome = Outcome(
+            isolation=self.describe_isolation(), python_version=python_version(_python())
+        )
+
+    def describe_isolation(self) -> str:
+        parts = [self.mode]
+        if self.group:
+            parts.append(f"cgroup-v{self.group.version}")
+        parts.append("seccomp")
+        if self.landlock:
+            parts.append("landlock")
+        if not (self.group and self.group.cpu_capped):
+            parts.append("no-cpu-cap")
+        return "+".join(parts)
+
+    @property
+    def supervisor(self) -> int | None:
+        """The launcher's process on the host (PID 1 of bubblewrap's namespace)."""
+        return self._sandbox_init() if self.mode == BUBBLEWRAP else self.proc.pid
+
+    def start(self, command: list[str], nice: int = 0) -> None:
+        """Start the sandbox and confine it (at priority `nice` until
+        `raise_priority`); a failure is kept on the outcome."""
+        outcome = self.outcome
+        try:
+            _sandboxes_starting.acquire()
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self.workdir or "/",
+                env=_environment(self.workdir or SANDBOX_TMP),
+                start_new_session=True,
+                pass_fds=(self.report_write,),
+                **_drop_privileges(self.account),
+            )
+        except OSError as exc:
+            outcome.error = f"Could not start the sandbox: {exc}"
+            return
+        else:
+            _live_sandboxes.add(self.proc.pid)
+        finally:
+            _sandboxes_starting.release()
+            os.close(self.report_write)
+        problem = self._confine()
+        if problem:
+            self.kill()
+            self._wait_sandbox()
+            outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
+            return
+        if nice:
+            self._set_priority(nice)
+        try:
+            self.proc.stdin.write(launcher.GO)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died starting; its stderr says why
+
+    def _set_priority(self, nice: int) -> None:
+        self.nice = nice
+        if self.group:
+            self.group.set_background(nice > 0)
+        # The launcher and the snippet's process, which it forks and which inherits
+        # its priority, are single-threaded until the code comes.
+        supervisor = self.supervisor
+        if supervisor is None:
+            return
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, supervisor, nice)
+        # After the supervisor's: a process it forks meanwhile is listed here. And
+        # bubblewrap's own, which waits for the launcher and exits after it.
+        others = (set(_children_of(supervisor)) | {self.proc.pid}) - {supervisor}
+        for pid in others:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, nice)
+
+    def raise_priority(self) -> None:
+        """Back to the normal priority, before the code is sent."""
+        if self.nice:
+            self._set_priority(0)
+
+    def execute(self, source: bytes, on_tick, tick_seconds: float, on_start=None) -> Outcome:
+        """Send the code and watch it to the end. Every figure counts from here."""
+        outcome = self.outcome
+        if outcome.error:
+            _started(on_start)
+            return outcome  # fail closed: the code never goes to an incomplete sandbox
+        self._wait_until_ready()
+        self.accounted_at_code = self.group.cpu_seconds() if self.group else None
+        if self.accounted_at_code is not None:
+            self.cpu_before_code = self.accounted_at_code  # what _cpu_seconds reads
+        else:
+            self.cpu_before_code = self._cpu_seconds()
+        started = time.monotonic()
+        try:
+            self.proc.stdin.write(source)
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it died before reading; its stderr says why
+        _started(on_start)
+        self._watch(started, on_tick, tick_seconds)
+        return outcome
+
+    def _wait_until_ready(self) -> None:
+        """Until both processes of the sandbox wait (the supervisor for the snippet,
+        the snippet's process for its code): from then on, everything the cgroup
+        counts is the run's. A standby has long been ready."""
+        deadline = time.monotonic() + INIT_WAIT_SECONDS
+        while not self._ready() and time.monotonic() < deadline and not self._exited():
+            select.select([self.report_read], [], [], min(deadline - time.monotonic(), 0.05))
+            self._report()
+
+    def _ready(self) -> bool:
+        said = {line.split(b" ", 1)[0] for line in self.report.split(b"\n")}
+        return {launcher.STARTUP.encode(), launcher.READY.encode()} <= said
+
+    def _confine(self) -> str:
+        """Move the launcher into the run's cgroup; what failed, or ''."""
+        if not self.group:
+            return ""
+        # The launcher forks the snippet's process only once told (launcher.GO), so
+        # moving it into the cgroup first puts every process of the snippet inside.
+        # The move (one write per v1 hierarchy; one of them often waits 5-20 ms for
+        # the kernel) overlaps the interpreter's start.
+        launcher = self.supervisor
+        if launcher is None:
+            return "its first process did not appear in time to be moved into its cgroup"
+        try:
+            self.group.add(launcher)
+        except OSError as exc:
+            return f"could not move it into its cgroup: {exc.strerror or exc}"
+        return ""
+
+    def _watch(self, started: float, on_tick, tick_seconds: float) -> None:
+        outcome, limits, proc = self.outcome, self.limits, self.proc
+        streams = {
+            proc.stdout.fileno(): _Stream(limits.output_bytes),
+            proc.stderr.fileno(): _Stream(limits.output_bytes),
+        }
+        stdout, stderr = streams.values()
+        selector = selectors.DefaultSelector()
+        for fd in streams:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        # The supervisor's report ends the run the moment it comes, before bubblewrap
+        # has exited (it and the launcher hold the output pipes open until then).
+        selector.register(self.report_read, selectors.EVENT_READ)
+        deadline = started + limits.timeout_s
+        # The first tick comes early: a snippet's first output shows at once.
+        next_tick = started + min(tick_seconds, FIRST_TICK_SECONDS)
+        next_check = started + WATCH_SECONDS
+        last_check = started
+        memory = 0
+        exited = False
+        while not exited:
+            now = time.monotonic()
+            if now >= deadline:
+                outcome.timed_out = True
+                break
+            if now >= next_check:
+                memory = self._memory_bytes()
+                outcome.memory_byte_seconds += memory * (now - last_check)
+                outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, memory)
+                last_check = now
+                next_check = now + WATCH_SECONDS
+                outcome.limit = self._limit_reached(memory)
+                # Once the snippet's main process is gone the run is over, even if a
+                # straggler still holds the pipes open.
+                exited = outcome.limit != "" or self._exited()
+                if exited:
+                    break
+            if on_tick and now >= next_tick:
+                next_tick = now + tick_seconds
+                cpu = max(self._cpu_seconds() - self.cpu_before_code, 0.0)
+                on_tick(Tick(now - started, cpu, memory, stdout.text(False), stderr.text(False)))
+            timeout = max(0.0, min(deadline, next_check, next_tick) - now)
+            if not any(fd in selector.get_map() for fd in streams):
+                # Both pipes closed: the sandbox is exiting; bubblewrap follows its
+                # launcher within a millisecond or so.
+                exited = self._exited()
+                time.sleep(0 if exited else min(timeout, EXIT_POLL_SECONDS))
+                continue
+            for key, _ in selector.select(timeout):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                elif key.fd == self.report_read:
+                    exited = self._read_report(chunk)
+                elif streams[key.fd].feed(chunk):
+                    outcome.limit = "output"
+                    exited = True
+        end = time.monotonic()
+        outcome.memory_byte_seconds += memory * (end - last_check)
+        if not self.reported and not self._exited():
+            self.stop()
+        # Drain what the snippet wrote before it stopped (pipes may still hold data).
+        for fd, stream in streams.items():
+            if fd in selector.get_map():
+                self._drain(fd, stream)
+        selector.close()
+        self._post_mortem(end - started, stdout, stderr)
+
+    def _read_report(self, chunk: bytes) -> bool:
+        """Keep what the supervisor reported; True once it has reported the end."""
+        self.report = (self.report + chunk)[:REPORT_BYTES]
+        self.reported = b"\n" + launcher.END.encode() + b" " in b"\n" + self.report
+        return self.reported
+
+    def _post_mortem(self, wall_s: float, stdout: _Stream, stderr: _Stream) -> None:
+        """Once the tree is gone: its status, CPU, memory, and how the run ended."""
+        outcome, limits = self.outcome, self.limits
+        # With a cgroup, everything left to know is known once the supervisor has
+        # reported; without one, bubblewrap's wait status carries the peak memory.
+        report = self._reap(wait=not (self.reported and self.group))
+        outcome.wall_s = wall_s
+        outcome.exit_code = os.waitstatus_to_exitcode(report.status)
+        outcome.cpu_s, outcome.cpu_source = self._cpu_of_the_run(report)
+        if self.group:
+            outcome.peak_memory_bytes = max(
+                outcome.peak_memory_bytes, self.group.peak_memory_bytes()
+            )
+        if outcome.memory_byte_seconds == 0:
+            outcome.memory_byte_seconds = outcome.peak_memory_bytes * outcome.wall_s
+        if not outcome.limit and not outcome.timed_out:
+            outcome.limit = self._limit_after_exit(stderr)
+        if outcome.exit_code == launcher.CONFINEMENT_FAILED and b"sandbox: " in stderr.data:
+            outcome.error = stderr.text().strip()
+        elif self.mode == BUBBLEWRAP and b"bwrap: " in stderr.data[:200]:
+            outcome.error = f"The sandbox failed to start: {stderr.text().strip()}"
+        if outcome.limit or outcome.timed_out:
+            outcome.limit_message = limits.describe(outcome.limit or TIMEOUT, outcome.last_line)
+        outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
+        outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
+
+    def _cpu_of_the_run(self, report: _Report) -> tuple[float, str]:
+        """The CPU time of the snippet's processes, and where it comes from.
+
+        A cgroup counts every process ever in it, whatever the snippet did with its
+        signals (a process that ignores SIGCHLD has its children's CPU time discarded
+        by the kernel, out of any wait's sight): from the code's arrival, less the
+        supervisor's own work. Without one, the supervisor's count of what it reaped
+        (the launcher refuses SIGCHLD's handling there), or, should it have been killed
+        before it could count, what bubblewrap waited for, less the start-up."""
+        accounted = self.group.cpu_seconds() if self.group else None
+        if accounted is not None and self.accounted_at_code is not None:
+            work = accounted - self.accounted_at_code - report.supervisor_work
+            return max(work, 0.0), CPU_FROM_CGROUP
+        if report.tree_cpu is not None:
+            return report.tree_cpu, CPU_FROM_SUPERVISOR
+        most = max(report.everything_cpu, accounted or 0.0)
+        source = CPU_FROM_CGROUP if accounted else CPU_FROM_SUPERVISOR
+        return max(most - self.outcome.startup_cpu_s, 0.0), source
+
+    def _exited(self) -> bool:
+        # WNOWAIT: leave it a zombie for wait4, which collects its rusage.
+        try:
+            return (
+                os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+            )
+        except ChildProcessError:
+            return True
+
+    def _wait_exit(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self._exited():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    @staticmethod
+    def _drain(fd: int, stream: _Stream) -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            stream.feed(chunk)
