@@ -85,7 +85,7 @@ def test_the_check_sees_imports_that_would_break_the_rules():
     # The walk above is only as good as its reading of imports: an upward and a
     # circular import, written as the app writes them, are found.
     assert "runs.figures.stats" in GRAPH["runs.figures.comparisons"]
-    assert "runs.queue.handoff" in GRAPH["runs.queue.tasks"]  # `from . import handoff`
+    assert "runs.queue.handover" in GRAPH["runs.queue.tasks"]  # `from . import handover`
     assert "runs.models" in GRAPH["runs.views"]
     assert layer_of("runs.views") < layer_of("runs.queue.tasks") < layer_of("runs.models.run")
     assert layer_of("runs.models.run") < layer_of("runs.figures.stats")

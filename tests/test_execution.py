@@ -12,7 +12,7 @@ from django.db import connections
 from runs import sandbox
 from runs.figures import breakdown, charts, measure
 from runs.models import ControlRun, Run, Series
-from runs.queue import execution, tasks
+from runs.queue import execution, handover
 from runs.snippets import failures
 
 from .conftest import execute, host_hardware, printed, run_series, sandbox_processes, wait_for
@@ -367,7 +367,7 @@ def test_a_handed_over_run_is_claimed_while_its_code_starts():
 
     def grant() -> bool:
         statuses.append(Run.objects.get(pk=run.pk).status)
-        return tasks.claim(run, "this-worker")
+        return handover.claim(run, "this-worker")
 
     done = execution.execute(run, claim=grant)
     assert statuses == [Run.Status.QUEUED], "the run was marked before its claim"

@@ -23,7 +23,8 @@ from django_tasks_db.models import DBTaskResult
 
 from runs.models import Run
 from runs.queue import handoff, rendezvous, waiting, wakeup
-from runs.queue.tasks import enqueue, row_of, run_of, store_and_enqueue
+from runs.queue.handover import row_of, run_of
+from runs.queue.tasks import enqueue, store_and_enqueue
 
 from .conftest import ROOT, database_url, finished, printed, sandbox_processes, wait_for
 

@@ -268,7 +268,7 @@ def current_repeatability() -> dict | None:
 
 class _Claim:
     """Whether this worker may store a run: at once for a run it took from the queue;
-    for one handed over directly, the answer of `claim` (runs.queue.tasks.claim), asked once,
+    for one handed over directly, the answer of `claim` (runs.queue.handover.claim), asked once,
     while the code starts or before a failure is stored."""
 
     def __init__(self, claim: Callable[[], bool] | None):

@@ -19,7 +19,8 @@ waiting for the run answers without a named pipe or another read of the database
 connection that ends without the row (the worker died) leaves the waiter to the
 database.
 
-Nothing here knows about runs: payloads go both ways, a key, and pokes.
+Nothing here knows about runs: payloads go both ways, a key, and pokes. The protocol
+that carries a run over it, both ends, is runs.queue.handover.
 """
 
 from __future__ import annotations

@@ -7,19 +7,16 @@ in progress: round robin falls out of it. The database keeps the invariant (a pa
 unique constraint, `run_one_dispatched_per_client`) for every web process and worker.
 """
 
-import datetime
-import json
 import logging
 from collections.abc import Callable
 
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
 
 from .. import limits
 from ..models import Run, Series
-from . import execution, handoff, wakeup
+from . import execution, handover, wakeup
 
 NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run
 logger = logging.getLogger(__name__)
@@ -90,7 +87,7 @@ def continue_stalled() -> int:
 
 def enqueue(*runs: Run, watch: bool = False) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
-    an idle worker on this machine where there is one (runs.queue.handoff), else through the
+    an idle worker on this machine where there is one (runs.queue.handover), else through the
     workers' queue. With `watch`, a run handed over keeps the worker's connection as
     `run.handed_over`, on which runs.queue.waiting follows it to its end."""
     first = {}  # each client's first run: the others follow it through the queue
@@ -99,7 +96,7 @@ def enqueue(*runs: Run, watch: bool = False) -> None:
 
     def send() -> None:
         for run in first.values():
-            _hand_over(run, handoff.offer(row_of(run)), watch)
+            _hand_over(run, watch)
 
     transaction.on_commit(send)
 
@@ -107,114 +104,37 @@ def enqueue(*runs: Run, watch: bool = False) -> None:
 def store_and_enqueue(run: Run, watch: bool = False) -> Run:
     """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does; but
     an idle worker here is handed it before anything is written, starts its code and
-    stores it itself, as running (`claim`): one write, beside the code."""
+    stores it itself, as running: one write, beside the code (runs.queue.handover)."""
     if transaction.get_connection().in_atomic_block:
         run.save(force_insert=True)  # offered once the transaction commits
         enqueue(run, watch=watch)
         return run
-    handed = handoff.offer(row_of(run))
-    key = handed.taken() if handed is not None else None
-    if key is not None:
-        run.pk, run._state.adding = key, False
-        _follow_or_close(run, handed, watch)
+    handed = handover.offer(run)
+    if handed is not None and handover.answered(run, handed):
+        handover.keep_or_close(run, handed, watch)
         return run
-    if handed is not None:
-        handed.close()
     try:
         run.save(force_insert=True)
     except IntegrityError:
-        # Its public id is taken: the worker stored it after all, once this process
-        # had stopped waiting for its answer, and runs it.
-        stored = Run.objects.filter(public_id=run.public_id).first()
-        if stored is None:
-            raise
-        run.take_row_of(stored)
-        return run
+        if handover.stored_instead(run):
+            return run
+        raise
     dispatch(run.client)
     return run
 
 
-def _hand_over(run: Run, handed: handoff.Handed | None, watch: bool) -> None:
-    """Queue `run`, stored, through the worker it was offered to if that one claims it,
-    else through the queue table."""
-    if handed is not None and handed.taken() == run.pk:
-        _follow_or_close(run, handed, watch)
+def _hand_over(run: Run, watch: bool) -> None:
+    """Queue `run`, stored, through the worker here that claims it, else through the
+    queue table."""
+    handed = handover.offer(run)
+    if handed is not None and handover.answered(run, handed):
+        handover.keep_or_close(run, handed, watch)
         return
-    if handed is not None:
-        handed.close()
     dispatch(run.client)
-
-
-def _follow_or_close(run: Run, handed: handoff.Handed, watch: bool) -> None:
-    if watch:
-        run.handed_over = handed  # runs.queue.waiting follows the run on it
-    else:
-        handed.close()
 
 
 def _next_waiting(client: str) -> Run | None:
     return Run.objects.undispatched().of_client(client).order_by("created_at", "id").first()
-
-
-class _ExactEncoder(DjangoJSONEncoder):
-    # Django's JSON encoder keeps milliseconds of a time: a row that went through it
-    # and was saved again would lose its microseconds.
-    def default(self, o):
-        if isinstance(o, datetime.datetime):
-            return o.isoformat()
-        return super().default(o)
-
-
-def row_of(run: Run) -> bytes:
-    """A run's row, as a hand-over carries it both ways (runs.queue.handoff): each column's
-    value by name. Not Django's serializers: on the way of every run handed over, four
-    times, and ~2.5x slower."""
-    values = {f.attname: f.value_from_object(run) for f in Run._meta.concrete_fields}
-    return json.dumps(values, cls=_ExactEncoder).encode()
-
-
-def run_of(row: bytes) -> Run:
-    """The run a hand-over carried: the offered one (`enqueue`), whose row comes with
-    the offer so that nothing is read before it starts (without its primary key when
-    offered before it was written), or the stored one, back."""
-    values = json.loads(row)
-    fields = Run._meta.concrete_fields
-    return Run.from_db(
-        None, [f.attname for f in fields], [f.to_python(values[f.attname]) for f in fields]
-    )
-
-
-def claim(run: Run, worker: str) -> bool:
-    """Claim a run handed over directly for `worker`: dispatched and running, in one
-    statement, under the same rule as `dispatch` (one run of a client in flight): the
-    insert of a run offered before it was stored, the conditional update of a stored
-    one. No transaction around it: a BEGIN and a COMMIT more, while the code starts."""
-    now = timezone.now()
-    claimed = {
-        "dispatched_at": now,
-        "started_at": now,
-        "status": Run.Status.RUNNING,
-        "worker": worker,
-    }
-    try:
-        if run.pk is None:  # offered before it was stored: its row is ours to write
-            for name, value in claimed.items():
-                setattr(run, name, value)
-            run.save(force_insert=True)
-            return True
-        taken = Run.objects.undispatched().filter(pk=run.pk).update(**claimed)
-    except IntegrityError:
-        # Another run of this client is in flight (it goes first), or the web process
-        # stopped waiting and stored this new run itself (its public id is taken).
-        return False
-    except (OperationalError, InterfaceError):
-        # The database is busy: not taken here (the sandbox is ended, nothing stored);
-        # the web process stores it, or answers that it could not.
-        return False
-    if taken:
-        for name, value in claimed.items():
-            setattr(run, name, value)
-    return bool(taken)
 
 
 def dispatch(client: str) -> bool:

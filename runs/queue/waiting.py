@@ -22,7 +22,7 @@ from django.core.signals import request_finished
 from django.dispatch import receiver
 
 from ..models import OutputChunk, Run
-from . import handoff, tasks, wakeup
+from . import handover, wakeup
 
 FALLBACK_POLL_SECONDS = 0.2
 
@@ -43,7 +43,9 @@ def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
         try:
             deadline = time.monotonic() + seconds
             if handed is not None:
-                settled = _follow(run, handed, deadline, until_output)
+                settled = handover.follow(
+                    run, handed, deadline, lambda: until_output and _settled(run, until_output)
+                )
                 if settled is not None:
                     return settled
             return _poll(run, deadline, until_output)
@@ -60,25 +62,6 @@ def hang_up(**kwargs) -> None:
     connections = _followed.__dict__.get("connections", [])
     while connections:
         connections.pop().close()
-
-
-def _follow(run: Run, handed: handoff.Handed, deadline: float, until_output: bool) -> bool | None:
-    """Wait on the worker's own word; None if it went away without sending the run."""
-    while True:
-        try:
-            message = handed.receive(deadline - time.monotonic())
-        except (OSError, EOFError):
-            return None
-        if message is handoff.PROGRESS:
-            if until_output and _settled(run, until_output):
-                return run.is_over
-            continue
-        stored = tasks.run_of(message) if message else None
-        if stored is None or stored.pk != run.pk:
-            run.refresh_from_db()  # time is up, or the row was too large to send
-        else:
-            run.take_row_of(stored)
-        return run.is_over
 
 
 def _poll(run: Run, deadline: float, until_output: bool) -> bool:

@@ -1,3 +1,4 @@
+import functools
 import logging
 import time
 
@@ -12,7 +13,7 @@ from django_tasks_db.utils import exclusive_transaction, is_locked_database_exce
 from runs import retention, sandbox
 from runs.figures import measure
 from runs.models import Run
-from runs.queue import execution, handoff, tasks, wakeup
+from runs.queue import execution, handoff, handover, tasks, wakeup
 from runs.sandbox import cgroups
 
 PURGE_CHECK_SECONDS = 60
@@ -88,42 +89,27 @@ class Worker(QueueWorker):
                 return
 
     def take_offer(self) -> None:
-        """Run what a web process here handed over: its code starts while the run is
-        claimed (tasks.claim, which stores a new run's row), and the web process is
-        answered then, told when the run prints, and sent the run once stored."""
-        offer = self.listener.accept()
-        if offer is None:
+        """Run what a web process here handed over (runs.queue.handover): its code
+        starts while the run is claimed, and the web process is answered then, told
+        when the run prints, and sent the run once stored."""
+        offered = self.listener.accept()
+        taken = handover.Taken.of(offered) if offered is not None else None
+        if taken is None:
             return
-        try:
-            run = tasks.run_of(offer.payload)
-        except Exception:
-            logger.exception("could not read a run handed over")
-            offer.answer(None)
-            return
-
-        def claim() -> bool:
-            taken = False
-            try:
-                taken = tasks.claim(run, self.name)
-            except Exception:
-                logger.exception("could not claim run %s", run.public_id)
-            offer.answer(run.pk if taken else None)
-            return taken
 
         def told(ended: bool) -> None:
+            taken.tell(ended)
             if ended:
-                offer.result(tasks.row_of(run))
                 # Stored and sent: the next offer may come while the sandbox is ended
                 # (~5 ms, up to 20 on a busy host), and waits for that, not the queue.
                 self.listener.open()
-            else:
-                offer.progress()
 
         try:
-            if tasks.run_then_dispatch(run, claim, told) != tasks.NOT_TAKEN:
+            claim = functools.partial(taken.claim, self.name)
+            if tasks.run_then_dispatch(taken.run, claim, told) != tasks.NOT_TAKEN:
                 self._run_tasks += 1
         finally:
-            offer.close()
+            taken.close()
 
 
 class Command(BaseCommand):
