@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runs.logins",
             "runs.management",
             "runs.middleware",
+            "runs.pages",
             "runs.templatetags",
             "runs.urls",
             "runs.views",

@@ -1,0 +1,223 @@
+"""What each page shows: the context its template reads, gathered from the models
+and the figures (the views in runs.views handle the request around it)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404, HttpRequest
+
+from . import sandbox
+from .figures import breakdown, charts, equivalents, formatting, measure, stats
+from .models import (
+    MAX_REPETITIONS,
+    REPEATABILITY_MAX_AGE,
+    REPEATABILITY_RUNS,
+    UNSTABLE_HOST_CV,
+    Baseline,
+    ControlRun,
+    Offsets,
+    Run,
+    Series,
+    Worker,
+)
+from .snippets import diffs, examples, failures
+
+HISTORY_PAGE_SIZE = 25
+# What the pages say of how a comparison runs until clear.
+STOPPING_RULE = {"round_pairs": stats.ROUND_PAIRS, "margin": stats.EQUIVALENCE_MARGIN}
+MAX_HISTORY_PAGE = 1000
+
+
+def run_context(run: Run, seen: Offsets | None = None) -> dict:
+    """What the run's page or fragment shows: its whole output so far, or (`seen`)
+    only what a poll has not seen yet, as `new_stdout` and `new_stderr`."""
+    new_stdout, new_stderr, since = run.output_after(seen or Offsets())
+    if seen is None:
+        run.stdout, run.stderr = new_stdout, new_stderr  # a running run's, from its chunks
+    position = run.queue_position()
+    context = {
+        "run": run,
+        "since": since,
+        "new_stdout": new_stdout,
+        "new_stderr": new_stderr,
+        "chart": charts.power_chart(run.power_samples, run.duration_s),
+        "queue_position": position,
+        "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
+        "poll_ms": _poll_interval_ms(run, position),
+        "grid": measure.grid_of(run.country_iso_code, run.region),
+        "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
+        "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
+        "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
+        "units": formatting.units_for(
+            [run, _Machine(run)], energy_kwh="energy", emissions_g="mass", duration_s="duration"
+        ),
+    }
+    if run.lines or run.sections:
+        context |= breakdown.for_page(run)
+    if run.is_over and run.energy_kwh is not None:
+        context["repeatability"] = run.repeatability  # as it was when the run ran
+        context["unstable_cv"] = UNSTABLE_HOST_CV
+        context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
+        context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
+        context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
+    return context
+
+
+class _Machine:
+    """The whole machine's figures of a run, read as a row next to the snippet's own."""
+
+    def __init__(self, run: Run):
+        self.energy_kwh = run.machine_energy_kwh
+        self.emissions_g = run.machine_emissions_g
+        self.duration_s = run.cpu_seconds
+
+
+def _poll_interval_ms(run: Run, position: int | None) -> int:
+    """Look again soon while a run is young, less often as it goes on, and seldom
+    while it waits behind others."""
+    if run.status == Run.Status.QUEUED:
+        return 400 if (position or 0) <= 1 else 1000
+    age = run.elapsed_s
+    return 150 if age < 2 else 400 if age < 10 else 1000
+
+
+def editor_context(request: HttpRequest, code: str, **extra) -> dict:
+    """What the playground's editor form needs, on the playground and on a run's page."""
+    return {
+        "examples": examples.EXAMPLES,
+        "code": code,
+        "max_code_bytes": settings.MAX_CODE_BYTES,
+        "max_repetitions": MAX_REPETITIONS,
+        "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
+        "installed_modules": failures.installed_modules(),
+        "grids": measure.grids().values(),
+        "chosen_grid": request.session.get("grid", default_grid()),
+    } | extra
+
+
+def default_grid() -> str:
+    return measure.grid_of(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION).key
+
+
+class HistoryRow:
+    """One line of the history: a single run, or a whole repeat or comparison (shown
+    by its first run) with its medians and verdict."""
+
+    def __init__(self, run: Run):
+        self.run, self.series = run, run.series
+        self.energy_kwh, self.emissions_g = run.energy_kwh, run.emissions_g
+        self.duration_s = run.duration_s
+        self.summary = ""
+
+    def summarize(self, runs: list[Run]) -> None:
+        results = self.series.results(runs)
+        first = results["variants"]["A"]
+        self.energy_kwh = first["energy"].median if first["energy"] else None
+        self.emissions_g = first["emissions"].median if first["emissions"] else None
+        self.duration_s = first["duration"].median if first["duration"] else None
+        self.finished, self.total = results["finished"], results["total"]
+        if self.series.kind == Series.Kind.COMPARE:
+            self.summary = self.series.headline(results) or "No verdict yet."
+
+
+def summarize_series(rows: list[HistoryRow]) -> None:
+    """Medians and verdicts of the page's series, from one query for all their runs."""
+    if not rows:
+        return
+    runs: dict[int, list[Run]] = {row.series.pk: [] for row in rows}
+    for run in (
+        Run.objects.filter(series__in=runs)
+        .order_by("repetition", "variant")
+        .only(*Series.RESULT_FIELDS)
+    ):
+        runs[run.series_id].append(run)
+    for row in rows:
+        row.summarize(runs[row.series.pk])
+
+
+def history_page(runs, raw_page: str) -> dict:
+    try:
+        number = max(int(raw_page), 1)
+    except ValueError:
+        number = 1
+    if number > MAX_HISTORY_PAGE:
+        # Beyond any history retention keeps (and past what a database's OFFSET takes).
+        raise Http404("There is no such page of the history.")
+    start = (number - 1) * HISTORY_PAGE_SIZE
+    rows = list(runs[start : start + HISTORY_PAGE_SIZE + 1])
+    return {
+        "runs": rows[:HISTORY_PAGE_SIZE],
+        "page": number,
+        "has_next": len(rows) > HISTORY_PAGE_SIZE,
+        "has_previous": number > 1,
+    }
+
+
+def series_context(series: Series) -> dict:
+    runs = series.ordered_runs()
+    results = series.results(runs)
+    measured = [m for data in results["variants"].values() for m in data["measured"].values()]
+    units = formatting.units_for(
+        measured + [r for r in runs if r.status == Run.Status.SUCCEEDED],
+        energy_kwh="energy",
+        emissions_g="mass",
+        duration_s="duration",
+    )
+    energies = {
+        variant: [m.energy_kwh for m in data["measured"].values()]
+        for variant, data in results["variants"].items()
+    }
+    context = {
+        "series": series,
+        "results": results,
+        "warnings": results["warnings"],
+        "units": units,
+        "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
+        "host_spreads": series.host_spreads(),
+    }
+    if series.kind == Series.Kind.COMPARE:
+        context["decision"] = results["decision"]
+        context |= STOPPING_RULE
+        context["max_diff_lines"] = diffs.MAX_LINES
+        context["headline"] = series.headline(results)
+        context["basis"] = series.basis(results, runs)
+        context["breakdown"] = [
+            (compared.label, comparison)
+            for compared, comparison, _ in series.verdicts(results)
+            if comparison
+        ]
+        context["diff"] = diffs.from_storage(series.diff)  # computed when it was created
+    return context
+
+
+def compare_form_context() -> dict:
+    return {
+        "repetitions": MAX_REPETITIONS,  # runs until clear, at most this many pairs
+        "max_repetitions": MAX_REPETITIONS,
+        **STOPPING_RULE,
+    }
+
+
+def methodology_context() -> dict:
+    """What the methodology page states, from where each figure is owned."""
+    return {
+        "constants": equivalents.CONSTANTS,
+        "baseline": Baseline.objects.first(),
+        "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
+        "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
+        "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
+        "min_profile_ms": breakdown.MIN_PROFILE_CPU_SECONDS * 1000,
+        "repeatabilities": [
+            spread
+            for host in ControlRun.objects.hosts()
+            if (spread := ControlRun.objects.repeatability(host))
+        ],
+        "unstable_cv": UNSTABLE_HOST_CV,
+        "control_interval": settings.CONTROL_INTERVAL_SECONDS,
+        "repeatability_runs": REPEATABILITY_RUNS,
+        "repeatability_hours": round(REPEATABILITY_MAX_AGE.total_seconds() / 3600),
+        **STOPPING_RULE,
+        "nominal_levels": sorted(stats.NOMINAL_LEVELS.items()),
+        "default_watts_per_thread": measure.codecarbon_default_watts_per_thread(),
+    }
