@@ -2,6 +2,7 @@
 a part to its own or a lower one, and no module comes back to itself through others."""
 
 import ast
+import re
 from pathlib import Path
 
 from runs.architecture import LAYERS, layer_of
@@ -90,3 +91,28 @@ def test_the_check_sees_imports_that_would_break_the_rules():
     assert layer_of("runs.views") < layer_of("runs.queue.tasks") < layer_of("runs.models.run")
     assert layer_of("runs.models.run") < layer_of("runs.figures.stats")
     assert layer_of("runs.figures.stats") < layer_of("runs.sandbox.watch")
+
+
+def code_map() -> dict[str, str]:
+    """README's code map: each part's row, by the part's name."""
+    readme = (RUNS.parent / "README.md").read_text()
+    section = readme.split("### Code map", 1)[1].split("\n#", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): "|".join(cells) for cells in rows[2:]}  # past the header
+
+
+def test_readme_code_map_matches_the_tree():
+    parts = code_map()
+    assert list(parts) == [name for name, _ in LAYERS if name != "architecture"]
+    for name, row in parts.items():
+        for path in re.findall(r"`(runs/[\w/.]+)`", row):
+            assert (RUNS.parent / path).exists(), f"{name}: {path} is not in the tree"
+        # Every module of a package the row names is named in it.
+        for package in re.findall(r"`runs/(\w+)/`", row):
+            for module in sorted((RUNS / package).glob("*.py")):
+                if module.stem != "__init__":
+                    assert f"`{module.stem}`" in row, f"{name}: {package}/{module.name} unnamed"
+    # And every package of the app has a row.
+    named = {p for row in parts.values() for p in re.findall(r"`runs/(\w+)/`", row)}
+    packages = {p.parent.name for p in RUNS.glob("*/__init__.py")} - {"migrations"}
+    assert packages - {"management", "templatetags"} <= named

@@ -24,7 +24,7 @@ from django_tasks_db.models import DBTaskResult
 from runs.models import Run
 from runs.queue import handoff, rendezvous, waiting, wakeup
 from runs.queue.handover import row_of, run_of
-from runs.queue.tasks import enqueue, store_and_enqueue
+from runs.queue.tasks import enqueue, execute_run, store_and_enqueue
 
 from .conftest import ROOT, database_url, finished, printed, sandbox_processes, wait_for
 
@@ -576,3 +576,22 @@ def test_a_dropped_database_connection_costs_a_retry_not_data(start_worker):
     assert refused.status_code == 503 and refused["Retry-After"], refused.content
     mine.close()
     assert Client().get(done.get_absolute_url()).status_code == 200
+
+
+def test_a_task_queued_before_the_queue_moved_still_finds_its_function(transactional_db):
+    # Migrations run for real, back to before the move and forward again.
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(*targets) -> None:
+        executor = MigrationExecutor(connections["default"])
+        executor.loader.build_graph()
+        executor.migrate(list(targets))
+
+    migrate(("runs", "0009_live_output_chunks"))
+    queued = execute_run.enqueue(1)
+    DBTaskResult.objects.filter(id=queued.id).update(task_path="runs.tasks.execute_run")
+    latest = MigrationExecutor(connections["default"]).loader.graph.leaf_nodes("runs")
+    migrate(*latest)
+    result = DBTaskResult.objects.get(id=queued.id)
+    assert result.task_path == "runs.queue.tasks.execute_run"
+    assert result.task.func is execute_run.func
