@@ -3,12 +3,13 @@
 import os
 import subprocess
 
+import psutil
 import pytest
 from django.conf import settings
 
 from runs import sandbox
 from runs.sandbox import command as sandbox_command
-from runs.sandbox import launcher
+from runs.sandbox import launcher, watch
 
 from .conftest import limits, run, sandbox_processes
 
@@ -282,3 +283,50 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     status = int(words[1])
     assert os.waitstatus_to_exitcode(status) == 1
     assert b"PermissionError" in result.stderr
+
+
+# --- the watch's parts on their own: its readings (usage) and its ending (teardown) ---
+
+WRITES_AND_HOLDS = """
+import time
+open('held', 'wb').write(b'x' * 3_000_000)
+ballast = bytearray(40_000_000)
+print('written', flush=True)
+time.sleep(1.2)
+"""
+
+
+def test_usage_reads_what_the_running_tree_holds(mode):
+    sandboxed = watch.launch(limits())
+    readings = []
+
+    def read(tick) -> None:  # on the watch's own thread, between its checks
+        if tick.stdout:
+            readings.append(
+                (sandboxed._disk_usage(), sandboxed._memory_bytes(), len(sandboxed._members()))
+            )
+
+    try:
+        outcome = sandboxed.execute(WRITES_AND_HOLDS.encode(), read, tick_seconds=0.2)
+    finally:
+        sandboxed.cleanup()
+    assert outcome.exit_code == 0 and readings, outcome.stderr
+    (files, written), memory, members = readings[-1]
+    assert files >= 1 and written >= 3_000_000  # the file in its working directory
+    assert memory >= 40_000_000  # the ballast, resident
+    assert members >= 1
+
+
+def test_teardown_leaves_nothing_of_a_sandbox_whose_code_never_came(mode):
+    # A sandbox started ahead and ended unused (a standby discarded, a worker stopping):
+    # its interpreter and supervisor, its cgroup and its files go with it.
+    sandboxed = watch.launch(limits())
+    sandboxed._wait_until_ready()
+    pids = [sandboxed.proc.pid, sandboxed.supervisor]
+    group, workdir = sandboxed.group, sandboxed.workdir
+    sandboxed.kill()
+    sandboxed.cleanup()
+    assert not [pid for pid in pids if pid and psutil.pid_exists(pid)]
+    assert sandbox_processes() == []
+    assert group is None or not any(path.exists() for path in group.dirs.values())
+    assert workdir is None or not os.path.exists(workdir)
