@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import codecs
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-
-logger = logging.getLogger(__name__)
-
 
 LAUNCHER_SOURCE = (Path(__file__).parent / "launcher.py").read_text()
 SANDBOX_TMP = "/tmp"

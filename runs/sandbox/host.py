@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import logging
 import os
 import pwd
 import shutil
@@ -17,8 +16,6 @@ import psutil
 from django.conf import settings
 
 from .contract import PR_SET_CHILD_SUBREAPER, SandboxUnavailable
-
-logger = logging.getLogger(__name__)
 
 
 def _account() -> tuple[int, int] | None:

@@ -4,7 +4,6 @@ leaving nothing behind (processes, cgroups, files): a part of `watch._Watch`."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -17,8 +16,6 @@ import psutil
 from . import launcher
 from .contract import BUBBLEWRAP, REPORT_BYTES, STOP_GRACE_SECONDS
 from .host import _own_children
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

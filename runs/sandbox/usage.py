@@ -4,7 +4,6 @@ and which limit that reaches: a part of `watch._Watch`."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 
@@ -12,8 +11,6 @@ import psutil
 
 from .contract import BUBBLEWRAP, INIT_WAIT_SECONDS, SANDBOX_SHM, SANDBOX_TMP, SHM_BYTES, _Stream
 from .host import _children_of, _exists
-
-logger = logging.getLogger(__name__)
 
 
 class Usage:

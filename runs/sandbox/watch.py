@@ -5,7 +5,6 @@ ending in `teardown`)."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import selectors
@@ -47,8 +46,6 @@ from .contract import (
 from .host import _account, _become_subreaper, _children_of, _python, landlock_abi, python_version
 from .teardown import Teardown, _live_sandboxes, _Report, _sandboxes_starting
 from .usage import Usage
-
-logger = logging.getLogger(__name__)
 
 
 def launch(limits: Limits, nice: int = 0) -> _Watch:
