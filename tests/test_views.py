@@ -214,7 +214,9 @@ def test_a_poll_sends_only_what_its_viewer_has_not_seen(client):
     assert "?since=" not in over.text  # over: nothing polls
 
 
-@pytest.mark.parametrize("since", ["", "x", "1", "1.2.3", "-1.0", "5.-1", "9" * 5000 + ".0"])
+@pytest.mark.parametrize(
+    "since", ["", "x", "1", "1.2.3", "-1.0", "5.-1", "9" * 5000 + ".0", "1" + "0" * 30 + ".0"]
+)
 def test_a_poll_with_a_since_it_cannot_read_gets_the_whole_run(client, since):
     run, writer = running_run()
     writer.record("hello\n", "", [])
@@ -497,3 +499,13 @@ def test_no_query_string_makes_a_page_fail(client, value):
                 response = client.get(url, {name: value}, headers=headers)
                 assert response.status_code < 500, (url, name, value, response.status_code)
     assert client.get("/runs/", {"page": "400000000000000000"}).status_code == 404
+
+
+@pytest.mark.parametrize("since", ["x", "1", "-1.0", "1" + "0" * 30 + ".0"])
+def test_the_api_refuses_a_since_it_cannot_read(client, since):
+    run, writer = running_run()
+    writer.record("hello\n", "", [])
+    answer = client.get(f"/api/runs/{run.public_id}?since={since}")
+    assert answer.status_code == 400 and "since" in answer.json()["error"]
+    whole = client.get(f"/api/runs/{run.public_id}").json()
+    assert whole["stdout"] == "hello\n" and whole["since"] == "6.0"

@@ -6,6 +6,9 @@ from typing import NamedTuple
 
 from django.db import models
 
+# The largest offset a chunk stores (a PositiveIntegerField, on every database).
+MAX_OFFSET = 2**31 - 1
+
 
 class Offsets(NamedTuple):
     """How much of each output stream a viewer has seen, in characters; in a URL,
@@ -21,7 +24,9 @@ class Offsets(NamedTuple):
             stdout, stderr = (int(part) for part in (raw or "").split("."))
         except ValueError:
             return None
-        return cls(stdout, stderr) if stdout >= 0 and stderr >= 0 else None
+        # Past what a chunk's offsets can hold (and SQLite's integers): nonsense too.
+        in_range = 0 <= stdout <= MAX_OFFSET and 0 <= stderr <= MAX_OFFSET
+        return cls(stdout, stderr) if in_range else None
 
     def __str__(self) -> str:
         return f"{self.stdout}.{self.stderr}"
