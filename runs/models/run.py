@@ -326,6 +326,10 @@ class Run(models.Model):
         if self.status != self.Status.RUNNING:
             out, err = self.stdout, self.stderr
             return out[seen.stdout :], err[seen.stderr :], Offsets(len(out), len(err))
+        return self._appended_after(seen)
+
+    def _appended_after(self, seen: Offsets) -> tuple[str, str, Offsets]:
+        """What its worker has appended past `seen`, whatever the row's status says."""
         new = {"stdout": [], "stderr": []}
         ends = seen._asdict()
         for chunk in self.output_chunks.filter(
@@ -395,7 +399,7 @@ class Run(models.Model):
         self._state.db = stored._state.db or self._state.db  # a row sent over: no db
 
     def fail(self, message: str) -> None:
-        self.stdout, self.stderr, _ = self.output_after(Offsets())  # what it printed
+        self.stdout, self.stderr, _ = self._appended_after(Offsets())  # what it printed
         self.status = self.Status.ERROR
         self.error = message
         self.finished_at = timezone.now()
@@ -435,8 +439,7 @@ class Run(models.Model):
             ):
                 return 0
             # What it printed before its worker died stays with it.
-            self.status = self.Status.RUNNING
-            stdout, stderr, _ = self.output_after(Offsets())
+            stdout, stderr, _ = self._appended_after(Offsets())
             Run.objects.filter(pk=self.pk).update(stdout=stdout, stderr=stderr)
             OutputChunk.objects.filter(run_id=self.pk).delete()
         return 1

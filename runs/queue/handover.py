@@ -9,7 +9,7 @@ happen (no idle worker, a refusal, no answer in time) the queue table takes over
    the fair queue's rule, it writes a new run's row itself, as running, or updates a
    stored one.
 3. The worker answers with the row's primary key, or that it did not take the run.
-4. The web process reads the answer (`answered`). Taken, it may follow the run on
+4. The web process reads the answer (in `offer`). Taken, it may follow the run on
    the same connection (`follow`): the worker tells it when the run prints and sends
    the run's row once stored (`Taken.tell`). Not taken, it stores and queues the run.
 5. A late answer: a worker that claims a new run after the web process gave up and
@@ -39,9 +39,25 @@ logger = logging.getLogger(__name__)
 # --- 1. the offer ------------------------------------------------------------------
 
 
-def offer(run: Run) -> handoff.Handed | None:
-    """Offer `run` to an idle worker here: the connection it answers on, or None."""
-    return handoff.offer(row_of(run))
+def offer(run: Run, watch: bool = False) -> bool:
+    """Offer `run` to an idle worker here and read its answer (4.): whether one took
+    it. A new run gets the primary key of the row the worker wrote; with `watch`, the
+    request follows the run on this connection (runs.queue.waiting finds it as
+    `run.handed_over`), else the connection is closed."""
+    handed = handoff.offer(row_of(run))
+    if handed is None:
+        return False
+    key = handed.taken()
+    if key is None or run.pk not in (None, key):
+        handed.close()
+        return False
+    if run.pk is None:
+        run.pk, run._state.adding = key, False
+    if watch:
+        run.handed_over = handed
+    else:
+        handed.close()
+    return True
 
 
 class _ExactEncoder(DjangoJSONEncoder):
@@ -145,28 +161,7 @@ def claim(run: Run, worker: str) -> bool:
     return bool(taken)
 
 
-# --- 4. the web process reads the answer, and may follow the run ----------------------
-
-
-def answered(run: Run, handed: handoff.Handed) -> bool:
-    """Whether the worker took `run` (a new run gets the primary key the worker's row
-    has); the connection is closed if it did not."""
-    key = handed.taken()
-    if key is not None and run.pk in (None, key):
-        if run.pk is None:
-            run.pk, run._state.adding = key, False
-        return True
-    handed.close()
-    return False
-
-
-def keep_or_close(run: Run, handed: handoff.Handed, watch: bool) -> None:
-    """With `watch`, the request follows the run on this connection (runs.queue.waiting
-    finds it as `run.handed_over`); else it is closed."""
-    if watch:
-        run.handed_over = handed
-    else:
-        handed.close()
+# --- 4. the web process, answered, may follow the run ---------------------------------
 
 
 def follow(

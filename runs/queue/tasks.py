@@ -96,7 +96,8 @@ def enqueue(*runs: Run, watch: bool = False) -> None:
 
     def send() -> None:
         for run in first.values():
-            _hand_over(run, watch)
+            if not handover.offer(run, watch):
+                dispatch(run.client)  # through the queue table
 
     transaction.on_commit(send)
 
@@ -109,9 +110,7 @@ def store_and_enqueue(run: Run, watch: bool = False) -> Run:
         run.save(force_insert=True)  # offered once the transaction commits
         enqueue(run, watch=watch)
         return run
-    handed = handover.offer(run)
-    if handed is not None and handover.answered(run, handed):
-        handover.keep_or_close(run, handed, watch)
+    if handover.offer(run, watch):
         return run
     try:
         run.save(force_insert=True)
@@ -121,16 +120,6 @@ def store_and_enqueue(run: Run, watch: bool = False) -> Run:
         raise
     dispatch(run.client)
     return run
-
-
-def _hand_over(run: Run, watch: bool) -> None:
-    """Queue `run`, stored, through the worker here that claims it, else through the
-    queue table."""
-    handed = handover.offer(run)
-    if handed is not None and handover.answered(run, handed):
-        handover.keep_or_close(run, handed, watch)
-        return
-    dispatch(run.client)
 
 
 def _next_waiting(client: str) -> Run | None:
