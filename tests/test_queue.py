@@ -346,7 +346,9 @@ def test_a_worker_keeps_no_zombie_and_every_cpu_second_of_killed_runs(start_work
     # process waiting for the code, which nothing has reached).
     assert len(children) <= settings.SANDBOX_STANDBY, children
     for child in children:
-        assert 1 <= len(child.children(recursive=True)) <= 2, child.children(recursive=True)
+        assert len(child.children(recursive=True)) <= 2, child.children(recursive=True)
+        # One being started ahead right now may not show its launcher yet (seen once).
+        wait_for(lambda child=child: child.children(recursive=True), timeout=5)
     assert all(run.startup_cpu_seconds > 0 for run in runs)
 
 
