@@ -38,12 +38,12 @@ import django  # noqa: E402
 django.setup()
 
 from common import UNLIMITED, free_port, line, start_server, stop_server  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django_tasks_db.models import DBTaskResult  # noqa: E402
 
 from runs.models import Run, Series  # noqa: E402
 from runs.queue.tasks import enqueue  # noqa: E402
+from runs.sandbox import environments  # noqa: E402
 
 RUNS = 200
 ENV = os.environ | {"DATABASE_URL": URL, "PYTHONUNBUFFERED": "1"}
@@ -83,7 +83,7 @@ def stop(processes: list[subprocess.Popen]) -> None:
 def bare_rate(n: int = 40) -> float:
     started = time.perf_counter()
     for _ in range(n):
-        subprocess.run([settings.SNIPPET_PYTHON, "-I", "-c", "print(1)"], capture_output=True)
+        subprocess.run([environments.default().python, "-I", "-c", "print(1)"], capture_output=True)
     return n / (time.perf_counter() - started)
 
 

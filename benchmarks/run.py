@@ -32,6 +32,7 @@ from runs import sandbox  # noqa: E402
 from runs.figures import breakdown, measure, stats  # noqa: E402
 from runs.models import Run  # noqa: E402
 from runs.queue import execution  # noqa: E402
+from runs.sandbox import environments  # noqa: E402
 
 BUSY = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < {s}: pass\n"
 WORK = "x = 0\nfor i in range({n}):\n    x += i * i\n"  # a fixed amount of CPU work
@@ -45,7 +46,9 @@ def bare_python_seconds(n: int) -> list[float]:
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        subprocess.run([settings.SNIPPET_PYTHON, "-I", "-c", "print('hi')"], capture_output=True)
+        subprocess.run(
+            [environments.default().python, "-I", "-c", "print('hi')"], capture_output=True
+        )
         times.append(time.perf_counter() - start)
     return times
 

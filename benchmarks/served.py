@@ -41,6 +41,8 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from runs.sandbox import environments  # noqa: E402
+
 # Times from the key press to a result on screen, measured by the page's own clock.
 # (The promise is returned inside an object, or Playwright would wait for it at once.)
 WATCH = """(selector) => ({done: new Promise((resolve) => {
@@ -83,7 +85,9 @@ def bench_post_run(port: int, n: int = 60) -> None:
         assert response.status == 200 and data["stdout"] == "hi\n", (response.status, data)
         time.sleep(PAUSE_SECONDS)
         start = time.perf_counter()
-        subprocess.run([settings.SNIPPET_PYTHON, "-I", "-c", "print('hi')"], capture_output=True)
+        subprocess.run(
+            [environments.default().python, "-I", "-c", "print('hi')"], capture_output=True
+        )
         if i >= 5:  # warm-up
             served.append(elapsed)
             bare.append(time.perf_counter() - start)

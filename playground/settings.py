@@ -235,13 +235,13 @@ if SANDBOX_MODE not in {"auto", "bubblewrap", "rlimits"}:
 SANDBOX_GPU = env_bool("SANDBOX_GPU", True)
 # The unprivileged account snippets run as when the server runs as root.
 SANDBOX_USER = env_str("SANDBOX_USER", "ccp-sandbox")
-# The interpreter snippets run with: a virtual environment with numpy, readable by
-# SANDBOX_USER (see `manage.py snippetenv`).
-SNIPPET_PYTHON = env_str(
-    "SNIPPET_PYTHON",
-    "/opt/codecarbon-playground/snippet-env/bin/python"
-    if os.geteuid() == 0
-    else str(BASE_DIR / ".snippet-env" / "bin" / "python"),
+# The environments snippets run in (an interpreter and a pinned package set each) are
+# declared in SNIPPET_ENVIRONMENTS and built by `manage.py snippetenv` into
+# SNIPPET_ENVS_DIR, which SANDBOX_USER must be able to reach.
+SNIPPET_ENVIRONMENTS = env_str("SNIPPET_ENVIRONMENTS", str(BASE_DIR / "environments.toml"))
+SNIPPET_ENVS_DIR = env_str(
+    "SNIPPET_ENVS_DIR",
+    "/opt/codecarbon-playground/envs" if os.geteuid() == 0 else str(BASE_DIR / ".snippet-envs"),
 )
 
 # --- Measurement -----------------------------------------------------------------

@@ -18,7 +18,7 @@ class RunAdmin(admin.ModelAdmin):
         "source",
         "created_at",
     ]
-    list_filter = ["status", "country_iso_code", "isolation", "source", "limit"]
+    list_filter = ["status", "env", "country_iso_code", "isolation", "source", "limit"]
     search_fields = ["code", "stdout", "stderr", "=public_id"]
     date_hierarchy = "created_at"
     list_per_page = 50
@@ -41,6 +41,7 @@ class RunAdmin(admin.ModelAdmin):
         "stderr",
         "stderr_truncated",
         "timeout_s",
+        "env",
         "isolation",
         "duration_s",
         "cpu_seconds",
@@ -144,6 +145,8 @@ class SeriesAdmin(admin.ModelAdmin):
         "max_pairs",
         "warmup",
         "section",
+        "env_a",
+        "env_b",
         "code_a",
         "code_b",
         "host_repeatability",
@@ -165,11 +168,11 @@ class SeriesAdmin(admin.ModelAdmin):
 class BaselineAdmin(admin.ModelAdmin):
     """What starting the interpreter costs on each host: every run's page subtracts it."""
 
-    list_display = ["host", "energy", "cpu_seconds", "duration_s", "runs", "created_at"]
-    list_filter = ["host", "isolation", "created_at"]
+    list_display = ["host", "env", "energy", "cpu_seconds", "duration_s", "runs", "created_at"]
+    list_filter = ["host", "env", "isolation", "created_at"]
     date_hierarchy = "created_at"
-    fields = ["host", "isolation", "runs", "energy_kwh", "cpu_seconds", "duration_s", "samples"]
-    fields += ["created_at"]
+    fields = ["host", "env", "isolation", "runs", "energy_kwh", "cpu_seconds", "duration_s"]
+    fields += ["samples", "created_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:

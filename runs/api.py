@@ -25,6 +25,7 @@ from .clients import client_of
 from .models import ControlRun, Offsets, Run, Worker
 from .queue import waiting
 from .queue.tasks import store_and_enqueue
+from .sandbox import environments
 
 # A JSON body holds one snippet: its largest escaped form and some room. Bodies past
 # this are read and thrown away up to DISCARD_BYTES, so the client reads our 413.
@@ -114,7 +115,9 @@ def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
     if refusal:
         raise BadRequest(refusal.message, refusal.status, refusal.retry_after)
     try:
-        run = Run.objects.new(payload["code"], source=Run.Source.API, client=client)
+        run = Run.objects.new(
+            payload["code"], source=Run.Source.API, client=client, env=payload.get("env")
+        )
     except ValidationError as exc:
         raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None
     return store_and_enqueue(run, watch=watch)
@@ -163,6 +166,12 @@ def detail(request: HttpRequest, public_id: str) -> JsonResponse:
         return json_error("since must be two offsets, as in a previous answer's since.", 400)
     found.stdout, found.stderr, since = found.output_after(seen or Offsets())
     return JsonResponse(found.as_dict() | {"since": str(since)})
+
+
+@api_view("GET")
+def environment_list(request: HttpRequest) -> JsonResponse:
+    """GET /api/environments: what "env" may name, the default first."""
+    return JsonResponse({"environments": [env.as_dict() for env in environments.available()]})
 
 
 @never_cache

@@ -20,7 +20,7 @@ EXTRA_COLUMNS = [
     "status", "exit_code", "cpu_seconds", "carbon_intensity_g_per_kwh",
     "machine_energy_consumed", "machine_emissions", "baseline_energy", "net_energy_consumed",
     "cpu_method", "isolation", "series_id", "variant", "repetition", "url_path",
-    "python_version", "code", "sections", "lines",
+    "python_version", "env", "code", "sections", "lines",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
 # A spreadsheet reads a cell that begins with one of these as a formula (CSV injection):
@@ -79,6 +79,7 @@ def _row(run) -> dict:
         "repetition": run.repetition,
         "url_path": run.get_absolute_url(),
         "python_version": run.python_version or "",
+        "env": run.env_name,
         "code": run.code,
         # As JSON, the same objects as the run's JSON export.
         "sections": json.dumps(run.sections, separators=(",", ":")) if run.sections else "",

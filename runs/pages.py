@@ -20,6 +20,7 @@ from .models import (
     Series,
     Worker,
 )
+from .sandbox import environments
 from .snippets import diffs, examples, failures
 
 HISTORY_PAGE_SIZE = 25
@@ -45,6 +46,10 @@ def run_context(run: Run, seen: Offsets | None = None) -> dict:
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
         "poll_ms": _poll_interval_ms(run, position),
         "grid": measure.grid_of(run.country_iso_code, run.region),
+        "environment": run.environment,
+        "environment_packages": ", ".join(
+            f"{name} {version}" for name, version in run.environment.get("packages", {}).items()
+        ),
         "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
         "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
@@ -89,8 +94,8 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
         "code": code,
         "max_code_bytes": settings.MAX_CODE_BYTES,
         "max_repetitions": MAX_REPETITIONS,
-        "python_version": sandbox.python_version(settings.SNIPPET_PYTHON),
-        "installed_modules": failures.installed_modules(),
+        "environments": environments.available(),
+        "chosen_env": request.session.get("env") or environments.default().name,
         "grids": measure.grids().values(),
         "chosen_grid": request.session.get("grid", default_grid()),
     } | extra
@@ -175,6 +180,14 @@ def series_context(series: Series) -> dict:
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
         "host_spreads": series.host_spreads(),
+        # Each side's environment, as its runs stored it (or as declared, before they ran).
+        "environments": {
+            variant: next(
+                (r.environment for r in runs if r.variant == variant and r.provenance), None
+            )
+            or {"name": series.env_of(variant)}
+            for variant in series.variants
+        },
     }
     if series.kind == Series.Kind.COMPARE:
         context["decision"] = results["decision"]
@@ -192,9 +205,13 @@ def series_context(series: Series) -> dict:
 
 
 def compare_form_context() -> dict:
+    default = environments.default().name
     return {
         "repetitions": MAX_REPETITIONS,  # runs until clear, at most this many pairs
         "max_repetitions": MAX_REPETITIONS,
+        "environments": environments.available(),
+        "env_a": default,
+        "env_b": default,
         **STOPPING_RULE,
     }
 
@@ -204,6 +221,7 @@ def methodology_context() -> dict:
     return {
         "constants": equivalents.CONSTANTS,
         "baseline": Baseline.objects.first(),
+        "environments": environments.available(),
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
         "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
         "profile_interval_ms": settings.PROFILE_INTERVAL_MS,

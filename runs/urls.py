@@ -22,6 +22,7 @@ urlpatterns = [
     # JSON API (POST /run and GET /healthz keep the original design's names).
     path("run", api.run, name="api-run"),
     path("api/runs", api.create, name="api-create"),
+    path("api/environments", api.environment_list, name="api-environments"),
     # Any id: one that is not a run's gets a JSON 404, not the site's page.
     path("api/runs/<str:public_id>", api.detail, name="api-detail"),
     path("healthz", api.healthz, name="healthz"),

@@ -25,6 +25,7 @@ from .models import (
 )
 from .queue import waiting
 from .queue.tasks import enqueue, store_and_enqueue
+from .sandbox import environments
 from .snippets import examples
 
 
@@ -48,17 +49,37 @@ def _grid_fields(request: HttpRequest) -> dict:
     return {"country_iso_code": grid.country, "region": grid.region}
 
 
+def _env_fields(request: HttpRequest) -> dict:
+    """The environment chosen in the form, as a Run field (remembered for the visitor's
+    next runs); one that is not here is refused by Run.objects.new, with its message."""
+    env = request.POST.get("env", "")
+    if environments.named(env):
+        request.session["env"] = env
+    return {"env": env}
+
+
+def _opened_in(run: Run) -> dict:
+    """The editor's context for a run opened in it: its environment chosen, or, where
+    that is gone, a message naming the ones there are."""
+    if environments.named(run.env_name) is None:
+        return {"errors": [environments.unknown(run.env_name)]}
+    return {"chosen_env": run.env_name}
+
+
 @require_GET
 def playground(request: HtmxHttpRequest) -> HttpResponse:
-    code = ""
+    code, opened = "", {}
     source = request.GET.get("from")
     if source:
-        # "Open in editor" from history or a shared run.
+        # "Open in editor" from history or a shared run: its code, in its environment.
         run = (
-            Run.objects.filter(public_id=source).only("code").first() if _is_uuid(source) else None
+            Run.objects.filter(public_id=source).only("code", "env").first()
+            if _is_uuid(source)
+            else None
         )
-        code = run.code if run else ""
-    return render(request, "runs/playground.html", pages.editor_context(request, code))
+        if run:
+            code, opened = run.code, _opened_in(run)
+    return render(request, "runs/playground.html", pages.editor_context(request, code, **opened))
 
 
 @require_POST
@@ -76,7 +97,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         refusal = limits.check(client)
         if refusal:
             return _over_limit(request, code, refusal)
-        fields = _grid_fields(request)
+        fields = _grid_fields(request) | _env_fields(request)
         try:
             run = Run.objects.new(code, session_key=session_key, client=client, **fields)
         except ValidationError as exc:
@@ -99,7 +120,13 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
     refusal = limits.check(client)
     if refusal:
         return _over_limit(request, original.code, refusal)
-    run = Run.objects.submit(original.code, session_key=_session_key(request), client=client)
+    try:
+        # In its own environment: a re-run measures the same thing again.
+        run = Run.objects.submit(
+            original.code, session_key=_session_key(request), client=client, env=original.env_name
+        )
+    except ValidationError as exc:
+        return _refused(request, original.code, exc.messages)
     enqueue(run)
     if request.htmx:
         return HttpResponseClientRedirect(run.get_absolute_url())
@@ -126,7 +153,7 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     context = pages.run_context(run)
     context |= pages.editor_context(
         request, run.code, error_line=run.failing_line, chosen_grid=context["grid"].key
-    )
+    ) | _opened_in(run)
     return render(request, "runs/detail.html", context)
 
 
@@ -147,6 +174,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     pages.summarize_series([row for row in rows if row.series])
     page |= {
         "rows": rows,
+        "default_env": environments.default().name,
         "units": formatting.units_for(
             rows, energy_kwh="energy", emissions_g="mass", duration_s="duration"
         ),
@@ -200,6 +228,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
             session_key=_session_key(request),
             client=client,
             run_fields=_grid_fields(request),
+            envs=[_env_fields(request)["env"]],
             warmup=request.POST.get("warmup") == "on",
         )
     except ValidationError as exc:
@@ -274,6 +303,8 @@ def compare(request: HttpRequest) -> HttpResponse:
         context |= {
             "code_a": earlier.code_a,
             "code_b": earlier.code_b,
+            "env_a": earlier.env_of("A"),
+            "env_b": earlier.env_of("B"),
             "repetitions": earlier.pair_cap,
             "warmup": earlier.warmup,
             "section": earlier.section,
@@ -299,6 +330,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             repetitions,
             session_key=_session_key(request),
             client=client,
+            envs=[request.POST.get("env_a", ""), request.POST.get("env_b", "")],
             warmup=request.POST.get("warmup") == "on",
             section=request.POST.get("section", "").strip()[:100],
         )
@@ -306,6 +338,8 @@ def compare_create(request: HttpRequest) -> HttpResponse:
         context = pages.compare_form_context() | {
             "code_a": code_a[: settings.MAX_CODE_BYTES * 4],
             "code_b": code_b[: settings.MAX_CODE_BYTES * 4],
+            "env_a": request.POST.get("env_a", ""),
+            "env_b": request.POST.get("env_b", ""),
             "repetitions": repetitions if repetitions > 0 else MAX_REPETITIONS,
             "warmup": request.POST.get("warmup") == "on",
             "section": request.POST.get("section", "")[:100],

@@ -13,6 +13,7 @@ from runs import sandbox
 from runs.figures import breakdown, charts, measure
 from runs.models import ControlRun, Run, Series
 from runs.queue import execution, handover
+from runs.sandbox import environments
 from runs.snippets import failures
 
 from .conftest import execute, host_hardware, printed, run_series, sandbox_processes, wait_for
@@ -77,10 +78,10 @@ def test_a_syntax_error_names_the_line():
 
 
 def test_failures_the_sandbox_causes_come_with_a_plain_hint():
-    no_module = execute("import pandas\n")
+    no_module = execute("import requests\n")  # in no environment we declare
     assert no_module.failing_line == 1
-    assert any("pandas is not installed" in hint for hint in no_module.hints)
-    assert any(name in no_module.hints[0] for name in failures.installed_modules())
+    assert any("requests is not installed in any environment" in hint for hint in no_module.hints)
+    assert all(name in no_module.hints[0] for name in environments.default().featured[:5])
     no_network = execute("import socket\n\nsocket.create_connection(('1.1.1.1', 80))\n")
     assert failures.NO_NETWORK in no_network.hints and no_network.failing_line == 3
     no_stdin = execute("name = input('Name? ')\n")
@@ -218,7 +219,7 @@ def test_the_power_monitor_calls_its_function_every_interval_while_armed():
 
 def test_a_run_carries_its_context_into_exports_and_its_page(client):
     run = execute("import sys; print(sys.version_info[:2])")
-    version = sandbox.python_version(settings.SNIPPET_PYTHON)
+    version = sandbox.python_version(environments.default().python)
     major_minor = tuple(int(part) for part in version.split(".")[:2])
     assert run.stdout == f"{major_minor}\n"  # the version we report is the one that ran
     data = client.get(f"/runs/{run.public_id}.json").json()

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from runs import sandbox
 from runs.sandbox import command as sandbox_command
-from runs.sandbox import launcher, watch
+from runs.sandbox import environments, launcher, watch
 
 from .conftest import limits, run, sandbox_processes
 
@@ -256,10 +256,10 @@ def test_binary_output_is_kept_readable():
 def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     # In an unprivileged container there is no other account to drop to and no
     # bubblewrap: the launcher's Landlock domain is then what stops a kill.
-    rules = sandbox_command._landlock_paths(settings.SNIPPET_PYTHON, str(tmp_path))
+    rules = sandbox_command._landlock_paths(environments.default().python, str(tmp_path))
     report_read, report_write = os.pipe()
     command = sandbox_command.launcher_arguments(
-        settings.SNIPPET_PYTHON,
+        environments.default().python,
         limits(),
         unix_sockets=False,
         report_fd=report_write,

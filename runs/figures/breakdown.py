@@ -37,8 +37,13 @@ SECTIONS_OVERLAP = (
     "(sections in two threads at once each count the CPU time of both), so their "
     "shares add up to more than 100%."
 )
+PROFILE_UNSUPPORTED = (
+    "No line profile: this interpreter (PyPy) writes only approximate line numbers in "
+    "its stacks, which would blame the wrong lines. Sections are measured as usual."
+)
 NOTES = {
     launcher.PROFILE_STOPPED: PROFILE_STOPPED,
+    launcher.PROFILE_UNSUPPORTED: PROFILE_UNSUPPORTED,
     launcher.SECTIONS_UNSYNCHRONIZED: SECTIONS_UNSYNCHRONIZED,
 }
 # Python numbers lines at these breaks only: a form feed, or U+2028 in a comment, is

@@ -37,8 +37,8 @@ class Compared(NamedTuple):
     quantity: str
     verb: str
 
-    def verdict(self, comparison: stats.Comparison) -> str:
-        return comparison.verdict(self.quantity, self.verb)
+    def verdict(self, comparison: stats.Comparison, names: tuple[str, str] = ("A", "B")) -> str:
+        return comparison.verdict(self.quantity, self.verb, names)
 
 
 # The first is the headline, which decides when the comparison stops; the others are
@@ -180,7 +180,7 @@ def headline(results: dict) -> str | None:
     decision = results.get("decision")
     if decision is None:
         return None
-    return decision.verdict(HEADLINE.quantity, HEADLINE.verb)
+    return decision.verdict(HEADLINE.quantity, HEADLINE.verb, results.get("names", ("A", "B")))
 
 
 def basis(results: dict, provenance: dict) -> str:
@@ -206,7 +206,8 @@ def basis(results: dict, provenance: dict) -> str:
             energy.significant and (energy.change > 0) != (duration.change > 0)
         ):
             if duration.significant:
-                time = duration.verdict("time", "takes").removesuffix(".")
+                names = results.get("names", ("A", "B"))
+                time = duration.verdict("time", "takes", names).removesuffix(".")
             else:
                 time = f"no clear difference in time ({duration.interval()})"
             return (
@@ -219,6 +220,8 @@ def basis(results: dict, provenance: dict) -> str:
 
 def verdicts(results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
     """Each compared figure, B against A, for the page's breakdown and the export."""
+    names = results.get("names", ("A", "B"))
     return [
-        (c, results[c.key], c.verdict(results[c.key]) if results[c.key] else None) for c in COMPARED
+        (c, results[c.key], c.verdict(results[c.key], names) if results[c.key] else None)
+        for c in COMPARED
     ]

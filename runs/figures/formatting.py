@@ -161,6 +161,8 @@ def summary_lines(run, grid_name: str = "") -> list[str]:
             f"{watt_hours(line['energy_kwh'])}"
         )
     lines += [f"   note: {note}" for note in run.measurement_notes]
+    env = run.environment
+    lines.append(f"   environment       {env['name']} ({env.get('interpreter') or '—'})")
     lines.append(f"   isolation         {run.isolation or '—'}   run {run.public_id}")
     return lines
 

@@ -106,15 +106,19 @@ class Comparison:
         low, high = _pct(self.low, signed=True), _pct(self.high, signed=True)
         return f"{self.confidence:.0%} CI {low} to {high}"
 
-    def verdict(self, quantity: str, verb: str = "uses") -> str:
-        """Plain words: 'B uses 23% less energy (95% CI 19–27%)' or no clear difference."""
+    def verdict(
+        self, quantity: str, verb: str = "uses", names: tuple[str, str] = ("A", "B")
+    ) -> str:
+        """Plain words: 'B uses 23% less energy (95% CI 19–27%)' or no clear difference;
+        `names` say which is which where A and B ran in different environments."""
+        a, b = names
         level = f"{self.confidence:.0%}"
         if not self.significant:
             return f"No clear difference in {quantity} at this sample size ({self.interval()})."
         word = "less" if self.change < 0 else "more"
         bounds = sorted([abs(self.low), abs(self.high)])
         return (
-            f"B {verb} {_pct(abs(self.change))} {word} {quantity} than A "
+            f"{b} {verb} {_pct(abs(self.change))} {word} {quantity} than {a} "
             f"({level} CI {_pct(bounds[0])}–{_pct(bounds[1])})."
         )
 
@@ -318,22 +322,25 @@ class Decision:
     def clear(self) -> bool:
         return self.outcome in (DIFFERENT, SAME)
 
-    def verdict(self, quantity: str = "energy", verb: str = "uses") -> str:
+    def verdict(
+        self, quantity: str = "energy", verb: str = "uses", names: tuple[str, str] = ("A", "B")
+    ) -> str:
         """The comparison's headline, in plain words."""
+        a, b = names
         c = self.comparison
         if c is None:
             return "The verdict comes once two A/B pairs have both succeeded."
         interval = c.interval()
         if self.outcome == DIFFERENT:
-            return c.verdict(quantity, verb)
+            return c.verdict(quantity, verb, names)
         if self.outcome == SAME:
             return (
-                f"A and B {verb.removesuffix('s')} the same {quantity} within "
+                f"{a} and {b} {verb.removesuffix('s')} the same {quantity} within "
                 f"±{EQUIVALENCE_MARGIN:.0%} ({interval})."
             )
         if self.outcome == UNSETTLED:
             return (
-                f"No clear difference in {quantity} after {self.pairs} pairs: B against A is "
+                f"No clear difference in {quantity} after {self.pairs} pairs: {b} against {a} is "
                 f"somewhere from {_pct(c.low, signed=True)} to {_pct(c.high, signed=True)} "
                 f"({c.confidence:.0%} CI)."
             )

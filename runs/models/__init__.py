@@ -13,7 +13,7 @@ from .fleet import (
     Worker,
 )
 from .output import Offsets, OutputChunk
-from .run import RESULT_WRITE_SECONDS, Run, clean_code
+from .run import RESULT_WRITE_SECONDS, Run, clean_code, clean_env
 from .series import MAX_REPETITIONS, Series
 from .service import LoginFailure, Maintenance
 
@@ -36,4 +36,5 @@ __all__ = [
     "Series",
     "Worker",
     "clean_code",
+    "clean_env",
 ]

@@ -69,6 +69,8 @@ class Baseline(models.Model):
     """What starting the interpreter in the sandbox costs on one host (`pass`, N times)."""
 
     host = models.CharField(max_length=200)
+    # The environment whose interpreter it starts: each has its own start-up cost.
+    env = models.CharField(max_length=32, blank=True, default="")
     isolation = models.CharField(max_length=64)
     runs = models.PositiveSmallIntegerField()
     energy_kwh = models.FloatField()
@@ -82,15 +84,15 @@ class Baseline(models.Model):
         get_latest_by = "created_at"
         indexes = [
             # The latest baseline of this host: WHERE host = ? ORDER BY created_at DESC.
-            models.Index(fields=["host", "-created_at"], name="baseline_host_idx"),
+            models.Index(fields=["host", "env", "-created_at"], name="baseline_host_env_idx"),
         ]
 
     def __str__(self) -> str:
         return f"Baseline on {self.host}: {self.energy_kwh:.3g} kWh"
 
     @classmethod
-    def latest_for_this_host(cls, max_age: timedelta | None = None) -> Baseline | None:
-        baselines = cls.objects.filter(host=settings.HOST_NAME)
+    def latest_for_this_host(cls, env: str, max_age: timedelta | None = None) -> Baseline | None:
+        baselines = cls.objects.filter(host=settings.HOST_NAME, env=env)
         if max_age is not None:
             baselines = baselines.filter(created_at__gte=timezone.now() - max_age)
         return baselines.first()

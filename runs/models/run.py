@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..figures import breakdown
+from ..sandbox import environments
 from ..snippets import failures
 from .fleet import Baseline, Repeatability, Worker
 from .output import Offsets, OutputChunk
@@ -51,6 +52,16 @@ def clean_code(code: object) -> str:
     return code
 
 
+def clean_env(name: object) -> str:
+    """The environment a run asks for (the default when it names none), or
+    ValidationError naming the ones there are."""
+    if name in (None, ""):
+        return environments.default().name
+    if not isinstance(name, str) or environments.named(name) is None:
+        raise ValidationError(environments.unknown(str(name)), code="unknown_env")
+    return name
+
+
 class RunQuerySet(models.QuerySet):
     def submit(self, code: str, **fields) -> Run:
         """Create a queued run from user input (validated here, for every entry point)."""
@@ -63,6 +74,7 @@ class RunQuerySet(models.QuerySet):
         fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
         fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
         fields.setdefault("region", settings.CODECARBON_REGION)
+        fields["env"] = clean_env(fields.get("env"))
         return self.model(code=clean_code(code), **fields)
 
     def recent_duplicate(self, session_key: str, code: str, seconds: float = 1.0) -> Run | None:
@@ -146,6 +158,9 @@ class Run(models.Model):
     worker = models.CharField(max_length=200, blank=True, default="")
 
     timeout_s = models.FloatField()
+    # The environment it runs in (runs.sandbox.environments), by name; what it was made
+    # of is in its provenance. "": a run from before environments (the default then).
+    env = models.CharField(max_length=32, blank=True, default="")
     exit_code = models.IntegerField(null=True, blank=True)
     stdout = models.TextField(blank=True, default="")
     stderr = models.TextField(blank=True, default="")
@@ -235,6 +250,20 @@ class Run(models.Model):
         return (self.provenance or {}).get("python")
 
     @property
+    def environment(self) -> dict:
+        """The environment it ran in, as stored in its provenance (or, before it ran,
+        as it is declared now): name, label, interpreter and packages."""
+        stored = (self.provenance or {}).get("environment")
+        if stored:
+            return stored
+        env = environments.named(self.env_name)
+        return env.provenance() if env else {"name": self.env_name}
+
+    @property
+    def env_name(self) -> str:
+        return self.env or environments.default().name
+
+    @property
     def is_over(self) -> bool:
         return self.status not in {self.Status.QUEUED, self.Status.RUNNING}
 
@@ -276,7 +305,9 @@ class Run(models.Model):
 
     @property
     def hints(self) -> list[str]:
-        return failures.hints(self.stderr) if self.status == self.Status.FAILED else []
+        if self.status != self.Status.FAILED:
+            return []
+        return failures.hints(self.stderr, self.env_name)
 
     def queue_position(self) -> int | None:
         """1 for the next run to start, None once it has started."""
@@ -379,7 +410,7 @@ class Run(models.Model):
 
     # Written when the run is submitted or handed to a worker; never by its end.
     SUBMITTED_FIELDS = frozenset(
-        {"public_id", "code", "session_key", "client", "source", "created_at", "timeout_s"}
+        {"public_id", "code", "session_key", "client", "source", "created_at", "timeout_s", "env"}
         | {"series", "variant", "repetition", "dispatched_at", "started_at", "worker"}
     )
 
@@ -484,6 +515,7 @@ class Run(models.Model):
             },
             "startup_cpu_seconds": self.startup_cpu_seconds,
             "python_version": self.python_version,
+            "env": self.env_name,
             "code": self.code,
             "series_id": str(self.series.public_id) if self.series_id else None,
             "variant": self.variant or None,

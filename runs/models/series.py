@@ -13,22 +13,31 @@ from django.utils import timezone
 
 from ..figures import breakdown, comparisons, stats
 from ..figures.comparisons import Compared, Measured
+from ..sandbox import environments
 from ..snippets import diffs
 from .fleet import ControlRun, Repeatability
-from .run import Run, clean_code
+from .run import Run, clean_code, clean_env
 
 
 class SeriesQuerySet(models.QuerySet):
     def submit(
-        self, kind: str, codes: list[str], repetitions: int, run_fields=None, **fields
+        self,
+        kind: str,
+        codes: list[str],
+        repetitions: int,
+        run_fields=None,
+        envs: list[str | None] | None = None,
+        **fields,
     ) -> Series:
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
-        queues them, as for single runs); `run_fields` are set on every run (its grid).
+        queues them, as for single runs); `run_fields` are set on every run (its grid),
+        `envs` name each side's environment (the default where None).
         A comparison runs until its answer is clear, at most `repetitions` pairs: only
         its first round is created here (the queue adds the next, runs.queue.tasks)."""
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
+        envs = [clean_env(env) for env in (envs or [None] * len(codes))]
         section = fields.get("section", "")
         for label, code in zip("AB", codes, strict=False):
             if section and not breakdown.defines_section(code, section):
@@ -45,6 +54,8 @@ class SeriesQuerySet(models.QuerySet):
                 kind=kind,
                 code_a=codes[0],
                 code_b=codes[1] if len(codes) > 1 else "",
+                env_a=envs[0],
+                env_b=envs[1] if len(envs) > 1 else "",
                 repetitions=repetitions,
                 **fields,
             )
@@ -73,6 +84,10 @@ class Series(models.Model):
     kind = models.CharField(max_length=8, choices=Kind, default=Kind.REPEAT)
     code_a = models.TextField()
     code_b = models.TextField(blank=True, default="")
+    # Each side's environment (runs.sandbox.environments): a comparison may run the same
+    # code in two. "": a series from before environments (the default then).
+    env_a = models.CharField(max_length=32, blank=True, default="")
+    env_b = models.CharField(max_length=32, blank=True, default="")
     repetitions = models.PositiveSmallIntegerField()
     # The first run of each side is a warm-up: kept and shown, left out of the statistics.
     warmup = models.BooleanField(default=False)
@@ -141,6 +156,21 @@ class Series(models.Model):
     def code_of(self, variant: str) -> str:
         return self.code_b if variant == "B" else self.code_a
 
+    def env_of(self, variant: str) -> str:
+        return (self.env_b if variant == "B" else self.env_a) or environments.default().name
+
+    @property
+    def across_environments(self) -> bool:
+        """A comparison whose two sides run in different environments."""
+        return self.kind == self.Kind.COMPARE and self.env_of("A") != self.env_of("B")
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """How its verdicts name A and B: with their environments where those differ."""
+        if not self.across_environments:
+            return ("A", "B")
+        return tuple(f"{v} ({self.env_of(v)})" for v in "AB")
+
     def add_runs(self, repetitions: range, **run_fields) -> list[Run]:
         """Queued runs for these repetitions, interleaved A, B, A, B (the caller
         queues them)."""
@@ -153,6 +183,7 @@ class Series(models.Model):
                 series=self,
                 variant=variant,
                 repetition=repetition,
+                env=self.env_of(variant),
                 **run_fields,
             )
             for repetition in repetitions
@@ -278,6 +309,7 @@ class Series(models.Model):
                 "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
             }
         result = {
+            "names": self.names,
             "variants": variants,
             "finished": sum(1 for r in runs if r.is_over),
             "total": len(runs),
@@ -333,6 +365,7 @@ class Series(models.Model):
             "warnings": results["warnings"],
             "created_at": self.created_at.isoformat(),
             "code": {v: self.code_of(v) for v in self.variants},
+            "env": {v: self.env_of(v) for v in self.variants},
             "finished": results["finished"],
             "total": results["total"],
             "host_repeatability": [spread.as_dict() for spread in self.host_spreads()],

@@ -20,14 +20,15 @@ from django.utils import timezone
 from .. import sandbox
 from ..figures import measure
 from ..models import CONTROL_RUNS_KEPT, Baseline, ControlRun, OutputChunk, Run, Worker
-from ..sandbox import cgroups
+from ..sandbox import cgroups, environments
+from ..sandbox.environments import Environment
 from . import wakeup
 
 logger = logging.getLogger(__name__)
 
 _heartbeat: Heartbeat | None = None
 _heartbeat_lock = threading.Lock()
-_baseline: Baseline | None = None
+_baselines: dict[str, Baseline] = {}  # environment name -> this host's start-up cost
 BASELINE_RUNS = 5
 BASELINE_MAX_AGE = timedelta(hours=24)
 # This host's repeatability, read again after a control run here and at most this
@@ -214,10 +215,11 @@ class _ProgressWriter(threading.Thread):
             connection.close()
 
 
-def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
-    """Measure what an empty snippet (`pass`) costs in the sandbox here, and store it."""
-    global _baseline
-    limits = sandbox.Limits.from_settings(10)
+def measure_baseline(env: Environment | None = None, runs: int = BASELINE_RUNS) -> Baseline:
+    """Measure what an empty snippet (`pass`) costs in the sandbox here, in `env` (the
+    default environment), and store it."""
+    env = env or environments.default()
+    limits = sandbox.Limits.from_settings(10, python=env.python)
     energies, durations, cpus = [], [], []
     for _ in range(runs):
         session = measure.Session()
@@ -230,8 +232,9 @@ def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
         energies.append(figures.energy_kwh)
         durations.append(outcome.wall_s)
         cpus.append(outcome.cpu_s)
-    _baseline = Baseline.objects.create(
+    _baselines[env.name] = Baseline.objects.create(
         host=settings.HOST_NAME,
+        env=env.name,
         isolation=outcome.isolation,
         runs=runs,
         energy_kwh=statistics.median(energies),
@@ -239,15 +242,19 @@ def measure_baseline(runs: int = BASELINE_RUNS) -> Baseline:
         cpu_seconds=statistics.median(cpus),
         samples=energies,
     )
-    return _baseline
+    return _baselines[env.name]
 
 
-def current_baseline() -> Baseline:
-    """This host's start-up baseline: measured at worker start, reused for a day."""
-    global _baseline
-    if _baseline is None:
-        _baseline = Baseline.latest_for_this_host(max_age=BASELINE_MAX_AGE) or measure_baseline()
-    return _baseline
+def current_baseline(env: Environment | None = None) -> Baseline:
+    """This host's start-up baseline in `env` (the default environment): measured at
+    worker start for the default, at an environment's first run for the others, and
+    reused for a day."""
+    env = env or environments.default()
+    if env.name not in _baselines:
+        _baselines[env.name] = Baseline.latest_for_this_host(
+            env.name, max_age=BASELINE_MAX_AGE
+        ) or measure_baseline(env)
+    return _baselines[env.name]
 
 
 def current_repeatability() -> dict | None:
@@ -298,8 +305,12 @@ def execute(
     tell = _Tell(run, told)
     if claim is None:
         run.mark_running(beat.worker.name)
+    env = environments.named(run.env_name)
     try:
-        limits = sandbox.Limits.from_settings(run.timeout_s)
+        if env is None:
+            # Chosen when it was submitted, gone since (the operator removed it).
+            raise sandbox.SandboxUnavailable(environments.unknown(run.env_name))
+        limits = sandbox.Limits.from_settings(run.timeout_s, python=env.python)
         # The run carries its own timeout and grid, filled in when it was submitted.
         with measure.Session(run.country_iso_code, run.region) as session:
             progress = _Progress(run, session, tell)
@@ -311,9 +322,10 @@ def execute(
                 on_start=claimed,
             ) as outcome:
                 figures = session.finish(outcome)
+                figures.provenance["environment"] = env.provenance()
                 progress.finish(outcome)
                 run.power_samples = progress.samples
-                run.apply_baseline(current_baseline())
+                run.apply_baseline(current_baseline(env))
                 run.host_repeatability = current_repeatability()
                 run.finish(outcome, figures)
                 # Stored: told now, while the sandbox's teardown goes on.
@@ -326,7 +338,8 @@ def execute(
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         if claimed():
-            run.fail(f"The sandbox is not available on this server: {exc}")
+            gone = env is None  # the message names the environments there are
+            run.fail(str(exc) if gone else f"The sandbox is not available on this server: {exc}")
     except Exception:
         if run.is_over:  # stored already: the teardown failed, not the run
             logger.exception("ending the sandbox of run %s failed", run.public_id)
@@ -338,7 +351,7 @@ def execute(
     if claimed():
         tell.ended()
     if kind == Worker.Kind.QUEUE:
-        prepare_next_sandbox()
+        prepare_next_sandbox(env)
     return run if claimed() else None
 
 
@@ -364,9 +377,16 @@ def run_control() -> ControlRun | None:
     return control
 
 
-def prepare_next_sandbox() -> None:
+def prepare_next_sandbox(used: Environment | None = None) -> None:
     """Start the next run's sandbox while this worker waits for that run, in the
-    background: a failure there is logged, and the next run starts its own sandbox."""
+    background: a failure there is logged, and the next run starts its own sandbox.
+
+    Sandboxes are kept for the default environment, whatever ran last, so that its
+    runs never wait for an interpreter to start, and for the environment just `used`:
+    someone comparing it, or trying things in it, runs there again next."""
+    default = environments.default()
+    pools = [default] + ([used] if used and used.name != default.name else [])
     sandbox.prepare_standby(
-        sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT), background=True
+        *(sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT, env.python) for env in pools),
+        background=True,
     )

@@ -32,6 +32,7 @@ from .host import (
     _tasks_of_this_user,
     gpu_devices,
     gpu_library_dirs,
+    interpreter_library_dirs,
 )
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _bwrap_command(python: str, limits: Limits) -> list[str]:
     return [*command, *_gpu_bwrap_arguments(), "--"]
 
 
-def _environment(home: str = SANDBOX_TMP) -> dict[str, str]:
+def _environment(python: str, home: str = SANDBOX_TMP) -> dict[str, str]:
     # Built from nothing: the server's environment (secrets, database URL) never leaks.
     environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -88,8 +89,9 @@ def _environment(home: str = SANDBOX_TMP) -> dict[str, str]:
         "TMPDIR": home,
         "MPLBACKEND": "Agg",
     }
-    if gpu_library_dirs():
-        environment["LD_LIBRARY_PATH"] = os.pathsep.join(gpu_library_dirs())
+    libraries = [*interpreter_library_dirs(python), *gpu_library_dirs()]
+    if libraries:
+        environment["LD_LIBRARY_PATH"] = os.pathsep.join(libraries)
     return environment
 
 
@@ -174,7 +176,7 @@ def isolation() -> str:
             probe,
             capture_output=True,
             timeout=30,
-            env=_environment(),
+            env=_environment(python),
             **_drop_privileges(account),
         )
         if result.returncode != 0:

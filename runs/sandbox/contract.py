@@ -48,11 +48,16 @@ class Limits:
     output_bytes: int
     disk_bytes: int
     max_files: int
+    # The interpreter of the run's environment (runs.sandbox.environments); "": the
+    # default environment's.
+    python: str = ""
 
     @classmethod
-    def from_settings(cls, timeout_s: float) -> Limits:
-        """The configured limits, with this run's own wall-clock timeout."""
+    def from_settings(cls, timeout_s: float, python: str = "") -> Limits:
+        """The configured limits, with this run's own wall-clock timeout, in the
+        environment whose interpreter is `python`."""
         return cls(
+            python=python,
             timeout_s=timeout_s,
             memory_bytes=settings.SANDBOX_MEMORY_MB * 1024 * 1024,
             max_processes=settings.SANDBOX_MAX_PROCESSES,

@@ -10,11 +10,13 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 from django.conf import settings
 
+from . import environments
 from .contract import PR_SET_CHILD_SUBREAPER, SandboxUnavailable
 
 
@@ -40,13 +42,40 @@ def _account_of(user: str) -> tuple[int, int]:
 
 
 def _python() -> str:
-    python = settings.SNIPPET_PYTHON
-    if not os.access(python, os.X_OK):
+    """The default environment's interpreter (runs.sandbox.environments)."""
+    env = environments.default()
+    if not env.built or not os.access(env.python, os.X_OK):
         raise SandboxUnavailable(
-            f"Snippet interpreter {python} not found; create it with "
-            "`python manage.py snippetenv` or set SNIPPET_PYTHON."
+            f"The default environment {env.name} is not built here; build it with "
+            "`python manage.py snippetenv`."
         )
-    return python
+    return env.python
+
+
+def interpreter_candidates(declared: str) -> list[str]:
+    """Where a declared interpreter may be, in order: the path itself; for a command,
+    its place on the PATH, the server's own interpreter where it is that command
+    (python3.12), and pyenv's installs of it (whose shims answer only for the
+    versions pyenv has made global)."""
+    if os.path.isabs(declared):
+        return [declared]
+    found = [shutil.which(declared)]
+    server = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+    if declared in {"python{}.{}".format(*sys.version_info[:2]), os.path.basename(server)}:
+        found.append(server)
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    found += sorted(str(p) for p in pyenv.glob(f"*/bin/{declared}"))
+    return [path for path in dict.fromkeys(found) if path and os.access(path, os.X_OK)]
+
+
+def interpreter_library_dirs(python: str) -> tuple[str, ...]:
+    """The interpreter's own shared library's folder, where it has one outside the
+    system's: the sandbox has no /etc/ld.so.cache, and a copied interpreter's
+    RUNPATH names the place it was copied from (runs.management snippetenv)."""
+    prefix = Path(os.path.realpath(python)).parent.parent
+    if any(prefix.is_relative_to(d) for d in SYSTEM_DIRS):
+        return ()
+    return (str(prefix / "lib"),) if any((prefix / "lib").glob("libpython*.so*")) else ()
 
 
 # What snippets see of /usr: programs, shared libraries and shared data; not an
@@ -59,7 +88,7 @@ GPU_SYS_DIRS = ("/sys/bus/pci", "/sys/module/nvidia", "/sys/devices/system")
 
 @functools.cache
 def _interpreter_dirs(python: str) -> tuple[str, ...]:
-    """Directories to expose read-only for SNIPPET_PYTHON beyond SYSTEM_DIRS."""
+    """Directories to expose read-only for an environment's interpreter beyond SYSTEM_DIRS."""
     dirs = []
     path = Path(python)
     if not path.is_relative_to("/usr"):

@@ -54,6 +54,8 @@ import time as time_module
 import types
 
 SCMP_ACT_ALLOW = 0x7FFF0000
+# Linux's value: PyPy's os module does not name it.
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 SCMP_CMP_NE = 1
 SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
@@ -86,6 +88,10 @@ STARTUP, READY, PREPARED, END = "startup", "ready", "prepared", "end"
 SECTION, LINE, LAST_LINE, NOTE = "section", "line", "last", "note"
 PROFILE_STOPPED = "profile-stopped"  # samples stopped while the CPU time went on
 SECTIONS_UNSYNCHRONIZED = "sections-unsynchronized"  # events sent without waiting
+PROFILE_UNSUPPORTED = "profile-unsupported"  # this interpreter's stacks lack exact lines
+# Only CPython's faulthandler names the exact line of each frame: PyPy's writes
+# "approximate line numbers" (a function's first line), which would blame the wrong one.
+PROFILES = sys.implementation.name == "cpython"
 
 
 UNNEEDED_SYSCALLS = (
@@ -222,7 +228,7 @@ def build_landlock(read_only, read_write):
     for paths, access in ((read_only, FS_READ_ONLY), (read_write, FS_ALL_ABI1)):
         for path in paths:
             try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                fd = os.open(path, O_PATH | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             is_dir = os.path.isdir(path)
@@ -507,6 +513,8 @@ class Measure:
             lines.append("%s\t%d" % (LAST_LINE, self.last_line))
         if self.profile_stopped():
             lines.append("%s\t%s" % (NOTE, PROFILE_STOPPED))
+        if not PROFILES and sys.argv[8] != "0":  # a profile was asked for
+            lines.append("%s\t%s" % (NOTE, PROFILE_UNSUPPORTED))
         if self.unsynchronized:
             lines.append("%s\t%s" % (NOTE, SECTIONS_UNSYNCHRONIZED))
         return lines
@@ -761,7 +769,7 @@ def main():
     file_bytes, processes, address_space, open_files, allow_unix, report, cpu_accounted = (
         int(a) for a in sys.argv[1:8]
     )
-    interval = int(sys.argv[8]) / 1e6
+    interval = int(sys.argv[8]) / 1e6 if PROFILES else 0.0
     read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[9:11])
     try:
         # Built now, applied in the snippet's process.

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 # The next runs' sandboxes, started ahead, oldest first: their interpreters are up and
 # waiting for code. More than one, so that a run arriving right after another finds
 # one whose interpreter has finished starting (starting takes ~40 ms on a busy host).
+# Each is keyed by what it is made of (its environment's interpreter included): a pool
+# per key, SANDBOX_STANDBY each, for the keys the last `prepare_standby` named.
 _standbys: list[tuple[tuple, _Watch]] = []
 # Notified when one is added, and when the preparer has nothing left to start.
 _standbys_changed = threading.Condition()
@@ -33,10 +35,9 @@ STANDBY_NICE = 19
 def _standby_key(limits: Limits) -> tuple:
     # Everything a sandbox is made of but the timeout, which the worker keeps itself.
     return (
-        dataclasses.replace(limits, timeout_s=0),
+        dataclasses.replace(limits, timeout_s=0, python=limits.python or _python()),
         isolation(),
         _account(),
-        _python(),
         settings.SANDBOX_CPUS,
         settings.PROFILE_INTERVAL_MS,
         tuple(gpu_devices()),
@@ -44,40 +45,50 @@ def _standby_key(limits: Limits) -> tuple:
     )
 
 
-def prepare_standby(limits: Limits, background: bool = False) -> None:
-    """Keep SANDBOX_STANDBY sandboxes with `limits` started ahead, so that a run pays
-    only for its own code. Every run still gets a sandbox nobody used: each is used
-    once, then ended.
+def prepare_standby(*pools: Limits, background: bool = False) -> None:
+    """Keep SANDBOX_STANDBY sandboxes started ahead for each of `pools` (the default
+    environment's and the last one used, say), and no others, so that a run pays only
+    for its own code. Every run still gets a sandbox nobody used: each is used once,
+    then ended.
 
     In the background, the worker is free to fetch its next run meanwhile; a run that
     finds none ready waits for the one being started (sooner than starting its own)."""
     if background:
-        _preparer.submit(limits)
+        _preparer.submit(pools)
     else:
-        _top_up(limits)
+        _top_up(pools)
 
 
-def _top_up(limits: Limits) -> None:
-    key = _standby_key(limits)
+def _top_up(pools: tuple[Limits, ...]) -> None:
+    keys = [_standby_key(limits) for limits in pools]
     with _standbys_changed:
-        stale = [watch for k, watch in _standbys if k != key or watch._exited()]
+        stale = [watch for k, watch in _standbys if k not in keys or watch._exited()]
         _standbys[:] = [(k, watch) for k, watch in _standbys if watch not in stale]
-        missing = settings.SANDBOX_STANDBY - len(_standbys)
     for watch in stale:
         watch.cleanup()
+    for limits, key in zip(pools, keys, strict=True):
+        if not _fill(limits, key):
+            return
+
+
+def _fill(limits: Limits, key: tuple) -> bool:
+    """Start this pool's missing sandboxes; False if one could not be started."""
+    with _standbys_changed:
+        missing = settings.SANDBOX_STANDBY - sum(k == key for k, _ in _standbys)
     for _ in range(missing):
         try:
             watch = launch(limits, nice=STANDBY_NICE)
         except Exception:
             # A run will meet the same problem in its own sandbox, and say so.
             logger.exception("could not prepare the next run's sandbox")
-            return
+            return False
         if watch.outcome.error:
             watch.cleanup()
-            return
+            return False
         with _standbys_changed:
             _standbys.append((key, watch))
             _standbys_changed.notify_all()
+    return True
 
 
 class _Preparer:
@@ -86,23 +97,23 @@ class _Preparer:
     (--die-with-parent is PR_SET_PDEATHSIG, which follows the thread, not the process)."""
 
     def __init__(self) -> None:
-        self.requests: queue.SimpleQueue[Limits] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[tuple[Limits, ...]] = queue.SimpleQueue()
         self.idle = threading.Event()
         self.idle.set()
         self.thread: threading.Thread | None = None
 
-    def submit(self, limits: Limits) -> None:
+    def submit(self, pools: tuple[Limits, ...]) -> None:
         if self.thread is None:
             self.thread = threading.Thread(target=self._serve, name="sandbox-standby", daemon=True)
             self.thread.start()
         self.idle.clear()
-        self.requests.put(limits)
+        self.requests.put(pools)
 
     def _serve(self) -> None:
         while True:
-            limits = self.requests.get()
+            pools = self.requests.get()
             try:
-                _top_up(limits)
+                _top_up(pools)
             finally:
                 if self.requests.empty():
                     with _standbys_changed:
@@ -127,17 +138,18 @@ def discard_standby() -> None:
 
 
 def take(limits: Limits) -> _Watch | None:
-    """The oldest sandbox started ahead with these limits, taken out of the pool; if
+    """The oldest sandbox started ahead with these limits, taken out of its pool; if
     none is there but one is being started, that one (sooner than starting another)."""
     key = _standby_key(limits)
     deadline = time.monotonic() + INIT_WAIT_SECONDS
-    useless = []  # started under other settings, or died waiting
+    useless = []  # died waiting
     with _standbys_changed:
         while True:
-            while _standbys and (_standbys[0][0] != key or _standbys[0][1]._exited()):
-                useless.append(_standbys.pop(0)[1])
-            if _standbys:
-                watch = _standbys.pop(0)[1]
+            useless += [watch for _, watch in _standbys if watch._exited()]
+            _standbys[:] = [(k, watch) for k, watch in _standbys if watch not in useless]
+            mine = next((i for i, (k, _) in enumerate(_standbys) if k == key), None)
+            if mine is not None:
+                watch = _standbys.pop(mine)[1]
                 break
             remaining = deadline - time.monotonic()
             if _preparer.idle.is_set() or remaining <= 0:

@@ -53,7 +53,7 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
     `nice` lowers its priority until it is taken (only where we can raise it back)."""
     mode = isolation()
     account = _account()
-    python = _python()
+    python = limits.python or _python()
     _become_subreaper()
     group = cgroups.create(limits.memory_bytes, limits.max_processes, settings.SANDBOX_CPUS)
     landlock = landlock_abi() > 0
@@ -82,6 +82,7 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
     )
     command = _bwrap_command(python, limits) + launcher if mode == BUBBLEWRAP else launcher
     watch = _Watch(
+        python=python,
         limits=limits,
         group=group,
         mode=mode,
@@ -110,7 +111,8 @@ def _started(on_start: Callable[[], bool] | None) -> None:
 class _Watch(Usage, Teardown):
     """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
 
-    def __init__(self, *, limits, group, mode, workdir, landlock, account, report):
+    def __init__(self, *, python, limits, group, mode, workdir, landlock, account, report):
+        self.python = python
         self.limits = limits
         self.group = group
         self.mode = mode
@@ -131,7 +133,7 @@ class _Watch(Usage, Teardown):
         self.reported = False
         self.nice = 0  # the priority it waits at, until taken for a run
         self.outcome = Outcome(
-            isolation=self.describe_isolation(), python_version=python_version(_python())
+            isolation=self.describe_isolation(), python_version=python_version(python)
         )
 
     def describe_isolation(self) -> str:
@@ -162,7 +164,7 @@ class _Watch(Usage, Teardown):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=self.workdir or "/",
-                env=_environment(self.workdir or SANDBOX_TMP),
+                env=_environment(self.python, self.workdir or SANDBOX_TMP),
                 start_new_session=True,
                 pass_fds=(self.report_write,),
                 **_drop_privileges(self.account),

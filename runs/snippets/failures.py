@@ -3,16 +3,14 @@ a plain hint where the sandbox, not the code, is the cause."""
 
 from __future__ import annotations
 
-import functools
 import re
 import signal
 import sys
 
-from django.conf import settings
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ..sandbox import launcher
+from ..sandbox import environments, launcher
 
 SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
 # A frame of the snippet's own code in a traceback.
@@ -32,17 +30,21 @@ NO_SIGCHLD = (
 )
 
 
-@functools.cache
-def installed_modules() -> list[str]:
-    """The packages a snippet can import beyond the standard library, from the same
-    requirements file the snippet environment is built from."""
-    path = settings.BASE_DIR / "requirements-snippet.txt"
-    names = []
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            names.append(re.split(r"[=<>!~\[; ]", line)[0])
-    return names
+def not_installed(module: str, env_name: str) -> str:
+    """What to do about `import module` failing in the environment `env_name`: the
+    environments that have it, or what this one has."""
+    elsewhere = [e.name for e in environments.providers(module) if e.name != env_name]
+    if elsewhere:
+        return (
+            f"{module} is not installed in {env_name}; it is in {', '.join(elsewhere)}: "
+            "choose that environment and run it again."
+        )
+    env = environments.named(env_name)
+    has = ", ".join(env.featured) if env and env.featured else "no packages"
+    return (
+        f"{module} is not installed in any environment here. Besides Python's standard "
+        f"library, {env_name} has {has}."
+    )
 
 
 def failing_line(stderr: str) -> int | None:
@@ -56,18 +58,16 @@ def last_line(stderr: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def hints(stderr: str) -> list[str]:
-    """Plain explanations for failures the sandbox causes on purpose."""
+def hints(stderr: str, env_name: str) -> list[str]:
+    """Plain explanations for failures the sandbox causes on purpose, for a run in the
+    environment `env_name`."""
     last = last_line(stderr)
     found = []
     missing = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", last)
     if missing:
         module = missing.group(1).split(".")[0]
         if module not in sys.stdlib_module_names:
-            found.append(
-                f"{module} is not installed in the sandbox. Besides Python's standard "
-                f"library there is {', '.join(installed_modules())}."
-            )
+            found.append(not_installed(module, env_name))
     network = ("socket", "urllib", "http.client", "requests", "gaierror", "ConnectionRefused")
     if last.startswith(("PermissionError", "OSError", "socket.gaierror", "URLError")) and any(
         word in stderr for word in network

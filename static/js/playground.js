@@ -133,4 +133,13 @@
       result.scrollIntoView({ block: "start" });
     }
   });
+
+  // The help line says what the chosen environment has.
+  const envSelect = document.getElementById("env");
+  const envHelp = document.querySelector("[data-env-help]");
+  if (envSelect && envHelp) {
+    envSelect.addEventListener("change", () => {
+      envHelp.textContent = envSelect.selectedOptions[0]?.dataset.summary || "";
+    });
+  }
 })();

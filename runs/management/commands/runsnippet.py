@@ -24,10 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, help="Wall-clock limit in seconds.")
         parser.add_argument("--country", help="3-letter ISO code of the grid (e.g. FRA).")
         parser.add_argument("--region", help="Region within the country (e.g. california).")
+        parser.add_argument(
+            "--env", help="The environment to run in (default: the default one; see snippetenv)."
+        )
 
-    def handle(self, *, path, json: bool, timeout, country, region, **options) -> None:
+    def handle(self, *, path, json: bool, timeout, country, region, env, **options) -> None:
         code = self.read(path)
-        fields = {"source": Run.Source.CLI}
+        fields = {"source": Run.Source.CLI, "env": env}
         if timeout is not None:
             if not 0 < timeout <= settings.MAX_EXECUTION_TIMEOUT:
                 raise CommandError(
