@@ -6,25 +6,27 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DATA_DIR=/data \
     BIND=0.0.0.0:8000 \
-    SNIPPET_PYTHON=/opt/codecarbon-playground/snippet-env/bin/python
+    SNIPPET_ENVS_DIR=/opt/codecarbon-playground/envs
 
+# Debian's python3 and pypy3 are two of the environments snippets run in (the image's
+# own CPython is the third): environments.toml.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap libseccomp2 nginx-light \
+       python3 python3-venv pypy3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /home/app app \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ccp-sandbox \
     && mkdir -p /data && chown app:app /data && chmod 700 /data
 
 WORKDIR /app
-COPY requirements.txt requirements-snippet.txt ./
-RUN pip install --no-cache-dir -r requirements.txt \
-    # Snippets get their own interpreter and numpy, readable by every user.
-    && python -m venv /opt/codecarbon-playground/snippet-env \
-    && /opt/codecarbon-playground/snippet-env/bin/pip install --no-cache-dir -r requirements-snippet.txt \
-    && chmod -R a+rX /opt/codecarbon-playground
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
+# The environments, readable by every user; then the static files.
+RUN export SECRET_KEY=build-only PIP_NO_CACHE_DIR=1 \
+    && python manage.py snippetenv \
+    && python manage.py collectstatic --noinput -v0
 
 # Not root: snippets then run as `app` too, confined by seccomp, Landlock and resource
 # limits, or by bubblewrap where the container may create user namespaces (README).

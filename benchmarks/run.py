@@ -127,6 +127,34 @@ def bench_energy(repeats: int = 3) -> None:
     line("  the same, start-up baseline (`pass`) subtracted", f"{net:.2%}", "<= 2%", net <= 0.02)
 
 
+def bench_environments(rounds: int = 7) -> None:
+    """Per environment: its interpreter's start-up CPU in the sandbox, and the energy of
+    one fixed pure-Python workload (the control runs'), against the default's, in
+    rounds that visit every environment in turn (a slow moment hits all alike)."""
+    print("Environments: start-up in the sandbox, and the control workload's energy")
+    envs = environments.available()
+    start_up = {env.name: [] for env in envs}
+    energy = {env.name: [] for env in envs}
+    for _ in range(rounds):
+        for env in envs:
+            limits = sandbox.Limits.from_settings(30, python=env.python)
+            start_up[env.name].append(sandbox.run("pass", limits).startup_cpu_s)
+            session = measure.Session()
+            outcome = sandbox.run(execution.CONTROL_CODE, limits)
+            assert outcome.exit_code == 0, (env.name, outcome.stderr, outcome.error)
+            energy[env.name].append(session.finish(outcome).energy_kwh)
+    default = statistics.median(energy[environments.default().name])
+    print(f"  {'environment':<14} {'interpreter':<30} {'start-up CPU':>12} "
+          f"{'control energy':>15} {'vs default':>11}")  # fmt: skip
+    for env in envs:
+        kwh = statistics.median(energy[env.name])
+        print(
+            f"  {env.name:<14} {env.interpreter_name:<30} "
+            f"{statistics.median(start_up[env.name]) * 1000:>9.1f} ms "
+            f"{kwh * 1e9:>11.1f} µWh {kwh / default:>10.2f}×"
+        )
+
+
 def calibrate(seconds: float) -> int:
     """Iterations of WORK that take about `seconds` of CPU in the sandbox."""
     n = 1_000_000
@@ -352,6 +380,8 @@ def main() -> None:
     bench_overhead()
     print()
     bench_energy()
+    print()
+    bench_environments()
     print()
     bench_comparisons()
     print()

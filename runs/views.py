@@ -92,7 +92,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         return _refused(request, code, exc.messages)
     session_key = _session_key(request)
     # The same code sent twice within a second from one browser is one press too many.
-    run = Run.objects.recent_duplicate(session_key, code)
+    run = Run.objects.recent_duplicate(session_key, code, request.POST.get("env", ""))
     if run is None:
         refusal = limits.check(client)
         if refusal:

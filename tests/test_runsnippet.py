@@ -49,6 +49,7 @@ ADDED = {
     "baseline",
     "startup_cpu_seconds",
     "python_version",
+    "env",
     "code",
     "series_id",
     "variant",

@@ -77,11 +77,17 @@ class RunQuerySet(models.QuerySet):
         fields["env"] = clean_env(fields.get("env"))
         return self.model(code=clean_code(code), **fields)
 
-    def recent_duplicate(self, session_key: str, code: str, seconds: float = 1.0) -> Run | None:
-        """This session's run of exactly this code submitted in the last second, if any."""
+    def recent_duplicate(
+        self, session_key: str, code: str, env: str = "", seconds: float = 1.0
+    ) -> Run | None:
+        """This session's run of exactly this code, in this environment (the default
+        where empty), submitted in the last second, if any."""
         since = timezone.now() - timedelta(seconds=seconds)
+        env = env or environments.default().name
         return (
-            self.filter(session_key=session_key, created_at__gte=since, code=code, series=None)
+            self.filter(
+                session_key=session_key, created_at__gte=since, code=code, env=env, series=None
+            )
             .order_by("-created_at")
             .first()
         )

@@ -58,13 +58,14 @@ def interpreter_candidates(declared: str) -> list[str]:
     (python3.12), and pyenv's installs of it (whose shims answer only for the
     versions pyenv has made global)."""
     if os.path.isabs(declared):
-        return [declared]
-    found = [shutil.which(declared)]
-    server = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
-    if declared in {"python{}.{}".format(*sys.version_info[:2]), os.path.basename(server)}:
-        found.append(server)
-    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-    found += sorted(str(p) for p in pyenv.glob(f"*/bin/{declared}"))
+        found = [declared]
+    else:
+        found = [shutil.which(declared)]
+        server = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+        if declared in {"python{}.{}".format(*sys.version_info[:2]), os.path.basename(server)}:
+            found.append(server)
+        pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+        found += sorted(str(p) for p in pyenv.glob(f"*/bin/{declared}"))
     return [path for path in dict.fromkeys(found) if path and os.access(path, os.X_OK)]
 
 

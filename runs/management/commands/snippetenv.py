@@ -177,13 +177,16 @@ class Command(BaseCommand):
         return str(base / "bin" / executable.name)
 
     def check_pinned(self, env: Environment, packages: dict[str, str]) -> None:
-        pins = dict(environments.normalized(p).split("==", 1) for p in env.packages)
+        pins = {
+            environments.normalized(name): version
+            for name, version in (p.split("==", 1) for p in env.packages)
+        }
         problems = [
             f"{name}=={version} is installed but not pinned"
             if environments.normalized(name) not in pins
             else f"{name} is {version}, pinned {pins[environments.normalized(name)]}"
             for name, version in packages.items()
-            if pins.get(environments.normalized(name)) != environments.normalized(version)
+            if pins.get(environments.normalized(name)) != version
         ]
         if problems:
             shutil.rmtree(env.root / "venv", ignore_errors=True)
