@@ -49,6 +49,16 @@ def _fast_tests(settings):
 
 
 @pytest.fixture(autouse=True)
+def _heartbeat_stops_with_the_test(django_db_blocker):
+    # Executing a run here starts this process's heartbeat thread: it must not outlive
+    # the test's database (its next beat would fail in whatever test runs then). Its
+    # row goes with it, after the test's own database access has ended.
+    yield
+    with django_db_blocker.unblock():
+        execution.stop_heartbeat()
+
+
+@pytest.fixture(autouse=True)
 def _no_standby_sandbox_between_tests():
     # Runs executed here prepare the next run's sandbox, as a worker does; a test must
     # neither inherit one made under another test's settings nor leave one running.

@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from runs import sandbox
 from runs.figures import charts, formatting, measure
 from runs.models import Run
+from runs.sandbox import environments
 from runs.snippets import failures
 
 from .conftest import SCREENSHOTS, host_hardware
@@ -256,6 +257,25 @@ def test_the_grid_chosen_is_used_shown_and_remembered(site, page):
     assert (run.country_iso_code, run.region) == (france.country, france.region)
     page.goto(site)
     expect(page.locator("#grid")).to_have_value(france.key)
+
+
+def test_the_environment_chosen_is_described_used_shown_and_remembered(site, page):
+    others = [env for env in environments.available() if not env.default]
+    if not others:
+        pytest.skip("no second environment is built on this host")
+    other = others[0]
+    open_with_code(page, site, "import sys\nprint(sys.implementation.name)")
+    expect(page.locator("[data-env-help]")).to_have_text(environments.default().summary)
+    page.select_option("#env", other.name)
+    expect(page.locator("[data-env-help]")).to_have_text(other.summary)
+    done = run_and_wait(page, "succeeded")
+    expect(done.locator(".output").first).to_contain_text(other.implementation.lower())
+    expect(page.locator(f'.run-context [data-env="{other.name}"]')).to_contain_text(
+        other.interpreter_name
+    )
+    assert Run.objects.get().env == other.name
+    page.goto(site)
+    expect(page.locator("#env")).to_have_value(other.name)
 
 
 def test_without_javascript_the_form_still_runs_code(site, chromium):

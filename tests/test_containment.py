@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from runs import sandbox
-from runs.sandbox import cgroups, standby
+from runs.sandbox import cgroups, environments, standby
 from runs.sandbox.watch import _Watch
 from runs.snippets import failures
 
@@ -454,7 +454,7 @@ def test_unprivileged_fallback_explains_a_refused_sigchld_handler(unprivileged):
     )
     assert outcome.exit_code == 1 and outcome.stdout == ""
     assert outcome.stderr.rstrip().endswith("PermissionError: [Errno 1] Operation not permitted")
-    assert failures.NO_SIGCHLD in failures.hints(outcome.stderr)
+    assert failures.NO_SIGCHLD in failures.hints(outcome.stderr, environments.default().name)
 
 
 def test_unprivileged_fallback_caps_processes(unprivileged):
@@ -632,9 +632,18 @@ def test_a_prepared_sandboxs_snippet_is_inside_its_cgroup(mode):
 
 
 def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
+    # Another pool (another environment's, or made before the settings changed) is left
+    # alone by a run, and ended when the pools to keep are next chosen.
     sandbox.prepare_standby(limits(memory_bytes=128 * 1024 * 1024))
+    waiting = [watch for _, watch in standby._standbys]
     outcome = run("print('fresh')", memory_bytes=256 * 1024 * 1024)
     assert outcome.stdout == "fresh\n"
+    assert [watch for _, watch in standby._standbys] == waiting
+    assert not any(watch._exited() for watch in waiting)
+    sandbox.prepare_standby(limits(memory_bytes=256 * 1024 * 1024))
+    assert all(watch._exited() for watch in waiting)
+    assert all(key[0].memory_bytes == 256 * 1024 * 1024 for key, _ in standby._standbys)
+    sandbox.discard_standby()
     assert sandbox_processes() == [] and zombie_children() == []
 
 

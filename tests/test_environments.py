@@ -19,7 +19,7 @@ from runs.sandbox import environments, host, standby
 from .conftest import execute, limits
 from .factories import finished_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 HTMX = {"HX-Request": "true"}
 DECLARED = environments.declared()  # the project's own file, as CI builds it
 

@@ -21,14 +21,6 @@ from .conftest import execute, host_hardware, printed, run_series, sandbox_proce
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _heartbeat_stops_with_the_test():
-    # Executing a run starts this process's heartbeat thread; it must not outlive the
-    # test's database.
-    yield
-    execution.stop_heartbeat()
-
-
 def test_a_successful_run_is_persisted_with_every_figure():
     run = execute("print('hi')")
     assert run.status == Run.Status.SUCCEEDED

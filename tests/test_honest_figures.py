@@ -13,18 +13,11 @@ from runs import limits, sandbox
 from runs.figures import breakdown, measure
 from runs.figures.formatting import KWH_IN_J
 from runs.models import Run, Series
-from runs.queue import execution
 from runs.snippets import examples
 
 from .conftest import execute, host_hardware, run_series, sandbox_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _heartbeat_stops_with_the_test():
-    yield
-    execution.stop_heartbeat()
 
 
 def code(text: str) -> str:
