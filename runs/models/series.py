@@ -340,11 +340,14 @@ class Series(models.Model):
         """The repeatability of the hosts this ran on: as it was when it stopped, or,
         while it runs, as it is now."""
         if self.host_repeatability is not None:
-            return [Repeatability.from_dict(stored) for stored in self.host_repeatability]
+            # Comparisons stored before one host was counted once hold it once per run.
+            stored = {s["host"]: s for s in self.host_repeatability}
+            return [Repeatability.from_dict(s) for s in stored.values()]
         return self._host_spreads_at(timezone.now())
 
     def _host_spreads_at(self, moment: datetime) -> list[Repeatability]:
-        hosts = self.runs.values_list("provenance__host", flat=True).distinct()
+        # No ordering: DISTINCT over the runs' default ordering would keep every run's row.
+        hosts = self.runs.order_by().values_list("provenance__host", flat=True).distinct()
         spreads = [ControlRun.objects.repeatability(host, at=moment) for host in hosts if host]
         return [spread for spread in spreads if spread]
 
