@@ -93,6 +93,12 @@ class Environment:
         return sorted(self.installed, key=lambda n: rank.get(normalized(n), len(rank)))
 
     @property
+    def versions(self) -> list[str]:
+        """ "numpy 2.4.6", … in the order of `featured`."""
+        installed = self.installed
+        return [f"{name} {installed[name]}" for name in self.featured]
+
+    @property
     def summary(self) -> str:
         """ "CPython 3.11.2 with numpy, pandas, … and 7 more", as the editor says it."""
         shown, more = self.featured[:5], len(self.featured) - 5
