@@ -76,6 +76,15 @@ def test_failures_the_sandbox_causes_come_with_a_plain_hint():
     assert all(name in no_module.hints[0] for name in environments.default().featured[:5])
     no_network = execute("import socket\n\nsocket.create_connection(('1.1.1.1', 80))\n")
     assert failures.NO_NETWORK in no_network.hints and no_network.failing_line == 3
+    # Whatever the library: a name that cannot be resolved, through urllib or http.client.
+    for fetch in (
+        "import urllib.request\nurllib.request.urlopen('http://example.com')\n",
+        "import http.client\nhttp.client.HTTPSConnection('example.com').request('GET', '/')\n",
+        "import socket\nsocket.getaddrinfo('example.com', 80)\n",
+    ):
+        assert failures.NO_NETWORK in execute(fetch).hints, fetch
+    refused_file = 'File "/tmp/main.py", line 1\nPermissionError: [Errno 13] Permission denied'
+    assert failures.NO_NETWORK not in failures.hints(refused_file, environments.default().name)
     no_stdin = execute("name = input('Name? ')\n")
     assert failures.NO_STDIN in no_stdin.hints
     assert execute("raise ValueError('mine')").hints == []

@@ -58,6 +58,26 @@ def last_line(stderr: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
+# Exceptions that only a network call raises, by class name (whatever module names it:
+# socket.gaierror, urllib.error.URLError, requests' and urllib3's own).
+NETWORK_ERRORS = frozenset(
+    {"gaierror", "herror", "URLError", "ConnectionError", "ConnectionRefusedError"}
+    | {"ConnectionResetError", "ConnectionAbortedError", "NewConnectionError"}
+    | {"MaxRetryError", "NameResolutionError", "RemoteDisconnected"}
+)
+# Exceptions a network call raises among others: a network failure where the traceback
+# went through a network module.
+GENERIC_ERRORS = frozenset({"PermissionError", "OSError", "TimeoutError", "timeout"})
+NETWORK_MODULES = ("socket", "urllib", "http.client", "requests", "urllib3", "httpx", "ssl")
+
+
+def _is_network_failure(last: str, stderr: str) -> bool:
+    name = last.split(":", 1)[0].rsplit(".", 1)[-1].strip()
+    if name in NETWORK_ERRORS or "name resolution" in last:
+        return True
+    return name in GENERIC_ERRORS and any(module in stderr for module in NETWORK_MODULES)
+
+
 def hints(stderr: str, env_name: str) -> list[str]:
     """Plain explanations for failures the sandbox causes on purpose, for a run in the
     environment `env_name`."""
@@ -68,10 +88,7 @@ def hints(stderr: str, env_name: str) -> list[str]:
         module = missing.group(1).split(".")[0]
         if module not in sys.stdlib_module_names:
             found.append(not_installed(module, env_name))
-    network = ("socket", "urllib", "http.client", "requests", "gaierror", "ConnectionRefused")
-    if last.startswith(("PermissionError", "OSError", "socket.gaierror", "URLError")) and any(
-        word in stderr for word in network
-    ):
+    if _is_network_failure(last, stderr):
         found.append(NO_NETWORK)
     if last.startswith("EOFError") and "input(" in stderr:
         found.append(NO_STDIN)
