@@ -6,8 +6,9 @@ own SQLite database (var/bench-served.sqlite3), then measures:
   `python -I -c "print('hi')"` timed alternately in the same run;
 - in Chromium, Ctrl+Enter to the finished result of print('hi'), and to the first
   output line of a snippet that prints at once and then works for 2 s (both timed in
-  the page, from the key press to the result on screen), and whether any run showed
-  "Queued" on the way;
+  the page, from the key press to the result on screen), whether any run showed
+  "Queued" on the way, and Escape (Stop) on a running run to its page showing it
+  cancelled;
 - a run printing at the output cap, polled as its page polls it: the database bytes
   its worker writes, and the bytes each poll sends with `?since=` and without;
 - /healthz while 16 clients fetch the largest comparison page at once.
@@ -230,6 +231,26 @@ def timed_presses(page, site: str, codes: list[str], selector: str) -> list[dict
     return results
 
 
+LOOP = "print('looping', flush=True)\nwhile True:\n    pass\n"
+
+
+def timed_stops(page, site: str, n: int) -> list[dict]:
+    """Escape on a running run, to its page showing it cancelled."""
+    results = []
+    for i in range(n):
+        page.evaluate("code => localStorage.setItem('ccp:code', code)", f"{LOOP}# {i}")
+        page.goto(f"{site}/")
+        page.fill("#timeout", "60")
+        page.locator(".cm-content").click()
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#result [data-stop]", timeout=30_000)
+        page.wait_for_selector("#result .output:not(:empty)", timeout=30_000)
+        watch = page.evaluate_handle(WATCH, ".run[data-status=cancelled]")
+        page.keyboard.press("Escape")
+        results.append(watch.evaluate("watch => watch.done"))
+    return results
+
+
 def bench_browser(port: int, n: int = 10) -> None:
     print("In Chromium: from Ctrl+Enter to what the user sees (timed in the page)")
     site = f"http://127.0.0.1:{port}"
@@ -245,6 +266,7 @@ def bench_browser(port: int, n: int = 10) -> None:
         first = timed_presses(
             page, site, [f"{FIRST_LINE}# {i}" for i in range(n)], ".run .output:not(:empty)"
         )
+        stops = timed_stops(page, site, n)
         browser.close()
     done = statistics.median(r["ms"] for r in finished)
     shown = statistics.median(r["ms"] for r in first)
@@ -262,6 +284,9 @@ def bench_browser(port: int, n: int = 10) -> None:
         shown <= 200,
     )
     line("runs that showed a false 'Queued'", f"{queued}", "0", queued == 0)
+    stopped = statistics.median(r["ms"] for r in stops)
+    line("Stop (Escape) to 'cancelled' shown, median of 10", f"{stopped:.0f} ms", "<= 1000 ms",
+         stopped <= 1000)  # fmt: skip
 
 
 def main() -> None:

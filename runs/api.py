@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import limits
 from .clients import client_of
 from .models import ControlRun, Offsets, Run, Worker
-from .queue import waiting
+from .queue import tasks, waiting
 from .queue.tasks import store_and_enqueue
 from .sandbox import environments
 
@@ -32,6 +32,8 @@ from .sandbox import environments
 MAX_BODY_BYTES = settings.MAX_CODE_BYTES * 6 + 1024
 DISCARD_BYTES = 16 * 1024 * 1024
 TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES:,} bytes."
+# How long a stop request waits for the run to end (its worker ends it within a second).
+STOP_WAIT_SECONDS = 3
 
 
 class BadRequest(Exception):
@@ -87,8 +89,9 @@ def _discard(request: HttpRequest, length: int) -> None:
         left -= len(chunk)
 
 
-def api_view(*methods: str):
-    """Method check and, for POST, the parsed body passed to the view as `payload`."""
+def api_view(*methods: str, body: bool = True):
+    """Method check and, for POST with a `body`, the parsed body passed to the view as
+    `payload` (a POST without one reads nothing of it)."""
 
     def decorator(view):
         @functools.wraps(view)
@@ -98,7 +101,7 @@ def api_view(*methods: str):
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
-                if request.method == "POST":
+                if request.method == "POST" and body:
                     kwargs["payload"] = _read_json(request)
                 return view(request, *args, **kwargs)
             except BadRequest as exc:
@@ -151,6 +154,23 @@ def run(request: HttpRequest, payload: dict) -> JsonResponse:
 @api_view("POST")
 def create(request: HttpRequest, payload: dict) -> JsonResponse:
     return _accepted(request, _submit(request, payload))
+
+
+@api_view("POST", body=False)
+def cancel(request: HttpRequest, public_id: str) -> JsonResponse:
+    """POST /api/runs/<id>/cancel: stop a queued or running run, for the client that
+    sent it; answers the run once it has stopped (202 while it is stopping)."""
+    try:
+        found = Run.objects.get(public_id=uuid.UUID(public_id))
+    except (ValueError, Run.DoesNotExist):
+        return json_error("No such run.", 404)
+    if not found.stoppable_by(request.session.session_key, client_of(request)):
+        return json_error("Only the client that sent this run may stop it.", 403)
+    if not tasks.cancel(found):
+        return json_error(f"The run is over ({found.status}): there is nothing to stop.", 409)
+    if not waiting.wait_for(found, STOP_WAIT_SECONDS):
+        return _accepted(request, found)
+    return JsonResponse(found.as_dict())
 
 
 @never_cache

@@ -7,9 +7,11 @@ from django.conf import settings
 from django.http import Http404, HttpRequest
 
 from . import sandbox
+from .clients import client_of
 from .figures import breakdown, charts, equivalents, formatting, measure, stats
 from .models import (
     MAX_REPETITIONS,
+    MIN_PAGE_TIMEOUT,
     REPEATABILITY_MAX_AGE,
     REPEATABILITY_RUNS,
     UNSTABLE_HOST_CV,
@@ -29,9 +31,10 @@ STOPPING_RULE = {"round_pairs": stats.ROUND_PAIRS, "margin": stats.EQUIVALENCE_M
 MAX_HISTORY_PAGE = 1000
 
 
-def run_context(run: Run, seen: Offsets | None = None) -> dict:
+def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | None = None) -> dict:
     """What the run's page or fragment shows: its whole output so far, or (`seen`)
-    only what a poll has not seen yet, as `new_stdout` and `new_stderr`."""
+    only what a poll has not seen yet, as `new_stdout` and `new_stderr`; a Stop for
+    the `request`'s browser where it may stop the run."""
     new_stdout, new_stderr, since = run.output_after(seen or Offsets())
     if seen is None:
         run.stdout, run.stderr = new_stdout, new_stderr  # a running run's, from its chunks
@@ -43,6 +46,9 @@ def run_context(run: Run, seen: Offsets | None = None) -> dict:
         "new_stderr": new_stderr,
         "chart": charts.power_chart(run.power_samples, run.duration_s),
         "queue_position": position,
+        "can_stop": request is not None
+        and not run.is_over
+        and run.stoppable_by(request.session.session_key, client_of(request)),
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
         "poll_ms": _poll_interval_ms(run, position),
         "grid": measure.grid_of(run.country_iso_code, run.region),
@@ -98,6 +104,9 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
         "chosen_env": request.session.get("env") or environments.default().name,
         "grids": measure.grids().values(),
         "chosen_grid": request.session.get("grid", default_grid()),
+        "timeout": request.session.get("timeout", settings.EXECUTION_TIMEOUT),
+        "min_timeout": MIN_PAGE_TIMEOUT,
+        "max_timeout": settings.MAX_EXECUTION_TIMEOUT,
     } | extra
 
 

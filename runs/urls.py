@@ -10,6 +10,7 @@ urlpatterns = [
     path("runs/new", views.create, name="create"),
     path("runs/<uuid:public_id>/", views.detail, name="detail"),
     path("runs/<uuid:public_id>/rerun", views.rerun, name="rerun"),
+    path("runs/<uuid:public_id>/cancel", views.cancel, name="cancel"),
     path("runs/<uuid:public_id>.json", views.run_export, name="run-export"),
     path("runs.csv", views.history_export, name="history-export"),
     path("series/new", views.series_create, name="series-create"),
@@ -25,5 +26,6 @@ urlpatterns = [
     path("api/environments", api.environment_list, name="api-environments"),
     # Any id: one that is not a run's gets a JSON 404, not the site's page.
     path("api/runs/<str:public_id>", api.detail, name="api-detail"),
+    path("api/runs/<str:public_id>/cancel", api.cancel, name="api-cancel"),
     path("healthz", api.healthz, name="healthz"),
 ]

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import export, limits, pages
+from . import api, export, limits, pages
 from .clients import client_of
 from .figures import formatting, measure
 from .models import (
@@ -22,8 +22,9 @@ from .models import (
     Run,
     Series,
     clean_code,
+    clean_timeout,
 )
-from .queue import waiting
+from .queue import tasks, waiting
 from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments
 from .snippets import examples
@@ -47,6 +48,17 @@ def _grid_fields(request: HttpRequest) -> dict:
         return {}
     request.session["grid"] = grid.key
     return {"country_iso_code": grid.country, "region": grid.region}
+
+
+def _timeout_fields(request: HttpRequest) -> dict:
+    """The time limit chosen in the form (remembered for the visitor's next runs), as a
+    Run field; none chosen: the server's default. ValidationError out of range."""
+    raw = request.POST.get("timeout", "").strip()
+    if not raw:
+        return {}
+    timeout = clean_timeout(raw)
+    request.session["timeout"] = timeout
+    return {"timeout_s": timeout}
 
 
 def _env_fields(request: HttpRequest) -> dict:
@@ -97,8 +109,8 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         refusal = limits.check(client)
         if refusal:
             return _over_limit(request, code, refusal)
-        fields = _grid_fields(request) | _env_fields(request)
         try:
+            fields = _grid_fields(request) | _env_fields(request) | _timeout_fields(request)
             run = Run.objects.new(code, session_key=session_key, client=client, **fields)
         except ValidationError as exc:
             return _refused(request, code, exc.messages)
@@ -107,7 +119,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
         # for); a longer one as soon as it has printed something.
         waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True)
-        context = pages.run_context(run) | {"clear_errors": True}
+        context = pages.run_context(run, request=request) | {"clear_errors": True}
         response = render(request, "runs/detail.html#run", context, status=201)
         return push_url(response, run.get_absolute_url())
     return redirect(run)
@@ -133,6 +145,19 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
     return redirect(run)
 
 
+@require_POST
+def cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
+    """The run page's Stop: the run as it ends (waiting up to a few seconds for it)."""
+    run = get_object_or_404(Run, public_id=public_id)
+    if not run.stoppable_by(request.session.session_key, client_of(request)):
+        return HttpResponse("Only the browser that started this run may stop it.", status=403)
+    if tasks.cancel(run):
+        waiting.wait_for(run, api.STOP_WAIT_SECONDS)
+    if request.htmx:
+        return render(request, "runs/detail.html#run", pages.run_context(run, request=request))
+    return redirect(run)
+
+
 @never_cache
 @require_GET
 def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
@@ -143,14 +168,14 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     seen = Offsets.parse(request.GET.get("since"))
     if request.htmx and seen is not None and run.status == Run.Status.RUNNING:
         # A running run's poll: only what this viewer has not seen yet.
-        return render(request, "runs/detail.html#progress", pages.run_context(run, seen))
+        return render(request, "runs/detail.html#progress", pages.run_context(run, seen, request))
     if request.htmx:
-        response = render(request, "runs/detail.html#run", pages.run_context(run))
+        response = render(request, "runs/detail.html#run", pages.run_context(run, request=request))
         if "since" in request.GET:  # the poller asked: the whole run replaces its section
             retarget(response, f"#run-{run.public_id}")
             reswap(response, "outerHTML")
         return response
-    context = pages.run_context(run)
+    context = pages.run_context(run, request=request)
     context |= pages.editor_context(
         request, run.code, error_line=run.failing_line, chosen_grid=context["grid"].key
     ) | _opened_in(run)
@@ -227,7 +252,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
             repetitions,
             session_key=_session_key(request),
             client=client,
-            run_fields=_grid_fields(request),
+            run_fields=_grid_fields(request) | _timeout_fields(request),
             envs=[_env_fields(request)["env"]],
             warmup=request.POST.get("warmup") == "on",
         )

@@ -278,6 +278,31 @@ def test_the_environment_chosen_is_described_used_shown_and_remembered(site, pag
     expect(page.locator("#env")).to_have_value(other.name)
 
 
+@pytest.mark.parametrize("how", ["button", "escape"])
+def test_stop_ends_a_running_run_and_the_run_buttons_wait_meanwhile(site, page, how):
+    open_with_code(page, site, "print('looping', flush=True)\nwhile True:\n    pass\n")
+    page.fill("#timeout", "30")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#result .output").first).to_contain_text("looping", timeout=30_000)
+    expect(page.locator("#run-button")).to_be_disabled()
+    expect(page.locator("#repeat-button")).to_be_disabled()
+    if how == "button":
+        page.locator("#result [data-stop]").click()
+    else:
+        page.keyboard.press("Escape")
+    stopped = page.locator("#result .run[data-status=cancelled]")
+    expect(stopped).to_be_visible(timeout=5_000)
+    expect(stopped).to_contain_text("Stopped on request")
+    expect(stopped.locator(".output").first).to_contain_text("looping")  # kept
+    expect(page.locator("#run-button")).to_be_enabled()
+    run = Run.objects.get()
+    assert run.status == Run.Status.CANCELLED and run.timeout_s == 30
+    assert run.duration_s < 10 and run.energy_kwh > 0
+    page.goto(site)
+    expect(page.locator("#timeout")).to_have_value("30")  # remembered
+
+
 def test_without_javascript_the_form_still_runs_code(site, chromium):
     context = chromium.new_context(java_script_enabled=False)
     page = context.new_page()

@@ -2,6 +2,7 @@
 
 import json
 import re
+import threading
 import uuid
 from datetime import timedelta
 
@@ -157,7 +158,7 @@ def running_run() -> tuple[Run, execution._ProgressWriter]:
     run = finished_run(
         status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="", worker="w"
     )
-    return run, execution._ProgressWriter(run, tell=None)
+    return run, execution._ProgressWriter(run, tell=None, stop=threading.Event())
 
 
 def since_of(html: str) -> str:

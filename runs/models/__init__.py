@@ -13,7 +13,7 @@ from .fleet import (
     Worker,
 )
 from .output import Offsets, OutputChunk
-from .run import RESULT_WRITE_SECONDS, Run, clean_code, clean_env
+from .run import MIN_PAGE_TIMEOUT, RESULT_WRITE_SECONDS, Run, clean_code, clean_env, clean_timeout
 from .series import MAX_REPETITIONS, Series
 from .service import LoginFailure, Maintenance
 
@@ -21,6 +21,7 @@ __all__ = [
     "CONTROL_RUNS_KEPT",
     "CONTROL_RUNS_NEEDED",
     "MAX_REPETITIONS",
+    "MIN_PAGE_TIMEOUT",
     "REPEATABILITY_MAX_AGE",
     "REPEATABILITY_RUNS",
     "RESULT_WRITE_SECONDS",
@@ -37,4 +38,5 @@ __all__ = [
     "Worker",
     "clean_code",
     "clean_env",
+    "clean_timeout",
 ]

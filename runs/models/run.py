@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..figures import breakdown
+from ..sandbox import contract as sandbox_contract
 from ..sandbox import environments
 from ..snippets import failures
 from .fleet import Baseline, Repeatability, Worker
@@ -50,6 +51,24 @@ def clean_code(code: object) -> str:
             code="too_large",
         )
     return code
+
+
+# The shortest time limit the pages offer: shorter is not a run worth measuring.
+MIN_PAGE_TIMEOUT = 1.0
+
+
+def clean_timeout(raw: object) -> float:
+    """A time limit chosen on a page, in seconds, or ValidationError saying the range."""
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = -1.0
+    if not MIN_PAGE_TIMEOUT <= value <= settings.MAX_EXECUTION_TIMEOUT:  # NaN fails too
+        raise ValidationError(
+            f"The time limit must be between {MIN_PAGE_TIMEOUT:g} and "
+            f"{settings.MAX_EXECUTION_TIMEOUT:g} seconds."
+        )
+    return value
 
 
 def clean_env(name: object) -> str:
@@ -141,6 +160,7 @@ class Run(models.Model):
         FAILED = "failed", "Failed"  # the snippet exited non-zero
         TIMED_OUT = "timed_out", "Timed out"
         LIMIT_EXCEEDED = "limit_exceeded", "Limit exceeded"
+        CANCELLED = "cancelled", "Stopped"  # its author stopped it
         ERROR = "error", "Error"  # our fault, never the snippet's
 
     class Source(models.TextChoices):
@@ -160,6 +180,8 @@ class Run(models.Model):
     # When it was handed to the workers' queue: one run per client at a time (runs.queue.tasks).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When its author asked to stop it while it ran: its worker stops the sandbox.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="")
 
@@ -305,7 +327,11 @@ class Run(models.Model):
         for the editor to mark."""
         if self.status == self.Status.FAILED:
             return failures.failing_line(self.stderr)
-        if self.status in (self.Status.TIMED_OUT, self.Status.LIMIT_EXCEEDED):
+        if self.status in (
+            self.Status.TIMED_OUT,
+            self.Status.LIMIT_EXCEEDED,
+            self.Status.CANCELLED,
+        ):
             return self.last_line
         return None
 
@@ -340,20 +366,47 @@ class Run(models.Model):
         self.worker = worker
         self.save(update_fields=["status", "started_at", "worker"])
 
-    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> bool:
+    # What record_progress found.
+    WRITTEN, STOP, OVER = "written", "stop", "over"
+
+    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> str:
         """Append what a running run has printed since the last call, and its power
-        samples so far (a few per second of its limit); False once it is no longer
-        running (a reaper failed it, or its end is written), when nothing is written.
-        This object is its worker's, which sets its end: the row is not saved whole."""
+        samples so far (a few per second of its limit): WRITTEN; or, when nothing is
+        written, STOP once its author has asked to stop it, OVER once it is no longer
+        running (a reaper failed it, or its end is written). This object is its
+        worker's, which sets its end: the row is not saved whole."""
         with transaction.atomic(using=self._state.db):
             # The row's lock orders this against the run's end (Run.store): chunks are
             # never added after the end has gathered them.
-            if not Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
-                power_samples=power_samples
-            ):
-                return False
+            running = Run.objects.filter(pk=self.pk, status=self.Status.RUNNING)
+            if not running.filter(cancel_requested_at=None).update(power_samples=power_samples):
+                return self.STOP if running.exists() else self.OVER
             OutputChunk.objects.bulk_create(appended)
-        return True
+        return self.WRITTEN
+
+    def stoppable_by(self, session_key: str | None, client: str) -> bool:
+        """Whether a request may stop it: from its own browser session, or, for a run
+        sent through the API, from the client that sent it."""
+        if self.source == self.Source.API:
+            return bool(self.client) and self.client == client
+        return bool(self.session_key) and self.session_key == session_key
+
+    def cancel(self) -> bool:
+        """Stop this run for its author: a queued run at once (Cancelled, nothing ran);
+        a running one by its worker, which ends its sandbox within a second and keeps
+        what it printed and used until then. False if it is over already."""
+        now = timezone.now()
+        if Run.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.CANCELLED,
+            finished_at=now,
+            error="Stopped on request before it started.",
+        ):
+            return True
+        return bool(
+            Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+                cancel_requested_at=now
+            )
+        )
 
     def output_after(self, seen: Offsets) -> tuple[str, str, Offsets]:
         """What a viewer who has seen `seen` of each stream has not: from the run's
@@ -397,6 +450,8 @@ class Run(models.Model):
             self.status, self.error = self.Status.ERROR, outcome.error
         elif outcome.timed_out:
             self.status, self.error = self.Status.TIMED_OUT, outcome.limit_message
+        elif outcome.limit == sandbox_contract.CANCELLED:
+            self.status, self.error = self.Status.CANCELLED, outcome.limit_message
         elif outcome.limit:
             self.status = self.Status.LIMIT_EXCEEDED
             self.error = outcome.limit_message

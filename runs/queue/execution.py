@@ -119,6 +119,9 @@ class _Progress:
         self.run = run
         self.session = session
         self.tell = tell
+        # Set when its author asks to stop it (read with its progress): the sandbox's
+        # watch ends the run.
+        self.stop = threading.Event()
         self.samples: list[list[float]] = []
         self.last_elapsed = 0.0
         self.last_cpu = 0.0
@@ -150,7 +153,7 @@ class _Progress:
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
         if self.writer is None:
-            self.writer = _ProgressWriter(self.run, self.tell)
+            self.writer = _ProgressWriter(self.run, self.tell, self.stop)
             self.writer.start()
         self.writer.submit(tick.stdout, tick.stderr, list(self.samples))
 
@@ -160,16 +163,18 @@ class _ProgressWriter(threading.Thread):
     busy database (a lock held past its timeout) delays what its page shows, never the
     run itself, whose time limit runs on meanwhile."""
 
-    def __init__(self, run: Run, tell: _Tell):
+    def __init__(self, run: Run, tell: _Tell, stop: threading.Event):
         super().__init__(name=f"progress-{run.pk}", daemon=True)
         self.of, self.tell = run, tell  # not `run`: Thread's own method
+        self.stop_run = stop
         self.changed = threading.Condition()
         self.latest: tuple | None = None
         self.stopped = False
         self.written = {stream: 0 for stream in OutputChunk.Stream}  # characters
 
-    def record(self, stdout: str, stderr: str, samples: list) -> bool:
-        """Append what is new since the last write (all of it if that write failed)."""
+    def record(self, stdout: str, stderr: str, samples: list) -> str:
+        """Append what is new since the last write (all of it if that write failed);
+        what Run.record_progress found."""
         appended = [
             OutputChunk(run_id=self.of.pk, stream=stream, start=start, end=len(text), text=new)
             for stream, text in (
@@ -178,11 +183,11 @@ class _ProgressWriter(threading.Thread):
             )
             if (new := text[(start := self.written[stream]) :])
         ]
-        if not self.of.record_progress(appended, samples):
-            return False
-        for chunk in appended:
-            self.written[chunk.stream] = chunk.end
-        return True
+        found = self.of.record_progress(appended, samples)
+        if found == Run.WRITTEN:
+            for chunk in appended:
+                self.written[chunk.stream] = chunk.end
+        return found
 
     def submit(self, stdout: str, stderr: str, samples: list) -> None:
         with self.changed:
@@ -204,8 +209,11 @@ class _ProgressWriter(threading.Thread):
                         return
                     latest, self.latest = self.latest, None
                 try:
-                    if not self.record(*latest):
-                        return  # no longer running: its end or a reaper has the row
+                    found = self.record(*latest)
+                    if found == Run.STOP:
+                        self.stop_run.set()  # its end writes everything
+                    if found != Run.WRITTEN:
+                        return  # stopped, or over: its end or a reaper has the row
                 except (OperationalError, InterfaceError) as exc:
                     logger.warning("progress of run %s not written: %s", self.of.public_id, exc)
                     connection.close()  # this thread's: reopened by the next write
@@ -320,6 +328,7 @@ def execute(
                 on_tick=progress.tick,
                 tick_seconds=settings.LIVE_SAMPLE_SECONDS,
                 on_start=claimed,
+                stop=progress.stop,
             ) as outcome:
                 figures = session.finish(outcome)
                 figures.provenance["environment"] = env.provenance()

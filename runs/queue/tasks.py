@@ -126,6 +126,15 @@ def _next_waiting(client: str) -> Run | None:
     return Run.objects.undispatched().of_client(client).order_by("created_at", "id").first()
 
 
+def cancel(run: Run) -> bool:
+    """Stop `run` for its author (Run.cancel); a queued run stopped frees its client's
+    place in the workers' queue for the next. False if it was over already."""
+    if not run.cancel():
+        return False
+    dispatch(run.client)
+    return True
+
+
 def dispatch(client: str) -> bool:
     """Hand `client`'s oldest waiting run to the workers unless one is there already."""
     run = _next_waiting(client)

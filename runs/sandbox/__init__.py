@@ -21,10 +21,12 @@ start to its end, with `usage` and `teardown`), `standby` (sandboxes started ahe
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 
 from .command import isolation
 from .contract import (
+    CANCELLED,
     CPU_FROM_CGROUP,
     CPU_FROM_SUPERVISOR,
     FIRST_TICK_SECONDS,
@@ -39,6 +41,7 @@ from .standby import discard_standby, prepare_standby, take
 from .watch import launch
 
 __all__ = [
+    "CANCELLED",
     "CPU_FROM_CGROUP",
     "CPU_FROM_SUPERVISOR",
     "FIRST_TICK_SECONDS",
@@ -79,6 +82,7 @@ def executed(
     on_tick: Callable[[Tick], None] | None = None,
     tick_seconds: float = 0.5,
     on_start: Callable[[], bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[Outcome]:
     """`run`, with the outcome in hand as soon as the snippet's processes are gone: the
     sandbox's own teardown (bubblewrap's exit, the cgroup) waits until the block ends,
@@ -86,9 +90,10 @@ def executed(
 
     `on_start` is called once the code is in the sandbox (or, where the sandbox failed,
     instead of sending it), so that the caller's own work overlaps the snippet's start;
-    returning False ends the sandbox at once and raises Abandoned."""
+    returning False ends the sandbox at once and raises Abandoned. Setting `stop` (from
+    another thread) ends the run as a limit would, with `Outcome.cancelled`."""
     watch = take(limits) or launch(limits)
     try:
-        yield watch.execute(code.encode(), on_tick, tick_seconds, on_start)
+        yield watch.execute(code.encode(), on_tick, tick_seconds, on_start, stop)
     finally:
         watch.cleanup()

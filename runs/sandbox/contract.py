@@ -24,6 +24,7 @@ PR_SET_CHILD_SUBREAPER = 36
 REPORT_BYTES = 256 * 1024
 
 TIMEOUT = "timeout"  # how Limits.describe names the wall-clock limit
+CANCELLED = "cancelled"  # Outcome.limit of a run its author stopped
 BUBBLEWRAP = "bubblewrap"
 RLIMITS = "rlimits"
 # Where a run's CPU time comes from (Outcome.cpu_source): the kernel's accounting of
@@ -74,6 +75,8 @@ class Limits:
         message = {
             TIMEOUT: f"Timed out after {self.timeout_s:g} s{at}; every process it started "
             "was stopped.",
+            CANCELLED: f"Stopped on request{at}; every process it started was stopped, and "
+            "what it printed and used until then is kept.",
             "memory": f"Memory limit exceeded: the snippet and its processes may use "
             f"{self.memory_bytes // mib} MiB in all.",
             "processes": f"Process limit exceeded: at most {self.max_processes} "
@@ -84,7 +87,7 @@ class Limits:
             "MiB of files.",
             "files": f"Disk limit exceeded: the snippet may create at most {self.max_files} files.",
         }[limit]
-        if at and limit != TIMEOUT:
+        if at and limit not in (TIMEOUT, CANCELLED):
             message = message.replace(" exceeded:", f" exceeded{at}:", 1)
         return message
 

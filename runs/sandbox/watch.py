@@ -28,6 +28,7 @@ from .command import (
 )
 from .contract import (
     BUBBLEWRAP,
+    CANCELLED,
     CPU_FROM_CGROUP,
     CPU_FROM_SUPERVISOR,
     EXIT_POLL_SECONDS,
@@ -214,7 +215,9 @@ class _Watch(Usage, Teardown):
         if self.nice:
             self._set_priority(0)
 
-    def execute(self, source: bytes, on_tick, tick_seconds: float, on_start=None) -> Outcome:
+    def execute(
+        self, source: bytes, on_tick, tick_seconds: float, on_start=None, stop=None
+    ) -> Outcome:
         """Send the code and watch it to the end. Every figure counts from here."""
         outcome = self.outcome
         if outcome.error:
@@ -233,7 +236,7 @@ class _Watch(Usage, Teardown):
         except BrokenPipeError:
             pass  # it died before reading; its stderr says why
         _started(on_start)
-        self._watch(started, on_tick, tick_seconds)
+        self._watch(started, on_tick, tick_seconds, stop)
         return outcome
 
     def _wait_until_ready(self) -> None:
@@ -266,7 +269,7 @@ class _Watch(Usage, Teardown):
             return f"could not move it into its cgroup: {exc.strerror or exc}"
         return ""
 
-    def _watch(self, started: float, on_tick, tick_seconds: float) -> None:
+    def _watch(self, started: float, on_tick, tick_seconds: float, stop=None) -> None:
         outcome, limits, proc = self.outcome, self.limits, self.proc
         streams = {
             proc.stdout.fileno(): _Stream(limits.output_bytes),
@@ -291,6 +294,9 @@ class _Watch(Usage, Teardown):
             now = time.monotonic()
             if now >= deadline:
                 outcome.timed_out = True
+                break
+            if stop is not None and stop.is_set():
+                outcome.limit = CANCELLED  # at most WATCH_SECONDS after it was asked
                 break
             if now >= next_check:
                 memory = self._memory_bytes()

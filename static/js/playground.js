@@ -57,7 +57,7 @@
     }
   }
 
-  const submit = () => form.requestSubmit();
+  const submit = () => { if (!inFlight()) form.requestSubmit(); };  // one run at a time
   if (window.PlaygroundEditor) {
     editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember });
   } else {
@@ -142,4 +142,25 @@
       envHelp.textContent = envSelect.selectedOptions[0]?.dataset.summary || "";
     });
   }
+
+  // While a run of this browser is queued or running (its page offers Stop): the Run
+  // buttons wait, and Stop (or Escape) ends it.
+  const runButtons = [document.getElementById("run-button"), document.getElementById("repeat-button")];
+  function inFlight() {
+    return Boolean(document.querySelector("#result [data-stop]"));
+  }
+  function syncRunButtons() {
+    const busy = inFlight();
+    runButtons.forEach((button) => { if (button) button.disabled = busy; });
+  }
+  document.body.addEventListener("htmx:afterSettle", syncRunButtons);
+  syncRunButtons();
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.defaultPrevented) return;
+    const stop = document.querySelector("#result [data-stop]");
+    if (stop) {
+      event.preventDefault();
+      stop.click();
+    }
+  });
 })();
