@@ -110,6 +110,23 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
     } | extra
 
 
+def grid_note_context(grid: measure.Grid, run: Run | None) -> dict:
+    """What the editor says when the grid changes: new runs use it, and the shown run
+    (when it has figures) priced at it, beside what is stored."""
+    intensity = measure.intensity_for(grid.country, grid.region)
+    context = {"note_grid": grid, "intensity": intensity, "shown": None}
+    if run is not None and run.energy_kwh is not None and run.emissions_g is not None:
+        repriced = run.energy_kwh * intensity
+        unit = formatting.Unit.fitting([repriced, run.emissions_g], formatting.MASS_UNITS)
+        context |= {
+            "shown": run,
+            "repriced": unit(repriced),
+            "stored": unit(run.emissions_g),
+            "stored_grid": measure.grid_of(run.country_iso_code, run.region),
+        }
+    return context
+
+
 def default_grid() -> str:
     return measure.grid_of(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION).key
 

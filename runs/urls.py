@@ -20,6 +20,7 @@ urlpatterns = [
     path("compare/new", views.compare_create, name="compare-create"),
     path("compare/<uuid:public_id>/", views.series_detail, name="compare-detail"),
     path("methodology/", views.methodology, name="methodology"),
+    path("grid", views.grid_note, name="grid-note"),
     # JSON API (POST /run and GET /healthz keep the original design's names).
     path("run", api.run, name="api-run"),
     path("api/runs", api.create, name="api-create"),

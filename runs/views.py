@@ -209,6 +209,25 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
+def grid_note(request: HttpRequest) -> HttpResponse:
+    """The editor's word on a grid just chosen, and the shown run priced at it."""
+    grid = measure.grids().get(request.GET.get("grid", ""))
+    if grid is None:
+        return HttpResponse("Unknown grid.", status=400, content_type="text/plain")
+    source = request.GET.get("run", "")
+    run = (
+        Run.objects.filter(public_id=source)
+        .only(
+            "energy_kwh", "emissions_g", "country_iso_code", "region", "carbon_intensity_g_per_kwh"
+        )
+        .first()
+        if _is_uuid(source)
+        else None
+    )
+    return render(request, "runs/playground.html#grid-note", pages.grid_note_context(grid, run))
+
+
+@require_GET
 def methodology(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/methodology.html", pages.methodology_context())
 

@@ -257,6 +257,13 @@ def test_the_grid_chosen_is_used_shown_and_remembered(site, page):
     assert (run.country_iso_code, run.region) == (france.country, france.region)
     page.goto(site)
     expect(page.locator("#grid")).to_have_value(france.key)
+    # On a run's page, another grid prices that run at it, on the spot.
+    page.goto(f"{site}{run.get_absolute_url()}")
+    page.select_option("#grid", "IND")
+    note = page.locator("#grid-note")
+    expect(note).to_contain_text("New runs use India")
+    expect(note.locator("[data-repriced]")).to_be_visible()
+    expect(note).to_contain_text(f"at {france.name}")
 
 
 def test_the_environment_chosen_is_described_used_shown_and_remembered(site, page):

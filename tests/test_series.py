@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs import models
-from runs.figures import comparisons, equivalents, measure, stats
+from runs.figures import comparisons, equivalents, formatting, measure, stats
 from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
 from runs.queue import tasks
 
@@ -480,3 +480,17 @@ def test_a_comparison_warns_only_where_its_pairs_make_the_verdict_fragile(client
     results = split.results()
     assert results["decision"].outcome == stats.DIFFERENT
     assert any("in only 6 of 9 pairs" in w for w in results["warnings"]), results["warnings"]
+
+
+def test_a_grid_just_chosen_prices_the_shown_run_at_it_and_says_new_runs_use_it(client):
+    run = finished_run(energy_kwh=2e-6, emissions_g=2e-6 * 713.4)
+    france = measure.grids()["FRA"]
+    intensity = measure.intensity_for("FRA")
+    note = client.get("/grid", {"grid": "FRA", "run": str(run.public_id)}).text
+    assert f"New runs use {france.name} ({intensity:.0f} g/kWh)" in note
+    unit = formatting.Unit.fitting([2e-6 * intensity, run.emissions_g], formatting.MASS_UNITS)
+    assert f"{unit(2e-6 * intensity)} CO₂e" in note and f"stored: {unit(run.emissions_g)}" in note
+    alone = client.get("/grid", {"grid": "FRA"}).text
+    assert "New runs use" in alone and "priced at it" not in alone
+    assert client.get("/grid", {"grid": "ATLANTIS"}).status_code == 400
+    assert "priced at it" not in client.get("/grid", {"grid": "FRA", "run": "nope"}).text

@@ -163,4 +163,13 @@
       stop.click();
     }
   });
+
+  // A grid just chosen: say that new runs use it, and price the shown run at it.
+  const grid = document.getElementById("grid");
+  if (grid && window.htmx) {
+    grid.addEventListener("change", () => {
+      const query = new URLSearchParams({ grid: grid.value, run: currentRun });
+      htmx.ajax("GET", `${form.dataset.gridNote}?${query}`, { target: "#grid-note", swap: "outerHTML" });
+    });
+  }
 })();
