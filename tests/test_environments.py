@@ -11,10 +11,11 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
+from runs.figures import breakdown
 from runs.management.commands import snippetenv
 from runs.models import Baseline, Run, Series
 from runs.queue import execution
-from runs.sandbox import environments, host, standby
+from runs.sandbox import environments, host, launcher, standby
 
 from .conftest import execute, limits
 from .factories import finished_run
@@ -367,7 +368,7 @@ def test_each_environment_runs_in_its_own_sandbox(name):
     others = [str(other.root) for other in DECLARED if other.name != name]
     code = imports + PROBE.format(others=others, venv=env.root / "venv")
     run = execute(code, env=name)
-    assert run.status == Run.Status.SUCCEEDED, run.stderr
+    assert run.status == Run.Status.SUCCEEDED, (run.exit_code, run.error, run.stderr)
     lines = run.stdout.splitlines()
     implementation, version = lines[0].split()
     assert implementation == env.implementation.lower() and version == env.version
@@ -377,11 +378,15 @@ def test_each_environment_runs_in_its_own_sandbox(name):
     assert [s["name"] for s in run.sections] == ["work"]
     assert "seccomp" in run.isolation
     assert run.provenance["environment"]["name"] == name
-    if env.implementation == "CPython":
-        assert run.lines, "CPython's runs have a line profile"
+    # A line profile wherever the interpreter can give one safely (the launcher's rule),
+    # and a note saying why not elsewhere.
+    version = tuple(int(part) for part in env.version.split("."))
+    off = launcher.profile_off(env.implementation.lower(), version)
+    if not off:
+        assert run.lines, f"{env.interpreter_name}'s runs have a line profile"
     else:
         assert not run.lines
-        assert any("No line profile" in note for note in run.measurement_notes)
+        assert breakdown.NOTES[off] in run.measurement_notes
 
 
 def test_standby_sandboxes_are_kept_for_the_default_and_the_last_environment_used():

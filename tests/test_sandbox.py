@@ -330,3 +330,13 @@ def test_teardown_leaves_nothing_of_a_sandbox_whose_code_never_came(mode):
     assert sandbox_processes() == []
     assert group is None or not any(path.exists() for path in group.dirs.values())
     assert workdir is None or not os.path.exists(workdir)
+
+
+def test_no_line_profile_where_the_interpreter_would_crash_or_blame_the_wrong_line():
+    # CPython gh-123967: faulthandler crashes on a trampoline frame before 3.12.8/3.13.1.
+    assert launcher.profile_off("cpython", (3, 11, 2)) == ""
+    assert launcher.profile_off("cpython", (3, 12, 1)) == launcher.PROFILE_UNSAFE
+    assert launcher.profile_off("cpython", (3, 12, 8)) == ""
+    assert launcher.profile_off("cpython", (3, 13, 0)) == launcher.PROFILE_UNSAFE
+    assert launcher.profile_off("cpython", (3, 13, 1)) == ""
+    assert launcher.profile_off("pypy", (3, 9, 16)) == launcher.PROFILE_UNSUPPORTED

@@ -41,8 +41,14 @@ PROFILE_UNSUPPORTED = (
     "No line profile: this interpreter (PyPy) writes only approximate line numbers in "
     "its stacks, which would blame the wrong lines. Sections are measured as usual."
 )
+PROFILE_UNSAFE = (
+    "No line profile: this CPython release's faulthandler can crash a process sampled "
+    "while C code calls back into Python (CPython gh-123967, fixed in 3.12.8 and 3.13.1), "
+    "and measuring must never change how a run ends. Sections are measured as usual."
+)
 NOTES = {
     launcher.PROFILE_STOPPED: PROFILE_STOPPED,
+    launcher.PROFILE_UNSAFE: PROFILE_UNSAFE,
     launcher.PROFILE_UNSUPPORTED: PROFILE_UNSUPPORTED,
     launcher.SECTIONS_UNSYNCHRONIZED: SECTIONS_UNSYNCHRONIZED,
 }

@@ -89,9 +89,26 @@ SECTION, LINE, LAST_LINE, NOTE = "section", "line", "last", "note"
 PROFILE_STOPPED = "profile-stopped"  # samples stopped while the CPU time went on
 SECTIONS_UNSYNCHRONIZED = "sections-unsynchronized"  # events sent without waiting
 PROFILE_UNSUPPORTED = "profile-unsupported"  # this interpreter's stacks lack exact lines
-# Only CPython's faulthandler names the exact line of each frame: PyPy's writes
-# "approximate line numbers" (a function's first line), which would blame the wrong one.
-PROFILES = sys.implementation.name == "cpython"
+PROFILE_UNSAFE = "profile-unsafe"  # this interpreter's faulthandler can crash a sample
+# CPython's faulthandler crashes when a trampoline frame is on top of the stack (a
+# sample taken while C code calls back into Python: importing, say) before 3.12.8 and
+# 3.13.1 (CPython gh-123967): sampling there would change the run's outcome.
+PROFILE_UNSAFE_VERSIONS = (((3, 12, 0), (3, 12, 8)), ((3, 13, 0), (3, 13, 1)))
+
+
+def profile_off(implementation, version):
+    """Why an interpreter gets no line profile ("": it does). Only CPython's faulthandler
+    names the exact line of each frame: PyPy's writes "approximate line numbers" (a
+    function's first line), which would blame the wrong one."""
+    if implementation != "cpython":
+        return PROFILE_UNSUPPORTED
+    if any(low <= tuple(version[:3]) < high for low, high in PROFILE_UNSAFE_VERSIONS):
+        return PROFILE_UNSAFE
+    return ""
+
+
+PROFILE_OFF = profile_off(sys.implementation.name, sys.version_info)
+PROFILES = not PROFILE_OFF
 
 
 UNNEEDED_SYSCALLS = (
@@ -513,8 +530,8 @@ class Measure:
             lines.append("%s\t%d" % (LAST_LINE, self.last_line))
         if self.profile_stopped():
             lines.append("%s\t%s" % (NOTE, PROFILE_STOPPED))
-        if not PROFILES and sys.argv[8] != "0":  # a profile was asked for
-            lines.append("%s\t%s" % (NOTE, PROFILE_UNSUPPORTED))
+        if PROFILE_OFF and sys.argv[8] != "0":  # a profile was asked for
+            lines.append("%s\t%s" % (NOTE, PROFILE_OFF))
         if self.unsynchronized:
             lines.append("%s\t%s" % (NOTE, SECTIONS_UNSYNCHRONIZED))
         return lines
