@@ -39,6 +39,7 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
     if seen is None:
         run.stdout, run.stderr = new_stdout, new_stderr  # a running run's, from its chunks
     position = run.queue_position()
+    environment = run.environment  # from its provenance, or the declaration: read once
     context = {
         "run": run,
         "since": since,
@@ -52,9 +53,9 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
         "poll_ms": _poll_interval_ms(run, position),
         "grid": measure.grid_of(run.country_iso_code, run.region),
-        "environment": run.environment,
+        "environment": environment,
         "environment_packages": ", ".join(
-            f"{name} {version}" for name, version in run.environment.get("packages", {}).items()
+            f"{name} {version}" for name, version in environment.get("packages", {}).items()
         ),
         "stderr": failures.linked_traceback(run.stderr) if run.stderr else "",
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
