@@ -1,8 +1,11 @@
 """Finished runs made directly in the database, for view tests that need many of them."""
 
+import threading
+
 from django.utils import timezone
 
-from runs.models import Run
+from runs.models import Run, Worker
+from runs.queue import execution
 
 
 def finished_run(**fields) -> Run:
@@ -44,3 +47,12 @@ def finished_run(**fields) -> Run:
         "power_samples": [[0.05, 3.9]],
     }
     return Run.objects.create(**(values | fields))
+
+
+def running_run() -> tuple[Run, execution._ProgressWriter]:
+    """A run its (live) worker is running, and the writer that worker appends with."""
+    Worker.objects.create(name="w", kind="queue")
+    run = finished_run(
+        status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="", worker="w"
+    )
+    return run, execution._ProgressWriter(run, tell=None, stop=threading.Event())

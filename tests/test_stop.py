@@ -11,6 +11,7 @@ from django.test import Client
 from runs.models import Run
 
 from .conftest import finished, wait_for
+from .factories import running_run
 
 HTMX = {"HX-Request": "true"}
 FOREVER = "import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.001)\n"
@@ -79,7 +80,10 @@ def test_a_running_run_stops_within_a_second_keeping_its_output_and_figures(star
         assert done.last_line in (3, 4)  # caught in its loop, and the page can say where
     # Nothing of it is left: the worker's children are the next runs' sandboxes, waiting
     # for code (bubblewrap, its launcher, and the launcher's one waiting process).
-    children = psutil.Process(worker.proc.pid).children()
+    # The worker answers before its sandbox's own teardown (bubblewrap's exit) ends.
+    process = psutil.Process(worker.proc.pid)
+    wait_for(lambda: len(process.children()) <= settings.SANDBOX_STANDBY, timeout=10)
+    children = process.children()
     assert [c for c in children if c.status() == psutil.STATUS_ZOMBIE] == []
     assert len(children) <= settings.SANDBOX_STANDBY, children
     for child in children:
@@ -105,8 +109,6 @@ def test_the_time_limit_chosen_on_the_page_is_used_remembered_and_bounded(client
 
 @pytest.mark.django_db
 def test_a_stop_request_reaches_the_worker_with_its_next_progress_write():
-    from .test_views import running_run
-
     run, writer = running_run()
     assert writer.record("1\n", "", [[0.5, 3.0]]) == Run.WRITTEN
     assert run.cancel()  # asked while it runs: the worker is to end it

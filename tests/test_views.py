@@ -2,7 +2,6 @@
 
 import json
 import re
-import threading
 import uuid
 from datetime import timedelta
 
@@ -15,9 +14,8 @@ from django_tasks_db.models import DBTaskResult
 from runs import sandbox
 from runs.figures import formatting, measure, stats
 from runs.models import Baseline, Run, Series, Worker
-from runs.queue import execution
 
-from .factories import finished_run
+from .factories import finished_run, running_run
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
@@ -150,15 +148,6 @@ def test_run_fragment_for_htmx_has_no_page_chrome(client):
     response = client.get(run.get_absolute_url(), headers=HTMX)
     assert response.text.lstrip().startswith("<section")
     assert "<html" not in response.text
-
-
-def running_run() -> tuple[Run, execution._ProgressWriter]:
-    """A run its (live) worker is running, and the writer that worker appends with."""
-    Worker.objects.create(name="w", kind="queue")
-    run = finished_run(
-        status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="", worker="w"
-    )
-    return run, execution._ProgressWriter(run, tell=None, stop=threading.Event())
 
 
 def since_of(html: str) -> str:
