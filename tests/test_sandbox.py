@@ -290,7 +290,7 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
 WRITES_AND_HOLDS = """
 import time
 open('held', 'wb').write(b'x' * 3_000_000)
-ballast = bytearray(40_000_000)
+ballast = bytearray(b'x' * 40_000_000)  # written to: resident, not a lazy zero mapping
 print('written', flush=True)
 time.sleep(1.2)
 """
