@@ -33,6 +33,7 @@ class RunAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "code",
+        "stdin",
         "exit_code",
         "error",
         "limit",
@@ -149,6 +150,8 @@ class SeriesAdmin(admin.ModelAdmin):
         "env_b",
         "code_a",
         "code_b",
+        "stdin_a",
+        "stdin_b",
         "host_repeatability",
     ]
     readonly_fields = fields

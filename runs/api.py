@@ -27,9 +27,10 @@ from .queue import tasks, waiting
 from .queue.tasks import store_and_enqueue
 from .sandbox import environments
 
-# A JSON body holds one snippet: its largest escaped form and some room. Bodies past
-# this are read and thrown away up to DISCARD_BYTES, so the client reads our 413.
-MAX_BODY_BYTES = settings.MAX_CODE_BYTES * 6 + 1024
+# A JSON body holds one snippet and its input: their largest escaped forms and some
+# room. Bodies past this are read and thrown away up to DISCARD_BYTES, so the client
+# reads our 413.
+MAX_BODY_BYTES = (settings.MAX_CODE_BYTES + settings.MAX_STDIN_BYTES) * 6 + 1024
 DISCARD_BYTES = 16 * 1024 * 1024
 TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES:,} bytes."
 # How long a stop request waits for the run to end (its worker ends it within a second).
@@ -119,7 +120,11 @@ def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
         raise BadRequest(refusal.message, refusal.status, refusal.retry_after)
     try:
         run = Run.objects.new(
-            payload["code"], source=Run.Source.API, client=client, env=payload.get("env")
+            payload["code"],
+            source=Run.Source.API,
+            client=client,
+            env=payload.get("env"),
+            stdin=payload.get("stdin"),
         )
     except ValidationError as exc:
         raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None

@@ -20,7 +20,7 @@ EXTRA_COLUMNS = [
     "status", "exit_code", "cpu_seconds", "carbon_intensity_g_per_kwh",
     "machine_energy_consumed", "machine_emissions", "baseline_energy", "net_energy_consumed",
     "cpu_method", "isolation", "series_id", "variant", "repetition", "url_path",
-    "python_version", "env", "code", "sections", "lines",
+    "python_version", "env", "code", "stdin", "sections", "lines",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
 # A spreadsheet reads a cell that begins with one of these as a formula (CSV injection):
@@ -81,6 +81,7 @@ def _row(run) -> dict:
         "python_version": run.python_version or "",
         "env": run.env_name,
         "code": run.code,
+        "stdin": run.stdin,
         # As JSON, the same objects as the run's JSON export.
         "sections": json.dumps(run.sections, separators=(",", ":")) if run.sections else "",
         "lines": json.dumps(run.lines, separators=(",", ":")) if run.lines else "",

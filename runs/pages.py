@@ -100,6 +100,8 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
         "examples": examples.EXAMPLES,
         "code": code,
         "max_code_bytes": settings.MAX_CODE_BYTES,
+        "max_stdin_bytes": settings.MAX_STDIN_BYTES,
+        "stdin": "",
         "max_repetitions": MAX_REPETITIONS,
         "environments": environments.available(),
         "chosen_env": request.session.get("env") or environments.default().name,
@@ -239,6 +241,7 @@ def compare_form_context() -> dict:
         "environments": environments.available(),
         "env_a": default,
         "env_b": default,
+        "max_stdin_bytes": settings.MAX_STDIN_BYTES,
         **STOPPING_RULE,
     }
 

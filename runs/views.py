@@ -22,6 +22,7 @@ from .models import (
     Run,
     Series,
     clean_code,
+    clean_stdin,
     clean_timeout,
 )
 from .queue import tasks, waiting
@@ -70,12 +71,17 @@ def _env_fields(request: HttpRequest) -> dict:
     return {"env": env}
 
 
+def _stdin(request: HttpRequest, name: str = "stdin") -> str:
+    """A form's standard input as typed: browsers send a textarea's line breaks as CRLF."""
+    return request.POST.get(name, "").replace("\r\n", "\n")
+
+
 def _opened_in(run: Run) -> dict:
     """The editor's context for a run opened in it: its environment chosen, or, where
     that is gone, a message naming the ones there are."""
     if environments.named(run.env_name) is None:
-        return {"errors": [environments.unknown(run.env_name)]}
-    return {"chosen_env": run.env_name}
+        return {"errors": [environments.unknown(run.env_name)], "stdin": run.stdin}
+    return {"chosen_env": run.env_name, "stdin": run.stdin}
 
 
 @require_GET
@@ -85,7 +91,7 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
     if source:
         # "Open in editor" from history or a shared run: its code, in its environment.
         run = (
-            Run.objects.filter(public_id=source).only("code", "env").first()
+            Run.objects.filter(public_id=source).only("code", "env", "stdin").first()
             if _is_uuid(source)
             else None
         )
@@ -96,22 +102,26 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_POST
 def create(request: HtmxHttpRequest) -> HttpResponse:
-    code = request.POST.get("code", "")
+    code, stdin = request.POST.get("code", ""), _stdin(request)
     client = client_of(request)
     try:
-        clean_code(code)  # before any query: PostgreSQL cannot even compare NUL bytes
+        # Before any query: PostgreSQL cannot even compare NUL bytes.
+        clean_code(code)
+        clean_stdin(stdin)
     except ValidationError as exc:
         return _refused(request, code, exc.messages)
     session_key = _session_key(request)
     # The same code sent twice within a second from one browser is one press too many.
-    run = Run.objects.recent_duplicate(session_key, code, request.POST.get("env", ""))
+    run = Run.objects.recent_duplicate(session_key, code, request.POST.get("env", ""), stdin)
     if run is None:
         refusal = limits.check(client)
         if refusal:
             return _over_limit(request, code, refusal)
         try:
             fields = _grid_fields(request) | _env_fields(request) | _timeout_fields(request)
-            run = Run.objects.new(code, session_key=session_key, client=client, **fields)
+            run = Run.objects.new(
+                code, session_key=session_key, client=client, stdin=stdin, **fields
+            )
         except ValidationError as exc:
             return _refused(request, code, exc.messages)
         store_and_enqueue(run, watch=bool(request.htmx))
@@ -133,9 +143,13 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
     if refusal:
         return _over_limit(request, original.code, refusal)
     try:
-        # In its own environment: a re-run measures the same thing again.
+        # In its own environment, with its own input: a re-run measures the same again.
         run = Run.objects.submit(
-            original.code, session_key=_session_key(request), client=client, env=original.env_name
+            original.code,
+            session_key=_session_key(request),
+            client=client,
+            env=original.env_name,
+            stdin=original.stdin,
         )
     except ValidationError as exc:
         return _refused(request, original.code, exc.messages)
@@ -189,8 +203,9 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         .history_rows()
         .annotate(preview=Substr("code", 1, 120))
         .select_related("series")
-        .defer("code", "stdout", "stderr", "provenance", "power_samples", "sections", "lines")
-        .defer("series__code_a", "series__code_b")
+        .defer("code", "stdin", "stdout", "stderr", "provenance", "power_samples")
+        .defer("sections", "lines", "series__code_a", "series__code_b")
+        .defer("series__stdin_a", "series__stdin_b")
     )
     # No COUNT(*) and an index in query order: "older/newer" pages cost the same with
     # 100,000 runs in the table as with 100.
@@ -273,6 +288,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
             client=client,
             run_fields=_grid_fields(request) | _timeout_fields(request),
             envs=[_env_fields(request)["env"]],
+            stdins=[_stdin(request)],
             warmup=request.POST.get("warmup") == "on",
         )
     except ValidationError as exc:
@@ -319,7 +335,9 @@ def _refused(
 ) -> HttpResponse:
     """The playground again, with the code kept and what to do about it."""
     kept = code if len(code) <= settings.MAX_CODE_BYTES * 4 else ""
-    context = pages.editor_context(request, kept, errors=messages)
+    stdin = _stdin(request)
+    stdin = stdin if len(stdin) <= settings.MAX_STDIN_BYTES * 4 else ""
+    context = pages.editor_context(request, kept, errors=messages, stdin=stdin)
     if request.htmx:
         response = render(request, "runs/playground.html#form-errors", context, status=status)
         response = reswap(retarget(response, "#form-errors"), "outerHTML")
@@ -349,6 +367,9 @@ def compare(request: HttpRequest) -> HttpResponse:
             "code_b": earlier.code_b,
             "env_a": earlier.env_of("A"),
             "env_b": earlier.env_of("B"),
+            "stdin_a": earlier.stdin_a,
+            "stdin_b": earlier.stdin_b,
+            "stdin_apart": earlier.inputs_apart,
             "repetitions": earlier.pair_cap,
             "warmup": earlier.warmup,
             "section": earlier.section,
@@ -360,6 +381,9 @@ def compare(request: HttpRequest) -> HttpResponse:
 @require_POST
 def compare_create(request: HttpRequest) -> HttpResponse:
     code_a, code_b = request.POST.get("code_a", ""), request.POST.get("code_b", "")
+    # B reads A's standard input unless the form sets it apart.
+    stdin_a, stdin_apart = _stdin(request, "stdin_a"), request.POST.get("stdin_apart") == "on"
+    stdin_b = _stdin(request, "stdin_b") if stdin_apart else stdin_a
     repetitions = _repetitions(request.POST.get("repetitions"), default=MAX_REPETITIONS)
     client = client_of(request)
     # Accepted whole: every pair it may run counts now (its later rounds answer only to
@@ -375,6 +399,7 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             session_key=_session_key(request),
             client=client,
             envs=[request.POST.get("env_a", ""), request.POST.get("env_b", "")],
+            stdins=[stdin_a, stdin_b],
             warmup=request.POST.get("warmup") == "on",
             section=request.POST.get("section", "").strip()[:100],
         )
@@ -384,6 +409,9 @@ def compare_create(request: HttpRequest) -> HttpResponse:
             "code_b": code_b[: settings.MAX_CODE_BYTES * 4],
             "env_a": request.POST.get("env_a", ""),
             "env_b": request.POST.get("env_b", ""),
+            "stdin_a": stdin_a[: settings.MAX_STDIN_BYTES * 4],
+            "stdin_b": _stdin(request, "stdin_b")[: settings.MAX_STDIN_BYTES * 4],
+            "stdin_apart": stdin_apart,
             "repetitions": repetitions if repetitions > 0 else MAX_REPETITIONS,
             "warmup": request.POST.get("warmup") == "on",
             "section": request.POST.get("section", "")[:100],

@@ -51,6 +51,7 @@ ADDED = {
     "python_version",
     "env",
     "code",
+    "stdin",
     "series_id",
     "variant",
     "repetition",

@@ -268,7 +268,7 @@ def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     code = f"import os\nos.kill({os.getpid()}, 15)\n"
     result = subprocess.run(
         command,
-        input=launcher.GO + code.encode(),  # no cgroup to wait for: go at once
+        input=launcher.GO + launcher.frame(code.encode()),  # no cgroup to wait for: go at once
         capture_output=True,
         cwd=tmp_path,
         timeout=30,

@@ -13,7 +13,15 @@ from .fleet import (
     Worker,
 )
 from .output import Offsets, OutputChunk
-from .run import MIN_PAGE_TIMEOUT, RESULT_WRITE_SECONDS, Run, clean_code, clean_env, clean_timeout
+from .run import (
+    MIN_PAGE_TIMEOUT,
+    RESULT_WRITE_SECONDS,
+    Run,
+    clean_code,
+    clean_env,
+    clean_stdin,
+    clean_timeout,
+)
 from .series import MAX_REPETITIONS, Series
 from .service import LoginFailure, Maintenance
 
@@ -38,5 +46,6 @@ __all__ = [
     "Worker",
     "clean_code",
     "clean_env",
+    "clean_stdin",
     "clean_timeout",
 ]

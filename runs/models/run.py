@@ -57,6 +57,28 @@ def clean_code(code: object) -> str:
 MIN_PAGE_TIMEOUT = 1.0
 
 
+def clean_stdin(text: object) -> str:
+    """What a run reads on its standard input ("" for none), or ValidationError with a
+    message a user can act on."""
+    if text in (None, ""):
+        return ""
+    if not isinstance(text, str):
+        raise ValidationError("Standard input must be text.")
+    if "\x00" in text:
+        raise ValidationError("The standard input contains NUL bytes; is it a binary file?")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("The standard input is not valid UTF-8 text.") from None
+    if size > settings.MAX_STDIN_BYTES:
+        raise ValidationError(
+            f"The standard input is {size:,} bytes; the limit is "
+            f"{settings.MAX_STDIN_BYTES:,} bytes.",
+            code="too_large",
+        )
+    return text
+
+
 def clean_timeout(raw: object) -> float:
     """A time limit chosen on a page, in seconds, or ValidationError saying the range."""
     try:
@@ -94,18 +116,24 @@ class RunQuerySet(models.QuerySet):
         fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
         fields.setdefault("region", settings.CODECARBON_REGION)
         fields["env"] = clean_env(fields.get("env"))
+        fields["stdin"] = clean_stdin(fields.get("stdin"))
         return self.model(code=clean_code(code), **fields)
 
     def recent_duplicate(
-        self, session_key: str, code: str, env: str = "", seconds: float = 1.0
+        self, session_key: str, code: str, env: str = "", stdin: str = "", seconds: float = 1.0
     ) -> Run | None:
-        """This session's run of exactly this code, in this environment (the default
-        where empty), submitted in the last second, if any."""
+        """This session's run of exactly this code and input, in this environment (the
+        default where empty), submitted in the last second, if any."""
         since = timezone.now() - timedelta(seconds=seconds)
         env = env or environments.default().name
         return (
             self.filter(
-                session_key=session_key, created_at__gte=since, code=code, env=env, series=None
+                session_key=session_key,
+                created_at__gte=since,
+                code=code,
+                env=env,
+                stdin=stdin,
+                series=None,
             )
             .order_by("-created_at")
             .first()
@@ -189,6 +217,8 @@ class Run(models.Model):
     # The environment it runs in (runs.sandbox.environments), by name; what it was made
     # of is in its provenance. "": a run from before environments (the default then).
     env = models.CharField(max_length=32, blank=True, default="")
+    # What the snippet reads on its standard input ("": none, end of file at once).
+    stdin = models.TextField(blank=True, default="")
     exit_code = models.IntegerField(null=True, blank=True)
     stdout = models.TextField(blank=True, default="")
     stderr = models.TextField(blank=True, default="")
@@ -339,7 +369,7 @@ class Run(models.Model):
     def hints(self) -> list[str]:
         if self.status != self.Status.FAILED:
             return []
-        return failures.hints(self.stderr, self.env_name)
+        return failures.hints(self.stderr, self.env_name, had_input=bool(self.stdin))
 
     def queue_position(self) -> int | None:
         """1 for the next run to start, None once it has started."""
@@ -471,8 +501,9 @@ class Run(models.Model):
 
     # Written when the run is submitted or handed to a worker; never by its end.
     SUBMITTED_FIELDS = frozenset(
-        {"public_id", "code", "session_key", "client", "source", "created_at", "timeout_s", "env"}
-        | {"series", "variant", "repetition", "dispatched_at", "started_at", "worker"}
+        {"public_id", "code", "stdin", "session_key", "client", "source", "created_at"}
+        | {"timeout_s", "env", "series", "variant", "repetition"}
+        | {"dispatched_at", "started_at", "worker"}
     )
 
     @classmethod
@@ -578,6 +609,7 @@ class Run(models.Model):
             "python_version": self.python_version,
             "env": self.env_name,
             "code": self.code,
+            "stdin": self.stdin,
             "series_id": str(self.series.public_id) if self.series_id else None,
             "variant": self.variant or None,
             "repetition": self.repetition,

@@ -16,7 +16,7 @@ from ..figures.comparisons import Compared, Measured
 from ..sandbox import environments
 from ..snippets import diffs
 from .fleet import ControlRun, Repeatability
-from .run import Run, clean_code, clean_env
+from .run import Run, clean_code, clean_env, clean_stdin
 
 
 class SeriesQuerySet(models.QuerySet):
@@ -27,17 +27,20 @@ class SeriesQuerySet(models.QuerySet):
         repetitions: int,
         run_fields=None,
         envs: list[str | None] | None = None,
+        stdins: list[str | None] | None = None,
         **fields,
     ) -> Series:
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
         queues them, as for single runs); `run_fields` are set on every run (its grid),
-        `envs` name each side's environment (the default where None).
+        `envs` name each side's environment (the default where None), `stdins` what
+        each side reads on its standard input (B shares A's where it has none).
         A comparison runs until its answer is clear, at most `repetitions` pairs: only
         its first round is created here (the queue adds the next, runs.queue.tasks)."""
         if not 1 <= repetitions <= MAX_REPETITIONS:
             raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
         codes = [clean_code(code) for code in codes]
         envs = [clean_env(env) for env in (envs or [None] * len(codes))]
+        stdins = [clean_stdin(text) for text in (stdins or [""])]
         section = fields.get("section", "")
         for label, code in zip("AB", codes, strict=False):
             if section and not breakdown.defines_section(code, section):
@@ -56,6 +59,8 @@ class SeriesQuerySet(models.QuerySet):
                 code_b=codes[1] if len(codes) > 1 else "",
                 env_a=envs[0],
                 env_b=envs[1] if len(envs) > 1 else "",
+                stdin_a=stdins[0],
+                stdin_b=stdins[1] if len(stdins) > 1 and len(codes) > 1 else stdins[0],
                 repetitions=repetitions,
                 **fields,
             )
@@ -88,6 +93,9 @@ class Series(models.Model):
     # code in two. "": a series from before environments (the default then).
     env_a = models.CharField(max_length=32, blank=True, default="")
     env_b = models.CharField(max_length=32, blank=True, default="")
+    # What each side reads on its standard input (the same unless set apart).
+    stdin_a = models.TextField(blank=True, default="")
+    stdin_b = models.TextField(blank=True, default="")
     repetitions = models.PositiveSmallIntegerField()
     # The first run of each side is a warm-up: kept and shown, left out of the statistics.
     warmup = models.BooleanField(default=False)
@@ -156,6 +164,14 @@ class Series(models.Model):
     def code_of(self, variant: str) -> str:
         return self.code_b if variant == "B" else self.code_a
 
+    def stdin_of(self, variant: str) -> str:
+        return self.stdin_b if variant == "B" else self.stdin_a
+
+    @property
+    def inputs_apart(self) -> bool:
+        """A comparison whose two sides read different standard inputs."""
+        return self.kind == self.Kind.COMPARE and self.stdin_a != self.stdin_b
+
     def env_of(self, variant: str) -> str:
         return (self.env_b if variant == "B" else self.env_a) or environments.default().name
 
@@ -184,6 +200,7 @@ class Series(models.Model):
                 variant=variant,
                 repetition=repetition,
                 env=self.env_of(variant),
+                stdin=self.stdin_of(variant),
                 **run_fields,
             )
             for repetition in repetitions
@@ -369,6 +386,7 @@ class Series(models.Model):
             "created_at": self.created_at.isoformat(),
             "code": {v: self.code_of(v) for v in self.variants},
             "env": {v: self.env_of(v) for v in self.variants},
+            "stdin": {v: self.stdin_of(v) for v in self.variants},
             "finished": results["finished"],
             "total": results["total"],
             "host_repeatability": [spread.as_dict() for spread in self.host_spreads()],

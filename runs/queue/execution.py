@@ -329,6 +329,7 @@ def execute(
                 tick_seconds=settings.LIVE_SAMPLE_SECONDS,
                 on_start=claimed,
                 stop=progress.stop,
+                stdin=run.stdin,
             ) as outcome:
                 figures = session.finish(outcome)
                 figures.provenance["environment"] = env.provenance()

@@ -66,12 +66,13 @@ def run(
     limits: Limits,
     on_tick: Callable[[Tick], None] | None = None,
     tick_seconds: float = 0.5,
+    stdin: str = "",
 ) -> Outcome:
     """Run `code` to completion or to a limit; never raises for the snippet's faults.
 
     In the sandbox prepared ahead for this process (`prepare_standby`) when there is one
     with these limits, else in a new one."""
-    with executed(code, limits, on_tick, tick_seconds) as outcome:
+    with executed(code, limits, on_tick, tick_seconds, stdin=stdin) as outcome:
         return outcome
 
 
@@ -83,6 +84,7 @@ def executed(
     tick_seconds: float = 0.5,
     on_start: Callable[[], bool] | None = None,
     stop: threading.Event | None = None,
+    stdin: str = "",
 ) -> Iterator[Outcome]:
     """`run`, with the outcome in hand as soon as the snippet's processes are gone: the
     sandbox's own teardown (bubblewrap's exit, the cgroup) waits until the block ends,
@@ -91,9 +93,12 @@ def executed(
     `on_start` is called once the code is in the sandbox (or, where the sandbox failed,
     instead of sending it), so that the caller's own work overlaps the snippet's start;
     returning False ends the sandbox at once and raises Abandoned. Setting `stop` (from
-    another thread) ends the run as a limit would, with `Outcome.cancelled`."""
+    another thread) ends the run as a limit would, with `Outcome.cancelled`. `stdin` is
+    what the snippet reads on its standard input (end of file after it)."""
     watch = take(limits) or launch(limits)
     try:
-        yield watch.execute(code.encode(), on_tick, tick_seconds, on_start, stop)
+        yield watch.execute(
+            code.encode(), on_tick, tick_seconds, on_start, stop, stdin=stdin.encode()
+        )
     finally:
         watch.cleanup()

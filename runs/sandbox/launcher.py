@@ -18,7 +18,8 @@ of the run, so that a run pays only for its own code):
   every socket, plus new namespaces and io_uring, and, where no cgroup counts the CPU
   time, any handling of SIGCHLD; Landlock where asked), opens the snippet's files
   (./main.py, standard input from /dev/null), says it is ready, then waits for the
-  snippet on the pipe that was its stdin, reports the CPU it spent until then, closes
+  snippet on the pipe that was its stdin (and makes that pipe its standard input where
+  the run has some: it follows the code, `frame`), reports the CPU it spent until then, closes
   the report descriptor, and runs the snippet as `__main__` from ./main.py, so
   tracebacks and `__file__` look as they would under `python main.py`; if it cannot
   confine itself it never runs the snippet;
@@ -63,6 +64,7 @@ AF_UNIX = 1  # not imported from socket: that import alone costs ~5 ms
 SIGCHLD = 17  # the same on every architecture Linux runs this on
 CONFINEMENT_FAILED = 125
 GO = b"\n"  # on stdin, before the code: the sandbox is confined, fork now
+FRAME_HEADER_BYTES = 22  # "<code size> <input size>\n", ten digits each (`frame`)
 SNIPPET_FILE = "main.py"  # what tracebacks name; runs.models finds the line by it
 # Every namespace flag of clone(2)/unshare(2): a new user namespace hands the snippet
 # full capabilities over fresh kernel objects, the largest attack surface left.
@@ -571,12 +573,34 @@ def prepare_snippet_files():
     return open(SNIPPET_FILE, "wb"), code
 
 
-def read_code(fd):
-    chunks = []
-    while chunk := os.read(fd, 65536):
+def frame(source, stdin=b""):
+    """What the worker sends once the sandbox is ready: a header with both sizes, the
+    code, then the snippet's standard input (read by `read_code`)."""
+    return b"%010d %010d\n" % (len(source), len(stdin)) + source + stdin
+
+
+def read_exactly(fd, size):
+    chunks, left = [], size
+    while left and (chunk := os.read(fd, min(left, 65536))):
         chunks.append(chunk)
-    os.close(fd)
+        left -= len(chunk)
     return b"".join(chunks)
+
+
+def read_code(fd):
+    """The code from the worker's pipe (`frame`); the standard input that follows it
+    stays in the pipe, which becomes the snippet's standard input (where there is
+    none, /dev/null stays)."""
+    header = read_exactly(fd, FRAME_HEADER_BYTES)
+    try:
+        code_size, input_size = int(header[:10]), int(header[11:21])
+    except ValueError:  # the worker went before it sent the code
+        code_size = input_size = 0
+    source = read_exactly(fd, code_size)
+    if input_size:
+        os.dup2(fd, 0)
+    os.close(fd)
+    return source
 
 
 def compile_snippet(source, main_file):

@@ -5,6 +5,7 @@ ending in `teardown`)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import selectors
@@ -47,6 +48,8 @@ from .contract import (
 from .host import _account, _become_subreaper, _children_of, _python, landlock_abi, python_version
 from .teardown import Teardown, _live_sandboxes, _Report, _sandboxes_starting
 from .usage import Usage
+
+PIPE_DEFAULT_BYTES = 65536  # a pipe's capacity until enlarged (pipe(7))
 
 
 def launch(limits: Limits, nice: int = 0) -> _Watch:
@@ -216,9 +219,10 @@ class _Watch(Usage, Teardown):
             self._set_priority(0)
 
     def execute(
-        self, source: bytes, on_tick, tick_seconds: float, on_start=None, stop=None
+        self, source: bytes, on_tick, tick_seconds: float, on_start=None, stop=None, stdin=b""
     ) -> Outcome:
-        """Send the code and watch it to the end. Every figure counts from here."""
+        """Send the code (and what the snippet reads on its standard input) and watch it
+        to the end. Every figure counts from here."""
         outcome = self.outcome
         if outcome.error:
             _started(on_start)
@@ -230,8 +234,14 @@ class _Watch(Usage, Teardown):
         else:
             self.cpu_before_code = self._cpu_seconds()
         started = time.monotonic()
+        message = launcher.frame(source, stdin)
+        # The snippet's process reads the code at once; its input waits in the pipe,
+        # enlarged to hold all of it so that this write never waits for the snippet.
+        if len(message) > PIPE_DEFAULT_BYTES:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, len(message))
         try:
-            self.proc.stdin.write(source)
+            self.proc.stdin.write(message)
             self.proc.stdin.close()
         except BrokenPipeError:
             pass  # it died before reading; its stderr says why

@@ -20,8 +20,13 @@ NO_NETWORK = (
     "fetched. Put the data in the code."
 )
 NO_STDIN = (
-    "The sandbox has no standard input: input() reads end-of-file at once. Put the "
-    "values in the code."
+    "This run had no standard input: input() reads end-of-file at once. Give it some in "
+    'the Standard input box ("stdin" in the API, --stdin FILE with runsnippet), or put '
+    "the values in the code."
+)
+INPUT_USED_UP = (
+    "input() read past the end of the standard input this run was given: each call "
+    "reads one line, and there were fewer lines than calls."
 )
 NO_SIGCHLD = (
     "This server runs snippets without a cgroup, and there a snippet may not change how "
@@ -78,9 +83,9 @@ def _is_network_failure(last: str, stderr: str) -> bool:
     return name in GENERIC_ERRORS and any(module in stderr for module in NETWORK_MODULES)
 
 
-def hints(stderr: str, env_name: str) -> list[str]:
+def hints(stderr: str, env_name: str, had_input: bool = False) -> list[str]:
     """Plain explanations for failures the sandbox causes on purpose, for a run in the
-    environment `env_name`."""
+    environment `env_name` (`had_input`: given a standard input)."""
     last = last_line(stderr)
     found = []
     missing = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", last)
@@ -91,7 +96,7 @@ def hints(stderr: str, env_name: str) -> list[str]:
     if _is_network_failure(last, stderr):
         found.append(NO_NETWORK)
     if last.startswith("EOFError") and "input(" in stderr:
-        found.append(NO_STDIN)
+        found.append(INPUT_USED_UP if had_input else NO_STDIN)
     if last.startswith("PermissionError") and "SIGCHLD" in stderr:
         found.append(NO_SIGCHLD)
     return found

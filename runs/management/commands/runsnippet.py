@@ -27,10 +27,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--env", help="The environment to run in (default: the default one; see snippetenv)."
         )
+        parser.add_argument(
+            "--stdin",
+            metavar="FILE",
+            help="A file the snippet reads on its standard input (default: none).",
+        )
 
-    def handle(self, *, path, json: bool, timeout, country, region, env, **options) -> None:
+    def handle(self, *, path, json: bool, timeout, country, region, env, stdin, **options) -> None:
+        if path == "-" and stdin == "-":
+            raise CommandError("The snippet and its --stdin cannot both come from -.")
         code = self.read(path)
         fields = {"source": Run.Source.CLI, "env": env}
+        if stdin is not None:
+            fields["stdin"] = self.read(stdin)
         if timeout is not None:
             if not 0 < timeout <= settings.MAX_EXECUTION_TIMEOUT:
                 raise CommandError(
