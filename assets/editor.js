@@ -1,12 +1,14 @@
 // CodeMirror 6 for the playground, bundled by ./build.sh into static/js/editor.bundle.js.
 // It enhances a <textarea>: the form keeps working without JavaScript.
 import { basicSetup } from "codemirror";
-import { Decoration, EditorView, keymap } from "@codemirror/view";
-import { Compartment, EditorSelection, EditorState, Prec, StateEffect, StateField } from "@codemirror/state";
+import { Decoration, EditorView, GutterMarker, gutter, keymap } from "@codemirror/view";
+import { Compartment, EditorSelection, EditorState, Prec, RangeSet, StateEffect, StateField } from "@codemirror/state";
 import { HighlightStyle, indentUnit, syntaxHighlighting } from "@codemirror/language";
 import { indentWithTab } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
 import { tags as t } from "@lezer/highlight";
+import { vim } from "@replit/codemirror-vim";
+import { emacs } from "@replit/codemirror-emacs";
 
 // Colours are the page's CSS variables (static/css/app.css), so light and dark follow
 // the system setting with the contrast the page itself is checked for.
@@ -29,6 +31,11 @@ const theme = EditorView.theme({
   "&.cm-focused .cm-selectionBackground, .cm-selectionBackground, .cm-content ::selection": { backgroundColor: "var(--selection)" },
   ".cm-matchingBracket": { backgroundColor: "var(--selection)", color: "inherit" },
   ".cm-error-line": { backgroundColor: "var(--danger-soft)", boxShadow: "inset 3px 0 var(--danger)" },
+  ".cm-heat-line": { backgroundColor: "var(--heat-soft)", boxShadow: "inset 3px 0 var(--heat)" },
+  ".cm-heat-gutter": { width: "2.25rem" },
+  ".cm-heat-gutter .cm-gutterElement": { display: "flex", alignItems: "center", padding: "0 2px" },
+  ".cm-heat-marker": { display: "block", height: "0.6em", minWidth: "2px", borderRadius: "2px", backgroundColor: "var(--heat)" },
+  ".cm-heat-stale .cm-heat-marker": { opacity: "0.3" },
 });
 
 // The line a failed run stopped at, marked until the next run.
@@ -49,28 +56,114 @@ const errorLine = StateField.define({
   provide: (field) => EditorView.decorations.from(field),
 });
 
-function create(textarea, { onRun, onChange, label } = {}) {
+// Each profiled line's share of the run's CPU time, as a bar in a gutter of its own
+// (width against the hottest line). They belong to the code that ran: an edit fades
+// them, and the next run replaces them.
+const setHeat = StateEffect.define();
+class HeatMarker extends GutterMarker {
+  constructor(heat, label) { super(); this.heat = heat; this.label = label; }
+  eq(other) { return other.heat === this.heat && other.label === this.label; }
+  toDOM() {
+    const bar = document.createElement("span");
+    bar.className = "cm-heat-marker";
+    bar.style.width = Math.max(this.heat, 4) + "%";
+    bar.title = this.label;
+    return bar;
+  }
+}
+const heat = StateField.define({
+  create: () => ({ markers: RangeSet.empty, stale: false }),
+  update(value, transaction) {
+    let { markers, stale } = value;
+    if (transaction.docChanged) {
+      markers = markers.map(transaction.changes);
+      stale = markers.size > 0;
+    }
+    for (const effect of transaction.effects) {
+      if (!effect.is(setHeat)) continue;
+      const doc = transaction.state.doc;
+      markers = RangeSet.of(
+        effect.value.lines
+          .filter((line) => line.line >= 1 && line.line <= doc.lines)
+          .sort((a, b) => a.line - b.line)
+          .map((line) => new HeatMarker(line.heat, line.label).range(doc.line(line.line).from))
+      );
+      stale = effect.value.stale && markers.size > 0;
+    }
+    return { markers, stale };
+  },
+});
+const heatGutter = gutter({
+  class: "cm-heat-gutter",
+  markers: (view) => view.state.field(heat).markers,
+});
+const heatStale = EditorView.editorAttributes.compute([heat], (state) =>
+  state.field(heat).stale ? { class: "cm-heat-stale" } : {}
+);
+// The line a "hottest lines" link went to: heat's colour, not an error's.
+const markHeatLine = StateEffect.define();
+const heatLine = StateField.define({
+  create: () => Decoration.none,
+  update(marks, transaction) {
+    marks = marks.map(transaction.changes);
+    for (const effect of transaction.effects) {
+      if (effect.is(setHeat)) marks = Decoration.none;
+      if (!effect.is(markHeatLine)) continue;
+      const number = effect.value;
+      marks = number && number <= transaction.state.doc.lines
+        ? Decoration.set([Decoration.line({ class: "cm-heat-line" }).range(transaction.state.doc.line(number).from)])
+        : Decoration.none;
+    }
+    return marks;
+  },
+  provide: (field) => EditorView.decorations.from(field),
+});
+
+// Key bindings a visitor chose (runs' settings, static/js/settings.js).
+const KEYMAPS = { vim: () => vim(), emacs: () => emacs() };
+const keyBindings = (name) => (KEYMAPS[name] ? Prec.highest(KEYMAPS[name]()) : []);
+
+// The label of the heat marker on the cursor's line ("" where there is none).
+function heatAtCursor(state) {
+  const { markers, stale } = state.field(heat);
+  const line = state.doc.lineAt(state.selection.main.head);
+  let label = "";
+  markers.between(line.from, line.from, (from, to, marker) => {
+    if (from === line.from) label = marker.label + (stale ? " (before your edits)" : "");
+  });
+  return label;
+}
+
+function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
   // On a phone, long lines wrap: the page never scrolls sideways, and the editor is no
   // scroll box that a keyboard cannot reach.
   const narrow = window.matchMedia("(max-width: 640px)");
   const wrapping = new Compartment();
   const wrap = () => (narrow.matches ? EditorView.lineWrapping : []);
+  const bindings = new Compartment();
   const view = new EditorView({
     state: EditorState.create({
       doc: textarea.value,
       extensions: [
+        // Ctrl/Cmd+Enter runs, whatever the bindings; then vim's or emacs' keys come
+        // before every other binding.
+        Prec.highest(
+          keymap.of([{ key: "Mod-Enter", run: () => { onRun && onRun(); return true; } }])
+        ),
+        bindings.of(keyBindings(keys)),
         basicSetup,
         python(),
         indentUnit.of("    "),
         EditorState.tabSize.of(4),
         keymap.of([indentWithTab]),
-        Prec.highest(
-          keymap.of([{ key: "Mod-Enter", run: () => { onRun && onRun(); return true; } }])
-        ),
         theme,
         wrapping.of(wrap()),
         syntaxHighlighting(highlight),
         errorLine,
+        heat,
+        heatGutter,
+        heatStale,
+        heatLine,
         EditorView.contentAttributes.of({
           "aria-label": label || "Python code",
           ...(textarea.getAttribute("aria-describedby")
@@ -78,6 +171,10 @@ function create(textarea, { onRun, onChange, label } = {}) {
             : {}),
         }),
         EditorView.updateListener.of((update) => {
+          const heatChanged = update.transactions.some((tr) => tr.effects.some((e) => e.is(setHeat)));
+          if (onHeatLine && (update.selectionSet || update.docChanged || heatChanged)) {
+            onHeatLine(heatAtCursor(update.state));
+          }
           if (update.docChanged) {
             textarea.value = update.state.doc.toString();
             onChange && onChange(textarea.value);
@@ -98,6 +195,17 @@ function create(textarea, { onRun, onChange, label } = {}) {
     focus: () => view.focus(),
     markLine(number) {
       view.dispatch({ effects: markLine.of(number || null) });
+    },
+    // [{line, heat (0-100), label}] of the run shown ([] clears), faded (`stale`)
+    // where the editor's code is no longer the code that ran.
+    setHeat(lines, stale = false) {
+      view.dispatch({ effects: setHeat.of({ lines: lines || [], stale }) });
+    },
+    markHeatLine(number) {
+      view.dispatch({ effects: markHeatLine.of(number || null) });
+    },
+    setKeys(name) {
+      view.dispatch({ effects: bindings.reconfigure(keyBindings(name)) });
     },
     goToLine(number) {
       if (!number || number > view.state.doc.lines) return;

@@ -67,6 +67,8 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
     }
     if run.lines or run.sections:
         context |= breakdown.for_page(run)
+    if run.is_over and request is not None:
+        context["previous"] = Run.objects.previous_of(run, request.session.session_key)
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV

@@ -354,6 +354,24 @@ def compare(request: HttpRequest) -> HttpResponse:
         "code_a": examples.COMPARE_A,
         "code_b": examples.COMPARE_B,
     }
+    # "Compare with your previous run" (a run page's ?a=&b=): those two runs' code, each
+    # in its environment and with its input.
+    sides = [request.GET.get(side, "") for side in "ab"]
+    if all(_is_uuid(side) for side in sides):
+        runs = Run.objects.filter(public_id__in=sides).only("public_id", "code", "env", "stdin")
+        found = {str(run.public_id): run for run in runs}
+        if all(side in found for side in sides):
+            a, b = (found[side] for side in sides)
+            context |= {
+                "code_a": a.code,
+                "code_b": b.code,
+                "env_a": a.env_name,
+                "env_b": b.env_name,
+                "stdin_a": a.stdin,
+                "stdin_b": b.stdin,
+                "stdin_apart": a.stdin != b.stdin,
+                "from_runs": (a, b),
+            }
     source = request.GET.get("from", "")
     # "Edit and compare again": the comparison's two snippets, ready to change.
     earlier = (

@@ -194,6 +194,16 @@ def for_page(run) -> dict:
     sections = [s | {"depth": s["name"].count("/")} for s in run.sections]
     return {
         "listing": listing if run.lines else [],
+        # For the editor's gutter (static/js/playground.js): each profiled line's bar.
+        "heat_lines": [
+            {
+                "line": line["line"],
+                "heat": _heat(shares, line["line"], top),
+                "label": f"Line {line['line']}: {formatting.percent(line['share'])} "
+                "of the CPU time",
+            }
+            for line in run.lines
+        ],
         "hottest": [line | {"text": listing[line["line"] - 1]["text"]} for line in hottest],
         "section_rows": sections,
         "section_units": formatting.units_for(

@@ -82,6 +82,14 @@ def units_for(rows, **columns: str) -> dict[str, Unit]:
     }
 
 
+def percent(fraction: float | None) -> str:
+    """0.4321 -> '43%'; below 1%, one decimal."""
+    if fraction in (None, ""):
+        return MISSING
+    value = fraction * 100
+    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
+
+
 def watt_hours(kwh: float | None) -> str:
     """1.2e-06 kWh -> '1.2 mWh'."""
     kwh = _number(kwh)

@@ -144,6 +144,14 @@ class RunQuerySet(models.QuerySet):
             return self.none()
         return self.filter(session_key=session_key)
 
+    def previous_of(self, run: Run, session_key: str | None) -> Run | None:
+        """The visitor's run before `run` (their latest, where `run` is not theirs): one
+        row from the history's index."""
+        mine = self.for_session(session_key).exclude(pk=run.pk)
+        if run.session_key and run.session_key == session_key:
+            mine = mine.filter(created_at__lte=run.created_at)
+        return mine.only("public_id").first()
+
     def history_rows(self) -> RunQuerySet:
         """Single runs, and one run (the first) for each repeat or comparison."""
         return self.filter(models.Q(series__isnull=True) | models.Q(repetition=1, variant="A"))

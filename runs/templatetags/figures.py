@@ -26,11 +26,7 @@ def item(mapping: dict, key):
 
 @register.filter
 def percent(fraction) -> str:
-    """0.4321 -> '43%'; below 1%, one decimal."""
-    if fraction in (None, ""):
-        return formatting.MISSING
-    value = fraction * 100
-    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
+    return formatting.percent(fraction)
 
 
 @register.filter

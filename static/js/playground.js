@@ -1,10 +1,12 @@
-// The playground and a run's page: editor, examples, Ctrl/Cmd+Enter, code kept across
-// reloads, the failing line marked, and a run's start and end announced.
+// The playground and a run's page: editor, examples, Ctrl/Cmd+Enter, drafts kept across
+// reloads, the failing line marked, each line's heat in the gutter, and a run's start
+// and end announced.
 (function () {
   "use strict";
-  const CODE = "ccp:code"; // the visitor's latest editor text
-  const ORIGIN = "ccp:code:origin"; // the run whose page that text was edited on
-  const PREVIOUS = "ccp:code:previous"; // text a loaded run replaced, to restore
+  const PLAYGROUND = "ccp:code"; // the playground's draft
+  const ORIGIN = "ccp:code:origin"; // the latest run made from that draft
+  const RUN_DRAFTS = "ccp:drafts"; // edits begun on a run's page, by run: {id: text}
+  const MAX_RUN_DRAFTS = 10; // the oldest go first
   const form = document.getElementById("run-form");
   const textarea = document.getElementById("code");
   if (!form || !textarea) return;
@@ -20,9 +22,31 @@
   let currentRun = form.dataset.run || "";
   let editor = null;
 
+  const runDrafts = {
+    all() {
+      try { return JSON.parse(store.get(RUN_DRAFTS) || "{}") || {}; } catch (e) { return {}; }
+    },
+    get(run) { return this.all()[run] ?? null; },
+    set(run, text) {
+      const all = this.all();
+      delete all[run]; // re-added last: the newest
+      all[run] = text;
+      const runs = Object.keys(all);
+      runs.slice(0, Math.max(0, runs.length - MAX_RUN_DRAFTS)).forEach((old) => delete all[old]);
+      store.set(RUN_DRAFTS, JSON.stringify(all));
+    },
+  };
+
+  // Whose draft this page's edits are: the playground's ("") or a run's. A page
+  // reached by running from the playground (or reloaded since) goes on with the
+  // playground's draft; a run's page opened otherwise keeps its edits apart, so that
+  // editing there never overwrites the playground's draft.
+  const source = currentRun || new URLSearchParams(location.search).get("from") || "";
+  let draftOf = !source || store.get(ORIGIN) === source ? "" : source;
+
   function remember(text) {
-    store.set(CODE, text);
-    store.set(ORIGIN, currentRun);
+    if (draftOf) runDrafts.set(draftOf, text);
+    else store.set(PLAYGROUND, text);
   }
   function setCode(text) {
     if (editor) editor.setValue(text);
@@ -39,32 +63,27 @@
     notice.hidden = false;
   }
 
-  // Which code the editor opens with. A run's page (or ?from=) brings its code; the
-  // visitor's own unsaved text is never lost to it: edits made on this very run's page
-  // come back after a reload, and other text stays one click away.
+  // Which code the editor opens with: the playground's draft on the playground; on a
+  // run's page (or ?from=) the run's code, or the edits made to it here before.
   const serverCode = textarea.value;
-  const saved = store.get(CODE);
-  const source = currentRun || new URLSearchParams(location.search).get("from") || "";
+  const saved = draftOf ? runDrafts.get(draftOf) : store.get(PLAYGROUND);
   if (serverCode.trim() === "") {
     textarea.value = saved !== null ? saved : examples[0].code;
-  } else if (saved !== null && saved.trim() !== "" && saved !== serverCode) {
-    if (source && store.get(ORIGIN) === source) {
-      textarea.value = saved;
-      showNotice("Your edits to this run's code are back.", "Show the run's code instead", () => setCode(serverCode));
-    } else {
-      store.set(PREVIOUS, saved);
-      showNotice("This run's code replaced the code you had in the editor.", "Bring your code back", () => setCode(store.get(PREVIOUS) || ""));
-    }
+  } else if (source && saved !== null && saved.trim() !== "" && saved !== serverCode) {
+    textarea.value = saved;
+    showNotice("Your edits to this run's code are back.", "Show the run's code instead", () => setCode(serverCode));
   }
 
   const submit = () => { if (!inFlight()) form.requestSubmit(); };  // one run at a time
+  const settings = window.PlaygroundSettings ? window.PlaygroundSettings.read() : {};
   if (window.PlaygroundEditor) {
-    editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember });
+    // The cursor's line's share, for keyboards and screen readers (the gutter is a picture).
+    const heatStatus = document.getElementById("heat-status");
+    const onHeatLine = (label) => { heatStatus.textContent = label; heatStatus.hidden = !label; };
+    editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, onHeatLine, keys: settings.keys });
+    document.addEventListener("ccp:settings", (event) => editor.setKeys(event.detail.keys));
   } else {
     textarea.addEventListener("input", () => remember(textarea.value));
-    textarea.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }
-    });
   }
   if (serverCode.trim() === "") remember(textarea.value);
   if (editor && textarea.dataset.errorLine) editor.markLine(Number(textarea.dataset.errorLine));
@@ -82,24 +101,40 @@
   repetitions.addEventListener("input", () => { times.textContent = repetitions.value || "?"; });
 
   // Keep the editor's text in the form field htmx serialises.
+  let sentCode = serverCode; // the code of the run shown, for its heat
   form.addEventListener("htmx:configRequest", (event) => {
     if (editor) event.detail.parameters.code = editor.getValue();
+    sentCode = event.detail.parameters.code;
   });
   form.addEventListener("htmx:beforeRequest", () => { if (editor) editor.markLine(null); });
+  // Ctrl/Cmd+Enter anywhere on the page runs (the editor's own keymap runs in it).
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !form.contains(event.target)) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.target.closest(".cm-editor")) {
       event.preventDefault(); submit();
     }
   });
 
-  // A traceback's line numbers and "Show line N" move the editor there.
+  // A traceback's line numbers and "Show line N" move the editor there, marked as the
+  // error; a hottest line's link, marked in heat's colour.
   document.addEventListener("click", (event) => {
     const link = event.target.closest("a.line-link");
     if (!link || !editor) return;
     event.preventDefault();
-    editor.markLine(Number(link.dataset.line));
-    editor.goToLine(Number(link.dataset.line));
+    const number = Number(link.dataset.line);
+    if (link.hasAttribute("data-heat")) editor.markHeatLine(number);
+    else editor.markLine(number);
+    editor.goToLine(number);
   });
+
+  // Each profiled line's share, in the editor's gutter, for the run shown; faded at
+  // once where the editor's code is no longer the code that ran.
+  function showHeat() {
+    if (!editor) return;
+    const data = result.querySelector("[data-heat-lines] script");
+    const lines = data ? JSON.parse(data.textContent) : [];
+    editor.setHeat(lines, editor.getValue() !== sentCode);
+  }
+  showHeat();
 
   // Screen readers hear a run start and end once each, not every poll.
   const announcer = document.getElementById("run-announcer");
@@ -117,6 +152,7 @@
     announcer.textContent = over ? "Finished: " + badge.textContent.trim() + "." : "Run started.";
     if (run.dataset.run && over) {
       currentRun = run.dataset.run;
+      showHeat();
       const line = run.querySelector("a.line-link[data-line]");
       // The failing line, or the line a timeout or a limit stopped the snippet on.
       const stopped = ["failed", "timed_out", "limit_exceeded"].includes(run.dataset.status);
@@ -127,8 +163,17 @@
   // A new result starts in view: beside the editor on wide screens, below it otherwise.
   document.body.addEventListener("htmx:afterSwap", (event) => {
     if (event.detail.target !== result || event.detail.xhr.status >= 400) return;
-    currentRun = (result.querySelector(".run[data-run]") || {}).dataset?.run || "";
-    store.set(ORIGIN, currentRun);
+    const shown = (result.querySelector(".run[data-run]") || {}).dataset?.run || "";
+    if (shown && shown !== currentRun) {
+      // A run made here: the draft follows it (the URL is now the run's).
+      if (draftOf) {
+        runDrafts.set(shown, editor ? editor.getValue() : textarea.value);
+        draftOf = shown;
+      } else {
+        store.set(ORIGIN, shown);
+      }
+    }
+    currentRun = shown;
     if (result.getBoundingClientRect().top > window.innerHeight * 0.6) {
       result.scrollIntoView({ block: "start" });
     }
