@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from runs import sandbox
 from runs.figures import charts, formatting, measure
 from runs.models import Run
-from runs.sandbox import environments
+from runs.sandbox import environments, launcher
 from runs.snippets import failures
 
 from .conftest import SCREENSHOTS, host_hardware
@@ -238,13 +238,22 @@ def test_history_reload_and_a_shared_link(site, page, chromium):
     stranger.close()
 
 
-def test_loading_a_run_keeps_the_code_the_user_had(site, page):
+def test_the_playgrounds_draft_and_a_run_pages_edits_are_kept_apart(site, page):
     other = Run.objects.submit("print('theirs')")
-    open_with_code(page, site, "print('mine, unsaved')")
-    page.goto(f"{site}/?from={other.public_id}")
+    open_with_code(page, site, "print('my playground draft')")
+    page.goto(f"{site}{other.get_absolute_url()}")
     expect(page.locator(".cm-content")).to_contain_text("print('theirs')")
-    page.get_by_role("button", name="Bring your code back").click()
-    expect(page.locator(".cm-content")).to_contain_text("print('mine, unsaved')")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("  # edited on their page")
+    # The playground's draft is untouched by edits made on a run's page...
+    page.goto(site)
+    expect(page.locator(".cm-content")).to_have_text("print('my playground draft')")
+    # ...and those edits come back on that run's page, the run's own code one click away.
+    page.goto(f"{site}{other.get_absolute_url()}")
+    expect(page.locator(".cm-content")).to_contain_text("# edited on their page")
+    page.get_by_role("button", name="Show the run's code instead").click()
+    expect(page.locator(".cm-content")).to_have_text("print('theirs')")
 
 
 def test_the_grid_chosen_is_used_shown_and_remembered(site, page):
@@ -308,6 +317,82 @@ def test_stop_ends_a_running_run_and_the_run_buttons_wait_meanwhile(site, page, 
     assert run.duration_s < 10 and run.energy_kwh > 0
     page.goto(site)
     expect(page.locator("#timeout")).to_have_value("30")  # remembered
+
+
+def test_standard_input_from_the_box_is_read_and_kept_with_the_run(site, page):
+    open_with_code(page, site, "print('hello', input())")
+    page.locator("[data-stdin-box] > summary").click()
+    page.fill("#stdin", "Ada")
+    page.locator("#stdin").press("Control+Enter")  # runs from the input box too
+    done = page.locator("#result .run[data-status=succeeded]")
+    expect(done).to_be_visible(timeout=30_000)
+    expect(done.locator(".output").first).to_have_text("hello Ada\n")
+    expect(done.locator("[data-run-stdin]")).to_contain_text("Standard input it read from")
+    assert Run.objects.get().stdin == "Ada"
+    page.reload()  # the run's page: its input ready to run again
+    expect(page.locator("#stdin")).to_have_value("Ada")
+
+
+HOT = """def slow(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+print(slow(3_000_000))
+"""
+
+
+def test_each_lines_heat_is_in_the_editors_gutter(site, page):
+    env = environments.default()
+    version = tuple(int(part) for part in env.version.split(".")[:3])
+    if launcher.profile_off(env.implementation.lower(), version):
+        pytest.skip(f"no line profile under {env.interpreter_name}")
+    open_with_code(page, site, HOT)
+    run_and_wait(page, "succeeded")
+    run = Run.objects.get()
+    assert run.lines, run.measurement_notes
+    markers = page.locator(".cm-heat-gutter .cm-heat-marker")
+    expect(markers).to_have_count(len(run.lines))
+    hottest = max(run.lines, key=lambda line: line["share"])
+    label = f"Line {hottest['line']}: {formatting.percent(hottest['share'])} of the CPU time"
+    expect(page.locator(f'.cm-heat-marker[title="{label}"]')).to_have_count(1)
+    # A hottest line's link moves the cursor there, marked as heat (never as an error),
+    # and says its share for keyboards and screen readers.
+    page.locator(f'.hottest a[data-line="{hottest["line"]}"]').click()
+    expect(page.locator(".cm-heat-line")).to_have_text(HOT.splitlines()[hottest["line"] - 1])
+    expect(page.locator(".cm-error-line")).to_have_count(0)
+    expect(page.locator("#heat-status")).to_have_text(label)
+    # Editing the code fades the markers: they belong to the code that ran.
+    expect(page.locator(".cm-editor.cm-heat-stale")).to_have_count(0)
+    page.keyboard.type("# edited ")
+    expect(page.locator(".cm-editor.cm-heat-stale")).to_have_count(1)
+
+
+def test_settings_theme_font_size_and_vim_keys_are_kept_in_the_browser(site, page):
+    open_with_code(page, site, "abc = 1")
+    page.locator(".settings > summary").click()
+    page.get_by_label("Dark").check()
+    page.select_option("#setting-font-size", "20")
+    page.select_option("#setting-keys", "vim")
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-theme", "dark")
+    background = "getComputedStyle(document.documentElement).backgroundColor"
+    assert page.evaluate(background) == "rgb(18, 22, 20)"  # dark, whatever the system says
+    expect(page.locator(".cm-editor")).to_have_css("font-size", "20px")
+    # Vim's normal mode: "x" deletes the character under the cursor.
+    page.keyboard.press("Escape")  # closes the menu
+    page.locator(".cm-content").click()
+    page.keyboard.press("0")
+    page.keyboard.press("x")
+    expect(page.locator(".cm-content")).to_have_text("bc = 1")
+    page.reload()
+    expect(html).to_have_attribute("data-theme", "dark")
+    expect(page.locator(".cm-editor")).to_have_css("font-size", "20px")
+    page.locator(".settings > summary").click()
+    expect(page.locator("#setting-keys")).to_have_value("vim")
+    page.get_by_label("As the system").check()
+    expect(html).not_to_have_attribute("data-theme", re.compile("."))
 
 
 def test_without_javascript_the_form_still_runs_code(site, chromium):

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -499,3 +500,22 @@ def test_the_api_refuses_a_since_it_cannot_read(client, since):
     assert answer.status_code == 400 and "since" in answer.json()["error"]
     whole = client.get(f"/api/runs/{run.public_id}").json()
     assert whole["stdout"] == "hello\n" and whole["since"] == "6.0"
+
+
+@pytest.mark.django_db
+def test_compare_with_your_previous_run_fills_both_sides_from_the_two_runs():
+    client = Client()
+    for code, stdin in (("print('first')", ""), ("print('second', input())", "x\n")):
+        client.post("/runs/new", {"code": code, "stdin": stdin})
+    first, second = Run.objects.order_by("created_at")
+    Run.objects.update(status=Run.Status.SUCCEEDED)
+    page = client.get(second.get_absolute_url()).content.decode()
+    link = f"/compare/?a={first.public_id}&amp;b={second.public_id}"
+    assert f'href="{link}" data-compare-previous' in page
+    # The first run has no run of this browser before it; a stranger's view, none at all.
+    assert "data-compare-previous" not in client.get(first.get_absolute_url()).content.decode()
+    assert "data-compare-previous" not in Client().get(second.get_absolute_url()).content.decode()
+    form = client.get(link.replace("&amp;", "&")).content.decode()
+    assert "print(&#x27;first&#x27;)</textarea>" in form
+    assert "print(&#x27;second&#x27;, input())</textarea>" in form
+    assert 'name="stdin_apart" id="stdin_apart" checked' in form  # their inputs differ
