@@ -72,8 +72,7 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV
-        context["equivalents"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
-        context["at_scale"] = equivalents.at_scale(run.energy_kwh, run.emissions_g)
+        context["everyday"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
         context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
 

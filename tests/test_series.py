@@ -221,19 +221,38 @@ def test_run_page_shows_baseline_equivalents_and_other_grids(client):
         energy_kwh=1.08e-6, emissions_g=7.7e-4, baseline_energy_kwh=3e-8, baseline_cpu_seconds=0.027
     )
     html = client.get(run.get_absolute_url()).text
-    assert "Beyond that: 1.05 mWh" in html
-    assert "driving 3.1 mm in a typical passenger car" in html
-    assert "10 W LED bulb lit for 389 ms" in html
+    # One headline (the card); the start-up share as its breakdown, in the card's unit.
+    assert 'data-metric="energy">1.08 mWh<' in html
+    assert "Of the snippet's 1.08 mWh, about 0.03 mWh is what any snippet costs here" in html
+    assert '<span data-metric="net-energy">1.05 mWh</span> is your code' in html
+    # 1.08 mWh is tiny: pictured at the fewest runs that make one phone charge.
+    runs, runs_text = equivalents.scale_for(run.energy_kwh)
+    assert runs == 1_000_000 and f"<strong>{runs_text}</strong> like it" in html
+    assert "87.1 full charges of a smartphone" in html
+    assert "driving 3.1 km in a typical passenger car" in html
     assert "France" in html and 'India <span class="muted">(this run)</span>' in html
+
+
+@pytest.mark.parametrize("energy_kwh", [1e-10, 1.27e-9, 3e-7, 1e-5, 0.5])
+def test_equivalents_read_as_everyday_sentences_at_any_scale(energy_kwh):
+    everyday = equivalents.for_figures(energy_kwh, energy_kwh * 700)
+    # Enough runs for one phone charge, and no more than a thousandth of that fewer.
+    scaled = energy_kwh * everyday.runs
+    assert scaled >= equivalents.PHONE_CHARGE_KWH.value or everyday.runs == 10**9
+    assert everyday.runs == 1 or scaled / 1000 < equivalents.PHONE_CHARGE_KWH.value
+    text = " ".join(item["text"] for item in everyday.items)
+    assert "millionths" not in text and "µm" not in text and "µs" not in text
 
 
 def test_equivalents_use_their_published_constants():
     assert equivalents.CAR_G_PER_KM.value == pytest.approx(248.5, abs=0.1)
     car = equivalents.CAR_G_PER_KM.value
-    items = {item["key"]: item["text"] for item in equivalents.for_figures(0.0124, car)}
-    assert items["phone"].startswith("1× of fully charging a smartphone")
+    everyday = equivalents.for_figures(0.0124, car)
+    assert everyday.runs == 1
+    items = {item["key"]: item["text"] for item in everyday.items}
+    assert items["phone"] == "1 full charge of a smartphone"
     assert items["car"] == "the CO₂ of driving 1 km in a typical passenger car"
-    assert equivalents.for_figures(None, None) == []
+    assert equivalents.for_figures(None, None) is None
 
 
 def test_what_if_prices_the_same_energy_on_other_grids():

@@ -205,12 +205,8 @@ def for_page(run) -> dict:
             for line in run.lines
         ],
         "hottest": [line | {"text": listing[line["line"] - 1]["text"]} for line in hottest],
+        # In the run page's units (runs.pages.run_context), as its cards and lines are.
         "section_rows": sections,
-        "section_units": formatting.units_for(
-            [_Figures(s) for s in run.sections],
-            energy_kwh="energy",
-            duration_s="duration",
-        ),
     }
 
 
@@ -218,9 +214,3 @@ def _heat(shares: dict, number: int, top: float) -> int:
     """0–100: how hot a line is against the hottest one, for its bar."""
     line = shares.get(number)
     return round(100 * line["share"] / top) if line else 0
-
-
-class _Figures:
-    def __init__(self, figures: dict):
-        self.energy_kwh = figures["energy_kwh"]
-        self.duration_s = max(figures["duration_s"], figures["cpu_seconds"])

@@ -64,57 +64,76 @@ def _duration(seconds: float) -> str:
     return scaled(seconds, [(3600, "h"), (60, "min"), (1, "s"), (1e-3, "ms"), (1e-6, "µs")])
 
 
-def _share(fraction: float) -> str:
-    if fraction >= 1:
-        return f"{significant(fraction)}×"
-    if fraction >= 1e-4:
-        return f"{significant(fraction * 100)}%"
-    return f"{significant(fraction * 1e6)} millionths"
+def _count(value: float, one: str, many: str, part_of: str) -> str:
+    """'3.2 litres of water', '1 litre of water', '45% of a litre of water'."""
+    if value >= 1:
+        number = significant(value)
+        return f"{number} {one if number == '1' else many}"
+    return f"{significant(value * 100)}% of {part_of}"
 
 
-def for_figures(energy_kwh: float | None, emissions_g: float | None) -> list[dict]:
-    """[{'text', 'key'}] describing the figures in everyday terms."""
+# How many runs the equivalents describe: the fewest (one, a thousand, a million, a
+# billion) at which they read as everyday sentences, "102 phone charges" and "3.6 km",
+# not "0.102 millionths of a charge" and "3.64 µm". The rule: enough runs to charge a
+# phone once.
+SCALES = [(1, "one run"), (1_000, "1,000 runs"), (1_000_000, "1 million runs")]
+SCALES.append((1_000_000_000, "1 billion runs"))
+
+
+@dataclass(frozen=True)
+class Everyday:
+    runs: int
+    runs_text: str
+    energy: str
+    emissions: str
+    items: list[dict]
+
+
+def scale_for(energy_kwh: float) -> tuple[int, str]:
+    for runs, text in SCALES:
+        if energy_kwh * runs >= PHONE_CHARGE_KWH.value:
+            return runs, text
+    return SCALES[-1]
+
+
+def for_figures(energy_kwh: float | None, emissions_g: float | None) -> Everyday | None:
+    """The figures in everyday terms, at the scale where they read naturally (None for
+    a run without them)."""
     if not energy_kwh or emissions_g is None:
-        return []
-    joules = energy_kwh * KWH_IN_J
-    return [
-        {
-            "key": "car",
-            "text": f"the CO₂ of driving {_distance(emissions_g / CAR_G_PER_KM.value)} "
-            f"in {CAR_G_PER_KM.description}",
-        },
+        return None
+    runs, runs_text = scale_for(energy_kwh)
+    kwh, grams = energy_kwh * runs, emissions_g * runs
+    items = [
         {
             "key": "phone",
-            "text": f"{_share(energy_kwh / PHONE_CHARGE_KWH.value)} of "
-            f"{PHONE_CHARGE_KWH.description}",
+            "text": _count(
+                kwh / PHONE_CHARGE_KWH.value,
+                "full charge of a smartphone",
+                "full charges of a smartphone",
+                "a smartphone's full charge",
+            ),
+        },
+        {
+            "key": "car",
+            "text": f"the CO₂ of driving {_distance(grams / CAR_G_PER_KM.value)} in "
+            f"{CAR_G_PER_KM.description}",
         },
         {
             "key": "led",
             "text": f"{LED_WATTS.description.split(' (')[0]} lit for "
-            f"{_duration(joules / LED_WATTS.value)}",
+            f"{_duration(kwh * KWH_IN_J / LED_WATTS.value)}",
         },
         {
             "key": "kettle",
-            "text": f"{_share(energy_kwh / KETTLE_KWH.value)} of {KETTLE_KWH.description}",
+            "text": "boiling "
+            + _count(kwh / KETTLE_KWH.value, "litre", "litres", "a litre")
+            + " of water from 20 °C (heat only, no losses)",
         },
     ]
-
-
-AT_SCALE_RUNS = 1_000_000
-
-
-def at_scale(energy_kwh: float | None, emissions_g: float | None) -> str:
-    """What the run would cost repeated AT_SCALE_RUNS times (a job in production, a test
-    suite on every commit), in the same everyday terms."""
-    if not energy_kwh or emissions_g is None:
-        return ""
-    kwh, grams = energy_kwh * AT_SCALE_RUNS, emissions_g * AT_SCALE_RUNS
-    return (
-        f"{scaled(kwh, ENERGY_UNITS)} and {scaled(grams, MASS_UNITS)} CO₂e: "
-        f"{_count(kwh / PHONE_CHARGE_KWH.value)} phone charges, or driving "
-        f"{_distance(grams / CAR_G_PER_KM.value)} in {CAR_G_PER_KM.description}."
+    return Everyday(
+        runs=runs,
+        runs_text=runs_text,
+        energy=scaled(kwh, ENERGY_UNITS),
+        emissions=scaled(grams, MASS_UNITS),
+        items=items,
     )
-
-
-def _count(value: float) -> str:
-    return significant(value) if value >= 1 else f"{significant(value)} of one"
