@@ -228,8 +228,8 @@ SANDBOX_STANDBY = env_number("SANDBOX_STANDBY", 2, int, 0)
 if SANDBOX_STANDBY > 8:
     raise ImproperlyConfigured("SANDBOX_STANDBY must be at most 8.")
 MAX_CODE_BYTES = env_number("MAX_CODE_BYTES", 64 * 1024, int, 1)
-# What a run may read on its standard input. At most 1 MiB: it waits in a pipe, which
-# Linux lets a process enlarge to /proc/sys/fs/pipe-max-size (1 MiB by default).
+# What a run may read on its standard input. At most 1 MiB: it is stored with every run,
+# and a comparison's rounds copy it into each of their runs.
 MAX_STDIN_BYTES = env_number("MAX_STDIN_BYTES", 64 * 1024, int, 0)
 if MAX_STDIN_BYTES > 1024 * 1024:
     raise ImproperlyConfigured("MAX_STDIN_BYTES must be at most 1048576 (1 MiB).")

@@ -50,6 +50,9 @@ def test_input_larger_than_a_pipe_and_never_read_does_not_hold_the_run(mode, set
     assert ignored.exit_code == 0 and ignored.stdout == "done\n" and not ignored.limit
     counted = sandbox.run("import sys\nprint(len(sys.stdin.read()))", limits(), stdin=big)
     assert counted.stdout == f"{len(big)}\n"
+    # The rest of the input waits on the watch, not the other way round: its limits hold.
+    looping = sandbox.run("while True:\n    pass", limits(timeout_s=1), stdin=big)
+    assert looping.timed_out and looping.wall_s < 5
     assert sandbox_processes() == []
 
 

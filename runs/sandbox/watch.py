@@ -5,7 +5,6 @@ ending in `teardown`)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import selectors
@@ -48,8 +47,6 @@ from .contract import (
 from .host import _account, _become_subreaper, _children_of, _python, landlock_abi, python_version
 from .teardown import Teardown, _live_sandboxes, _Report, _sandboxes_starting
 from .usage import Usage
-
-PIPE_DEFAULT_BYTES = 65536  # a pipe's capacity until enlarged (pipe(7))
 
 
 def launch(limits: Limits, nice: int = 0) -> _Watch:
@@ -133,6 +130,7 @@ class _Watch(Usage, Teardown):
         # sandbox waiting (None: no cgroup counts it).
         self.accounted_at_code: float | None = None
         self.report = b""  # what the supervisor reported so far
+        self._input = memoryview(b"")  # code and input not yet in the pipe (execute)
         # The supervisor has reported the end: every process of the snippet is gone.
         self.reported = False
         self.nice = 0  # the priority it waits at, until taken for a run
@@ -234,20 +232,29 @@ class _Watch(Usage, Teardown):
         else:
             self.cpu_before_code = self._cpu_seconds()
         started = time.monotonic()
-        message = launcher.frame(source, stdin)
-        # The snippet's process reads the code at once; its input waits in the pipe,
-        # enlarged to hold all of it so that this write never waits for the snippet.
-        if len(message) > PIPE_DEFAULT_BYTES:
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, len(message))
-        try:
-            self.proc.stdin.write(message)
+        # The snippet's process reads the code at once; its input waits in the pipe for
+        # the snippet to read it. Whatever the pipe cannot hold yet is sent as the
+        # snippet reads, by the watch: never a write that waits on the snippet.
+        self._input = memoryview(launcher.frame(source, stdin))
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        if self._send_input():
             self.proc.stdin.close()
-        except BrokenPipeError:
-            pass  # it died before reading; its stderr says why
         _started(on_start)
         self._watch(started, on_tick, tick_seconds, stop)
         return outcome
+
+    def _send_input(self) -> bool:
+        """Write what the pipe takes of the code and input; True once nothing is left
+        to send (all of it sent, or the sandbox gone: its stderr says why)."""
+        fd = self.proc.stdin.fileno()
+        try:
+            while self._input:
+                self._input = self._input[os.write(fd, self._input) :]
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._input = memoryview(b"")
+        return True
 
     def _wait_until_ready(self) -> None:
         """Until both processes of the sandbox wait (the supervisor for the snippet,
@@ -293,6 +300,9 @@ class _Watch(Usage, Teardown):
         # The supervisor's report ends the run the moment it comes, before bubblewrap
         # has exited (it and the launcher hold the output pipes open until then).
         selector.register(self.report_read, selectors.EVENT_READ)
+        sending = not proc.stdin.closed  # the input the pipe could not hold at once
+        if sending:
+            selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
         deadline = started + limits.timeout_s
         # The first tick comes early: a snippet's first output shows at once.
         next_tick = started + min(tick_seconds, FIRST_TICK_SECONDS)
@@ -331,7 +341,13 @@ class _Watch(Usage, Teardown):
                 exited = self._exited()
                 time.sleep(0 if exited else min(timeout, EXIT_POLL_SECONDS))
                 continue
-            for key, _ in selector.select(timeout):
+            for key, events in selector.select(timeout):
+                if events & selectors.EVENT_WRITE:
+                    if self._send_input():
+                        selector.unregister(key.fd)
+                        proc.stdin.close()
+                        sending = False
+                    continue
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
@@ -341,6 +357,9 @@ class _Watch(Usage, Teardown):
                     outcome.limit = "output"
                     exited = True
         end = time.monotonic()
+        if sending:  # input the snippet never read
+            selector.unregister(proc.stdin.fileno())
+            proc.stdin.close()
         outcome.memory_byte_seconds += memory * (end - last_check)
         if not self.reported and not self._exited():
             self.stop()
