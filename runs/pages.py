@@ -189,7 +189,9 @@ def history_page(runs, raw_page: str) -> dict:
     }
 
 
-def series_context(series: Series) -> dict:
+def series_context(series: Series, request: HttpRequest | None = None) -> dict:
+    """What a repeat's or a comparison's page shows (`request`: whether its viewer may
+    stop it)."""
     runs = series.ordered_runs()
     results = series.results(runs)
     measured = [m for data in results["variants"].values() for m in data["measured"].values()]
@@ -206,6 +208,9 @@ def series_context(series: Series) -> dict:
     context = {
         "series": series,
         "results": results,
+        "can_stop": request is not None
+        and not results["is_over"]
+        and series.stoppable_by(request.session.session_key, client_of(request)),
         "warnings": results["warnings"],
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),

@@ -15,6 +15,7 @@ urlpatterns = [
     path("runs.csv", views.history_export, name="history-export"),
     path("series/new", views.series_create, name="series-create"),
     path("series/<uuid:public_id>/", views.series_detail, name="series-detail"),
+    path("series/<uuid:public_id>/cancel", views.series_cancel, name="series-cancel"),
     path("series/<uuid:public_id>.json", views.series_export, name="series-export"),
     path("compare/", views.compare, name="compare"),
     path("compare/new", views.compare_create, name="compare-create"),

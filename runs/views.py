@@ -295,7 +295,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
         return _refused(request, code, exc.messages)
     enqueue(*series.ordered_runs())
     if request.htmx:
-        context = pages.series_context(series) | {"clear_errors": True}
+        context = pages.series_context(series, request) | {"clear_errors": True}
         response = render(request, "runs/series.html#series", context, status=201)
         return push_url(response, series.get_absolute_url())
     return redirect(series)
@@ -445,6 +445,20 @@ def compare_create(request: HttpRequest) -> HttpResponse:
     return redirect(series)
 
 
+@require_POST
+def series_cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
+    """A repeat's or a comparison's Stop: no new round, and its runs in flight stopped
+    (waiting up to a few seconds for them to end)."""
+    series = get_object_or_404(Series, public_id=public_id)
+    if not series.stoppable_by(request.session.session_key, client_of(request)):
+        return HttpResponse("Only the browser that started this may stop it.", status=403)
+    for run in tasks.cancel_series(series):
+        waiting.wait_for(run, api.STOP_WAIT_SECONDS)
+    if request.htmx:
+        return render(request, "runs/series.html#series", pages.series_context(series, request))
+    return redirect(series)
+
+
 @never_cache
 @require_GET
 def series_detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
@@ -454,7 +468,7 @@ def series_detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     ):
         return redirect(series)
     template = "runs/series.html#series" if request.htmx else "runs/series.html"
-    return render(request, template, pages.series_context(series))
+    return render(request, template, pages.series_context(series, request))
 
 
 def _download(data: dict, filename: str) -> JsonResponse:

@@ -8,7 +8,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from runs.models import Run
+from runs.models import Run, Series
+from runs.queue import tasks
 
 from .conftest import finished, wait_for
 from .factories import running_run
@@ -116,3 +117,44 @@ def test_a_stop_request_reaches_the_worker_with_its_next_progress_write():
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING  # its end is the worker's
     Run.objects.filter(pk=run.pk).update(status=Run.Status.CANCELLED)
     assert writer.record("1\n2\n3\n", "", []) == Run.OVER
+
+
+def test_a_repeat_is_stopped_whole_by_its_browser_only(start_worker):
+    worker = start_worker()
+    owner = Client(REMOTE_ADDR="198.51.100.4")
+    answer = owner.post("/series/new", {"code": FOREVER, "repetitions": "3", "timeout": "30"})
+    assert answer.status_code == 302
+    series = Series.objects.get()
+    first = series.runs.get(repetition=1)
+    wait_for(lambda: Run.objects.filter(pk=first.pk, output_chunks__isnull=False).exists())
+    page = owner.get(series.get_absolute_url()).content.decode()
+    assert "data-stop" in page
+    stranger = Client(REMOTE_ADDR="198.51.100.5")
+    assert "data-stop" not in stranger.get(series.get_absolute_url()).content.decode()
+    assert stranger.post(f"/series/{series.public_id}/cancel").status_code == 403
+    response = owner.post(f"/series/{series.public_id}/cancel", headers=HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-finished="true"' in html and "data-stop" not in html
+    statuses = dict(series.runs.values_list("repetition", "status"))
+    assert statuses == {1: "cancelled", 2: "cancelled", 3: "cancelled"}
+    assert finished(first).stdout.startswith("started")  # the running one kept its output
+    assert series.runs.get(repetition=2).error == "Stopped on request before it started."
+    # Nothing of it is left but the worker's waiting standby sandboxes.
+    process = psutil.Process(worker.proc.pid)
+    wait_for(lambda: len(process.children()) <= settings.SANDBOX_STANDBY, timeout=10)
+
+
+@pytest.mark.django_db
+def test_a_stopped_comparison_adds_no_round_and_says_why_it_ended(client):
+    client.post("/compare/new", {"code_a": "1", "code_b": "2", "repetitions": "10"})
+    series = Series.objects.get()
+    first_round = series.runs.count()
+    stopped = tasks.cancel_series(series)
+    assert len(stopped) == first_round  # all queued: stopped at once
+    series.refresh_from_db()
+    assert series.finished_at and "Stopped on request after" in series.stop_reason
+    assert tasks.continue_comparison(series) == [] and series.runs.count() == first_round
+    results = series.results(series.ordered_runs())
+    assert results["is_over"] and series.stop_reason in results["warnings"]
+    assert tasks.cancel_series(series) == []  # over: nothing more to stop

@@ -103,6 +103,15 @@ def clean_env(name: object) -> str:
     return name
 
 
+def sent_by(sent, session_key: str | None, client: str) -> bool:
+    """Whether a request comes from the author of `sent` (a run or a series), who alone
+    may stop it: its own browser session, or, for one sent through the API, the client
+    that sent it."""
+    if sent.source == Run.Source.API:
+        return bool(sent.client) and sent.client == client
+    return bool(sent.session_key) and sent.session_key == session_key
+
+
 class RunQuerySet(models.QuerySet):
     def submit(self, code: str, **fields) -> Run:
         """Create a queued run from user input (validated here, for every entry point)."""
@@ -423,11 +432,7 @@ class Run(models.Model):
         return self.WRITTEN
 
     def stoppable_by(self, session_key: str | None, client: str) -> bool:
-        """Whether a request may stop it: from its own browser session, or, for a run
-        sent through the API, from the client that sent it."""
-        if self.source == self.Source.API:
-            return bool(self.client) and self.client == client
-        return bool(self.session_key) and self.session_key == session_key
+        return sent_by(self, session_key, client)
 
     def cancel(self) -> bool:
         """Stop this run for its author: a queued run at once (Cancelled, nothing ran);

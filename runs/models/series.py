@@ -16,7 +16,7 @@ from ..figures.comparisons import Compared, Measured
 from ..sandbox import environments
 from ..snippets import diffs
 from .fleet import ControlRun, Repeatability
-from .run import Run, clean_code, clean_env, clean_stdin
+from .run import Run, clean_code, clean_env, clean_stdin, sent_by
 
 
 class SeriesQuerySet(models.QuerySet):
@@ -235,9 +235,24 @@ class Series(models.Model):
         return done
 
     def is_finished(self, runs: list[Run]) -> bool:
-        if self.runs_until_clear:
-            return self.finished_at is not None
+        # A comparison stopped on request has its end before its last runs' (they stop
+        # within a second): it is over once both are.
+        if self.runs_until_clear and self.finished_at is None:
+            return False
         return all(run.is_over for run in runs)
+
+    def stoppable_by(self, session_key: str | None, client: str) -> bool:
+        return sent_by(self, session_key, client)
+
+    def stop(self) -> list[Run]:
+        """Stop it for its author: no new round, and each of its runs still queued or
+        running stopped (Run.cancel). The runs that were."""
+        if self.runs_until_clear and self.finished_at is None:
+            self.finish(
+                f"Stopped on request after {self.repetitions} pairs, before the answer was clear."
+            )
+        in_flight = self.runs.filter(status__in=Run.IN_FLIGHT).only("pk", "status")
+        return [run for run in in_flight if run.cancel()]
 
     def next_round(self, runs: list[Run]) -> int:
         """How many pairs a comparison that runs until clear adds now: the next round

@@ -135,6 +135,15 @@ def cancel(run: Run) -> bool:
     return True
 
 
+def cancel_series(series: Series) -> list[Run]:
+    """Stop a repeat or a comparison for its author (Series.stop); its client's next
+    waiting run takes its place in the workers' queue. The runs stopped."""
+    stopped = series.stop()
+    if stopped:
+        dispatch(series.client)
+    return stopped
+
+
 def dispatch(client: str) -> bool:
     """Hand `client`'s oldest waiting run to the workers unless one is there already."""
     run = _next_waiting(client)
