@@ -202,6 +202,9 @@
   syncRunButtons();
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape" || event.defaultPrevented) return;
+    // In Vim's bindings Escape is Vim's, in the editor: Stop stays a button there.
+    const keys = window.PlaygroundSettings ? window.PlaygroundSettings.read().keys : "";
+    if (keys === "vim" && event.target.closest(".cm-editor")) return;
     const stop = document.querySelector("#result [data-stop]");
     if (stop) {
       event.preventDefault();
