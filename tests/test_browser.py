@@ -395,6 +395,35 @@ def test_settings_theme_font_size_and_vim_keys_are_kept_in_the_browser(site, pag
     expect(html).not_to_have_attribute("data-theme", re.compile("."))
 
 
+FITS = "el => el.scrollWidth <= el.clientWidth"
+
+
+def test_a_repeat_reads_numbers_first_and_fits_beside_the_editor_and_on_a_phone(site, chromium):
+    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.goto(site)
+    page.locator(".cm-content").fill("print('hi')")
+    page.fill("#repetitions", "2")
+    page.click("#repeat-button")
+    series = page.locator("#result .series[data-finished=true]")
+    expect(series).to_be_visible(timeout=60_000)
+    # The figures come first; what makes them uncertain follows, in one notice.
+    order = series.evaluate(
+        "el => [...el.querySelectorAll('table.summary, [data-warnings]')].map(e => e.tagName)"
+    )
+    assert order[0] == "TABLE" and order.count("DIV") <= 1, order
+    summary = series.locator(".table-wrap").first
+    assert summary.evaluate(FITS), "the summary scrolls sideways beside the editor"
+    expect(series.locator("[data-metric=median-energy]")).to_contain_text("Wh")
+    url = page.url
+    context.close()
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = phone.new_page()
+    page.goto(url)
+    assert page.locator(".series .table-wrap").first.evaluate(FITS), "cut on a phone"
+    phone.close()
+
+
 def test_without_javascript_the_form_still_runs_code(site, chromium):
     context = chromium.new_context(java_script_enabled=False)
     page = context.new_page()
