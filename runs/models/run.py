@@ -33,24 +33,29 @@ logger = logging.getLogger(__name__)
 RESULT_WRITE_SECONDS = 120
 
 
+def _checked_text(text: object, name: str, limit: int) -> str:
+    """`text` if it is text a snippet can be given (`name` says what it is, in the
+    messages), or ValidationError with a message a user can act on."""
+    if not isinstance(text, str):
+        raise ValidationError(f"{name.capitalize()} must be text.")
+    if "\x00" in text:
+        raise ValidationError(f"The {name} contains NUL bytes; is it a binary file?")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(f"The {name} is not valid UTF-8 text.") from None
+    if size > limit:
+        raise ValidationError(
+            f"The {name} is {size:,} bytes; the limit is {limit:,} bytes.", code="too_large"
+        )
+    return text
+
+
 def clean_code(code: object) -> str:
     """The snippet to run, or ValidationError with a message a user can act on."""
-    if not isinstance(code, str):
-        raise ValidationError("Code must be text.")
-    if not code.strip():
+    if isinstance(code, str) and not code.strip():
         raise ValidationError("There is no code to run.")
-    if "\x00" in code:
-        raise ValidationError("The code contains NUL bytes; is it a binary file?")
-    try:
-        size = len(code.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError("The code is not valid UTF-8 text.") from None
-    if size > settings.MAX_CODE_BYTES:
-        raise ValidationError(
-            f"The code is {size:,} bytes; the limit is {settings.MAX_CODE_BYTES:,} bytes.",
-            code="too_large",
-        )
-    return code
+    return _checked_text(code, "code", settings.MAX_CODE_BYTES)
 
 
 # The shortest time limit the pages offer: shorter is not a run worth measuring.
@@ -62,21 +67,7 @@ def clean_stdin(text: object) -> str:
     message a user can act on."""
     if text in (None, ""):
         return ""
-    if not isinstance(text, str):
-        raise ValidationError("Standard input must be text.")
-    if "\x00" in text:
-        raise ValidationError("The standard input contains NUL bytes; is it a binary file?")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError("The standard input is not valid UTF-8 text.") from None
-    if size > settings.MAX_STDIN_BYTES:
-        raise ValidationError(
-            f"The standard input is {size:,} bytes; the limit is "
-            f"{settings.MAX_STDIN_BYTES:,} bytes.",
-            code="too_large",
-        )
-    return text
+    return _checked_text(text, "standard input", settings.MAX_STDIN_BYTES)
 
 
 def clean_timeout(raw: object) -> float:
