@@ -38,23 +38,31 @@ const theme = EditorView.theme({
   ".cm-heat-stale .cm-heat-marker": { opacity: "0.3" },
 });
 
+// One line of the editor marked with `className`, moved by edits; an effect's line
+// number (or null) replaces it, and any of the effects `clearedBy` clears it.
+function lineMark(className, clearedBy = []) {
+  const mark = StateEffect.define();
+  const field = StateField.define({
+    create: () => Decoration.none,
+    update(marks, transaction) {
+      marks = marks.map(transaction.changes);
+      for (const effect of transaction.effects) {
+        if (clearedBy.some((type) => effect.is(type))) marks = Decoration.none;
+        if (!effect.is(mark)) continue;
+        const number = effect.value;
+        marks = number && number <= transaction.state.doc.lines
+          ? Decoration.set([Decoration.line({ class: className }).range(transaction.state.doc.line(number).from)])
+          : Decoration.none;
+      }
+      return marks;
+    },
+    provide: (f) => EditorView.decorations.from(f),
+  });
+  return { mark, field };
+}
+
 // The line a failed run stopped at, marked until the next run.
-const markLine = StateEffect.define();
-const errorLine = StateField.define({
-  create: () => Decoration.none,
-  update(marks, transaction) {
-    marks = marks.map(transaction.changes);
-    for (const effect of transaction.effects) {
-      if (!effect.is(markLine)) continue;
-      const number = effect.value;
-      marks = number && number <= transaction.state.doc.lines
-        ? Decoration.set([Decoration.line({ class: "cm-error-line" }).range(transaction.state.doc.line(number).from)])
-        : Decoration.none;
-    }
-    return marks;
-  },
-  provide: (field) => EditorView.decorations.from(field),
-});
+const errorLine = lineMark("cm-error-line");
 
 // Each profiled line's share of the run's CPU time, as a bar in a gutter of its own
 // (width against the hottest line). They belong to the code that ran: an edit fades
@@ -101,23 +109,7 @@ const heatStale = EditorView.editorAttributes.compute([heat], (state) =>
   state.field(heat).stale ? { class: "cm-heat-stale" } : {}
 );
 // The line a "hottest lines" link went to: heat's colour, not an error's.
-const markHeatLine = StateEffect.define();
-const heatLine = StateField.define({
-  create: () => Decoration.none,
-  update(marks, transaction) {
-    marks = marks.map(transaction.changes);
-    for (const effect of transaction.effects) {
-      if (effect.is(setHeat)) marks = Decoration.none;
-      if (!effect.is(markHeatLine)) continue;
-      const number = effect.value;
-      marks = number && number <= transaction.state.doc.lines
-        ? Decoration.set([Decoration.line({ class: "cm-heat-line" }).range(transaction.state.doc.line(number).from)])
-        : Decoration.none;
-    }
-    return marks;
-  },
-  provide: (field) => EditorView.decorations.from(field),
-});
+const heatLine = lineMark("cm-heat-line", [setHeat]);
 
 // Key bindings a visitor chose (runs' settings, static/js/settings.js).
 const KEYMAPS = { vim: () => vim(), emacs: () => emacs() };
@@ -159,11 +151,11 @@ function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
         theme,
         wrapping.of(wrap()),
         syntaxHighlighting(highlight),
-        errorLine,
+        errorLine.field,
         heat,
         heatGutter,
         heatStale,
-        heatLine,
+        heatLine.field,
         EditorView.contentAttributes.of({
           "aria-label": label || "Python code",
           ...(textarea.getAttribute("aria-describedby")
@@ -194,7 +186,7 @@ function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
     },
     focus: () => view.focus(),
     markLine(number) {
-      view.dispatch({ effects: markLine.of(number || null) });
+      view.dispatch({ effects: errorLine.mark.of(number || null) });
     },
     // [{line, heat (0-100), label}] of the run shown ([] clears), faded (`stale`)
     // where the editor's code is no longer the code that ran.
@@ -202,7 +194,7 @@ function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
       view.dispatch({ effects: setHeat.of({ lines: lines || [], stale }) });
     },
     markHeatLine(number) {
-      view.dispatch({ effects: markHeatLine.of(number || null) });
+      view.dispatch({ effects: heatLine.mark.of(number || null) });
     },
     setKeys(name) {
       view.dispatch({ effects: bindings.reconfigure(keyBindings(name)) });
