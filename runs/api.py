@@ -21,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from . import limits
-from .clients import client_of
+from .clients import client_of, may_stop
 from .models import ControlRun, Offsets, Run, Worker
 from .queue import tasks, waiting
 from .queue.tasks import store_and_enqueue
@@ -169,7 +169,7 @@ def cancel(request: HttpRequest, public_id: str) -> JsonResponse:
         found = Run.objects.get(public_id=uuid.UUID(public_id))
     except (ValueError, Run.DoesNotExist):
         return json_error("No such run.", 404)
-    if not found.stoppable_by(request.session.session_key, client_of(request)):
+    if not may_stop(request, found):
         return json_error("Only the client that sent this run may stop it.", 403)
     if not tasks.cancel(found):
         return json_error(f"The run is over ({found.status}): there is nothing to stop.", 409)

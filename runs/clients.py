@@ -51,3 +51,9 @@ def client_of(request: HttpRequest) -> str:
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+def may_stop(request: HttpRequest, sent) -> bool:
+    """Whether `request` comes from the author of `sent` (a run or a series), who alone
+    may stop it (its `stoppable_by` says by which session or client)."""
+    return sent.stoppable_by(request.session.session_key, client_of(request))

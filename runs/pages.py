@@ -7,7 +7,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest
 
 from . import sandbox
-from .clients import client_of
+from .clients import may_stop
 from .figures import breakdown, charts, equivalents, formatting, measure, stats
 from .models import (
     MAX_REPETITIONS,
@@ -47,9 +47,7 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         "new_stderr": new_stderr,
         "chart": charts.power_chart(run.power_samples, run.duration_s),
         "queue_position": position,
-        "can_stop": request is not None
-        and not run.is_over
-        and run.stoppable_by(request.session.session_key, client_of(request)),
+        "can_stop": request is not None and not run.is_over and may_stop(request, run),
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
         "poll_ms": _poll_interval_ms(run, position),
         "grid": measure.grid_of(run.country_iso_code, run.region),
@@ -208,9 +206,7 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
     context = {
         "series": series,
         "results": results,
-        "can_stop": request is not None
-        and not results["is_over"]
-        and series.stoppable_by(request.session.session_key, client_of(request)),
+        "can_stop": request is not None and not results["is_over"] and may_stop(request, series),
         "warnings": results["warnings"],
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),

@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 from django_htmx.middleware import HtmxDetails
 
 from . import api, export, limits, pages
-from .clients import client_of
+from .clients import client_of, may_stop
 from .figures import formatting, measure
 from .models import (
     MAX_REPETITIONS,
@@ -163,7 +163,7 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
 def cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
     """The run page's Stop: the run as it ends (waiting up to a few seconds for it)."""
     run = get_object_or_404(Run, public_id=public_id)
-    if not run.stoppable_by(request.session.session_key, client_of(request)):
+    if not may_stop(request, run):
         return HttpResponse("Only the browser that started this run may stop it.", status=403)
     if tasks.cancel(run):
         waiting.wait_for(run, api.STOP_WAIT_SECONDS)
@@ -450,7 +450,7 @@ def series_cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
     """A repeat's or a comparison's Stop: no new round, and its runs in flight stopped
     (waiting up to a few seconds for them to end)."""
     series = get_object_or_404(Series, public_id=public_id)
-    if not series.stoppable_by(request.session.session_key, client_of(request)):
+    if not may_stop(request, series):
         return HttpResponse("Only the browser that started this may stop it.", status=403)
     for run in tasks.cancel_series(series):
         waiting.wait_for(run, api.STOP_WAIT_SECONDS)
