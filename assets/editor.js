@@ -111,9 +111,11 @@ const heatStale = EditorView.editorAttributes.compute([heat], (state) =>
 // The line a "hottest lines" link went to: heat's colour, not an error's.
 const heatLine = lineMark("cm-heat-line", [setHeat]);
 
-// Key bindings a visitor chose (runs' settings, static/js/settings.js).
+// Key bindings a visitor chose (static/js/settings.js): every editor starts with them
+// and follows a change at once.
 const KEYMAPS = { vim: () => vim(), emacs: () => emacs() };
 const keyBindings = (name) => (KEYMAPS[name] ? Prec.highest(KEYMAPS[name]()) : []);
+const chosenKeys = () => (window.PlaygroundSettings ? window.PlaygroundSettings.read().keys : "");
 
 // The label of the heat marker on the cursor's line ("" where there is none).
 function heatAtCursor(state) {
@@ -126,7 +128,7 @@ function heatAtCursor(state) {
   return label;
 }
 
-function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
+function create(textarea, { onRun, onChange, onHeatLine, label } = {}) {
   // On a phone, long lines wrap: the page never scrolls sideways, and the editor is no
   // scroll box that a keyboard cannot reach.
   const narrow = window.matchMedia("(max-width: 640px)");
@@ -142,7 +144,7 @@ function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
         Prec.highest(
           keymap.of([{ key: "Mod-Enter", run: () => { onRun && onRun(); return true; } }])
         ),
-        bindings.of(keyBindings(keys)),
+        bindings.of(keyBindings(chosenKeys())),
         basicSetup,
         python(),
         indentUnit.of("    "),
@@ -175,6 +177,9 @@ function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
       ],
     }),
   });
+  document.addEventListener("ccp:settings", (event) => {
+    view.dispatch({ effects: bindings.reconfigure(keyBindings(event.detail.keys)) });
+  });
   narrow.addEventListener("change", () => view.dispatch({ effects: wrapping.reconfigure(wrap()) }));
   textarea.insertAdjacentElement("afterend", view.dom);
   textarea.hidden = true;
@@ -195,9 +200,6 @@ function create(textarea, { onRun, onChange, onHeatLine, label, keys } = {}) {
     },
     markHeatLine(number) {
       view.dispatch({ effects: heatLine.mark.of(number || null) });
-    },
-    setKeys(name) {
-      view.dispatch({ effects: bindings.reconfigure(keyBindings(name)) });
     },
     goToLine(number) {
       if (!number || number > view.state.doc.lines) return;

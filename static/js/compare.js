@@ -15,9 +15,7 @@
     if (saved !== null && !fromServer) textarea.value = saved;
     const remember = (text) => { try { localStorage.setItem(key, text); } catch (e) { /* ignore */ } };
     if (window.PlaygroundEditor) {
-      const keys = window.PlaygroundSettings ? window.PlaygroundSettings.read().keys : "";
-      const editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, label: "Snippet " + side.toUpperCase(), keys });
-      document.addEventListener("ccp:settings", (event) => editor.setKeys(event.detail.keys));
+      window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, label: "Snippet " + side.toUpperCase() });
     } else {
       textarea.addEventListener("input", () => remember(textarea.value));
     }

@@ -75,13 +75,11 @@
   }
 
   const submit = () => { if (!inFlight()) form.requestSubmit(); };  // one run at a time
-  const settings = window.PlaygroundSettings ? window.PlaygroundSettings.read() : {};
   if (window.PlaygroundEditor) {
     // The cursor's line's share, for keyboards and screen readers (the gutter is a picture).
     const heatStatus = document.getElementById("heat-status");
     const onHeatLine = (label) => { heatStatus.textContent = label; heatStatus.hidden = !label; };
-    editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, onHeatLine, keys: settings.keys });
-    document.addEventListener("ccp:settings", (event) => editor.setKeys(event.detail.keys));
+    editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, onHeatLine });
   } else {
     textarea.addEventListener("input", () => remember(textarea.value));
   }
