@@ -206,6 +206,9 @@
     const stop = document.querySelector("#result [data-stop]");
     if (stop) {
       event.preventDefault();
+      // A poll may have swapped the button in a moment ago, before htmx took charge of
+      // its form: unprocessed, the click would post it natively and reload the page.
+      if (window.htmx) htmx.process(stop.form);
       stop.click();
     }
   });
