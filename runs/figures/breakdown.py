@@ -1,11 +1,16 @@
 """Where a run's energy went: its named sections and its lines.
 
-Both are measured by the sandbox's supervisor (runs/sandbox/launcher.py), a process the snippet
-cannot write to. A section's CPU and wall time are read there, from the snippet's own
-process, at the moments the snippet says it enters and leaves it: a snippet chooses
-the moments, not the figures. The line profile's stacks are written by the snippet's
-process (faulthandler, at each sample): self-reported by necessity, so they only share
-out the CPU time the sandbox measured, and the pages say so.
+Both are measured by the sandbox's supervisor (runs/sandbox/launcher.py), a process the
+snippet cannot write to. A section's CPU and wall time are read there, from the run's own
+kernel accounting (its cgroup's CPU counter, or the supervisor's count of every process
+of the run), at the moments the snippet says it enters and leaves it: a snippet chooses
+the moments, not the figures, and everything the run did while a section was open is in
+it, its threads and child processes included. The line profile's stacks are written by
+the snippet's process (faulthandler, at each sample): self-reported by necessity, so they
+only share out what was measured. Each sample is filed under the section the main thread
+was in, and the lines of a section share out that section's own figure (what it measured
+less its inner sections'); the lines outside every section share out the rest of the run.
+So no line reads more than the section it ran in, nor the lines more than the run.
 """
 
 from __future__ import annotations
@@ -46,11 +51,28 @@ PROFILE_UNSAFE = (
     "while C code calls back into Python (CPython gh-123967, fixed in 3.12.8 and 3.13.1), "
     "and measuring must never change how a run ends. Sections are measured as usual."
 )
+SECTIONS_FLOODED = (
+    f"The snippet entered and left sections more than {launcher.MAX_EVENTS // 2:,} times: "
+    "measuring each costs CPU time (charged to the run, as all measuring is), so sections "
+    "stopped there and the ones still open are not shown."
+)
+PROFILE_FLOODED = (
+    "More arrived on the line profile's pipe than its timer can write: the snippet wrote "
+    "there itself, so no line profile is shown (the time spent reading it is in the run's "
+    "CPU time)."
+)
+LINES_OUTSIDE_SECTIONS = (
+    "The lines could not be shared out section by section (sections overlapped in "
+    "threads, or one was left open): each line is its share of the sampled CPU time of "
+    "the whole run, so one inside a section may read more than that section."
+)
 NOTES = {
     launcher.PROFILE_STOPPED: PROFILE_STOPPED,
     launcher.PROFILE_UNSAFE: PROFILE_UNSAFE,
     launcher.PROFILE_UNSUPPORTED: PROFILE_UNSUPPORTED,
     launcher.SECTIONS_UNSYNCHRONIZED: SECTIONS_UNSYNCHRONIZED,
+    launcher.SECTIONS_FLOODED: SECTIONS_FLOODED,
+    launcher.PROFILE_FLOODED: PROFILE_FLOODED,
 }
 # Python numbers lines at these breaks only: a form feed, or U+2028 in a comment, is
 # not one (str.splitlines would count them).
@@ -92,17 +114,17 @@ def of(measurements: str, run) -> Breakdown:
             numbers = [_number(p) for p in parts[1:4]]
             if parts[4] and None not in numbers:
                 raw_sections.append((parts[4], *numbers))
-        elif parts[0] == launcher.LINE and len(parts) == 4 and parts[1].isdigit():
+        elif parts[0] == launcher.LINE and len(parts) == 5 and parts[1].isdigit():
             number, count, weight = int(parts[1]), _number(parts[2]), _number(parts[3])
             if 1 <= number <= code_lines and count and weight is not None:
-                samples[number] = (count, weight)
+                samples[(parts[4], number)] = (count, weight)
         elif parts[0] == launcher.NOTE and len(parts) == 2 and parts[1] in NOTES:
             notes.append(NOTES[parts[1]])
     if SECTIONS_UNSYNCHRONIZED not in notes:
         result.sections = _sections(raw_sections, run, result.notes)
     result.notes += notes
     if run.cpu_seconds >= MIN_PROFILE_CPU_SECONDS:
-        result.lines = _lines(samples, run)
+        result.lines = _lines(samples, run, result.sections, result.notes)
     return result
 
 
@@ -144,22 +166,67 @@ def _energy(run, cpu_seconds: float, wall_seconds: float) -> float:
     )
 
 
-def _lines(samples: dict[int, tuple[float, float]], run) -> list[dict]:
-    """Each sampled line's share of the sampled CPU time, applied to the run's measured
-    CPU time and energy: the profile only shares out what the supervisor measured."""
-    total = sum(weight for _, weight in samples.values())
-    if not total:
-        return []
-    return [
-        {
-            "line": number,
-            "samples": round(count, 2),
-            "cpu_seconds": run.cpu_seconds * weight / total,
-            "energy_kwh": run.energy_kwh * weight / total,
-            "share": weight / total,
-        }
-        for number, (count, weight) in sorted(samples.items())
-    ]
+def _lines(samples: dict, run, sections: list[dict], notes: list[str]) -> list[dict]:
+    """Each sampled line's figures: within each section the main thread was in (and
+    outside them all), the lines share out that part's own measured figure (less its
+    inner sections') by their sampled CPU time. Where sections overlapped, or a sample
+    names a section not shown, the lines share out the whole run instead, and say so."""
+    whole = {"": (run.cpu_seconds, run.energy_kwh)}
+    measured = {s["name"]: (s["cpu_seconds"], s["energy_kwh"]) for s in sections}
+    own = _own_figures(whole | measured)
+    if own is None or not {context for context, _ in samples} <= own.keys():
+        if any(context for context, _ in samples):
+            notes.append(LINES_OUTSIDE_SECTIONS)
+        samples = _merged(samples)
+        own = whole
+    weights: dict[str, float] = {}
+    for (context, _), (_, weight) in samples.items():
+        weights[context] = weights.get(context, 0.0) + weight
+    lines: dict[int, dict] = {}
+    for (context, number), (count, weight) in samples.items():
+        if not weights[context]:
+            continue
+        cpu, energy = own[context]
+        part = weight / weights[context]
+        line = lines.setdefault(number, {"line": number, "samples": 0.0, "cpu_seconds": 0.0})
+        line["samples"] += count
+        line["cpu_seconds"] += cpu * part
+        line["energy_kwh"] = line.get("energy_kwh", 0.0) + energy * part
+    for line in lines.values():
+        line["samples"] = round(line["samples"], 2)
+        line["share"] = line["energy_kwh"] / run.energy_kwh if run.energy_kwh else 0.0
+    return [lines[number] for number in sorted(lines)]
+
+
+def _own_figures(parts: dict[str, tuple[float, float]]) -> dict | None:
+    """Each part's (CPU, energy) less its direct inner sections' ("" is the whole run,
+    "a/b" is inside "a"); None where inner parts add up to more than their whole (they
+    overlapped in threads), beyond the rounding of their figures."""
+    own = {}
+    for name, (cpu, energy) in parts.items():
+        depth = name.count("/") + 1 if name else 0
+        inner = [
+            figures
+            for other, figures in parts.items()
+            if other
+            and other.count("/") == depth
+            and (not name or other.startswith(name + "/"))
+        ]
+        cpu_left = cpu - sum(c for c, _ in inner)
+        energy_left = energy - sum(e for _, e in inner)
+        if cpu_left < -0.02 * cpu - 1e-4:
+            return None
+        own[name] = (max(cpu_left, 0.0), max(energy_left, 0.0))
+    return own
+
+
+def _merged(samples: dict) -> dict:
+    """The samples of each line across every section it was sampled in."""
+    merged: dict[tuple[str, int], tuple[float, float]] = {}
+    for (_, number), (count, weight) in samples.items():
+        seen_count, seen_weight = merged.get(("", number), (0.0, 0.0))
+        merged[("", number)] = (seen_count + count, seen_weight + weight)
+    return merged
 
 
 def defines_section(code: str, name: str) -> bool:

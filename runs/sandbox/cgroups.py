@@ -107,6 +107,21 @@ class RunCgroup:
         raw = self._read("cpuacct", "cpuacct.usage").strip()
         return int(raw) / 1e9 if raw.isdigit() else None
 
+    def open_cpu_counter(self) -> int | None:
+        """A read-only descriptor on the group's CPU counter, for the sandbox's supervisor
+        to read at each section (runs/sandbox/launcher.py: RunClock); None where the
+        group does not account CPU time."""
+        if self.cpu_seconds() is None:
+            return None
+        if self.version == 2:
+            path = self.dirs["memory"] / "cpu.stat"
+        else:
+            path = self.dirs["cpuacct"] / "cpuacct.usage"
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
     def peak_memory_bytes(self) -> int:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         raw = self._read("memory", name).strip()

@@ -136,7 +136,7 @@ def launcher_arguments(
     address_space: int = 0,
     unix_sockets: bool = True,
     report_fd: int,
-    cpu_accounted: bool = False,
+    cpu_counter_fd: int | None = None,
     landlock: tuple[str, str] = ("", ""),
 ) -> list[str]:
     """The launcher's command line (see runs/sandbox/launcher.py for what each means)."""
@@ -152,7 +152,7 @@ def launcher_arguments(
         str(OPEN_FILES),
         "1" if unix_sockets else "0",
         str(report_fd),
-        "1" if cpu_accounted else "0",
+        str(-1 if cpu_counter_fd is None else cpu_counter_fd),
         str(round(settings.PROFILE_INTERVAL_MS * 1000)),
         *landlock,
     ]

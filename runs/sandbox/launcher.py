@@ -6,10 +6,10 @@ the project's files, and everything the sandbox's processes run must be in it. I
 with the snippet's interpreter (which may be older than the server's), so it uses only
 the standard library. Its arguments are built by `runs.sandbox.command.launcher_arguments`:
 file-size limit, process limit, address-space limit (0 = none), open-files limit,
-whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, whether a
-cgroup counts the CPU time of every process of the run (1/0), the profiler's interval in
-microseconds (0 = none), then the paths readable and the paths writable, separated by
-':' (both empty: no Landlock).
+whether AF_UNIX sockets are allowed (1/0), the file descriptor to report on, a file
+descriptor open on the run's cgroup CPU counter (-1: no cgroup counts the CPU time of
+every process of the run), the profiler's interval in microseconds (0 = none), then the
+paths readable and the paths writable, separated by ':' (both empty: no Landlock).
 
 It sets the resource limits, waits for the worker's word (a newline on stdin) that it
 is in the run's cgroup, and forks, all before the code comes (a worker starts it ahead
@@ -32,11 +32,17 @@ of the run, so that a run pays only for its own code):
 
 The supervisor measures for the snippet, which only says *when*: `from playground
 import section` sends each section's entry and exit to the supervisor and waits for it
-to read the snippet process's CPU clock and the time; and every `interval` of the
-process's CPU time a timer makes faulthandler write the main thread's stack, at that
-instant, to a pipe the supervisor reads and weighs by that same clock. The stacks come
-from the snippet's process, so the line profile is self-reported (and labelled so);
-the figures of sections are not: a snippet can change nothing of them but the moments.
+to read the run's CPU time (`RunClock`: the cgroup's counter, or the supervisor's own
+count of every process of the run) and the time, so that a section counts everything
+the run did while it was open, its threads, children and the supervisor's own work
+included; and every `interval` of the snippet process's CPU time a timer makes
+faulthandler write the main thread's stack, at that instant, to a pipe the supervisor
+reads, weighs by that process's clock and files under the main thread's innermost
+section. The stacks come from the snippet's process, so the line profile is
+self-reported (and labelled so); the figures of sections are not: a snippet can change
+nothing of them but the moments. Both channels are bounded: past MAX_EVENTS section
+events, or samples the timer cannot have written, the supervisor stops reading that
+channel and the run says so.
 """
 
 # Not `signal`: it imports enum, ~4 ms of every run's start-up. Nor contextlib.
@@ -401,6 +407,14 @@ PIPE_BYTES = 1 << 20  # the most an unprivileged process may give a pipe
 # More section events (or unread answers) than this at once were not waited for: a
 # snippet following the protocol has at most one in flight per thread.
 MAX_EVENTS_AT_ONCE = 64
+# Section events measured in one run: each costs the run a round trip through the
+# supervisor (charged to it, as all the supervisor does); past this many, sections stop.
+MAX_EVENTS = 200_000
+# The profile's pipe carries what the timer writes: at most one stack per interval of
+# the snippet process's CPU time (and one when it is stopped). More stacks than that,
+# with this margin, or more bytes than their largest size, were written by the snippet.
+PROFILE_SLACK_SAMPLES = 64
+MAX_SAMPLE_BYTES = 64 * 1024  # faulthandler: 100 frames of at most ~530 bytes each
 FIONREAD = 0x541B  # bytes waiting in a pipe, asked of either end
 MAX_SECTIONS = 100
 MAX_DEPTH = 50
@@ -408,26 +422,101 @@ MAX_REPORTED_LINES = 500
 MAX_LINES = 1 << 16  # distinct lines kept: the stacks are the snippet's to forge
 # A final sample, asked for when the worker stops the snippet, may take this long.
 FINAL_SAMPLE_SECONDS = 0.05
+SECTIONS_FLOODED = "sections-flooded"  # more than MAX_EVENTS section events
+PROFILE_FLOODED = "profile-flooded"  # more on the profile's pipe than the timer writes
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def counter_seconds(raw):
+    """A cgroup's CPU counter: v1's cpuacct.usage (nanoseconds), or v2's cpu.stat
+    (its usage_usec line, in microseconds)."""
+    if raw[:11] == b"usage_usec ":
+        return int(raw[11 : raw.index(b"\n")]) / 1e6
+    return int(raw) / 1e9
+
+
+def process_cpu(pid):
+    """A live (or not yet reaped) process's CPU time: its own threads' clock, exact,
+    and what it has reaped of its children (in clock ticks: /proc's precision)."""
+    try:
+        own = time_module.clock_gettime(((~pid) << 3) | 2)  # its CPUCLOCK_SCHED
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return own + (int(fields[13]) + int(fields[14])) / CLOCK_TICKS  # cutime, cstime
+    except (OSError, IndexError, ValueError):
+        return 0.0  # gone meanwhile: reaped, its time is its reaper's now
+
+
+def descendants(pid):
+    """Every live process below `pid` (each thread lists the children it started)."""
+    found, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            threads = os.listdir("/proc/%d/task" % parent)
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                with open("/proc/%d/task/%s/children" % (parent, thread)) as f:
+                    kids = [int(p) for p in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            stack += kids
+    return found
+
+
+class RunClock:
+    """The CPU time of the whole run so far, read where the snippet cannot steer it:
+    the run's cgroup counter (every process ever in the cgroup, this supervisor
+    included), or, where no cgroup counts it, the supervisor's own count: itself, what
+    it has reaped, and every live process below it."""
+
+    def __init__(self, counter_fd):
+        self.counter = counter_fd if counter_fd >= 0 else None
+
+    def seconds(self):
+        if self.counter is not None:
+            try:
+                return counter_seconds(os.pread(self.counter, 4096, 0))
+            except (OSError, ValueError):
+                return None  # unreadable now: this moment is not measured
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+        for pid in descendants(os.getpid()):
+            total += process_cpu(pid)
+        return total
 
 
 class Measure:
-    """What the supervisor measures of the snippet's process: its CPU clock (of every
-    thread, read with clock_getcpuclockid's id) and the time, at each section event,
-    and each profile sample weighed by that clock."""
+    """What the supervisor measures of the run: the run's CPU time (`RunClock`) and
+    the time at each section event, and each profile sample weighed by the snippet
+    process's CPU clock (of every thread, read with clock_getcpuclockid's id) and filed
+    under the section its main thread was in."""
 
-    def __init__(self, pid, main_path, interval):
+    def __init__(self, pid, main_path, interval, run_clock):
         self.clock = ((~pid) << 3) | 2  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+        self.run_clock = run_clock
         self.interval = interval
+        # The snippet's main thread has the id of ours: fork copies the calling thread.
+        self.main_thread = str(_thread.get_ident())
+        self.context = ""  # the main thread's innermost measured section ("": none)
         self.sections = {}  # "outer/inner" -> [calls, wall, cpu], in order first entered
         self.stacks = {}  # thread -> [(path, wall, cpu)] of the sections it is in
         self.unsynchronized = False
+        self.flooded = False  # sections stopped after MAX_EVENTS
+        self.event_count = 0
         self.events = b""
         self.marker = 'File "%s", line ' % main_path
-        self.lines = {}  # line -> [samples, cpu]
+        self.lines = {}  # (section, line) -> [samples, cpu]
         self.profile = ""
+        self.profile_bytes = 0
+        self.profile_flooded = False
         self.pending = None  # a sample's weight, until its line is read
         self.samples = 0
-        self.sampled_cpu = self.cpu() or 0.0  # the clock at the last samples read
+        self.started_cpu = self.sampled_cpu = self.cpu() or 0.0  # the clock at the last samples read
         self.final_cpu = None
         self.last_line = None
 
@@ -437,18 +526,26 @@ class Measure:
         except OSError:
             return None  # reaped
 
+    @property
+    def events_closed(self):
+        """Whether section events are no longer measured (read and dropped)."""
+        return self.unsynchronized or self.flooded
+
     def read_events(self, data, acks):
         """Section entries and exits, each at this moment's clocks; one answer each.
-        Once the snippet is seen sending them without waiting, they are read and
-        dropped (the sections will not be shown), and the answers end: a thread still
+        Once the snippet is seen sending them without waiting, or past MAX_EVENTS, they
+        are read and dropped (the run says why), and the answers end: a thread still
         waiting for one reads the end of the pipe and goes on without sections."""
-        if self.unsynchronized:
+        if self.events_closed:
             return
-        wall, cpu = time_module.monotonic(), self.cpu()
+        wall, cpu = time_module.monotonic(), self.run_clock.seconds()
         lines = (self.events + data).split(b"\n")
         self.events = lines.pop()[:4096]
+        self.event_count += len(lines)
         if len(lines) > MAX_EVENTS_AT_ONCE:
             self.unsynchronized = True
+        elif self.event_count > MAX_EVENTS:
+            self.flooded = True
         else:
             for line in lines:
                 if cpu is not None:
@@ -461,7 +558,7 @@ class Measure:
                 self.unsynchronized = int.from_bytes(unread, sys.byteorder) > MAX_EVENTS_AT_ONCE
             except OSError:
                 self.unsynchronized = True  # answers piled up unread: nobody waited
-        if self.unsynchronized:
+        if self.events_closed:
             os.close(acks)
 
     def event(self, line, wall, cpu):
@@ -471,9 +568,12 @@ class Measure:
             if thread not in self.stacks and len(self.stacks) >= MAX_SECTIONS:
                 return
             stack = self.stacks.setdefault(thread, [])
-            path = stack[-1][0] + "/" + name if stack else name
-            if len(stack) >= MAX_DEPTH or (
-                path not in self.sections and len(self.sections) >= MAX_SECTIONS
+            parent = stack[-1][0] if stack else ""
+            path = parent + "/" + name if parent else name
+            if (
+                parent is None  # inside one not counted
+                or len(stack) >= MAX_DEPTH
+                or (path not in self.sections and len(self.sections) >= MAX_SECTIONS)
             ):
                 path = None  # kept on the stack, so that its exit matches, not counted
             elif path not in self.sections:
@@ -486,13 +586,22 @@ class Measure:
                 figures[0] += 1
                 figures[1] += wall - entered_wall
                 figures[2] += cpu - entered_cpu
+        if thread == self.main_thread:
+            measured = [path for path, _, _ in self.stacks.get(thread, ()) if path is not None]
+            self.context = measured[-1] if measured else ""
 
     def read_profile(self, data):
-        """faulthandler's stacks: each sample's line is the innermost frame of main.py;
-        the samples read together share the CPU time since the last ones."""
+        """faulthandler's stacks: each sample's line is the innermost frame of main.py,
+        filed under the main thread's section; the samples read together share the CPU
+        time since the last ones. More than the timer can have written is dropped,
+        and the profile with it."""
         now = self.cpu()
         if now is None:
             now = self.final_cpu  # the process has ended: its last reading
+        self.profile_bytes += len(data)
+        if self.profile_flooded or self.profile_overflows(now):
+            self.profile_flooded, self.lines, self.last_line = True, {}, None
+            return
         lines = (self.profile + data.decode("ascii", "replace")).split("\n")
         self.profile = lines.pop()[:65536]
         samples = sum(1 for line in lines if line.startswith(PROFILE_HEADER))
@@ -505,18 +614,24 @@ class Measure:
                 self.samples += 1
             elif self.pending is not None and line.lstrip().startswith(self.marker):
                 digits = line.lstrip()[len(self.marker) :].split(" ", 1)[0]
-                if digits.isdigit() and (int(digits) in self.lines or len(self.lines) < MAX_LINES):
-                    number = int(digits)
-                    counts = self.lines.setdefault(number, [0, 0.0])
+                key = (self.context, int(digits)) if digits.isdigit() else None
+                if key and (key in self.lines or len(self.lines) < MAX_LINES):
+                    counts = self.lines.setdefault(key, [0, 0.0])
                     counts[0] += 1
                     counts[1] += self.pending
-                    self.last_line = number
+                    self.last_line = key[1]
                 self.pending = None
+
+    def profile_overflows(self, now):
+        """Whether the pipe has held more than the timer can have written by `now`."""
+        spent = max((now or self.sampled_cpu) - self.started_cpu, 0.0)
+        most = PROFILE_SLACK_SAMPLES + (spent / self.interval if self.interval else 0)
+        return self.samples > most or self.profile_bytes > most * MAX_SAMPLE_BYTES
 
     def profile_stopped(self):
         """Whether the samples stopped while the process went on using CPU time (the
         snippet took SIGPROF, or ended the timer)."""
-        if not self.interval or self.final_cpu is None:
+        if not self.interval or self.final_cpu is None or self.profile_flooded:
             return False
         lag = self.final_cpu - self.sampled_cpu
         return lag > max(20 * self.interval, 0.1) and lag > 0.25 * self.final_cpu
@@ -527,15 +642,20 @@ class Measure:
             if calls:  # entered, never left (the snippet ended inside it): not reported
                 lines.append("%s\t%d\t%.6f\t%.6f\t%s" % (SECTION, calls, wall, cpu, path))
         top = sorted(self.lines.items(), key=lambda item: -item[1][1])[:MAX_REPORTED_LINES]
-        lines += ["%s\t%d\t%d\t%.6f" % (LINE, n, count, cpu) for n, (count, cpu) in top]
+        lines += [
+            "%s\t%d\t%d\t%.6f\t%s" % (LINE, n, count, cpu, context)
+            for (context, n), (count, cpu) in top
+        ]
         if self.last_line is not None:
             lines.append("%s\t%d" % (LAST_LINE, self.last_line))
-        if self.profile_stopped():
-            lines.append("%s\t%s" % (NOTE, PROFILE_STOPPED))
-        if PROFILE_OFF and sys.argv[8] != "0":  # a profile was asked for
-            lines.append("%s\t%s" % (NOTE, PROFILE_OFF))
-        if self.unsynchronized:
-            lines.append("%s\t%s" % (NOTE, SECTIONS_UNSYNCHRONIZED))
+        notes = [
+            (self.profile_stopped(), PROFILE_STOPPED),
+            (PROFILE_OFF and sys.argv[8] != "0", PROFILE_OFF),  # a profile was asked for
+            (self.unsynchronized, SECTIONS_UNSYNCHRONIZED),
+            (self.flooded, SECTIONS_FLOODED),
+            (self.profile_flooded, PROFILE_FLOODED),
+        ]
+        lines += ["%s\t%s" % (NOTE, note) for wanted, note in notes if wanted]
         return lines
 
 
@@ -684,10 +804,11 @@ def reap(snippet, measure):
 class Supervisor:
     """The parent of the snippet's process, in the sandbox: see `supervise`."""
 
-    def __init__(self, snippet, report, events, acks, profile, interval, libc):
+    def __init__(self, snippet, report, events, acks, profile, interval, libc, run_clock):
         self.snippet, self.report, self.libc = snippet, report, libc
         self.events, self.acks, self.profile = events, acks, profile
-        self.measure = Measure(snippet, os.path.join(os.getcwd(), SNIPPET_FILE), interval)
+        main_path = os.path.join(os.getcwd(), SNIPPET_FILE)
+        self.measure = Measure(snippet, main_path, interval, run_clock)
         self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # Quietly: a warning would go to the run's standard error.
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -732,6 +853,8 @@ class Supervisor:
 
     def measure_from(self, fd, data):
         if fd == self.events:
+            # The stacks sampled before these events belong to the sections before them.
+            self.drain(self.profile)
             self.measure.read_events(data, self.acks)
         else:
             self.measure.read_profile(data)
@@ -791,7 +914,7 @@ def supervise(supervisor, report):
     if status is None:
         status = signal.SIGKILL  # stopped by the worker before it ended
     # The snippet's status, its processes' CPU, and ours (start-up, fork, reaping,
-    # measuring): the supervisor is the sandbox's machinery, not the snippet's work.
+    # measuring): the worker charges the run both, less what came before its code.
     lines = supervisor.measure.report()
     lines.append(
         "%s %d %.6f %.6f"
@@ -807,14 +930,14 @@ def main():
     returns its compiled code and namespace (None after a syntax error)."""
     libc = ctypes.CDLL(None, use_errno=True)
     die_with_parent(libc)
-    file_bytes, processes, address_space, open_files, allow_unix, report, cpu_accounted = (
+    file_bytes, processes, address_space, open_files, allow_unix, report, cpu_counter = (
         int(a) for a in sys.argv[1:8]
     )
     interval = int(sys.argv[8]) / 1e6 if PROFILES else 0.0
     read_only, read_write = (a.split(os.pathsep) if a else [] for a in sys.argv[9:11])
     try:
         # Built now, applied in the snippet's process.
-        seccomp = build_seccomp(allow_unix, cpu_accounted)
+        seccomp = build_seccomp(allow_unix, cpu_counter >= 0)
         ruleset = build_landlock(read_only, read_write) if read_only or read_write else None
         set_limits(file_bytes, processes, address_space, open_files)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -852,7 +975,14 @@ def main():
         for fd in (events_write, acks_read, profile_write):
             os.close(fd)
         supervisor = Supervisor(
-            snippet, report, events_read, acks_write, profile_read, interval, libc
+            snippet,
+            report,
+            events_read,
+            acks_write,
+            profile_read,
+            interval,
+            libc,
+            RunClock(cpu_counter),
         )
         # All of this is start-up, reported on the report descriptor (the snippet
         # never sees it) and not charged to the run: the worker reads the run's CPU
@@ -861,8 +991,10 @@ def main():
         os.write(report, b"%s %.6f\n" % (STARTUP.encode(), start_up.ru_utime + start_up.ru_stime))
         supervise(supervisor, report)
     try:
-        for fd in (events_read, acks_write, profile_read):
-            os.close(fd)
+        # The run's CPU counter is the supervisor's to read, not the snippet's.
+        for fd in (events_read, acks_write, profile_read, cpu_counter):
+            if fd >= 0:
+                os.close(fd)
         CHANNELS.update(events=events_write, acks=acks_read, profile=profile_write)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})

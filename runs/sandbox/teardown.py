@@ -23,8 +23,9 @@ class _Report:
     """What the supervisor said at the end (and what bubblewrap's exit adds)."""
 
     status: int = 0  # the snippet's wait status
-    tree_cpu: float | None = None  # its processes' CPU as the supervisor counted them
-    supervisor_work: float = 0.0  # the supervisor's own CPU since its start-up
+    # Its processes' CPU as the supervisor counted them, with the supervisor's own work
+    # for the run (reaping, measuring: whatever the snippet made it do) since the code.
+    tree_cpu: float | None = None
     everything_cpu: float = 0.0  # all bubblewrap waited for, start-up included
 
 
@@ -64,12 +65,13 @@ class Teardown:
                 prepared = _seconds(rest)
             elif word == launcher.END and len(rest.split()) == 3:
                 # The supervisor's word, once it has reaped every process of the
-                # snippet: their status and CPU time (its own, the sandbox's machinery,
-                # is the third figure and not the snippet's).
+                # snippet: their status and CPU time, and its own: what it did after
+                # its start-up it did for the run (a snippet can make it busy).
                 status, tree, own = rest.split()
                 result.status = int(status)
-                result.tree_cpu = max(float(tree) - prepared, 0.0)
-                result.supervisor_work = max(_seconds(own) - supervisor_startup, 0.0)
+                result.tree_cpu = max(float(tree) - prepared, 0.0) + max(
+                    _seconds(own) - supervisor_startup, 0.0
+                )
             elif line.startswith(launcher.LAST_LINE + "\t"):
                 number = line.split("\t")[1]
                 self.outcome.last_line = int(number) if number.isdigit() else None

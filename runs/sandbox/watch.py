@@ -65,6 +65,10 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
         if account:
             os.chown(workdir, *account)
     report_read, report_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    # Where a cgroup counts every process, the supervisor reads its counter at each
+    # section, and a snippet may handle SIGCHLD as it likes; elsewhere the supervisor
+    # counts the processes itself, and the launcher refuses SIGCHLD's handling.
+    counter = group.open_cpu_counter() if group else None
     launcher = launcher_arguments(
         python,
         limits,
@@ -74,9 +78,7 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
         # Inside bubblewrap no host socket is reachable: AF_UNIX stays for local IPC.
         unix_sockets=mode == BUBBLEWRAP,
         report_fd=report_write,
-        # Where a cgroup counts every process, that count is the figure, and a snippet
-        # may handle SIGCHLD as it likes; elsewhere the launcher refuses it.
-        cpu_accounted=group is not None and group.cpu_seconds() is not None,
+        cpu_counter_fd=counter,
         # Inside bubblewrap the filesystem view is already minimal; Landlock is a second
         # wall there and the only one in the fallback.
         landlock=_landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
@@ -91,6 +93,7 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
         landlock=landlock,
         account=account,
         report=(report_read, report_write),
+        counter=counter,
     )
     nice = nice if account else 0
     if nice:
@@ -112,7 +115,9 @@ def _started(on_start: Callable[[], bool] | None) -> None:
 class _Watch(Usage, Teardown):
     """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
 
-    def __init__(self, *, python, limits, group, mode, workdir, landlock, account, report):
+    def __init__(
+        self, *, python, limits, group, mode, workdir, landlock, account, report, counter=None
+    ):
         self.python = python
         self.limits = limits
         self.group = group
@@ -121,6 +126,7 @@ class _Watch(Usage, Teardown):
         self.landlock = landlock
         self.account = account
         self.report_read, self.report_write = report
+        self.counter = counter  # the cgroup's CPU counter, passed to the supervisor
         self.proc: subprocess.Popen | None = None
         self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
         self.init_pid: int | None = None
@@ -168,7 +174,9 @@ class _Watch(Usage, Teardown):
                 cwd=self.workdir or "/",
                 env=_environment(self.python, self.workdir or SANDBOX_TMP),
                 start_new_session=True,
-                pass_fds=(self.report_write,),
+                pass_fds=tuple(
+                    fd for fd in (self.report_write, self.counter) if fd is not None
+                ),
                 **_drop_privileges(self.account),
             )
         except OSError as exc:
@@ -179,6 +187,8 @@ class _Watch(Usage, Teardown):
         finally:
             _sandboxes_starting.release()
             os.close(self.report_write)
+            if self.counter is not None:
+                os.close(self.counter)
         problem = self._confine()
         if problem:
             self.kill()
@@ -407,14 +417,15 @@ class _Watch(Usage, Teardown):
 
         A cgroup counts every process ever in it, whatever the snippet did with its
         signals (a process that ignores SIGCHLD has its children's CPU time discarded
-        by the kernel, out of any wait's sight): from the code's arrival, less the
-        supervisor's own work. Without one, the supervisor's count of what it reaped
-        (the launcher refuses SIGCHLD's handling there), or, should it have been killed
-        before it could count, what bubblewrap waited for, less the start-up."""
+        by the kernel, out of any wait's sight): all of it from the code's arrival, the
+        supervisor's work included, since a snippet decides how much of it there is
+        (its fixed part is in the measured start-up baseline). Without one, the
+        supervisor's count of what it reaped and of its own work (the launcher refuses
+        SIGCHLD's handling there), or, should it have been killed before it could
+        count, what bubblewrap waited for, less the start-up."""
         accounted = self.group.cpu_seconds() if self.group else None
         if accounted is not None and self.accounted_at_code is not None:
-            work = accounted - self.accounted_at_code - report.supervisor_work
-            return max(work, 0.0), CPU_FROM_CGROUP
+            return max(accounted - self.accounted_at_code, 0.0), CPU_FROM_CGROUP
         if report.tree_cpu is not None:
             return report.tree_cpu, CPU_FROM_SUPERVISOR
         most = max(report.everything_cpu, accounted or 0.0)
