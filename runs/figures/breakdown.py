@@ -208,9 +208,7 @@ def _own_figures(parts: dict[str, tuple[float, float]]) -> dict | None:
         inner = [
             figures
             for other, figures in parts.items()
-            if other
-            and other.count("/") == depth
-            and (not name or other.startswith(name + "/"))
+            if other and other.count("/") == depth and (not name or other.startswith(name + "/"))
         ]
         cpu_left = cpu - sum(c for c, _ in inner)
         energy_left = energy - sum(e for _, e in inner)

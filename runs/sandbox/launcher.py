@@ -516,7 +516,8 @@ class Measure:
         self.profile_flooded = False
         self.pending = None  # a sample's weight, until its line is read
         self.samples = 0
-        self.started_cpu = self.sampled_cpu = self.cpu() or 0.0  # the clock at the last samples read
+        # The process's clock when measuring began, and at the last samples read.
+        self.started_cpu = self.sampled_cpu = self.cpu() or 0.0
         self.final_cpu = None
         self.last_line = None
 

@@ -174,9 +174,7 @@ class _Watch(Usage, Teardown):
                 cwd=self.workdir or "/",
                 env=_environment(self.python, self.workdir or SANDBOX_TMP),
                 start_new_session=True,
-                pass_fds=tuple(
-                    fd for fd in (self.report_write, self.counter) if fd is not None
-                ),
+                pass_fds=tuple(fd for fd in (self.report_write, self.counter) if fd is not None),
                 **_drop_privileges(self.account),
             )
         except OSError as exc:
