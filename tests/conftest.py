@@ -1,4 +1,5 @@
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -118,6 +119,43 @@ def run_series(series: Series) -> Series:
 def run(code: str, **overrides) -> sandbox.Outcome:
     """`code` (dedented) in the real sandbox, as a worker runs it."""
     return sandbox.run(textwrap.dedent(code), limits(**overrides))
+
+
+NOBODY = 65534
+
+
+def run_unprivileged(code: str, **overrides) -> sandbox.Outcome:
+    """`sandbox.run` in a child of this process that has dropped to `nobody`: the
+    server of an unprivileged container (no other account, no writable cgroups)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(reader)
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            outcome = run(code, **overrides)
+            with os.fdopen(writer, "wb") as out:
+                pickle.dump(outcome, out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as data:
+        raw = data.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and raw, "the unprivileged server failed"
+    return pickle.loads(raw)  # noqa: S301 - written by our own child above
+
+
+@pytest.fixture
+def unprivileged(settings):
+    settings.SANDBOX_MODE = "rlimits"
+    sandbox.isolation.cache_clear()
+    yield run_unprivileged
+    sandbox.isolation.cache_clear()
 
 
 @pytest.fixture(params=["bubblewrap", "rlimits"])

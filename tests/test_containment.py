@@ -7,7 +7,6 @@ process: `sandbox.run` is what a worker calls for each run, one at a time.
 import contextlib
 import errno
 import os
-import pickle
 import socket
 import textwrap
 import time
@@ -21,11 +20,9 @@ from runs.sandbox import cgroups, environments, standby
 from runs.sandbox.watch import _Watch
 from runs.snippets import failures
 
-from .conftest import limits, run, sandbox_processes
+from .conftest import NOBODY, limits, run, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
-
-NOBODY = 65534
 
 
 def zombie_children() -> list[psutil.Process]:
@@ -369,40 +366,6 @@ def test_operators_files_under_usr_are_hidden(mode, tmp_path):
 
 
 # --- the fallback mode as a non-root server without cgroups ---------------------------
-
-
-def run_unprivileged(code: str, **overrides) -> sandbox.Outcome:
-    """`sandbox.run` in a child of this process that has dropped to `nobody`: the
-    server of an unprivileged container (no other account, no writable cgroups)."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(reader)
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            outcome = run(code, **overrides)
-            with os.fdopen(writer, "wb") as out:
-                pickle.dump(outcome, out)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(writer)
-    with os.fdopen(reader, "rb") as data:
-        raw = data.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0 and raw, "the unprivileged server failed"
-    return pickle.loads(raw)  # noqa: S301 - written by our own child above
-
-
-@pytest.fixture
-def unprivileged(settings):
-    settings.SANDBOX_MODE = "rlimits"
-    sandbox.isolation.cache_clear()
-    yield run_unprivileged
-    sandbox.isolation.cache_clear()
 
 
 def processes_of(uid: int) -> list[psutil.Process]:

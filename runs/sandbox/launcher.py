@@ -409,7 +409,7 @@ PIPE_BYTES = 1 << 20  # the most an unprivileged process may give a pipe
 MAX_EVENTS_AT_ONCE = 64
 # Section events measured in one run: each costs the run a round trip through the
 # supervisor (charged to it, as all the supervisor does); past this many, sections stop.
-MAX_EVENTS = 200_000
+MAX_EVENTS = 100_000
 # The profile's pipe carries what the timer writes: at most one stack per interval of
 # the snippet process's CPU time (and one when it is stopped). More stacks than that,
 # with this margin, or more bytes than their largest size, were written by the snippet.

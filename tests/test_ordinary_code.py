@@ -1,0 +1,230 @@
+"""Figures that stay right for ordinary code: work a section hands to its children,
+and channels to the supervisor that a snippet floods.
+
+Real sandbox, real cgroups (and, for the fallback, none), every built environment. The
+expected figures come from what the test itself started: the children report their
+own CPU time, and the host's accounting is this process's own RUSAGE_CHILDREN, which
+counts only the sandboxes it ran.
+"""
+
+import os
+import resource
+import textwrap
+
+import pytest
+
+from runs import limits as rate_limits
+from runs.figures import breakdown
+from runs.models import Run
+from runs.sandbox import environments, host, launcher
+
+from .conftest import execute, run
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
+
+# About 0.2 s of one CPU in CPython: a child's work, long enough that a clock tick
+# (the precision of what a process has reaped, without a cgroup) is under 5% of it.
+WORK = 1_500_000
+PREAMBLE = f"""
+import os, sys, time
+from playground import section
+
+WORK = {WORK}
+
+def work(n):
+    start = time.process_time()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.process_time() - start
+"""
+# Each hands the work to other processes and collects the CPU time they report.
+HANDED_TO = {
+    "pool": """
+from multiprocessing import Pool
+with Pool(2) as pool:
+    spent = pool.map(work, [WORK, WORK])
+""",
+    "subprocess": """
+import subprocess
+child = "import time\\nx = 0\\nfor i in range(%d):\\n    x += i * i\\nprint(time.process_time())"
+done = subprocess.run([sys.executable, "-c", child % WORK], capture_output=True, text=True)
+spent = [float(done.stdout)]
+""",
+    "fork": """
+read, write = os.pipe()
+if os.fork() == 0:
+    os.write(write, repr(work(WORK)).encode())
+    os._exit(0)
+os.close(write)
+os.wait()
+spent = [float(os.read(read, 100))]
+""",
+}
+
+
+def handed_to(*kinds: str) -> str:
+    """A snippet whose section per kind does all its work in child processes."""
+    code = PREAMBLE
+    for kind in kinds:
+        body = textwrap.indent(HANDED_TO[kind].strip(), "    ")
+        code += f'\nwith section("{kind}"):\n{body}\nprint("{kind}", sum(spent))\n'
+    return code
+
+
+def children_said(stdout: str) -> dict[str, float]:
+    return {kind: float(value) for kind, value in (line.split() for line in stdout.splitlines())}
+
+
+def assert_sections_count_their_children(outcome, kinds) -> None:
+    assert outcome.exit_code == 0, outcome.stderr
+    said = children_said(outcome.stdout)
+    sections = {s[4]: float(s[3]) for s in map(str.split, outcome.measurements.splitlines())
+                if s[0] == launcher.SECTION}  # fmt: skip
+    for kind in kinds:
+        assert said[kind] > 0, said
+        assert sections[kind] >= 0.9 * said[kind], (kind, sections, said)
+    # Never more than the run: they are parts of it.
+    assert sum(sections.values()) <= outcome.cpu_s * 1.01, (sections, outcome.cpu_s)
+
+
+@pytest.mark.parametrize("kind", sorted(HANDED_TO))
+def test_a_section_counts_the_work_it_hands_to_child_processes(mode, kind):
+    outcome = run(handed_to(kind), timeout_s=30)
+    assert_sections_count_their_children(outcome, [kind])
+
+
+@pytest.mark.parametrize("name", [e.name for e in environments.declared()])
+def test_a_section_counts_its_children_in_every_environment(name):
+    declared = next(e for e in environments.declared() if e.name == name)
+    if not host.interpreter_candidates(declared.interpreter):
+        pytest.skip(f"{declared.interpreter} is not on this host")
+    env = environments.named(name)
+    assert env is not None, f"{name}'s interpreter is here, but it is not built (snippetenv)"
+    outcome = run(handed_to(*HANDED_TO), timeout_s=60, python=env.python)
+    assert_sections_count_their_children(outcome, HANDED_TO)
+
+
+def test_without_a_cgroup_the_supervisor_counts_a_sections_children(unprivileged):
+    outcome = unprivileged(handed_to(*HANDED_TO), timeout_s=60)
+    assert "cgroup" not in outcome.isolation
+    assert_sections_count_their_children(outcome, HANDED_TO)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_inside_a_section_never_read_more_than_it():
+    measured = execute(
+        PREAMBLE
+        + textwrap.dedent(
+            """
+            x = 0
+            with section("outer"):
+                for i in range(WORK): x += i * i  # outer
+                with section("inner"):
+                    for i in range(WORK): x += i * i  # inner
+                    for i in range(WORK // 2): x += i * i  # inner
+            for i in range(WORK // 4): x += i * i  # outside
+            """
+        ),
+        timeout_s=30,
+    )
+    assert measured.status == Run.Status.SUCCEEDED, measured.stderr
+    sections = {s["name"]: s for s in measured.sections}
+    lines = {line["line"]: line for line in measured.lines}
+
+    def energy_of(where: str) -> float:
+        numbered = enumerate(breakdown.source_lines(measured.code), start=1)
+        return sum(
+            lines[n]["energy_kwh"] for n, text in numbered if text.endswith(where) and n in lines
+        )
+
+    assert 0 < energy_of("# inner") <= sections["outer/inner"]["energy_kwh"] * 1.0001
+    assert energy_of("# inner") + energy_of("# outer") <= sections["outer"]["energy_kwh"] * 1.0001
+    assert sum(line["energy_kwh"] for line in measured.lines) <= measured.energy_kwh * 1.0001
+    assert breakdown.LINES_OUTSIDE_SECTIONS not in measured.measurement_notes
+
+
+# --- the supervisor's channels, flooded ----------------------------------------------
+
+FLOODS = {
+    # The API as documented, as fast as it goes: past MAX_EVENTS, sections stop.
+    "section-events": (
+        f"""
+        from playground import section
+        for _ in range({launcher.MAX_EVENTS // 2 + 10}):
+            with section("x"):
+                pass
+        """,
+        breakdown.SECTIONS_FLOODED,
+    ),
+    # The events' pipe written to directly, without waiting for answers.
+    "raw-events": (
+        """
+        import os, sys, time
+        events = sys.modules["playground"].section.__init__.__globals__["CHANNELS"]["events"]
+        chunk = b">1\\tx\\n<1\\n" * 6000
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            os.write(events, chunk)
+        """,
+        breakdown.SECTIONS_UNSYNCHRONIZED,
+    ),
+    # Forged stacks on the profile's pipe, as fast as the pipe takes them.
+    "profile": (
+        """
+        import os, sys, time
+        channels = sys.modules["playground"].section.__init__.__globals__["CHANNELS"]
+        stack = b'Stack (most recent call first):\\n  File "/tmp/main.py", line 1 in <module>\\n'
+        chunk = stack * 800
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            try:
+                os.write(channels["profile"], chunk)
+            except BlockingIOError:
+                pass
+        """,
+        breakdown.PROFILE_FLOODED,
+    ),
+}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@pytest.mark.parametrize("channel", sorted(FLOODS))
+def test_a_flooded_channel_is_charged_to_the_run_and_said(mode, channel):
+    code, note = FLOODS[channel]
+    run("pass")  # the isolation probe, and anything else a first run starts, done
+    before = children_cpu()
+    outcome = run(code, timeout_s=30)
+    seen = children_cpu() - before
+    assert outcome.exit_code == 0, outcome.stderr
+    # The host saw the sandbox from bubblewrap's start; the run counts from its code.
+    assert outcome.cpu_s >= 0.9 * (seen - outcome.startup_cpu_s), (outcome.cpu_s, seen)
+    parts = breakdown.of(outcome.measurements, _FiguresOf(outcome))
+    assert note in parts.notes, parts.notes
+
+
+class _FiguresOf:
+    """What breakdown.of reads of a run, for an outcome with no run around it."""
+
+    def __init__(self, outcome):
+        self.code = "pass\n"
+        self.cpu_seconds = outcome.cpu_s
+        self.duration_s = outcome.wall_s
+        self.energy_kwh = self.cpu_energy_kwh = outcome.cpu_s
+        self.ram_energy_kwh = self.gpu_energy_kwh = 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cpu_budget_counts_what_the_run_page_shows(settings):
+    client = "203.0.113.90"
+    flooded = execute(textwrap.dedent(FLOODS["section-events"][0]), client=client)
+    assert flooded.status == Run.Status.SUCCEEDED, flooded.stderr
+    settings.LIMIT_CPU_SECONDS_PER_HOUR = flooded.cpu_seconds * 1.001
+    assert rate_limits.check(client) is None
+    settings.LIMIT_CPU_SECONDS_PER_HOUR = flooded.cpu_seconds * 0.999
+    refusal = rate_limits.check(client)
+    assert refusal is not None and "CPU-seconds" in refusal.message
