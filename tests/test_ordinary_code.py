@@ -15,10 +15,10 @@ import pytest
 
 from runs import limits as rate_limits
 from runs.figures import breakdown
-from runs.models import Run
+from runs.models import Run, Series
 from runs.sandbox import environments, host, launcher
 
-from .conftest import execute, run
+from .conftest import execute, run, run_series
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
 
@@ -228,3 +228,32 @@ def test_the_cpu_budget_counts_what_the_run_page_shows(settings):
     settings.LIMIT_CPU_SECONDS_PER_HOUR = flooded.cpu_seconds * 0.999
     refusal = rate_limits.check(client)
     assert refusal is not None and "CPU-seconds" in refusal.message
+
+
+# --- comparisons of ordinary code -----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_comparison_on_a_section_whose_work_is_in_a_child_sees_the_same_work():
+    inline = PREAMBLE + '\nwith section("work"):\n    spent = [work(WORK)]\n'
+    forked = PREAMBLE + '\nwith section("work"):\n' + textwrap.indent(HANDED_TO["fork"], "    ")
+    series = Series.objects.submit(Series.Kind.COMPARE, [inline, forked], 5, section="work")
+    run_series(series)
+    runs = series.ordered_runs()
+    assert all(r.status == Run.Status.SUCCEEDED for r in runs), [r.stderr for r in runs]
+    results = series.results()
+    # The same work on both sides: whatever the verdict's noise, never "B uses 99% less".
+    assert results["energy"].change > -0.3, series.headline(results)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_side_that_always_fails_early_is_named_first_and_never_called_cheaper():
+    full = PREAMBLE + "work(WORK)\n"
+    crashes = PREAMBLE + "work(WORK // 3)\nsys.exit(1)\n"
+    series = Series.objects.submit(Series.Kind.COMPARE, [full, crashes], 5)
+    run_series(series)
+    b_runs = [r for r in series.ordered_runs() if r.variant == "B"]
+    assert all(r.status == Run.Status.FAILED and r.energy_kwh for r in b_runs)
+    headline = series.headline(series.results())
+    assert headline.startswith(f"B failed in {len(b_runs)} of {len(b_runs)} runs; A in none.")
+    assert "less energy" not in headline

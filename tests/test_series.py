@@ -513,3 +513,66 @@ def test_a_grid_just_chosen_prices_the_shown_run_at_it_and_says_new_runs_use_it(
     assert "New runs use" in alone and "priced at it" not in alone
     assert client.get("/grid", {"grid": "ATLANTIS"}).status_code == 400
     assert "priced at it" not in client.get("/grid", {"grid": "FRA", "run": "nope"}).text
+
+
+# --- verdicts never rest on the runs that survived -------------------------------------
+
+
+def test_a_side_that_fails_on_its_expensive_runs_gets_no_less_energy_verdict(client):
+    # The issue's case: A does 2 units of work; B draws 1 or 3 and exits 1 whenever it
+    # drew 3 (after doing the work). Counted on its successes alone, B "used 50% less".
+    draws = [1, 3, 1, 3, 3, 1, 1, 3, 1, 3]
+    series = make_series(
+        "compare",
+        {"A": [2e-6 * (1 + i % 3 / 100) for i in range(10)], "B": [d * 1e-6 for d in draws]},
+    )
+    failed = [n for n, draw in enumerate(draws, start=1) if draw == 3]
+    series.runs.filter(variant="B", repetition__in=failed).update(
+        status=Run.Status.FAILED, exit_code=1
+    )
+    results = series.results()
+    assert results["variants"]["B"]["counted"] == 10, "the failed runs' energy is counted"
+    headline = series.headline(results)
+    assert headline.startswith(f"B failed in {len(failed)} of 10 runs; A in none. ")
+    assert "less energy" not in headline
+    html = client.get(series.get_absolute_url()).text
+    assert f"B failed in {len(failed)} of 10 runs; A in none." in html
+    exported = client.get(f"/series/{series.public_id}.json").json()
+    assert exported["comparison"]["failures"] == f"B failed in {len(failed)} of 10 runs; A in none."
+
+
+def test_the_side_that_fails_more_is_never_called_the_cheaper_one():
+    # B stops early (a crash before its work is done): it measures lower in every pair.
+    series = make_series(
+        "compare",
+        {
+            "A": [1.0e-6, 1.01e-6, 0.99e-6, 1.02e-6, 0.98e-6],
+            "B": [0.5e-6, 0.51e-6, 0.49e-6, 0.5e-6, 0.5e-6],
+        },
+    )
+    series.runs.filter(variant="B").update(status=Run.Status.TIMED_OUT)
+    results = series.results()
+    assert results["decision"].outcome == stats.DIFFERENT
+    headline = series.headline(results)
+    assert headline.startswith("B failed in 5 of 5 runs; A in none. No verdict on energy: ")
+    assert "less energy" not in headline
+
+
+def test_sides_that_fail_together_read_as_before():
+    series = make_series(
+        "compare",
+        {"A": [1.00e-6, 1.01e-6, 0.99e-6, 1.02e-6, 0.98e-6],
+         "B": [0.77e-6, 0.78e-6, 0.76e-6, 0.77e-6, 0.775e-6]},
+    )  # fmt: skip
+    series.runs.filter(repetition=2).update(status=Run.Status.FAILED)
+    results = series.results()
+    assert results["failures"] is None
+    assert series.headline(results).startswith("B uses 23% less energy than A")
+
+
+def test_a_repeat_counts_its_failed_runs_and_says_so():
+    series = make_series("repeat", {"A": [1e-6, 1e-6, 3e-6, 1e-6]})
+    series.runs.filter(repetition=3).update(status=Run.Status.LIMIT_EXCEEDED)
+    results = series.results()
+    assert results["variants"]["A"]["energy"].n == 4
+    assert "1 of 4 runs failed or hit a limit" in " ".join(results["warnings"])

@@ -59,7 +59,7 @@ def _known(values: Iterable[float | None]) -> list[float]:
 
 
 def side(measured: dict[int, Measured | None]) -> dict:
-    """One side's figures, from its succeeded runs by repetition (None: a run that did
+    """One side's figures, from its measured runs by repetition (None: a run that did
     not report the series' section): a figure a run lacks is left out, not a zero."""
     ok = [m for m in measured.values() if m is not None]
     return {
@@ -119,11 +119,17 @@ def warnings(
 ) -> list[str]:
     """What makes a series' figures less sure than they look."""
     found = []
+    if repeat and results["variants"]["A"]["ended_badly"]:
+        data = results["variants"]["A"]
+        found.append(
+            f"{len(data['ended_badly'])} of {data['counted']} runs failed or hit a limit: "
+            "their energy was spent and is counted in the figures above."
+        )
     for variant, data in results["variants"].items():
         if data["without_section"]:
             found.append(
-                f"{data['without_section']} of {labels[variant]}'s successful runs did "
-                f"not report the section “{section}” and are left out."
+                f"{data['without_section']} of {labels[variant]}'s runs did not report "
+                f"the section “{section}” (they ended inside it) and are left out."
             )
         who = "The runs" if repeat else f"{labels[variant]}'s runs"
         energy, cpu = data["energy"], data["cpu"]
@@ -175,12 +181,50 @@ def fragility(results: dict) -> list[str]:
     return found
 
 
+def failures(variants: dict, names: tuple[str, ...]) -> dict | None:
+    """Where one side of a comparison ended badly (failed, timed out, hit a limit) in
+    runs where the other did not: who failed more, and the sentence that says so first.
+    None where both ended badly in the same repetitions, or neither did."""
+    if len(variants) != 2:
+        return None
+    (a, a_data), (b, b_data) = zip(names, variants.values(), strict=True)
+    if a_data["ended_badly"] == b_data["ended_badly"]:
+        return None
+    sides = [(b, b_data), (a, a_data)]
+    if len(a_data["ended_badly"]) > len(b_data["ended_badly"]):
+        sides.reverse()
+    (worse, worse_data), (other, other_data) = sides
+    other_count = len(other_data["ended_badly"])
+    return {
+        "worse": "A" if worse == a else "B",
+        "sentence": f"{worse} failed in {len(worse_data['ended_badly'])} of "
+        f"{worse_data['counted']} runs; {other} in "
+        f"{'none' if not other_count else f'{other_count} of {other_data["counted"]}'}.",
+    }
+
+
 def headline(results: dict) -> str | None:
-    """A comparison's one answer, in plain words (None before its first look)."""
+    """A comparison's one answer, in plain words (None before its first look). Where one
+    side failed more, that comes first; and that side is never called the cheaper one,
+    since a run that fails may stop before its work is done."""
     decision = results.get("decision")
     if decision is None:
         return None
-    return decision.verdict(HEADLINE.quantity, HEADLINE.verb, results.get("names", ("A", "B")))
+    names = results.get("names", ("A", "B"))
+    verdict = decision.verdict(HEADLINE.quantity, HEADLINE.verb, names)
+    failed = results.get("failures")
+    if not failed:
+        return verdict
+    comparison = decision.comparison
+    cheaper = "B" if comparison and comparison.change < 0 else "A"
+    if decision.outcome == stats.DIFFERENT and cheaper == failed["worse"]:
+        name = names["AB".index(cheaper)]
+        verdict = (
+            f"No verdict on {HEADLINE.quantity}: {name} measured lower with every run "
+            f"counted ({comparison.interval()} for B against A), but a run that fails may "
+            "stop before its work is done, so that may only mean it did less."
+        )
+    return f"{failed['sentence']} {verdict}"
 
 
 def basis(results: dict, provenance: dict) -> str:

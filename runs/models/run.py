@@ -303,6 +303,11 @@ class Run(models.Model):
         ]
 
     IN_FLIGHT = [Status.QUEUED, Status.RUNNING]
+    # Runs that ran to their end or to a limit, their energy measured: what a series
+    # counts. Not a run its author stopped, nor one our side failed.
+    MEASURED_ENDINGS = frozenset(
+        {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.LIMIT_EXCEEDED}
+    )
 
     def __str__(self) -> str:
         return f"Run {self.public_id} ({self.status})"

@@ -266,11 +266,8 @@ class Series(models.Model):
         previous = max(
             (look for look in stats.looks(self.pair_cap) if look < self.repetitions), default=0
         )
-        succeeded = {(r.variant, r.repetition) for r in runs if r.status == Run.Status.SUCCEEDED}
-        if not any(
-            ("A", n) in succeeded and ("B", n) in succeeded
-            for n in range(previous + 1, self.repetitions + 1)
-        ):
+        a, b = (results["variants"][v]["measured"] for v in "AB")
+        if not any(n in a and n in b for n in range(previous + 1, self.repetitions + 1)):
             return 0  # the last round gave no pair to compare: more would not either
         later = [look for look in stats.looks(self.pair_cap) if look > self.repetitions]
         return later[0] - self.repetitions if later else 0
@@ -308,7 +305,7 @@ class Series(models.Model):
 
     def measured(self, run: Run) -> Measured | None:
         """What this series compares of `run`: the whole run, or its named section
-        (None when a succeeded run did not report that section)."""
+        (None when the run did not report that section: it never left it)."""
         if not self.section:
             return Measured(
                 run.energy_kwh, run.net_energy_kwh, run.duration_s, run.emissions_g,
@@ -324,21 +321,28 @@ class Series(models.Model):
         )  # fmt: skip
 
     def results(self, runs: list[Run] | None = None) -> dict:
-        """Per-variant summaries and, for a comparison, B against A, from succeeded runs
-        (warm-up runs left out), of the whole runs or of the series' section; what they
-        say is runs.figures.comparisons' to work out."""
+        """Per-variant summaries and, for a comparison, B against A, from every run that
+        ran to its end or to a limit (warm-up runs left out): a failed or timed-out run's
+        energy was spent, and leaving it out would rest the verdict on the runs that
+        survived. Of the whole runs or of the series' section; what they say is
+        runs.figures.comparisons' to work out."""
         runs = self.ordered_runs() if runs is None else runs
         variants = {}
         for variant in self.variants:
             mine = [r for r in runs if r.variant == variant]
             counted = [r for r in mine if not self.is_warmup(r)]
-            succeeded = [r for r in counted if r.status == Run.Status.SUCCEEDED]
+            measured = [
+                r for r in counted if r.status in Run.MEASURED_ENDINGS and r.energy_kwh is not None
+            ]
             variants[variant] = comparisons.side(
-                {r.repetition: self.measured(r) for r in succeeded}
+                {r.repetition: self.measured(r) for r in measured}
             ) | {
                 "runs": mine,
-                "succeeded": len(succeeded),
+                "succeeded": sum(1 for r in measured if r.status == Run.Status.SUCCEEDED),
                 "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
+                # The repetitions in which the snippet itself ended badly.
+                "ended_badly": {r.repetition for r in measured if r.status != Run.Status.SUCCEEDED},
+                "counted": len(measured),
             }
         result = {
             "names": self.names,
@@ -350,6 +354,7 @@ class Series(models.Model):
         if self.kind == self.Kind.COMPARE:
             look = self.completed_look(runs)
             result |= comparisons.compare(variants, look, result["is_over"], self.pair_cap)
+        result["failures"] = comparisons.failures(variants, self.names)
         result["warnings"] = comparisons.warnings(
             result,
             repeat=self.kind == self.Kind.REPEAT,
@@ -429,6 +434,8 @@ class Series(models.Model):
                 for compared, comparison, verdict in self.verdicts(results)
             } | {
                 "verdict": self.headline(results),
+                # Where one side failed in runs where the other did not (said first).
+                "failures": results["failures"]["sentence"] if results["failures"] else None,
                 "outcome": decision.outcome if decision else None,
                 "pairs": results["pairs"],
                 "max_pairs": self.pair_cap,
