@@ -211,6 +211,10 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
         "host_spreads": series.host_spreads(),
+        "outputs": (agreement := series.outputs(runs)),
+        "outputs_sentence": agreement.sentence(series.kind == Series.Kind.COMPARE)
+        if agreement
+        else "",
         # Each side's environment, as its runs stored it (or as declared, before they ran).
         "environments": {
             variant: next(

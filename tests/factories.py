@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from runs.models import Run, Worker
 from runs.queue import execution
+from runs.snippets import outputs
 
 
 def finished_run(**fields) -> Run:
@@ -46,7 +47,9 @@ def finished_run(**fields) -> Run:
         },
         "power_samples": [[0.05, 3.9]],
     }
-    return Run.objects.create(**(values | fields))
+    values |= fields
+    values.setdefault("stdout_digest", outputs.digest(values["stdout"]))
+    return Run.objects.create(**values)
 
 
 def running_run() -> tuple[Run, execution._ProgressWriter]:

@@ -257,3 +257,14 @@ def test_a_side_that_always_fails_early_is_named_first_and_never_called_cheaper(
     headline = series.headline(series.results())
     assert headline.startswith(f"B failed in {len(b_runs)} of {len(b_runs)} runs; A in none.")
     assert "less energy" not in headline
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_comparison_shows_where_a_and_b_printed_different_things():
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["print(sum(range(10)))", "print(sum(range(11)))"], 5
+    )
+    run_series(series)
+    agreement = series.outputs(series.ordered_runs())
+    assert agreement.differing == list(range(1, series.repetitions + 1))
+    assert "-45\n+55" in agreement.diff

@@ -13,6 +13,7 @@ from runs import models
 from runs.figures import comparisons, equivalents, formatting, measure, stats
 from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
 from runs.queue import tasks
+from runs.snippets import outputs
 
 from .factories import finished_run
 
@@ -576,3 +577,50 @@ def test_a_repeat_counts_its_failed_runs_and_says_so():
     results = series.results()
     assert results["variants"]["A"]["energy"].n == 4
     assert "1 of 4 runs failed or hit a limit" in " ".join(results["warnings"])
+
+
+# --- did A and B do the same job? -------------------------------------------------------
+
+
+def test_a_comparison_says_its_outputs_agree_in_every_pair(client):
+    series = make_series("compare", {"A": [1e-6] * 5, "B": [0.9e-6] * 5})
+    html = client.get(series.get_absolute_url()).text
+    assert "A and B printed the same output in the 5 pairs." in html
+    assert 'data-outputs="agree"' in html
+    exported = client.get(f"/series/{series.public_id}.json").json()
+    assert exported["outputs"]["agree"] is True and exported["outputs"]["compared"] == 5
+
+
+def test_a_comparison_names_the_pairs_whose_outputs_differ_and_shows_one(client):
+    series = make_series("compare", {"A": [1e-6] * 5, "B": [0.9e-6] * 5})
+    for n in (2, 4):
+        series.runs.filter(variant="B", repetition=n).update(
+            stdout="42\n", stdout_digest=outputs.digest("42\n")
+        )
+    html = client.get(series.get_absolute_url()).text
+    assert "A and B printed different output in 2 of 5 pairs (pairs 2, 4)" in html
+    assert 'data-outputs="differ"' in html
+    exported = client.get(f"/series/{series.public_id}.json").json()
+    assert exported["outputs"]["differing"] == [2, 4]
+    assert "-hi\n+42" in exported["outputs"]["diff"]
+    assert "--- A, pair 2" in exported["outputs"]["diff"]
+
+
+def test_a_repeat_says_whether_its_runs_printed_the_same(client):
+    series = make_series("repeat", {"A": [1e-6] * 4})
+    assert (
+        "Every run printed the same output (the 4 runs)."
+        in client.get(series.get_absolute_url()).text
+    )
+    series.runs.filter(repetition=3).update(
+        stdout="other\n", stdout_digest=outputs.digest("other\n")
+    )
+    html = client.get(series.get_absolute_url()).text
+    assert "1 of 4 runs printed something other than the first (run 3)" in html
+
+
+def test_an_outputs_diff_is_bounded_whatever_the_outputs():
+    many = "\n".join(f"line {i}" for i in range(100_000))
+    text = outputs.diff(many, many.replace("line 5", "x" * 10_000), ("a", "b"))
+    assert len(text.splitlines()) <= 2 * outputs.MAX_DIFF_LINES + 10
+    assert max(len(line) for line in text.splitlines()) <= outputs.MAX_LINE_CHARACTERS + 1

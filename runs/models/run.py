@@ -18,7 +18,7 @@ from django.utils import timezone
 from ..figures import breakdown
 from ..sandbox import contract as sandbox_contract
 from ..sandbox import environments
-from ..snippets import failures
+from ..snippets import failures, outputs
 from .fleet import Baseline, Repeatability, Worker
 from .output import Offsets, OutputChunk
 
@@ -231,6 +231,9 @@ class Run(models.Model):
     stdout = models.TextField(blank=True, default="")
     stderr = models.TextField(blank=True, default="")
     stdout_truncated = models.BooleanField(default=False)
+    # Its SHA-256 (runs.snippets.outputs), set at its end: a series says whether its runs
+    # printed the same without reading their outputs.
+    stdout_digest = models.CharField(max_length=64, blank=True, default="")
     stderr_truncated = models.BooleanField(default=False)
     limit = models.CharField(max_length=16, blank=True, default="")
     error = models.TextField(blank=True, default="")
@@ -476,6 +479,7 @@ class Run(models.Model):
         fails here, in the tests, instead of vanishing on save)."""
         self.exit_code = outcome.exit_code
         self.stdout, self.stderr = outcome.stdout, outcome.stderr
+        self.stdout_digest = outputs.digest(outcome.stdout)
         self.stdout_truncated = outcome.stdout_truncated
         self.stderr_truncated = outcome.stderr_truncated
         self.duration_s = outcome.wall_s

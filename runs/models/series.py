@@ -14,7 +14,7 @@ from django.utils import timezone
 from ..figures import breakdown, comparisons, stats
 from ..figures.comparisons import Compared, Measured
 from ..sandbox import environments
-from ..snippets import diffs
+from ..snippets import diffs, outputs
 from .fleet import ControlRun, Repeatability
 from .run import Run, clean_code, clean_env, clean_stdin, sent_by
 
@@ -147,6 +147,7 @@ class Series(models.Model):
         "baseline_energy_kwh",
         "carbon_intensity_g_per_kwh",
         "sections",
+        "stdout_digest",
     ]
 
     def runs_for_results(self) -> list[Run]:
@@ -364,6 +365,39 @@ class Series(models.Model):
         )
         return result
 
+    def outputs(self, runs: list[Run]) -> outputs.Agreement | None:
+        """Whether its runs printed the same: A's and B's of each pair, or each of a
+        repeat's runs against its first (None until two have ended). Reads no output
+        but the first differing pair's, for its diff."""
+        ended = {
+            (r.variant, r.repetition): r
+            for r in runs
+            if r.status in Run.MEASURED_ENDINGS and r.stdout_digest
+        }
+        if self.kind == self.Kind.COMPARE:
+            pairs = [
+                (n, a, ended[("B", n)])
+                for (v, n), a in ended.items()
+                if v == "A" and ("B", n) in ended
+            ]
+        else:
+            first = min(ended.values(), key=lambda r: r.repetition, default=None)
+            pairs = [(r.repetition, first, r) for r in ended.values() if r is not first]
+        if not pairs:
+            return None
+        pairs.sort(key=lambda pair: pair[0])
+        differing = [n for n, a, b in pairs if a.stdout_digest != b.stdout_digest]
+        text = ""
+        if differing:
+            n, a, b = next(pair for pair in pairs if pair[0] == differing[0])
+            stored = dict(Run.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "stdout"))
+            if self.kind == self.Kind.COMPARE:
+                labels = (f"A, pair {n}", f"B, pair {n}")
+            else:
+                labels = (f"run {a.repetition}", f"run {b.repetition}")
+            text = outputs.diff(stored.get(a.pk, ""), stored.get(b.pk, ""), labels)
+        return outputs.Agreement(len(pairs), differing, text)
+
     def headline(self, results: dict) -> str | None:
         """A comparison's one answer, in plain words (None before its first look)."""
         return comparisons.headline(results)
@@ -427,6 +461,12 @@ class Series(models.Model):
             },
             "runs": [run.as_dict() for run in runs],
         }
+        agreement = self.outputs(runs)
+        data["outputs"] = (
+            agreement.as_dict() | {"sentence": agreement.sentence(self.kind == self.Kind.COMPARE)}
+            if agreement
+            else None
+        )
         if self.kind == self.Kind.COMPARE:
             decision = results["decision"]
             data["comparison"] = {
