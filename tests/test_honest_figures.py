@@ -318,3 +318,15 @@ def test_an_operator_can_set_the_power_of_a_thread(settings):
         settings.CPU_WATTS_PER_THREAD = 0.0
         measure._trackers.clear()
         measure._hardware_of.cache_clear()
+
+
+@pytest.mark.parametrize("code", ["print('hi')", "import time\ntime.sleep(0.3)"])
+def test_the_whole_machines_figure_is_one_a_machine_can_draw(code):
+    run = execute(code)
+    hardware = host_hardware()
+    bound = (hardware.cpu_tdp_w + hardware.ram_w) * run.duration_s / KWH_IN_J
+    gpu = run.machine_gpu_energy_kwh or 0.0
+    assert run.energy_kwh <= run.machine_energy_kwh <= bound + gpu + run.energy_kwh
+    assert run.machine_emissions_g == pytest.approx(
+        run.machine_energy_kwh * run.carbon_intensity_g_per_kwh
+    )

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from runs.figures import measure
+from runs.figures.formatting import KWH_IN_J
 from runs.models import Run
 
 from .conftest import host_hardware
@@ -90,6 +91,12 @@ def test_json_output_matches_the_contract(runsnippet):
     assert 0 <= data["net_energy_kwh"] < data["energy_kwh"]
     run = Run.objects.get(public_id=data["id"])
     assert run.source == Run.Source.CLI and run.status == Run.Status.SUCCEEDED
+    # A fresh process's first task: the whole machine's figure is still one a machine
+    # can draw (it read 1.15-2.45 mWh, a kilowatt or more, for a 2 ms print).
+    hardware = host_hardware()
+    bound = (hardware.cpu_tdp_w + hardware.ram_w) * data["duration_s"] / KWH_IN_J
+    gpu = run.machine_gpu_energy_kwh or 0.0
+    assert data["energy_kwh"] <= data["machine_energy_kwh"] <= bound + gpu + data["energy_kwh"]
 
 
 def test_a_failing_snippet_exits_non_zero_and_prints_the_traceback(runsnippet, tmp_path):

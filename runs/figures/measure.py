@@ -334,6 +334,9 @@ class Session:
         self.task = uuid.uuid4().hex
         self.machine_cpu_start = _machine_cpu_seconds()
         self.tracker.start_task(self.task)
+        # CodeCarbon's task spans more than the run: the sandbox's start and end, and,
+        # in a fresh process, whatever its tracker had not yet accounted.
+        self.window_start = time.perf_counter()
         self.stopped = False
         self.hardware = _hardware_of(self.tracker)
 
@@ -368,6 +371,7 @@ class Session:
 
     def finish(self, outcome: Outcome) -> Figures:
         task = self._stop()
+        window = time.perf_counter() - self.window_start
         machine_cpu = max(_machine_cpu_seconds() - self.machine_cpu_start, outcome.cpu_s)
         hw = self.hardware
         if hw.cpu_measured and machine_cpu > 0:
@@ -381,17 +385,18 @@ class Session:
         gpu_kwh = task.gpu_energy if hw.gpu_count else None
         energy = cpu_kwh + ram_kwh + (gpu_kwh or 0.0)
         intensity = intensity_for(self.country, self.region)
+        machine = machine_figures(task, hw, outcome.wall_s, window, energy)
         return Figures(
             energy_kwh=energy,
             cpu_energy_kwh=cpu_kwh,
             ram_energy_kwh=ram_kwh,
             gpu_energy_kwh=gpu_kwh,
-            machine_energy_kwh=task.energy_consumed,
-            machine_cpu_energy_kwh=task.cpu_energy,
-            machine_ram_energy_kwh=task.ram_energy,
-            machine_gpu_energy_kwh=task.gpu_energy if hw.gpu_count else None,
+            machine_energy_kwh=machine.energy,
+            machine_cpu_energy_kwh=machine.cpu,
+            machine_ram_energy_kwh=machine.ram,
+            machine_gpu_energy_kwh=machine.gpu if hw.gpu_count else None,
             emissions_g=energy * intensity,
-            machine_emissions_g=task.emissions * 1000,
+            machine_emissions_g=machine.energy * intensity,
             carbon_intensity_g_per_kwh=intensity,
             country_iso_code=self.country,
             region=self.region,
@@ -442,8 +447,11 @@ class Session:
             "cpu": cpu,
             "ram": ram,
             "gpu": gpu,
-            "machine": "CodeCarbon task figure for the whole machine during the run "
-            f"(tracking mode {self.tracker._conf.get('tracking_mode')}), other processes included",
+            "machine": "CodeCarbon's task figure for the whole machine (tracking mode "
+            f"{self.tracker._conf.get('tracking_mode')}), other processes included, taken over "
+            "the run's own duration (its average power over the task × the run's time) and "
+            "held between the snippet's own energy and the machine's power bound (CPU TDP + "
+            "RAM) × that time",
             "intensity_source": "CodeCarbon offline data (Our World in Data energy mix; "
             "regional tables for USA/Canada)",
             "pue": task.pue,
@@ -451,6 +459,32 @@ class Session:
             "host": settings.HOST_NAME,
             "python": outcome.python_version,
         }
+
+
+class Machine(NamedTuple):
+    """The whole machine's energy during a run (kWh), and its parts."""
+
+    energy: float
+    cpu: float
+    ram: float
+    gpu: float
+
+
+def machine_figures(task, hw: Hardware, wall_s: float, window_s: float, own: float) -> Machine:
+    """CodeCarbon's task figure, which spans `window_s` (the sandbox's start and end,
+    and what a fresh tracker had not accounted yet), taken over the run's own `wall_s`:
+    its average power × the run's time. Then held where it is physically possible:
+    never below the snippet's `own` energy, never above the machine's power bound (its
+    CPU's TDP and its RAM's power, and the GPU's measured share) × the run's time."""
+    scale = min(wall_s / window_s, 1.0) if window_s > 0 else 1.0
+    cpu, ram = task.cpu_energy * scale, task.ram_energy * scale
+    gpu = (task.gpu_energy or 0.0) * scale
+    bound = (hw.cpu_tdp_w + hw.ram_w) * wall_s / KWH_IN_J
+    cpu_ram = min(cpu + ram, bound)
+    if cpu + ram > cpu_ram:  # both parts kept in their proportion
+        cpu, ram = cpu * cpu_ram / (cpu + ram), ram * cpu_ram / (cpu + ram)
+    energy = max(cpu + ram + gpu, own)
+    return Machine(energy, cpu, ram, gpu)
 
 
 def _machine_cpu_seconds() -> float:
