@@ -39,6 +39,7 @@ def make_series(kind: str, energies: dict[str, list[float]]) -> Series:
                 duration_s=energy * 1e6,
                 emissions_g=energy * 713,
                 baseline_energy_kwh=1e-8,
+                baseline_cpu_seconds=0.002,
             )
     return series
 
@@ -624,3 +625,23 @@ def test_an_outputs_diff_is_bounded_whatever_the_outputs():
     text = outputs.diff(many, many.replace("line 5", "x" * 10_000), ("a", "b"))
     assert len(text.splitlines()) <= 2 * outputs.MAX_DIFF_LINES + 10
     assert max(len(line) for line in text.splitlines()) <= outputs.MAX_LINE_CHARACTERS + 1
+
+
+def test_the_short_run_warning_speaks_of_the_figure_beside_it():
+    whole = make_series("compare", {"A": [1e-6] * 4, "B": [1e-6] * 4})
+    # 60 ms of CPU, 40 of them start-up: the code's own work is what is short.
+    Run.objects.filter(series=whole).update(cpu_seconds=0.06, baseline_cpu_seconds=0.04)
+    warnings = " ".join(whole.results()["warnings"])
+    assert "B's runs use 20 ms of CPU each beyond the interpreter's start-up" in warnings
+    Run.objects.filter(series=whole).update(cpu_seconds=0.5)
+    assert "beyond the interpreter's start-up" not in " ".join(whole.results()["warnings"])
+
+    on_section = make_series("compare", {"A": [1e-6] * 4, "B": [1e-6] * 4})
+    Series.objects.filter(pk=on_section.pk).update(section="work")
+    on_section.refresh_from_db()
+    part = {"name": "work", "calls": 1, "duration_s": 0.01, "cpu_seconds": 0.01,
+            "energy_kwh": 1e-8, "share": 0.5}  # fmt: skip
+    Run.objects.filter(series=on_section).update(cpu_seconds=0.5, sections=[part])
+    warnings = " ".join(on_section.results()["warnings"])
+    assert "spend 10 ms of CPU each in the section “work”" in warnings
+    assert "start-up" not in warnings

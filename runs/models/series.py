@@ -145,6 +145,7 @@ class Series(models.Model):
         "duration_s",
         "cpu_seconds",
         "baseline_energy_kwh",
+        "baseline_cpu_seconds",
         "carbon_intensity_g_per_kwh",
         "sections",
         "stdout_digest",
@@ -308,9 +309,12 @@ class Series(models.Model):
         """What this series compares of `run`: the whole run, or its named section
         (None when the run did not report that section: it never left it)."""
         if not self.section:
+            own_cpu = None
+            if run.cpu_seconds is not None and run.baseline_cpu_seconds is not None:
+                own_cpu = max(run.cpu_seconds - run.baseline_cpu_seconds, 0.0)
             return Measured(
                 run.energy_kwh, run.net_energy_kwh, run.duration_s, run.emissions_g,
-                run.cpu_seconds,
+                run.cpu_seconds, own_cpu,
             )  # fmt: skip
         part = breakdown.section_figures(run, self.section)
         if part is None:
@@ -318,7 +322,7 @@ class Series(models.Model):
         intensity = run.carbon_intensity_g_per_kwh or 0.0
         return Measured(
             part["energy_kwh"], None, part["duration_s"], part["energy_kwh"] * intensity,
-            part["cpu_seconds"],
+            part["cpu_seconds"], part["cpu_seconds"],
         )  # fmt: skip
 
     def results(self, runs: list[Run] | None = None) -> dict:
