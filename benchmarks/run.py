@@ -370,6 +370,96 @@ def bench_serving(big: int = 100_000) -> None:
     )
 
 
+ORDINARY = """
+import os, sys, time
+from playground import section
+
+def work(n):
+    start = time.process_time()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.process_time() - start
+"""
+# The same work inline and handed to other processes, each inside a section "work".
+HANDED = {
+    "pool": (
+        "work(N)\n    work(N)",
+        "from multiprocessing import Pool\n    with Pool(2) as pool:\n"
+        "        pool.map(work, [N, N])",
+    ),
+    "subprocess": (
+        "work(N)",
+        # The same function in the child: module-level loops run at another speed.
+        "import subprocess\n    subprocess.run([sys.executable, '-c', 'def work(n):\\n"
+        "    x = 0\\n    for i in range(n):\\n        x += i * i\\nwork(%d)' % N])",
+    ),
+    "fork": ("work(N)", "if os.fork() == 0:\n        work(N)\n        os._exit(0)\n    os.wait()"),
+}
+FLOODED = {
+    "section events": "for _ in range(60_000):\n    with section('x'):\n        pass\n",
+    "raw events": "events = sys.modules['playground'].section.__init__.__globals__['CHANNELS']"
+    "['events']\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end:\n"
+    "    os.write(events, b'>1\\tx\\n<1\\n' * 6000)\n",
+    "profile": "profile = sys.modules['playground'].section.__init__.__globals__['CHANNELS']"
+    "['profile']\nstack = b'Stack (most recent call first):\\n  File \"/tmp/main.py\", line 1"
+    " in <module>\\n' * 800\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end:\n"
+    "    try:\n        os.write(profile, stack)\n    except BlockingIOError:\n        pass\n",
+}
+
+
+def section_cpu(outcome) -> float:
+    for row in outcome.measurements.splitlines():
+        parts = row.split("\t")
+        if parts[0] == "section" and parts[4] == "work":
+            return float(parts[3])
+    return 0.0
+
+
+def children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_ordinary_code(rounds: int = 5, n: int = 1_500_000) -> None:
+    print("Ordinary code: sections with children, flooded channels, failing sides")
+    limits = sandbox.Limits.from_settings(60)
+    for kind, (inline, handed) in HANDED.items():
+        figures: dict[str, list[float]] = {"inline": [], "handed": []}
+        for _ in range(rounds):  # interleaved: the machine's drift hits both alike
+            for name, body in (("inline", inline), ("handed", handed)):
+                code = ORDINARY + f"N = {n}\nwith section('work'):\n    {body}\n"
+                figures[name].append(section_cpu(sandbox.run(code, limits)))
+        ratio = statistics.median(figures["handed"]) / statistics.median(figures["inline"])
+        line(f"section's CPU, work in a {kind} / inline", f"{ratio:.2f}", ">= 0.9", ratio >= 0.9)
+    sandbox.run("pass", limits)  # the isolation probe, done
+    for channel, code in FLOODED.items():
+        before = children_cpu()
+        outcome = sandbox.run(ORDINARY + code, limits)
+        seen = children_cpu() - before - outcome.startup_cpu_s
+        ratio = outcome.cpu_s / seen if seen > 0 else 0.0
+        line(f"reported CPU / host's, {channel} flooded", f"{ratio:.2f}", ">= 0.9", ratio >= 0.9)
+    from runs.models import Series
+    from runs.queue import tasks
+
+    a = ORDINARY + "work(400_000)\n"
+    b = ORDINARY + "import random\nif random.random() < 0.5:\n    work(200_000)\nelse:\n" \
+        "    work(600_000)\n    sys.exit(1)\n"  # fmt: skip
+    series = Series.objects.submit(Series.Kind.COMPARE, [a, b], 30)
+    while True:
+        for queued in series.runs.filter(status=Run.Status.QUEUED).order_by("created_at"):
+            execution.execute(queued)
+        if not tasks.continue_comparison(series):
+            break
+    series.refresh_from_db()
+    headline = series.headline(series.results()) or ""
+    print(f"  B fails on its expensive draws (same mean work): {headline}")
+    line("survivorship: a verdict of less energy", "yes" if "less energy" in headline else "no",
+         "no", "less energy" not in headline)  # fmt: skip
+
+
 def main() -> None:
     BENCH_DB.parent.mkdir(exist_ok=True)
     BENCH_DB.unlink(missing_ok=True)
@@ -392,6 +482,8 @@ def main() -> None:
     bench_stability_under_load()
     print()
     bench_profiler()
+    print()
+    bench_ordinary_code()
     execution.stop_heartbeat()
     print()
     bench_serving()
