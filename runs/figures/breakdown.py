@@ -188,10 +188,12 @@ def _lines(samples: dict, run, sections: list[dict], notes: list[str]) -> list[d
             continue
         cpu, energy = own[context]
         part = weight / weights[context]
-        line = lines.setdefault(number, {"line": number, "samples": 0.0, "cpu_seconds": 0.0})
+        line = lines.setdefault(
+            number, {"line": number, "samples": 0.0, "cpu_seconds": 0.0, "energy_kwh": 0.0}
+        )
         line["samples"] += count
         line["cpu_seconds"] += cpu * part
-        line["energy_kwh"] = line.get("energy_kwh", 0.0) + energy * part
+        line["energy_kwh"] += energy * part
     for line in lines.values():
         line["samples"] = round(line["samples"], 2)
         line["share"] = line["energy_kwh"] / run.energy_kwh if run.energy_kwh else 0.0
