@@ -4,9 +4,9 @@ EXAMPLES = [
     {
         "slug": "busy-loop",
         "title": "Busy loop (a fixed amount of work)",
-        "code": """# The same ten million additions on every run: a busy host makes it take
-# longer, never do less, so its energy is comparable run to run (about 1 s of
-# one CPU thread on a quiet 2-core VM).
+        "code": """# The same ten million additions on every run: a busy
+# host makes it take longer, never do less, so runs compare
+# (about 1 s of one CPU thread on a quiet 2-core VM).
 total = 0
 for i in range(10_000_000):
     total += i
