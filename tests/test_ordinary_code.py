@@ -268,3 +268,38 @@ def test_a_comparison_shows_where_a_and_b_printed_different_things():
     agreement = series.outputs(series.ordered_runs())
     assert agreement.differing == list(range(1, series.repetitions + 1))
     assert "-45\n+55" in agreement.diff
+
+
+FLOOD_BOTH = FLOODS["raw-events"][0].replace("1.5", "0.8") + FLOODS["profile"][0].replace(
+    "1.5", "0.8"
+).replace("import os, sys, time", "")
+
+
+@pytest.mark.parametrize("name", [e.name for e in environments.declared()])
+def test_flooded_channels_are_charged_in_every_environment(name):
+    declared = next(e for e in environments.declared() if e.name == name)
+    if not host.interpreter_candidates(declared.interpreter):
+        pytest.skip(f"{declared.interpreter} is not on this host")
+    env = environments.named(name)
+    assert env is not None, f"{name}'s interpreter is here, but it is not built (snippetenv)"
+    run("pass", python=env.python)  # the isolation probe, and this interpreter's files, read
+    before = children_cpu()
+    outcome = run(FLOOD_BOTH, timeout_s=30, python=env.python)
+    seen = children_cpu() - before
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.cpu_s >= 0.9 * (seen - outcome.startup_cpu_s), (outcome.cpu_s, seen)
+    notes = breakdown.of(outcome.measurements, _FiguresOf(outcome)).notes
+    assert breakdown.SECTIONS_UNSYNCHRONIZED in notes and breakdown.PROFILE_FLOODED in notes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_code_on_two_interpreters_is_seen_to_print_the_same():
+    others = [e for e in environments.available() if not e.default]
+    if not others:
+        pytest.skip("no second environment is built on this host")
+    code = "print(sum(i * i for i in range(10**5)))"
+    envs = [environments.default().name, others[0].name]
+    series = Series.objects.submit(Series.Kind.COMPARE, [code, code], 5, envs=envs)
+    run_series(series)
+    agreement = series.outputs(series.ordered_runs())
+    assert agreement.agree and agreement.compared == series.repetitions

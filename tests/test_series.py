@@ -601,6 +601,8 @@ def test_a_comparison_names_the_pairs_whose_outputs_differ_and_shows_one(client)
     html = client.get(series.get_absolute_url()).text
     assert "A and B printed different output in 2 of 5 pairs (pairs 2, 4)" in html
     assert 'data-outputs="differ"' in html
+    # Every run's row shows the start of what it printed, and links to the whole of it.
+    assert html.count('output-preview"><code>42') == 2
     exported = client.get(f"/series/{series.public_id}.json").json()
     assert exported["outputs"]["differing"] == [2, 4]
     assert "-hi\n+42" in exported["outputs"]["diff"]
