@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+import psutil
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -50,7 +51,32 @@ class Worker(models.Model):
 
     @staticmethod
     def name_for_this_process() -> str:
-        return f"{settings.HOST_NAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Where the process runs, as far as a process id means anything: the host and
+        # its PID namespace (containers on one host may share a name, never a namespace).
+        return f"{settings.HOST_NAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}@{_pid_namespace()}"
+
+    @staticmethod
+    def still_running(name: str, since: datetime | None) -> bool:
+        """Whether the worker process `name` is known to be running here, and was
+        already `since` (its process is not a newer one that took its id). Only a worker
+        of this host and PID namespace can be known so; of another, nothing is known
+        (False), and its heartbeat decides. A database lock or a slow write delays a
+        heartbeat, never kills a process: this keeps such a worker's runs alive."""
+        where, _, namespace = name.rpartition("@")
+        parts = where.rsplit(":", 2)  # host, pid, a random part
+        if len(parts) != 3 or not parts[1].isdigit():
+            return False
+        host, pid = parts[0], parts[1]
+        if host != settings.HOST_NAME or namespace != _pid_namespace():
+            return False
+        try:
+            process = psutil.Process(int(pid))
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            started = process.create_time()
+        except psutil.Error:
+            return False
+        return since is None or started <= since.timestamp() + 1
 
     def beat(self) -> None:
         self.last_seen_at = timezone.now()
@@ -63,6 +89,13 @@ class Worker(models.Model):
                 "last_seen_at": self.last_seen_at,
             },
         )
+
+
+def _pid_namespace() -> str:
+    try:
+        return f"{os.stat('/proc/self/ns/pid').st_ino:x}"
+    except OSError:
+        return "?"
 
 
 class Baseline(models.Model):

@@ -181,10 +181,13 @@ class RunQuerySet(models.QuerySet):
         return self.running().exclude(worker__in=alive)
 
     def fail_orphans(self) -> int:
-        """Mark runs whose worker died as errors; returns how many were found."""
+        """Mark runs whose worker died as errors; returns how many were found. A worker
+        whose heartbeat is late but whose process is seen running (on this host) is not
+        dead: a locked database delays heartbeats, and a live run is never called dead."""
         count = 0
         for run in self.orphaned():
-            count += run.fail_orphaned()
+            if not Worker.still_running(run.worker, run.started_at):
+                count += run.fail_orphaned()
         return count
 
 
@@ -406,11 +409,15 @@ class Run(models.Model):
 
     # --- state changes, written by the worker --------------------------------------
 
-    def mark_running(self, worker: str) -> None:
-        self.status = self.Status.RUNNING
-        self.started_at = timezone.now()
-        self.worker = worker
-        self.save(update_fields=["status", "started_at", "worker"])
+    def mark_running(self, worker: str) -> bool:
+        """Queued → running on `worker`; False where it is queued no more (stopped
+        meanwhile): a final status never changes."""
+        now = timezone.now()
+        queued = Run.objects.filter(pk=self.pk, status=self.Status.QUEUED)
+        if not queued.update(status=self.Status.RUNNING, started_at=now, worker=worker):
+            return False
+        self.status, self.started_at, self.worker = self.Status.RUNNING, now, worker
+        return True
 
     # What record_progress found.
     WRITTEN, STOP, OVER = "written", "stop", "over"
@@ -539,7 +546,10 @@ class Run(models.Model):
         self.status = self.Status.ERROR
         self.error = message
         self.finished_at = timezone.now()
-        self.store(["status", "error", "finished_at", "stdout", "stderr"])
+        try:
+            self.store(["status", "error", "finished_at", "stdout", "stderr"])
+        except Run.NotUpdated:
+            logger.warning("run %s had ended already; %r not stored", self.public_id, message)
 
     def store(self, fields: list[str]) -> None:
         """Save `fields` of a run's end: if the database is busy (locked past its
@@ -550,7 +560,7 @@ class Run(models.Model):
         while True:
             try:
                 with transaction.atomic(using=self._state.db):
-                    self.save(update_fields=fields)
+                    self._store_if_in_flight(fields)
                     # Its output is in the row now (gathered once, here at its end).
                     OutputChunk.objects.filter(run_id=self.pk).delete()
                 return
@@ -563,6 +573,15 @@ class Run(models.Model):
                 connections[self._state.db or "default"].close()  # reopened by the next query
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _store_if_in_flight(self, fields: list[str]) -> None:
+        """Write `fields` where the run is still queued or running: once it has ended
+        (succeeded, failed, timed out, stopped, error), nothing changes its status or
+        figures. Run.NotUpdated where it has, or its row is gone."""
+        values = {name: getattr(self, self._meta.get_field(name).attname) for name in fields}
+        rows = Run.objects.using(self._state.db).filter(pk=self.pk, status__in=Run.IN_FLIGHT)
+        if not rows.update(**values):
+            raise Run.NotUpdated(f"run {self.public_id} has ended already, or is gone")
 
     def fail_orphaned(self) -> int:
         with transaction.atomic(using=self._state.db):

@@ -311,8 +311,8 @@ def execute(
     beat = heartbeat(kind)
     claimed = _Claim(claim)
     tell = _Tell(run, told)
-    if claim is None:
-        run.mark_running(beat.worker.name)
+    if claim is None and not run.mark_running(beat.worker.name):
+        return None  # stopped while it waited: its status is final
     env = environments.named(run.env_name)
     try:
         if env is None:
@@ -343,8 +343,9 @@ def execute(
     except sandbox.Abandoned:
         pass  # not ours: its sandbox is ended, nothing stored
     except Run.NotUpdated:
-        # Its row went while it ran (deleted in the admin, say): nothing to store it in.
-        logger.warning("run %s was deleted while it ran; its result is dropped", run.public_id)
+        # Its row went while it ran (deleted in the admin, say), or another process ended
+        # it (a stop, or a reaper that took this worker for dead): its status is final.
+        logger.warning("run %s ended or went while it ran; its result is dropped", run.public_id)
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         if claimed():
