@@ -460,6 +460,38 @@ def bench_ordinary_code(rounds: int = 5, n: int = 1_500_000) -> None:
          "no", "less energy" not in headline)  # fmt: skip
 
 
+def bench_request_costs() -> None:
+    """The work a comparison's creation does, at the worst inputs we can construct: its
+    code side by side (runs.snippets.diffs) on repetitive snippets of up to MAX_LINES."""
+    print("Request costs: creating a comparison of the worst pairs (server time, median of 3)")
+    from runs.models import Series
+    from runs.snippets import diffs
+
+    lines = diffs.MAX_LINES
+    side = int(diffs.MATCHER_BUDGET**0.5)
+    pairs = {
+        "pass × 1000 against (pass, 0) × 500": ("pass\n" * lines, "pass\n0\n" * (lines // 2)),
+        "(a, b) against (b, a), 1000 lines": ("a\nb\n" * (lines // 2), "b\na\n" * (lines // 2)),
+        "regions just within the matcher's budget": (
+            "".join("pass\n" * (side - 1) + f"u{i}\n" for i in range(lines // side)),
+            "".join("pass\n0\n" * (side // 2) + f"u{i}\n" for i in range(lines // side)),
+        ),
+        "two random two-letter snippets": (
+            "".join(random.choice("ab") + "\n" for _ in range(lines)),
+            "".join(random.choice("ab") + "\n" for _ in range(lines)),
+        ),
+    }
+    for name, (a, b) in pairs.items():
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            series = Series.objects.submit(Series.Kind.COMPARE, [a, b], 5)
+            times.append(time.perf_counter() - start)
+            series.delete()
+        took = statistics.median(times)
+        line(name, f"{took * 1000:.0f} ms", "<= 500 ms", took <= 0.5)
+
+
 def main() -> None:
     BENCH_DB.parent.mkdir(exist_ok=True)
     BENCH_DB.unlink(missing_ok=True)
@@ -484,6 +516,8 @@ def main() -> None:
     bench_profiler()
     print()
     bench_ordinary_code()
+    print()
+    bench_request_costs()
     execution.stop_heartbeat()
     print()
     bench_serving()

@@ -10,10 +10,10 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs import models
-from runs.figures import comparisons, equivalents, formatting, measure, stats
+from runs.figures import breakdown, comparisons, equivalents, formatting, measure, stats
 from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
 from runs.queue import tasks
-from runs.snippets import outputs
+from runs.snippets import diffs, outputs
 
 from .factories import finished_run
 
@@ -647,3 +647,60 @@ def test_the_short_run_warning_speaks_of_the_figure_beside_it():
     warnings = " ".join(on_section.results()["warnings"])
     assert "spend 10 ms of CPU each in the section “work”" in warnings
     assert "start-up" not in warnings
+
+
+def _replayed(a: list[str], b: list[str]) -> list[str]:
+    """`b` rebuilt from `a` and the opcodes, each equal block checked to be equal."""
+    rebuilt, at_a, at_b = [], 0, 0
+    for change, a0, a1, b0, b1 in diffs.opcodes(a, b):
+        assert (a0, b0) == (at_a, at_b), "opcodes cover both sides in order"
+        if change == "equal":
+            assert a[a0:a1] == b[b0:b1]
+        rebuilt += b[b0:b1]
+        at_a, at_b = a1, b1
+    assert (at_a, at_b) == (len(a), len(b))
+    return rebuilt
+
+
+# The pairs that made difflib's matcher take 15 s and more: repeated lines.
+PATHOLOGICAL = [
+    ("pass\n" * 1000, "pass\n0\n" * 500),
+    ("a\nb\n" * 500, "b\na\n" * 500),
+    ("".join(("pass\n" * 69) + f"u{i}\n" for i in range(14)),
+     "".join(("pass\n0\n" * 34) + f"pass\nu{i}\n" for i in range(14))),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("code_a", "code_b"), PATHOLOGICAL)
+def test_a_side_by_side_view_of_repetitive_code_is_complete_and_bounded(
+    code_a, code_b, monkeypatch
+):
+    a, b = breakdown.source_lines(code_a), breakdown.source_lines(code_b)
+    assert _replayed(a, b) == b
+    # The matcher is only ever given regions within its budget (its time is ~cubic):
+    # watched, not replaced.
+    sizes = []
+    matcher = diffs.difflib.SequenceMatcher
+
+    def watched(*args, **kwargs):
+        sizes.append(len(kwargs["a"]) * len(kwargs["b"]))
+        return matcher(*args, **kwargs)
+
+    monkeypatch.setattr(diffs.difflib, "SequenceMatcher", watched)
+    diffs.side_by_side(code_a, code_b)
+    assert all(size <= diffs.MATCHER_BUDGET for size in sizes), max(sizes)
+
+
+def test_a_side_by_side_view_covers_both_snippets_whatever_they_are():
+    rng = random.Random(27)
+    for _ in range(500):
+        alphabet = ["x = 1", "pass", "", "y = 2", "return x"][: rng.randint(1, 5)]
+        a = [rng.choice(alphabet) for _ in range(rng.randint(0, 150))]
+        b = [rng.choice(alphabet) for _ in range(rng.randint(0, 150))]
+        assert _replayed(a, b) == b
+    # Ordinary edits of ordinary code still align as difflib would: one line changed.
+    code = [f"line_{i} = {i}" for i in range(300)]
+    edited = [*code[:150], "line_150 = 'changed'", *code[151:]]
+    assert diffs.opcodes(code, edited) == [
+        ("equal", 0, 150, 0, 150), ("replace", 150, 151, 150, 151), ("equal", 151, 300, 151, 300)
+    ]  # fmt: skip
