@@ -68,26 +68,44 @@ def _no_standby_sandbox_between_tests():
     sandbox.discard_standby()
 
 
-def sandbox_processes() -> list[psutil.Process]:
-    """Every live process of the sandbox account (only meaningful as root).
+@pytest.fixture(scope="session", autouse=True)
+def _what_the_suite_starts_stays_its_own():
+    # A subreaper from the start: whatever the suite's sandboxes, workers and servers
+    # leave behind (a worker killed mid-run, a daemon that called setsid) is re-parented
+    # to this process, never to init, so the suite can count it as its own.
+    from runs.sandbox import host
+
+    host._become_subreaper()
+
+
+def processes_of(uid: int) -> list[psutil.Process]:
+    """The live processes of `uid` that this test process started, directly or through
+    what it started: never another's on the same machine (a `make run` beside the suite
+    keeps sandboxes of the same account ready).
 
     Zombies are left out: they run nothing, and on hosts whose PID 1 does not reap,
     the parts of a sandbox whose worker was killed stay zombies forever.
     """
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.uids().real == uid and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def sandbox_processes() -> list[psutil.Process]:
+    """The live processes of the sandbox account this test started (only meaningful as
+    root): see processes_of."""
     import pwd
 
     try:
         uid = pwd.getpwnam(settings.SANDBOX_USER).pw_uid
     except KeyError:
         return []
-    found = []
-    for p in psutil.process_iter(["uids", "status"]):
-        try:
-            if p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except (psutil.Error, TypeError):
-            pass
-    return found
+    return processes_of(uid)
 
 
 def limits(**overrides) -> Limits:

@@ -20,7 +20,7 @@ from runs.sandbox import cgroups, environments, standby
 from runs.sandbox.watch import _Watch
 from runs.snippets import failures
 
-from .conftest import NOBODY, limits, run, sandbox_processes
+from .conftest import NOBODY, limits, processes_of, run, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
 
@@ -368,15 +368,6 @@ def test_operators_files_under_usr_are_hidden(mode, tmp_path):
 # --- the fallback mode as a non-root server without cgroups ---------------------------
 
 
-def processes_of(uid: int) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["uids", "status"]):
-        with contextlib.suppress(psutil.Error, TypeError):
-            if p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(p)
-    return found
-
-
 def test_unprivileged_fallback_stops_a_daemon(unprivileged):
     outcome = unprivileged(
         """
@@ -627,3 +618,48 @@ def test_when_the_supervisor_cannot_report_the_cgroup_counts_the_cpu(monkeypatch
     # One CPU (SANDBOX_CPUS) for about a second, start-up left out.
     assert 0.7 <= outcome.cpu_s <= 1.3, outcome.cpu_s
     assert zombie_children() == [] and sandbox_processes() == []
+
+
+OUTSIDER = """
+import os, subprocess, sys
+if os.fork():
+    os._exit(0)  # its child is handed to init: outside the suite's tree
+os.setsid()
+sleeper = subprocess.Popen(["sleep", "60"], user={uid}, group={gid}, extra_groups=[])
+print(sleeper.pid, flush=True)
+sleeper.wait()
+"""
+
+
+def test_the_suite_counts_only_the_sandbox_processes_it_started():
+    # A `make run` beside the suite keeps sandboxes of the same account waiting: a
+    # process of that account started outside this process's tree is not ours to count.
+    import ctypes
+    import pwd
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    account = pwd.getpwnam(settings.SANDBOX_USER)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(sandbox.host.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)  # for this one start only
+    try:
+        code = OUTSIDER.format(uid=account.pw_uid, gid=account.pw_gid)
+        with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as starter:
+            outsider = psutil.Process(int(starter.stdout.readline()))
+    finally:
+        libc.prctl(sandbox.host.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        assert outsider.uids().real == account.pw_uid and outsider.is_running()
+        assert outsider not in psutil.Process().children(recursive=True)
+        outcome = run("print('ours')")
+        assert outcome.exit_code == 0 and outcome.stdout == "ours\n"
+        assert sandbox_processes() == []  # ours have all ended; the outsider is not ours
+        assert outsider.is_running()
+    finally:
+        with contextlib.suppress(psutil.Error):
+            parent = outsider.parent()
+            outsider.kill()
+            if parent is not None and parent.pid != 1:
+                parent.kill()
