@@ -81,7 +81,7 @@ def test_a_run_ended_elsewhere_keeps_its_final_status_and_figures(start_worker):
     # Another host's reaper took the worker for dead (its heartbeats were late).
     assert Run.objects.get(pk=run.pk).fail_orphaned() == 1
     ended = finished(run)
-    wait_for(lambda: "ended or went while it ran" in worker.log.read_text(), timeout=30)
+    wait_for(lambda: "was ended elsewhere while it ran" in worker.log.read_text(), timeout=30)
     run.refresh_from_db()
     assert (run.status, run.error, run.finished_at) == (
         ended.status,

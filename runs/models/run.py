@@ -309,6 +309,11 @@ class Run(models.Model):
         ]
 
     IN_FLIGHT = [Status.QUEUED, Status.RUNNING]
+
+    class AlreadyEnded(Exception):
+        """A run's end was to be written, but another had ended it (a stop, or a reaper
+        that took its worker for dead): its status is final, and stays so."""
+
     # Runs that ran to their end or to a limit, their energy measured: what a series
     # counts. Not a run its author stopped, nor one our side failed.
     MEASURED_ENDINGS = frozenset(
@@ -548,8 +553,8 @@ class Run(models.Model):
         self.finished_at = timezone.now()
         try:
             self.store(["status", "error", "finished_at", "stdout", "stderr"])
-        except Run.NotUpdated:
-            logger.warning("run %s had ended already; %r not stored", self.public_id, message)
+        except (Run.AlreadyEnded, Run.NotUpdated):
+            logger.warning("run %s ended or went already; %r not stored", self.public_id, message)
 
     def store(self, fields: list[str]) -> None:
         """Save `fields` of a run's end: if the database is busy (locked past its
@@ -579,9 +584,11 @@ class Run(models.Model):
         (succeeded, failed, timed out, stopped, error), nothing changes its status or
         figures. Run.NotUpdated where it has, or its row is gone."""
         values = {name: getattr(self, self._meta.get_field(name).attname) for name in fields}
-        rows = Run.objects.using(self._state.db).filter(pk=self.pk, status__in=Run.IN_FLIGHT)
-        if not rows.update(**values):
-            raise Run.NotUpdated(f"run {self.public_id} has ended already, or is gone")
+        runs = Run.objects.using(self._state.db).filter(pk=self.pk)
+        if not runs.filter(status__in=Run.IN_FLIGHT).update(**values):
+            if runs.exists():
+                raise Run.AlreadyEnded(f"run {self.public_id} has ended already")
+            raise Run.NotUpdated(f"run {self.public_id} is gone")
 
     def fail_orphaned(self) -> int:
         with transaction.atomic(using=self._state.db):

@@ -343,9 +343,14 @@ def execute(
     except sandbox.Abandoned:
         pass  # not ours: its sandbox is ended, nothing stored
     except Run.NotUpdated:
-        # Its row went while it ran (deleted in the admin, say), or another process ended
-        # it (a stop, or a reaper that took this worker for dead): its status is final.
-        logger.warning("run %s ended or went while it ran; its result is dropped", run.public_id)
+        # Its row went while it ran (deleted in the admin, say): nothing to store it in.
+        logger.warning("run %s was deleted while it ran; its result is dropped", run.public_id)
+    except Run.AlreadyEnded:
+        # Another process ended it meanwhile (a reaper on another host that took this
+        # worker for dead): its status is final, and what it says stays.
+        logger.warning(
+            "run %s was ended elsewhere while it ran; its result is dropped", run.public_id
+        )
     except sandbox.SandboxUnavailable as exc:
         logger.error("sandbox unavailable: %s", exc)
         if claimed():
