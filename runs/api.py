@@ -94,12 +94,15 @@ def api_view(*methods: str, body: bool = True):
     """Method check and, for POST with a `body`, the parsed body passed to the view as
     `payload` (a POST without one reads nothing of it)."""
 
+    # HEAD is GET without a body (monitors and link checkers ask with it).
+    allowed = (*methods, "HEAD") if "GET" in methods else methods
+
     def decorator(view):
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
-            if request.method not in methods:
+            if request.method not in allowed:
                 response = json_error(f"Method {request.method} not allowed.", 405)
-                response["Allow"] = ", ".join(methods)
+                response["Allow"] = ", ".join(allowed)
                 return response
             try:
                 if request.method == "POST" and body:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 
 from .figures import measure
@@ -23,9 +24,11 @@ EXTRA_COLUMNS = [
     "python_version", "env", "code", "stdin", "sections", "lines",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
-# A spreadsheet reads a cell that begins with one of these as a formula (CSV injection):
-# such a text cell gets a leading apostrophe, as OWASP recommends. Numbers are ours.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet reads a cell that begins with one of these as a formula (CSV injection),
+# in their full-width and small forms too (which NFKC folds into them), and after any
+# leading space or line break it trims: such a text cell gets a leading apostrophe, as
+# OWASP recommends. Numbers are ours.
+FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 class _Echo:
@@ -105,6 +108,14 @@ def history_csv(runs: Iterable) -> Iterator[str]:
 def _cell(value):
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value and _may_be_read_as_a_formula(value[0]):
         return "'" + value
     return value
+
+
+def _may_be_read_as_a_formula(first: str) -> bool:
+    return (
+        first.isspace()
+        or not first.isprintable()
+        or unicodedata.normalize("NFKC", first).startswith(FORMULA_STARTS)
+    )

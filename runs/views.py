@@ -9,7 +9,7 @@ from django.db.models.functions import Substr
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
@@ -84,7 +84,7 @@ def _opened_in(run: Run) -> dict:
     return {"chosen_env": run.env_name, "stdin": run.stdin}
 
 
-@require_GET
+@require_safe
 def playground(request: HtmxHttpRequest) -> HttpResponse:
     code, opened = "", {}
     source = request.GET.get("from")
@@ -173,7 +173,7 @@ def cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     run = get_object_or_404(Run, public_id=public_id)
     # A poll is how a user notices a dead worker soonest: check this run now.
@@ -196,7 +196,7 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     return render(request, "runs/detail.html", context)
 
 
-@require_GET
+@require_safe
 def history(request: HtmxHttpRequest) -> HttpResponse:
     runs = (
         Run.objects.for_session(request.session.session_key)
@@ -223,7 +223,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, page)
 
 
-@require_GET
+@require_safe
 def grid_note(request: HttpRequest) -> HttpResponse:
     """The editor's word on a grid just chosen, and the shown run priced at it."""
     grid = measure.grids().get(request.GET.get("grid", ""))
@@ -242,7 +242,7 @@ def grid_note(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/playground.html#grid-note", pages.grid_note_context(grid, run))
 
 
-@require_GET
+@require_safe
 def methodology(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/methodology.html", pages.methodology_context())
 
@@ -348,7 +348,7 @@ def _refused(
     return response
 
 
-@require_GET
+@require_safe
 def compare(request: HttpRequest) -> HttpResponse:
     context = pages.compare_form_context() | {
         "code_a": examples.COMPARE_A,
@@ -460,7 +460,7 @@ def series_cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def series_detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     series = get_object_or_404(Series, public_id=public_id)
     if request.resolver_match.url_name != (
@@ -478,7 +478,7 @@ def _download(data: dict, filename: str) -> JsonResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def run_export(request: HttpRequest, public_id) -> JsonResponse:
     run = get_object_or_404(Run, public_id=public_id)
     run.stdout, run.stderr, _ = run.output_after(Offsets())  # a running run's so far
@@ -486,14 +486,14 @@ def run_export(request: HttpRequest, public_id) -> JsonResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def series_export(request: HttpRequest, public_id) -> JsonResponse:
     series = get_object_or_404(Series, public_id=public_id)
     return _download(series.as_dict(), f"{series.kind}-{series.public_id}.json")
 
 
 @never_cache
-@require_GET
+@require_safe
 def history_export(request: HttpRequest) -> StreamingHttpResponse:
     """The visitor's history as CSV; columns follow CodeCarbon's emissions.csv."""
     runs = Run.objects.for_session(request.session.session_key).select_related("series")

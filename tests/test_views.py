@@ -117,6 +117,14 @@ def test_pages_refuse_the_wrong_method(client, method, url):
     assert getattr(client, method)(url).status_code == 405
 
 
+@pytest.mark.parametrize("url", ["/", "/compare/", "/runs/", "/methodology/", "/healthz"])
+def test_pages_answer_head_as_get_does_without_a_body(client, url):
+    # Monitors and link checkers ask with HEAD: a 405 read as "the site is down".
+    head = client.head(url)
+    assert head.status_code == client.get(url).status_code == 200
+    assert head.content == b""
+
+
 def test_exports_refuse_posts(client):
     run = finished_run()
     assert client.post(f"/runs/{run.public_id}.json").status_code == 405

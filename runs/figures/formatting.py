@@ -13,10 +13,15 @@ MISSING = "—"
 # become their Unicode pictures, C1 controls the replacement character.
 _TERMINAL_SAFE = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\n\t"}
 _TERMINAL_SAFE |= {0x7F: 0x2421} | {code: 0xFFFD for code in range(0x80, 0xA0)}
+# Bidirectional controls reorder what follows them on screen (U+202E shows "exe.txt"
+# for "txt.exe"): shown as their escapes, so that nothing hides behind them.
+BIDI_CONTROLS = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_TERMINAL_SAFE |= {code: f"\\u{code:04x}" for code in BIDI_CONTROLS}
 
 
 def terminal_safe(text: str) -> str:
-    """`text` with every control character but newline and tab made visible."""
+    """`text` with every control character but newline and tab made visible, and every
+    bidirectional control shown as its escape."""
     return text.translate(_TERMINAL_SAFE)
 
 

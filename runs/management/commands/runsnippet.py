@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.figures import measure
-from runs.figures.formatting import summary_lines, terminal_safe
+from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe
 from runs.models import Run, Worker
 from runs.queue import execution
 
@@ -89,8 +89,9 @@ class Command(BaseCommand):
 
 
 # JSON escapes only the controls below 0x20: DEL and the C1 controls (CSI, OSC, ...)
-# would reach a terminal raw. Escaped, they are the same JSON strings.
-_JSON_CONTROLS = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
+# would reach a terminal raw, and bidirectional controls reorder what a terminal shows.
+# Escaped, they are the same JSON strings.
+_JSON_CONTROLS = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *BIDI_CONTROLS)}
 
 
 def dumps(data: dict) -> str:
