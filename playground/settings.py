@@ -294,3 +294,8 @@ LIMIT_QUEUED_RUNS_TOTAL = env_number("LIMIT_QUEUED_RUNS_TOTAL", 1000, int, 1)
 LIMIT_ADMIN_LOGINS_PER_HOUR = env_number("LIMIT_ADMIN_LOGINS_PER_HOUR", 10, int, 1)
 # Proxies whose X-Forwarded-For is believed: by default only the front on this machine.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
+# A secret the front sets on every request it forwards (X-Front-Token): where set, a
+# trusted proxy's X-Forwarded-For is believed only with it, so a local process that
+# reaches gunicorn without the front cannot pass for another client. bin/serve makes one
+# for its nginx at every start; behind a proxy of yours (FRONT=none), have it set it.
+FRONT_TOKEN = env_str("FRONT_TOKEN", "")

@@ -1,15 +1,17 @@
 """Who a request comes from: the address that per-client limits and the fair queue use.
 
 The peer's address, unless the peer is a trusted proxy (TRUSTED_PROXIES: by default
-the front on this machine, which sets X-Forwarded-For itself); then the right-most
-address in X-Forwarded-For that is not a trusted proxy. A client cannot choose its
-address by sending the header: only a trusted proxy's word counts. An IPv6 client is
-its /64, the block one host is usually given.
+the front on this machine, which sets X-Forwarded-For itself) and the request carries
+the front's token (FRONT_TOKEN, where one is set); then the right-most address in
+X-Forwarded-For that is not a trusted proxy. A client cannot choose its address by
+sending the header, nor a local process by reaching gunicorn past the front: only the
+front's word counts. An IPv6 client is its /64, the block one host is usually given.
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 
 from django.conf import settings
@@ -35,10 +37,16 @@ def _is_trusted(address) -> bool:
     return address is not None and any(address in network for network in networks)
 
 
+def _from_the_front(request: HttpRequest) -> bool:
+    token = settings.FRONT_TOKEN
+    sent = request.META.get("HTTP_X_FRONT_TOKEN", "")
+    return not token or hmac.compare_digest(sent.encode(), token.encode())
+
+
 def client_of(request: HttpRequest) -> str:
     """The client a request is counted against: an address (IPv6: its /64)."""
     address = _parse(request.META.get("REMOTE_ADDR", ""))
-    if _is_trusted(address):
+    if _is_trusted(address) and _from_the_front(request):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
         for hop in reversed([h for h in forwarded if h.strip()]):
             address = _parse(hop)

@@ -32,11 +32,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def front(worker_env, tmp_path):
-    port = free_port()
+def front(front_and_upstream):
+    return front_and_upstream[0]
+
+
+@pytest.fixture
+def front_and_upstream(worker_env, tmp_path):
+    """`bin/serve` running: the port of its front (nginx), and of gunicorn behind it."""
+    port, upstream = free_port(), free_port()
     env = worker_env | {
         "BIND": f"127.0.0.1:{port}",
-        "UPSTREAM_BIND": f"127.0.0.1:{free_port()}",
+        "UPSTREAM_BIND": f"127.0.0.1:{upstream}",
         "PYTHON": sys.executable,
         "MIGRATE_ON_START": "0",
         "DATA_DIR": str(tmp_path),
@@ -62,7 +68,7 @@ def front(worker_env, tmp_path):
 
     try:
         wait_for(ready, timeout=60, interval=0.2)
-        yield port
+        yield port, upstream
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -324,3 +330,34 @@ def _answers(port: int) -> bool:
         return get(port, "/healthz", timeout=2)[0] == 200
     except OSError:
         return False
+
+
+def submitted_by(port: int, source: str, headers: dict) -> str:
+    """The client a run posted to `port` from `source` is counted against."""
+    from runs.models import Run
+
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        body = json.dumps({"code": "print(1)"})
+        connection.request(
+            "POST", "/api/runs", body, {"Content-Type": "application/json", **headers}
+        )
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 202, answer
+    finally:
+        connection.close()
+    return Run.objects.get(public_id=answer["id"]).client
+
+
+def test_only_the_front_says_who_a_client_is(front_and_upstream):
+    port, upstream = front_and_upstream
+    forged = {"X-Forwarded-For": "203.0.113.5", "X-Front-Token": "a guess"}
+    # Through the front: the address it saw, whatever the client claimed.
+    assert submitted_by(port, "127.0.0.5", forged) == "127.0.0.5"
+    # Past the front, straight to gunicorn's port: the local peer it is, not the
+    # client it claims to be (it stopped another's run so once).
+    assert submitted_by(upstream, "127.0.0.6", forged) == "127.0.0.6"
+    assert submitted_by(upstream, "127.0.0.1", forged) == "127.0.0.1"
