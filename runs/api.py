@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
@@ -116,6 +117,11 @@ def api_view(*methods: str, body: bool = True):
     return decorator
 
 
+def _csrf_refused(request: HttpRequest) -> bool:
+    """Django's own CSRF check, for an API view that a session may authenticate."""
+    return CsrfViewMiddleware(lambda _: None).process_view(request, None, (), {}) is not None
+
+
 def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
     client = client_of(request)
     refusal = limits.check(client)
@@ -174,6 +180,12 @@ def cancel(request: HttpRequest, public_id: str) -> JsonResponse:
         return json_error("No such run.", 404)
     if not may_stop(request, found):
         return json_error("Only the client that sent this run may stop it.", 403)
+    if found.source != Run.Source.API and _csrf_refused(request):
+        # Its author is known by the browser's session cookie, which any site's form
+        # would send along: the page's CSRF token is asked for, as the pages ask it.
+        return json_error(
+            "Stopping a run of the web pages needs the page's CSRF token (X-CSRFToken).", 403
+        )
     if not tasks.cancel(found):
         return json_error(f"The run is over ({found.status}): there is nothing to stop.", 409)
     if not waiting.wait_for(found, STOP_WAIT_SECONDS):

@@ -158,3 +158,19 @@ def test_a_stopped_comparison_adds_no_round_and_says_why_it_ended(client):
     results = series.results(series.ordered_runs())
     assert results["is_over"] and series.stop_reason in results["warnings"]
     assert tasks.cancel_series(series) == []  # over: nothing more to stop
+
+
+@pytest.mark.django_db
+def test_the_api_stops_a_browsers_run_only_with_the_pages_csrf_token():
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/")
+    token = browser.cookies["csrftoken"].value
+    submitted = browser.post("/runs/new", {"code": "print(1)", "csrfmiddlewaretoken": token})
+    assert submitted.status_code in (200, 302), submitted.content
+    run = Run.objects.get()
+    # The session cookie alone, as another site's form would send it along: refused.
+    forged = browser.post(f"/api/runs/{run.public_id}/cancel")
+    assert forged.status_code == 403 and "CSRF" in forged.json()["error"]
+    assert Run.objects.get(pk=run.pk).status == Run.Status.QUEUED
+    answer = browser.post(f"/api/runs/{run.public_id}/cancel", headers={"X-CSRFToken": token})
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
