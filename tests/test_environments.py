@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
@@ -367,7 +368,9 @@ def test_each_environment_runs_in_its_own_sandbox(name):
     imports = "".join(f"import {module}\n" for module in sorted(env.modules))
     others = [str(other.root) for other in DECLARED if other.name != name]
     code = imports + PROBE.format(others=others, venv=env.root / "venv")
-    run = execute(code, env=name)
+    # Room for a cold start: the first import of an environment's data stack after a
+    # build reads it from disk (it once took over the default 10 s on a clean clone).
+    run = execute(code, env=name, timeout_s=settings.MAX_EXECUTION_TIMEOUT)
     assert run.status == Run.Status.SUCCEEDED, (run.exit_code, run.error, run.stderr)
     lines = run.stdout.splitlines()
     implementation, version = lines[0].split()
