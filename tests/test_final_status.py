@@ -4,6 +4,7 @@ Real workers, a real lock on the real database (SQLite's file, or PostgreSQL's t
 heartbeats), real polls of the page and the API.
 """
 
+import signal
 import threading
 import time
 
@@ -97,3 +98,28 @@ def test_a_run_stopped_while_it_waited_is_not_run():
     assert execution.execute(run) is None
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and run.stdout == "" and run.started_at is None
+
+
+@pytest.mark.skipif(
+    connections["default"].vendor != "postgresql",
+    reason="PostgreSQL's: SQLite's busy timeout ends such a wait by itself",
+)
+@pytest.mark.django_db  # inside the test's transaction, as most tests of runs are
+def test_a_heartbeat_stops_even_behind_its_callers_open_transaction(settings):
+    # The first beat is written by the caller, inside its transaction; a later beat of
+    # the heartbeat's own connection then waits on that row. Stopping must not wait for
+    # the transaction to end (it ends only after the stop: a deadlock that hung a suite).
+    settings.WORKER_HEARTBEAT_SECONDS = 0.2
+    execution.heartbeat()
+    time.sleep(1.0)  # several beats' time: one of them is waiting on the row now
+
+    def hung(*_) -> None:  # a deadlock fails the test instead of hanging the suite
+        raise TimeoutError("the heartbeat did not stop")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        execution.stop_heartbeat()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
