@@ -15,7 +15,7 @@ from playwright.sync_api import sync_playwright
 from runs import sandbox
 from runs.models import Offsets, Run, Series, Worker
 from runs.queue import execution, tasks
-from runs.sandbox import Limits
+from runs.sandbox import Limits, environments, host
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -106,6 +106,17 @@ def sandbox_processes() -> list[psutil.Process]:
     except KeyError:
         return []
     return processes_of(uid)
+
+
+def built_environment(name: str) -> environments.Environment:
+    """The declared environment `name`, as built here; the test is skipped only where
+    its interpreter is absent from this host (CI builds every one it has)."""
+    declared = next(e for e in environments.declared() if e.name == name)
+    if not host.interpreter_candidates(declared.interpreter):
+        pytest.skip(f"{declared.interpreter} is not on this host")
+    env = environments.named(name)
+    assert env is not None, f"{name}'s interpreter is here, but it is not built (snippetenv)"
+    return env
 
 
 def limits(**overrides) -> Limits:

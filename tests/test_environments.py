@@ -18,7 +18,7 @@ from runs.models import Baseline, Run, Series
 from runs.queue import execution
 from runs.sandbox import environments, host, launcher, standby
 
-from .conftest import execute, limits
+from .conftest import built_environment, execute, limits
 from .factories import finished_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -360,11 +360,7 @@ with section("work"):
 
 @pytest.mark.parametrize("name", [e.name for e in DECLARED])
 def test_each_environment_runs_in_its_own_sandbox(name):
-    declared = next(e for e in DECLARED if e.name == name)
-    if not host.interpreter_candidates(declared.interpreter):
-        pytest.skip(f"{declared.interpreter} is not on this host")
-    env = environments.named(name)
-    assert env is not None, f"{name}'s interpreter is here, but it is not built (snippetenv)"
+    env = built_environment(name)
     imports = "".join(f"import {module}\n" for module in sorted(env.modules))
     others = [str(other.root) for other in DECLARED if other.name != name]
     code = imports + PROBE.format(others=others, venv=env.root / "venv")

@@ -16,9 +16,9 @@ import pytest
 from runs import limits as rate_limits
 from runs.figures import breakdown
 from runs.models import Run, Series
-from runs.sandbox import environments, host, launcher
+from runs.sandbox import environments, launcher
 
-from .conftest import execute, run, run_series
+from .conftest import built_environment, execute, run, run_series
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
 
@@ -96,11 +96,7 @@ def test_a_section_counts_the_work_it_hands_to_child_processes(mode, kind):
 
 @pytest.mark.parametrize("name", [e.name for e in environments.declared()])
 def test_a_section_counts_its_children_in_every_environment(name):
-    declared = next(e for e in environments.declared() if e.name == name)
-    if not host.interpreter_candidates(declared.interpreter):
-        pytest.skip(f"{declared.interpreter} is not on this host")
-    env = environments.named(name)
-    assert env is not None, f"{name}'s interpreter is here, but it is not built (snippetenv)"
+    env = built_environment(name)
     outcome = run(handed_to(*HANDED_TO), timeout_s=60, python=env.python)
     assert_sections_count_their_children(outcome, HANDED_TO)
 
@@ -277,11 +273,7 @@ FLOOD_BOTH = FLOODS["raw-events"][0].replace("1.5", "0.8") + FLOODS["profile"][0
 
 @pytest.mark.parametrize("name", [e.name for e in environments.declared()])
 def test_flooded_channels_are_charged_in_every_environment(name):
-    declared = next(e for e in environments.declared() if e.name == name)
-    if not host.interpreter_candidates(declared.interpreter):
-        pytest.skip(f"{declared.interpreter} is not on this host")
-    env = environments.named(name)
-    assert env is not None, f"{name}'s interpreter is here, but it is not built (snippetenv)"
+    env = built_environment(name)
     run("pass", python=env.python)  # the isolation probe, and this interpreter's files, read
     before = children_cpu()
     outcome = run(FLOOD_BOTH, timeout_s=30, python=env.python)
