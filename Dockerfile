@@ -1,6 +1,9 @@
 # CodeCarbon Playground: web server and one worker in one image (bin/serve).
 # Scale out by running more containers with WORKERS_ONLY=1 against one PostgreSQL.
-FROM python:3.12-slim-bookworm
+# BASE is the official image; `make image-test` builds with a local stand-in where no
+# registry is reachable (deploy/image/base), and nothing else changes.
+ARG BASE=python:3.12-slim-bookworm
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,10 +26,13 @@ COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-# The environments, readable by every user; then the static files.
-RUN export SECRET_KEY=build-only PIP_NO_CACHE_DIR=1 \
+# The environments, readable by every user; then the static files. Anything these
+# commands write to a data directory goes to a scratch one: a root-owned file left in
+# /data would stop the image's default SQLite database from opening.
+RUN export SECRET_KEY=build-only PIP_NO_CACHE_DIR=1 DATA_DIR="$(mktemp -d)" \
     && python manage.py snippetenv \
-    && python manage.py collectstatic --noinput -v0
+    && python manage.py collectstatic --noinput -v0 \
+    && rm -rf "$DATA_DIR"
 
 # Not root: snippets then run as `app` too, confined by seccomp, Landlock and resource
 # limits, or by bubblewrap where the container may create user namespaces (README).

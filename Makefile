@@ -64,6 +64,13 @@ test: setup lint
 	$(PY) bin/wait-for-database "$(TEST_POSTGRES_URL)" && \
 	DATABASE_URL="$(TEST_POSTGRES_URL)" $(VENV)/bin/pytest
 
+# The container image, built from the Dockerfile with podman and run as README's container
+# section says, compose included (deploy/image/test.py). Root, about 9 minutes.
+.PHONY: image-test
+image-test: $(VENV)/.installed
+	bin/system-deps --image
+	$(PY) deploy/image/test.py
+
 .PHONY: bench
 bench: setup
 	bin/system-deps --test

@@ -1,8 +1,14 @@
-"""The deployment files say what README says: checked as data, since no container
-engine runs here."""
+"""The deployment files say what README says. `make image-test` builds and runs the image
+and compose.yaml for real (deploy/image/test.py); these check what needs no container."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import yaml
 from django.conf import settings
 
@@ -20,9 +26,66 @@ def test_compose_starts_database_web_and_worker_on_one_postgresql():
     assert worker["environment"]["WORKERS_ONLY"] == "1"
     assert web["environment"]["SECRET_KEY"] == worker["environment"]["SECRET_KEY"]
     port = web["environment"]["BIND"].rsplit(":", 1)[1]
-    assert f"{port}:{port}" in web["ports"]
+    assert web["ports"] == [f"${{PLAYGROUND_PORT:-{port}}}:{port}"]
     assert web["depends_on"]["db"]["condition"] == "service_healthy"
     assert web["build"] == worker["build"] == "."
+    # One image for both, nameable without editing the file; so is PostgreSQL's.
+    assert web["image"] == worker["image"] == "${PLAYGROUND_IMAGE:-codecarbon-playground}"
+    assert services["db"]["image"].startswith("${POSTGRES_IMAGE:-postgres:")
+    # The worker container waits for the web container's migrations (bin/serve).
+    assert worker["environment"]["MIGRATE_ON_START"] == "0"
+
+
+def test_the_image_builds_from_the_official_python_unless_told_otherwise():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG BASE=python:3.12-slim-bookworm\nFROM ${BASE}\n" in dockerfile
+
+
+def _serve_worker_only(data_dir: Path, wait: int) -> subprocess.Popen:
+    env = os.environ | {
+        "DATA_DIR": str(data_dir),
+        "WORKERS_ONLY": "1",
+        "MIGRATE_ON_START": "0",
+        "MIGRATE_WAIT": str(wait),
+        "PYTHON": sys.executable,
+    }
+    env.pop("DATABASE_URL", None)  # a database of its own: SQLite in data_dir
+    return subprocess.Popen(
+        [str(ROOT / "bin" / "serve")], env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _workers_below(process: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        below = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in below if "worker" in " ".join(p.cmdline())]
+
+
+def test_a_worker_that_must_not_migrate_waits_for_the_migrations(tmp_path):
+    serve = _serve_worker_only(tmp_path, wait=120)
+    try:
+        time.sleep(3)  # longer than one check: bin/serve is waiting, no worker started
+        assert serve.poll() is None and _workers_below(serve) == []
+        migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+        env = os.environ | {"DATA_DIR": str(tmp_path)}
+        env.pop("DATABASE_URL", None)
+        subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=120)
+        deadline = time.monotonic() + 60
+        while not _workers_below(serve) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _workers_below(serve), "no worker started once the database was migrated"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.communicate(timeout=30)
+
+
+def test_a_worker_gives_up_on_a_database_nobody_migrates(tmp_path):
+    serve = _serve_worker_only(tmp_path, wait=2)
+    _, stderr = serve.communicate(timeout=60)
+    assert serve.returncode == 1
+    assert "the database is not migrated after" in stderr
 
 
 def test_the_image_serves_through_the_front_with_its_packages():
