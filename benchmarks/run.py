@@ -492,6 +492,56 @@ def bench_request_costs() -> None:
         line(name, f"{took * 1000:.0f} ms", "<= 500 ms", took <= 0.5)
 
 
+def bench_storage_per_client() -> None:
+    """What one client can make the database keep in a day under the default limits: it
+    sends the largest runs there are (code and input at their caps, both outputs cut at
+    theirs), as fast as its per-minute limit lets it, until a limit refuses. The day's
+    per-minute allowance is far more runs than the storage budget admits, so the loop
+    skips the clock: each run is admitted by the real check and charged by its real end."""
+    print("Storage: bytes one client's runs may store in a day, under the default limits")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs import limits
+    from runs.models import StoredBytes
+
+    client = "198.51.100.1"
+    code = "#" * (settings.MAX_CODE_BYTES - 1) + "\n"
+    stdin = "i" * settings.MAX_STDIN_BYTES
+    output = "o" * settings.SANDBOX_OUTPUT_BYTES
+    day_allows = settings.LIMIT_RUNS_PER_MINUTE * 24 * 60
+    admitted = 0
+    while admitted < day_allows:
+        refusal = limits.check(client)
+        if refusal and "stored" in refusal.message:
+            break
+        Run.objects.filter(client=client).update(created_at=timezone.now() - timedelta(hours=3))
+        run = Run.objects.new(code, client=client, stdin=stdin, status=Run.Status.RUNNING)
+        run.save(force_insert=True)
+        run.stdout, run.stderr, run.status = output, output, Run.Status.SUCCEEDED
+        run.store(["stdout", "stderr", "status"])
+        admitted += 1
+    stored = StoredBytes.used_today(client)
+    largest = stored / max(admitted, 1)
+    unbounded = largest * day_allows
+    budget = settings.LIMIT_STORED_BYTES_PER_DAY
+    worst = budget + settings.LIMIT_QUEUED_RUNS_PER_CLIENT * largest
+    line("largest run, as stored", f"{largest / 1024:.0f} KiB", "(reported)", True)
+    line(f"runs admitted (the minute limit allows {day_allows})", str(admitted), "(reported)", True)
+    line(
+        "bytes stored by one client in a day",
+        f"{stored / 1e6:.1f} MB",
+        f"<= {worst / 1e6:.0f} MB",
+        stored <= worst,
+    )
+    line(
+        "the same client without a storage budget", f"{unbounded / 1e9:.1f} GB", "(reported)", True
+    )
+    Run.objects.filter(client=client).delete()
+    StoredBytes.objects.filter(client=client).delete()
+
+
 def main() -> None:
     BENCH_DB.parent.mkdir(exist_ok=True)
     BENCH_DB.unlink(missing_ok=True)
@@ -518,6 +568,8 @@ def main() -> None:
     bench_ordinary_code()
     print()
     bench_request_costs()
+    print()
+    bench_storage_per_client()
     execution.stop_heartbeat()
     print()
     bench_serving()

@@ -290,6 +290,8 @@ RUN_OUTPUT_RETENTION_DAYS = env_number("RUN_OUTPUT_RETENTION_DAYS", 7, int, 1)
 LIMIT_RUNS_PER_MINUTE = env_number("LIMIT_RUNS_PER_MINUTE", 60, int, 1)
 LIMIT_QUEUED_RUNS_PER_CLIENT = env_number("LIMIT_QUEUED_RUNS_PER_CLIENT", 60, int, 1)
 LIMIT_CPU_SECONDS_PER_HOUR = env_number("LIMIT_CPU_SECONDS_PER_HOUR", 900.0, float, 1.0)
+# Bytes one client's runs may store a day (UTC): code, input, output, figures.
+LIMIT_STORED_BYTES_PER_DAY = env_number("LIMIT_STORED_BYTES_PER_DAY", 50_000_000, int, 1)
 LIMIT_QUEUED_RUNS_TOTAL = env_number("LIMIT_QUEUED_RUNS_TOTAL", 1000, int, 1)
 LIMIT_ADMIN_LOGINS_PER_HOUR = env_number("LIMIT_ADMIN_LOGINS_PER_HOUR", 10, int, 1)
 # Proxies whose X-Forwarded-For is believed: by default only the front on this machine.

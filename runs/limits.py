@@ -1,22 +1,25 @@
 """Per-client limits and the total queue cap, checked before a submission is stored.
 
-Each limit counts runs (a repeat or comparison counts as its number of runs), reads
-only indexed rows of one client, and answers with what to tell the client and when
-to come back. `runsnippet` is the operator's tool and is never limited.
+Each limit counts runs (a repeat counts as its runs, a comparison as its first round's:
+its later rounds are added by the queue when the last one ends, wait their turn behind
+the client's other runs, and answer only to the hourly CPU budget), reads only indexed
+rows of one client, and answers with what to tell the client and when to come back.
+`runsnippet` is the operator's tool and is never limited.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from .models import Run
+from .models import Run, StoredBytes
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def check(client: str, runs: int = 1) -> Refusal | None:
     if counts.recent + runs > per_minute:
         recent = list(
             Run.objects.of_client(client)
-            .filter(created_at__gte=minute_ago)
+            .filter(created_at__gte=minute_ago, follow_up=False)
             .order_by("created_at")
             .values_list("created_at", flat=True)[: per_minute + 1]
         )
@@ -59,7 +62,7 @@ def check(client: str, runs: int = 1) -> Refusal | None:
             429,
             max(math.ceil(wait), 1),
         )
-    refusal = _over_cpu(counts.used)
+    refusal = _over_cpu(counts.used) or _over_storage(client, now)
     if refusal:
         return refusal
     if counts.total + runs > settings.LIMIT_QUEUED_RUNS_TOTAL:
@@ -72,8 +75,8 @@ def check(client: str, runs: int = 1) -> Refusal | None:
 
 
 def check_cpu(client: str) -> Refusal | None:
-    """Only the hourly CPU budget: all a comparison's next round still answers to (the
-    comparison was accepted whole, its every pair counted against the other limits)."""
+    """Only the hourly CPU budget: all a comparison's next round answers to (the
+    comparison was admitted by its first round; the queue adds the rest in turn)."""
     now = timezone.now()
     return _over_cpu(_counts(client, now - timedelta(minutes=1), now - timedelta(hours=1)).used)
 
@@ -90,9 +93,26 @@ def _over_cpu(used: float) -> Refusal | None:
     )
 
 
+def _over_storage(client: str, now: datetime) -> Refusal | None:
+    """The day's storage budget. What runs in flight will store is counted as they end,
+    so a client may overshoot it by its queued runs at most (README, Deploying)."""
+    budget, used = settings.LIMIT_STORED_BYTES_PER_DAY, StoredBytes.used_today(client)
+    if used < budget:
+        return None
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
+    frees = math.ceil((midnight - now).total_seconds())
+    hours, minutes = divmod(math.ceil(frees / 60), 60)
+    return Refusal(
+        f"Your runs stored {filesizeformat(used)} today; the limit is "
+        f"{filesizeformat(budget)} a day. It frees at 00:00 UTC, in {hours} h {minutes} min.",
+        429,
+        frees,
+    )
+
+
 class _Counts(NamedTuple):
     waiting: int  # this client's runs queued or running
-    recent: int  # this client's runs submitted in the last minute
+    recent: int  # runs this client sent in the last minute (not a comparison's rounds)
     used: float  # CPU-seconds of this client's runs that ended in the last hour
     total: int  # every queued run, of every client
 
@@ -105,15 +125,15 @@ def _counts(client: str, minute_ago, hour_ago) -> _Counts:
     build the two queries the database answers in 0.1 ms."""
     meta, quote = Run._meta, connection.ops.quote_name
     table = quote(meta.db_table)
-    client_, status, created, finished, cpu = (
+    client_, status, created, finished, cpu, follow_up = (
         quote(meta.get_field(name).column)
-        for name in ("client", "status", "created_at", "finished_at", "cpu_seconds")
+        for name in ("client", "status", "created_at", "finished_at", "cpu_seconds", "follow_up")
     )
     in_flight = f"{status} IN ({', '.join(['%s'] * len(Run.IN_FLIGHT))})"
     # Only names from the model go into the text; every value is a parameter.
     sql = (
         f"SELECT COALESCE(SUM(CASE WHEN {in_flight} THEN 1 ELSE 0 END), 0), "  # noqa: S608
-        f"COALESCE(SUM(CASE WHEN {created} >= %s THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN {created} >= %s AND NOT {follow_up} THEN 1 ELSE 0 END), 0), "
         f"COALESCE(SUM(CASE WHEN {finished} >= %s THEN {cpu} ELSE 0 END), 0), "
         f"(SELECT COUNT(*) FROM {table} WHERE {status} = %s) "
         f"FROM {table} WHERE {client_} = %s AND ({in_flight} OR {created} >= %s)"

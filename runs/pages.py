@@ -207,6 +207,7 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
         "series": series,
         "results": results,
         "can_stop": request is not None and not results["is_over"] and may_stop(request, series),
+        "waiting_behind": 0 if results["is_over"] else series.waiting_behind(),
         "warnings": results["warnings"],
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),

@@ -17,7 +17,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Length, Substr
 from django.utils import timezone
 
-from .models import LoginFailure, Maintenance, Run, Series
+from .models import LoginFailure, Maintenance, Run, Series, StoredBytes
 
 BATCH = 500
 PURGE_EVERY = timedelta(hours=1)
@@ -38,6 +38,7 @@ def purge(now=None) -> dict[str, int]:
         "trimmed": _trim_output(now - timedelta(days=settings.RUN_OUTPUT_RETENTION_DAYS)),
     }
     LoginFailure.objects.filter(at__lt=now - timedelta(days=1)).delete()
+    StoredBytes.objects.filter(day__lt=(now - timedelta(days=1)).date()).delete()
     engine = import_module(settings.SESSION_ENGINE)
     engine.SessionStore.clear_expired()
     return done

@@ -129,7 +129,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
         # for); a longer one as soon as it has printed something.
         waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True)
-        context = pages.run_context(run, request=request) | {"clear_errors": True}
+        context = pages.run_context(run, request=request)
         response = render(request, "runs/detail.html#run", context, status=201)
         return push_url(response, run.get_absolute_url())
     return redirect(run)
@@ -295,7 +295,7 @@ def series_create(request: HtmxHttpRequest) -> HttpResponse:
         return _refused(request, code, exc.messages)
     enqueue(*series.ordered_runs())
     if request.htmx:
-        context = pages.series_context(series, request) | {"clear_errors": True}
+        context = pages.series_context(series, request)
         response = render(request, "runs/series.html#series", context, status=201)
         return push_url(response, series.get_absolute_url())
     return redirect(series)
@@ -333,14 +333,15 @@ def _refused(
     status: int = 422,
     retry_after: int | None = None,
 ) -> HttpResponse:
-    """The playground again, with the code kept and what to do about it."""
+    """The playground again, with the code kept and what to do about it where the
+    result would have appeared."""
     kept = code if len(code) <= settings.MAX_CODE_BYTES * 4 else ""
     stdin = _stdin(request)
     stdin = stdin if len(stdin) <= settings.MAX_STDIN_BYTES * 4 else ""
     context = pages.editor_context(request, kept, errors=messages, stdin=stdin)
     if request.htmx:
-        response = render(request, "runs/playground.html#form-errors", context, status=status)
-        response = reswap(retarget(response, "#form-errors"), "outerHTML")
+        response = render(request, "runs/playground.html#refusal", context, status=status)
+        response = reswap(retarget(response, "#result"), "innerHTML")
     else:
         response = render(request, "runs/playground.html", context, status=status)
     if retry_after is not None:
@@ -404,9 +405,10 @@ def compare_create(request: HttpRequest) -> HttpResponse:
     stdin_b = _stdin(request, "stdin_b") if stdin_apart else stdin_a
     repetitions = _repetitions(request.POST.get("repetitions"), default=MAX_REPETITIONS)
     client = client_of(request)
-    # Accepted whole: every pair it may run counts now (its later rounds answer only to
-    # the hourly CPU budget, runs.queue.tasks.continue_comparison).
-    refusal = limits.check(client, 2 * repetitions) if _valid(repetitions) else None
+    # Admitted by its first round; later rounds wait their turn in the queue and answer
+    # only to the hourly CPU budget (runs.queue.tasks.continue_comparison).
+    first_round = 2 * Series.first_round(repetitions) if _valid(repetitions) else 0
+    refusal = limits.check(client, first_round) if first_round else None
     try:
         if refusal:
             raise ValidationError(refusal.message)

@@ -194,7 +194,7 @@ def test_errors_read_as_a_user_needs_them(site, page, settings):
     expect(flooded).to_contain_text("Output cut at the limit")
 
 
-def test_a_limit_is_explained_in_place_and_the_code_kept(site, page, settings):
+def test_a_limit_is_explained_in_place_and_the_code_kept(site, page, chromium, settings):
     settings.LIMIT_RUNS_PER_MINUTE = 1
     open_with_code(page, site, "print('first')")
     run_and_wait(page, "succeeded")
@@ -202,11 +202,34 @@ def test_a_limit_is_explained_in_place_and_the_code_kept(site, page, settings):
     page.keyboard.press("Control+End")
     page.keyboard.type("\nprint('second')")  # other code: not a double press
     page.keyboard.press("Control+Enter")
-    refusal = page.locator("#form-errors")
-    expect(refusal).to_contain_text("Too many runs: at most 1 a minute")
+    # Where the result would appear, in view, with when to try again.
+    refusal = page.locator("#result [data-refusal]")
+    expect(refusal).to_contain_text("Too many runs: at most 1 a minute. Try again in")
+    expect(refusal).to_be_in_viewport()
     expect(page.locator(".cm-content")).to_contain_text("print('second')")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "playground-limit.png", full_page=True)
+
+    # On a phone the result pane is below the editor: the refusal is brought into view.
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    small = phone.new_page()
+    open_with_code(small, site, "print('third')")
+    small.locator("#run-button").click()
+    expect(small.locator("#result [data-refusal]")).to_be_in_viewport()
+    small.screenshot(path=SCREENSHOTS / "playground-limit-phone.png")
+    phone.close()
+
+    # The compare page answers a refusal above its form, where the page it returns starts.
+    for scheme in ("light", "dark"):
+        laptop = chromium.new_context(viewport={"width": 1366, "height": 768}, color_scheme=scheme)
+        compare = laptop.new_page()
+        compare.goto(f"{site}/compare/")
+        compare.locator("#compare-button").click()
+        refused = compare.locator("[data-refusal]")
+        expect(refused).to_contain_text("Too many runs: at most 1 a minute. Try again in")
+        expect(refused).to_be_in_viewport()
+        compare.screenshot(path=SCREENSHOTS / f"compare-limit-{scheme}.png")
+        laptop.close()
 
 
 def test_history_reload_and_a_shared_link(site, page, chromium):

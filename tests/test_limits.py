@@ -8,7 +8,10 @@ import pytest
 from django.utils import timezone
 
 from runs.clients import client_of
-from runs.models import Run
+from runs.models import MAX_REPETITIONS, Run, Series, StoredBytes
+from runs.queue import tasks
+
+from .conftest import execute
 
 pytestmark = pytest.mark.django_db
 
@@ -43,9 +46,48 @@ def test_a_series_counts_as_its_runs(client, settings):
     assert response.status_code == 429
     assert "10 runs" in response.text and "at most 8" in response.text
     assert "code_a" in response.text  # the form comes back with the code
+    # Above the form, where the page that comes back starts: in view.
+    assert response.text.index("data-refusal") < response.text.index('id="compare-form"')
     assert Run.objects.count() == 0
     ok = client.post("/compare/new", {"code_a": "1", "code_b": "2", "repetitions": "4"})
     assert ok.status_code == 302 and Run.objects.count() == 8
+
+
+def test_with_the_defaults_a_visitor_runs_compares_and_compares_again_in_a_minute(client):
+    # The defaults as shipped (settings), and the compare form's own default: its cap.
+    assert client.post("/runs/new", {"code": "print('hi')"}).status_code == 302
+    form = {"code_a": "print(1)", "code_b": "print(2)", "repetitions": str(MAX_REPETITIONS)}
+    for _ in range(2):
+        assert client.post("/compare/new", form).status_code == 302
+    first_round = 2 * Series.first_round(MAX_REPETITIONS)
+    assert Run.objects.count() == 1 + 2 * first_round  # each admitted by its first round
+    assert first_round < 2 * MAX_REPETITIONS
+
+
+def test_a_comparisons_later_rounds_are_not_sent_runs(client, settings):
+    # A comparison's next round is added by the queue: it waits its turn behind the
+    # client's other runs and does not use up the client's runs a minute.
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["print(1)", "print(2)"], MAX_REPETITIONS, client="203.0.113.7"
+    )
+    added = series.add_round(Series.first_round(MAX_REPETITIONS))
+    assert added and all(run.follow_up for run in added)
+    settings.LIMIT_RUNS_PER_MINUTE = 2 * Series.first_round(MAX_REPETITIONS) + 1
+    assert api(client).status_code == 202  # the first round and this one: within it
+    assert api(client).status_code == 429
+
+
+def test_a_comparisons_page_says_its_runs_wait_their_turn(client):
+    for i in range(3):
+        api(client, f"print({i})")
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["print(1)", "print(2)"], 4, client="203.0.113.7"
+    )
+    tasks.enqueue(*series.ordered_runs())
+    page = client.get(series.get_absolute_url())
+    assert "3 of your other runs go first" in page.text
+    Run.objects.exclude(series=series).update(status=Run.Status.SUCCEEDED)
+    assert "data-waiting-turn" not in client.get(series.get_absolute_url()).text
 
 
 def test_the_page_says_how_many_runs_wait_in_place_of_the_result(client, settings):
@@ -54,7 +96,8 @@ def test_the_page_says_how_many_runs_wait_in_place_of_the_result(client, setting
         assert client.post("/runs/new", {"code": f"print({i})"}, headers=HTMX).status_code == 201
     refused = client.post("/runs/new", {"code": "print(2)"}, headers=HTMX)
     assert refused.status_code == 429
-    assert refused["HX-Retarget"] == "#form-errors"
+    assert refused["HX-Retarget"] == "#result" and refused["HX-Reswap"] == "innerHTML"
+    assert "data-refusal" in refused.text and 'role="alert"' in refused.text
     assert "You have 2 runs waiting or running" in refused.text
     assert "accepted when 1 of them finish" in refused.text
 
@@ -71,6 +114,42 @@ def test_cpu_seconds_per_hour(client, settings):
     )
     refused = api(client)
     assert refused.status_code == 429 and "CPU-seconds" in refused.json()["error"]
+
+
+def test_the_storage_budget_counts_what_runs_stored_and_says_when_it_frees(client, settings):
+    code = "print('x')  # " + "y" * 600
+    for _ in range(2):
+        Run.objects.get(public_id=api(client, code).json()["id"]).cancel()
+    # A run stopped before it started keeps its code and input: charged as it ended.
+    used = StoredBytes.used_today("203.0.113.7")
+    assert used == sum(run.stored_bytes() for run in Run.objects.all()) > 2 * len(code)
+    settings.LIMIT_STORED_BYTES_PER_DAY = used
+    refused = api(client)
+    assert refused.status_code == 429
+    assert "Your runs stored" in refused.json()["error"]
+    assert "It frees at 00:00 UTC" in refused.json()["error"]
+    now = timezone.now()
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert abs(int(refused["Retry-After"]) - (midnight - now).total_seconds()) <= 5
+    assert api(client, address="203.0.113.8").status_code == 202  # another client
+    settings.LIMIT_STORED_BYTES_PER_DAY = used + 1
+    assert api(client).status_code == 202
+
+
+def test_a_run_whose_worker_died_is_charged_what_it_keeps():
+    run = Run.objects.create(
+        code="print(1)", timeout_s=5, client="203.0.113.7", status=Run.Status.RUNNING
+    )
+    assert run.fail_orphaned() == 1
+    run.refresh_from_db()
+    assert StoredBytes.used_today("203.0.113.7") == run.stored_bytes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_ends_is_charged_what_it_stored():
+    run = execute("print('x' * 5000)", client="203.0.113.9")
+    assert run.status == Run.Status.SUCCEEDED and len(run.stdout) == 5001
+    assert StoredBytes.used_today("203.0.113.9") == run.stored_bytes() > 5000
 
 
 def test_the_total_queue_cap_answers_503(client, settings):

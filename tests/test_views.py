@@ -92,7 +92,7 @@ def test_bad_code_is_refused_with_a_message_and_nothing_is_queued(client, code, 
 def test_bad_code_over_htmx_retargets_the_error_box(client):
     response = client.post("/runs/new", {"code": ""}, headers=HTMX)
     assert response.status_code == 422
-    assert response["HX-Retarget"] == "#form-errors"
+    assert response["HX-Retarget"] == "#result"
     assert "There is no code to run." in response.text
 
 

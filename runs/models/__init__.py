@@ -23,7 +23,7 @@ from .run import (
     clean_timeout,
 )
 from .series import MAX_REPETITIONS, Series
-from .service import LoginFailure, Maintenance
+from .service import LoginFailure, Maintenance, StoredBytes
 
 __all__ = [
     "CONTROL_RUNS_KEPT",
@@ -43,6 +43,7 @@ __all__ = [
     "Repeatability",
     "Run",
     "Series",
+    "StoredBytes",
     "Worker",
     "clean_code",
     "clean_env",

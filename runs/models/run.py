@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -21,6 +22,7 @@ from ..sandbox import environments
 from ..snippets import failures, outputs
 from .fleet import Baseline, Repeatability, Worker
 from .output import Offsets, OutputChunk
+from .service import StoredBytes
 
 if TYPE_CHECKING:
     from ..figures.measure import Figures
@@ -283,6 +285,9 @@ class Run(models.Model):
     )
     variant = models.CharField(max_length=1, blank=True, default="")  # "A" or "B"
     repetition = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Added by a comparison's next round, not sent by its client: the per-minute limit
+    # counts what clients send (runs.limits), and the round waits its turn in the queue.
+    follow_up = models.BooleanField(default=False)
 
     objects = RunQuerySet.as_manager()
 
@@ -450,12 +455,14 @@ class Run(models.Model):
         a running one by its worker, which ends its sandbox within a second and keeps
         what it printed and used until then. False if it is over already."""
         now = timezone.now()
-        if Run.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
-            status=self.Status.CANCELLED,
-            finished_at=now,
-            error="Stopped on request before it started.",
-        ):
-            return True
+        with transaction.atomic():
+            if Run.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+                status=self.Status.CANCELLED,
+                finished_at=now,
+                error="Stopped on request before it started.",
+            ):
+                StoredBytes.charge(self.client, self.stored_bytes())  # its code and input
+                return True
         return bool(
             Run.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
                 cancel_requested_at=now
@@ -568,6 +575,7 @@ class Run(models.Model):
                     self._store_if_in_flight(fields)
                     # Its output is in the row now (gathered once, here at its end).
                     OutputChunk.objects.filter(run_id=self.pk).delete()
+                    StoredBytes.charge(self.client, self.stored_bytes(), using=self._state.db)
                 return
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + delay > deadline:
@@ -601,10 +609,20 @@ class Run(models.Model):
             ):
                 return 0
             # What it printed before its worker died stays with it.
-            stdout, stderr, _ = self._appended_after(Offsets())
-            Run.objects.filter(pk=self.pk).update(stdout=stdout, stderr=stderr)
+            self.stdout, self.stderr, _ = self._appended_after(Offsets())
+            Run.objects.filter(pk=self.pk).update(stdout=self.stdout, stderr=self.stderr)
             OutputChunk.objects.filter(run_id=self.pk).delete()
+            StoredBytes.charge(self.client, self.stored_bytes(), using=self._state.db)
         return 1
+
+    def stored_bytes(self) -> int:
+        """What this run keeps in the database, roughly to the byte: its code, input and
+        output in UTF-8, and its figures as JSON (power samples, sections, lines)."""
+        texts = (self.code, self.stdin, self.stdout, self.stderr)
+        figures = (self.power_samples, self.sections, self.lines, self.provenance)
+        return sum(len(t.encode(errors="replace")) for t in texts) + len(
+            json.dumps(figures, separators=(",", ":"), default=str)
+        )
 
     def as_dict(self) -> dict:
         """The JSON contract shared by `runsnippet --json` and the API."""

@@ -50,7 +50,7 @@ class SeriesQuerySet(models.QuerySet):
                 )
         if kind == Series.Kind.COMPARE:
             fields["max_pairs"] = repetitions
-            repetitions = stats.looks(repetitions)[0]
+            repetitions = Series.first_round(repetitions)
             fields["diff"] = diffs.for_storage(codes[0], codes[1])
         with transaction.atomic():
             series = self.create(
@@ -209,6 +209,27 @@ class Series(models.Model):
             for variant in self.variants
         ]
 
+    def waiting_behind(self) -> int:
+        """How many of its owner's other runs go before this series' next run: the fair
+        queue runs one client's runs oldest first (0 while one of its own is running)."""
+        if self.finished_at or self.runs.filter(status=Run.Status.RUNNING).exists():
+            return 0
+        queued = self.runs.filter(status=Run.Status.QUEUED).order_by("created_at", "id").first()
+        if queued is None:
+            return 0
+        return (
+            Run.objects.of_client(self.client)
+            .filter(status__in=Run.IN_FLIGHT, created_at__lt=queued.created_at)
+            .exclude(series=self)
+            .count()
+        )
+
+    @staticmethod
+    def first_round(max_pairs: int) -> int:
+        """The pairs a comparison of at most `max_pairs` starts with (and is admitted
+        by: runs.limits)."""
+        return stats.looks(max_pairs)[0]
+
     @property
     def runs_until_clear(self) -> bool:
         """A comparison that adds rounds until its answer is clear (not an older one
@@ -287,7 +308,7 @@ class Series(models.Model):
                 return []
             start = self.repetitions + 1
             self.repetitions += count
-            return self.add_runs(range(start, self.repetitions + 1), **grid)
+            return self.add_runs(range(start, self.repetitions + 1), follow_up=True, **grid)
 
     def finish(self, reason: str = "") -> None:
         """A comparison that runs until clear stops: with the repeatability of its hosts

@@ -1,6 +1,7 @@
-"""What the service keeps about its own upkeep: fleet-wide chores, failed logins."""
+"""What the service keeps about its own upkeep: fleet-wide chores, failed logins, the
+bytes each client's runs stored."""
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
@@ -25,3 +26,43 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client} at {self.at}"
+
+
+class StoredBytes(models.Model):
+    """What one client's runs stored in the database on one day (UTC): code, input,
+    output and figures, counted as each run ends. The storage budget reads it
+    (runs.limits): one indexed row per check, however many runs the client sent."""
+
+    client = models.CharField(max_length=64)
+    day = models.DateField()
+    bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "day"], name="stored_bytes_client_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client} on {self.day}: {self.bytes} bytes"
+
+    @classmethod
+    def charge(cls, client: str, amount: int, using: str | None = None) -> None:
+        """Add `amount` bytes to `client`'s today (nothing for the operator's own runs,
+        which have no client)."""
+        if not client or amount <= 0:
+            return
+        today = cls.objects.using(using).filter(client=client, day=timezone.now().date())
+        if today.update(bytes=models.F("bytes") + amount):
+            return
+        try:
+            with transaction.atomic(using=using):
+                cls.objects.using(using).create(
+                    client=client, day=timezone.now().date(), bytes=amount
+                )
+        except IntegrityError:  # another run of the client ended at the same moment
+            today.update(bytes=models.F("bytes") + amount)
+
+    @classmethod
+    def used_today(cls, client: str) -> int:
+        row = cls.objects.filter(client=client, day=timezone.now().date()).first()
+        return row.bytes if row else 0

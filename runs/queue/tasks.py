@@ -48,8 +48,9 @@ def run_then_dispatch(
 
 def continue_comparison(series: Series) -> list[Run]:
     """A comparison's next round, stored and queued, once its last one has ended and
-    its answer is not clear; or its end. It was accepted whole, every pair counted
-    against its owner's limits: a round answers only to the hourly CPU budget."""
+    its answer is not clear; or its end. The comparison was admitted by its first round:
+    a later one waits its turn behind its owner's other runs (the fair queue), and
+    answers only to the hourly CPU budget."""
     if series.finished_at or series.runs.filter(status__in=Run.IN_FLIGHT).exists():
         return []
     count = series.next_round(series.runs_for_results())

@@ -158,20 +158,23 @@
     }
   });
 
-  // A new result starts in view: beside the editor on wide screens, below it otherwise.
+  // A new result, or the refusal in its place, starts in view: beside the editor on
+  // wide screens, below it otherwise.
   document.body.addEventListener("htmx:afterSwap", (event) => {
-    if (event.detail.target !== result || event.detail.xhr.status >= 400) return;
-    const shown = (result.querySelector(".run[data-run]") || {}).dataset?.run || "";
-    if (shown && shown !== currentRun) {
-      // A run made here: the draft follows it (the URL is now the run's).
-      if (draftOf) {
-        runDrafts.set(shown, editor ? editor.getValue() : textarea.value);
-        draftOf = shown;
-      } else {
-        store.set(ORIGIN, shown);
+    if (event.detail.target !== result) return;
+    if (event.detail.xhr.status < 400) {
+      const shown = (result.querySelector(".run[data-run]") || {}).dataset?.run || "";
+      if (shown && shown !== currentRun) {
+        // A run made here: the draft follows it (the URL is now the run's).
+        if (draftOf) {
+          runDrafts.set(shown, editor ? editor.getValue() : textarea.value);
+          draftOf = shown;
+        } else {
+          store.set(ORIGIN, shown);
+        }
       }
+      currentRun = shown;
     }
-    currentRun = shown;
     if (result.getBoundingClientRect().top > window.innerHeight * 0.6) {
       result.scrollIntoView({ block: "start" });
     }
