@@ -22,7 +22,7 @@ RUN apt-get update \
     && mkdir -p /data && chown app:app /data && chmod 700 /data
 
 WORKDIR /app
-COPY requirements.txt ./
+COPY requirements.txt constraints.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .

@@ -16,12 +16,18 @@ var/secret_key:
 	@mkdir -p var && chmod 700 var
 	@umask 077 && $(PYTHON_BASE) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@test -n "$(PYTHON_BASE)" || { echo "Python 3.12+ not found; set PYTHON_BASE=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
+
+# Pins what requirements*.txt pulled in, after changing them (CI installs exactly this).
+.PHONY: constraints
+constraints: $(VENV)/.installed
+	@{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 .PHONY: setup
 setup: var/secret_key $(VENV)/.installed

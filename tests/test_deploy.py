@@ -95,3 +95,21 @@ def test_the_image_serves_through_the_front_with_its_packages():
         assert package in dockerfile
     assert "nginx" in (ROOT / "bin" / "serve").read_text()
     assert "@LISTEN@" in (ROOT / "deploy" / "nginx.conf").read_text()
+
+
+def test_every_installed_package_is_pinned():
+    """The virtual environment is what constraints.txt says, to the version (make
+    constraints writes it): nothing a dependency pulls in floats."""
+    from importlib import metadata
+
+    pinned = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[name.lower().replace("_", "-")] = version
+    installed = {
+        d.metadata["Name"].lower().replace("_", "-"): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"].lower() != "pip"
+    }
+    assert installed == pinned

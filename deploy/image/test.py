@@ -58,6 +58,7 @@ PLANTED = [
 # What the app runs, and nothing else, at the top of /app.
 APP_FILES = {
     "bin",
+    "constraints.txt",
     "deploy",
     "environments.toml",
     "manage.py",
