@@ -33,6 +33,7 @@ constraints: $(VENV)/.installed
 setup: var/secret_key $(VENV)/.installed
 	bin/system-deps
 	SECRET_KEY=$$(cat var/secret_key) $(PY) manage.py snippetenv
+	SECRET_KEY=$$(cat var/secret_key) $(PY) manage.py migrate --noinput -v0
 
 .PHONY: run
 run: setup
