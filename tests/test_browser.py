@@ -424,12 +424,15 @@ FITS = "el => el.scrollWidth <= el.clientWidth"
 def test_a_repeat_reads_numbers_first_and_fits_beside_the_editor_and_on_a_phone(site, chromium):
     context = chromium.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(site)
     page.locator(".cm-content").fill("print('hi')")
     page.fill("#repetitions", "2")
     page.click("#repeat-button")
     series = page.locator("#result .series[data-finished=true]")
     expect(series).to_be_visible(timeout=60_000)
+    assert errors == []  # htmx's included: every hx- attribute finds what it names
     # The figures come first; what makes them uncertain follows, in one notice.
     order = series.evaluate(
         "el => [...el.querySelectorAll('table.summary, [data-warnings]')].map(e => e.tagName)"
