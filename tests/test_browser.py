@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from runs import sandbox
 from runs.figures import charts, formatting, measure
-from runs.models import Run
+from runs.models import Run, Series
 from runs.sandbox import environments, launcher
 from runs.snippets import failures
 
@@ -419,6 +419,21 @@ def test_settings_theme_font_size_and_vim_keys_are_kept_in_the_browser(site, pag
 
 
 FITS = "el => el.scrollWidth <= el.clientWidth"
+
+
+def test_escape_stops_a_comparison_on_its_page(site, page):
+    page.goto(f"{site}/compare/")
+    forever = "print('looping', flush=True)\nwhile True:\n    pass\n"
+    for editor in page.locator(".cm-content").all():
+        editor.fill(forever)
+    page.locator("#compare-button").click()
+    expect(page.locator("[data-stop]")).to_be_visible(timeout=30_000)
+    expect(page.locator(".series .run-header")).to_contain_text("0 of")
+    page.keyboard.press("Escape")
+    expect(page.locator("[data-stop]")).to_have_count(0, timeout=10_000)
+    series = Series.objects.get()
+    assert not series.runs.filter(status__in=Run.IN_FLIGHT).exists()
+    assert series.runs.filter(status=Run.Status.CANCELLED).exists()
 
 
 def test_a_repeat_reads_numbers_first_and_fits_beside_the_editor_and_on_a_phone(site, chromium):

@@ -190,7 +190,7 @@
   }
 
   // While a run of this browser is queued or running (its page offers Stop): the Run
-  // buttons wait, and Stop (or Escape) ends it.
+  // buttons wait, and Stop (or Escape: stop.js) ends it.
   const runButtons = [document.getElementById("run-button"), document.getElementById("repeat-button")];
   function inFlight() {
     return Boolean(document.querySelector("#result [data-stop]"));
@@ -201,20 +201,6 @@
   }
   document.body.addEventListener("htmx:afterSettle", syncRunButtons);
   syncRunButtons();
-  document.addEventListener("keydown", (event) => {
-    if (event.key !== "Escape" || event.defaultPrevented) return;
-    // In Vim's bindings Escape is Vim's, in the editor: Stop stays a button there.
-    const keys = window.PlaygroundSettings ? window.PlaygroundSettings.read().keys : "";
-    if (keys === "vim" && event.target.closest(".cm-editor")) return;
-    const stop = document.querySelector("#result [data-stop]");
-    if (stop) {
-      event.preventDefault();
-      // A poll may have swapped the button in a moment ago, before htmx took charge of
-      // its form: unprocessed, the click would post it natively and reload the page.
-      if (window.htmx) htmx.process(stop.form);
-      stop.click();
-    }
-  });
 
   // A grid just chosen: say that new runs use it, and price the shown run at it.
   const grid = document.getElementById("grid");
