@@ -6,7 +6,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError
 from django.db.models.functions import Substr
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
@@ -459,6 +465,18 @@ def series_cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
     if request.htmx:
         return render(request, "runs/series.html#series", pages.series_context(series, request))
     return redirect(series)
+
+
+@require_safe
+def short_link(request: HttpRequest, prefix: str, kind: str) -> HttpResponse:
+    """The short id a title shows (`/runs/9ab9f4b5/`): to the run or series it starts,
+    while exactly one does. A range on the unique index, whatever the table's size."""
+    model = Run if kind == "run" else Series
+    lowest, highest = uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
+    found = list(model.objects.filter(public_id__range=(lowest, highest))[:2])
+    if len(found) != 1:
+        raise Http404("No such id." if not found else "More than one id starts so.")
+    return redirect(found[0])
 
 
 @never_cache

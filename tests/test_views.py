@@ -527,3 +527,25 @@ def test_compare_with_your_previous_run_fills_both_sides_from_the_two_runs():
     assert "print(&#x27;first&#x27;)</textarea>" in form
     assert "print(&#x27;second&#x27;, input())</textarea>" in form
     assert 'name="stdin_apart" id="stdin_apart" checked' in form  # their inputs differ
+
+
+def test_the_short_id_a_title_shows_is_a_link_while_it_is_unambiguous(client):
+    run = Run.objects.create(code="print(1)", timeout_s=5)
+    series = Series.objects.submit(Series.Kind.COMPARE, ["print(1)", "print(2)"], 4)
+    short = str(run.public_id)[:8]
+    assert short in client.get(run.get_absolute_url()).text  # what the title shows
+    assert client.get(f"/runs/{short}/")["Location"] == run.get_absolute_url()
+    series_short = str(series.public_id)[:8]
+    for prefix in ("compare", "series"):
+        answer = client.get(f"/{prefix}/{series_short}/")
+        assert answer.status_code == 302 and answer["Location"] == series.get_absolute_url()
+    # Another run whose id starts the same: the short id no longer says which, and a
+    # digit more does.
+    other = "0" if run.public_id.hex[8] != "0" else "1"
+    twin = Run.objects.create(
+        code="print(2)", timeout_s=5, public_id=uuid.UUID(short + other + "0" * 23)
+    )
+    assert client.get(f"/runs/{short}/").status_code == 404
+    assert client.get(f"/runs/{short}{other}/")["Location"] == twin.get_absolute_url()
+    unused = next(c for c in "0123456789abcdef" if c not in (other, run.public_id.hex[8]))
+    assert client.get(f"/runs/{short}{unused}/").status_code == 404
