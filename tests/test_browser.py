@@ -421,6 +421,16 @@ def test_settings_theme_font_size_and_vim_keys_are_kept_in_the_browser(site, pag
 FITS = "el => el.scrollWidth <= el.clientWidth"
 
 
+def test_every_field_shows_the_sites_focus_ring_not_the_browsers(site, page):
+    ring = "el => { el.focus(); return getComputedStyle(el).outlineWidth; }"
+    page.goto(site)
+    for field in ("#timeout", "#repetitions", "#grid"):
+        assert page.locator(field).evaluate(ring) == "3px", field
+    page.goto(f"{site}/compare/")
+    for field in ("#section", "#repetitions"):
+        assert page.locator(field).evaluate(ring) == "3px", field
+
+
 def test_escape_stops_a_comparison_on_its_page(site, page):
     page.goto(f"{site}/compare/")
     forever = "print('looping', flush=True)\nwhile True:\n    pass\n"
