@@ -318,6 +318,13 @@ def test_methodology_page(client, settings):
     assert "Measured by the sandbox, not by your snippet." in text
 
 
+def test_the_methodology_page_lists_every_part_in_its_contents(client):
+    text = client.get("/methodology/").text
+    parts = set(re.findall(r'<h2 id="([^"]+)"', text)) - {"toc-title"}
+    listed = set(re.findall(r'<a href="#([^"]+)"', text.split('class="toc"')[1].split("</nav>")[0]))
+    assert len(parts) > 10 and listed == parts
+
+
 # --- JSON API ----------------------------------------------------------------------
 
 
