@@ -421,6 +421,18 @@ def test_settings_theme_font_size_and_vim_keys_are_kept_in_the_browser(site, pag
 FITS = "el => el.scrollWidth <= el.clientWidth"
 
 
+def test_the_editor_says_how_to_leave_it_and_escape_then_tab_does(site, page):
+    page.goto(site)
+    editor = page.locator(".cm-content")
+    expect(page.locator("#editor-keys")).to_contain_text("press Escape, then Tab")
+    editor.click()
+    page.keyboard.press("Tab")  # indents: the editor keeps the focus
+    assert page.evaluate("document.activeElement.closest('.cm-editor') !== null")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.cm-editor') === null")
+
+
 def test_every_field_shows_the_sites_focus_ring_not_the_browsers(site, page):
     ring = "el => { el.focus(); return getComputedStyle(el).outlineWidth; }"
     page.goto(site)
