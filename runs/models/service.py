@@ -51,14 +51,13 @@ class StoredBytes(models.Model):
         which have no client)."""
         if not client or amount <= 0:
             return
-        today = cls.objects.using(using).filter(client=client, day=timezone.now().date())
+        day = timezone.now().date()
+        today = cls.objects.using(using).filter(client=client, day=day)
         if today.update(bytes=models.F("bytes") + amount):
             return
         try:
             with transaction.atomic(using=using):
-                cls.objects.using(using).create(
-                    client=client, day=timezone.now().date(), bytes=amount
-                )
+                cls.objects.using(using).create(client=client, day=day, bytes=amount)
         except IntegrityError:  # another run of the client ended at the same moment
             today.update(bytes=models.F("bytes") + amount)
 
