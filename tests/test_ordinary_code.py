@@ -76,14 +76,14 @@ def children_said(stdout: str) -> dict[str, float]:
     return {kind: float(value) for kind, value in (line.split() for line in stdout.splitlines())}
 
 
-def assert_sections_count_their_children(outcome, kinds) -> None:
+def assert_sections_count_their_children(outcome, kinds, slack_s: float = 0.0) -> None:
     assert outcome.exit_code == 0, outcome.stderr
     said = children_said(outcome.stdout)
     sections = {s[4]: float(s[3]) for s in map(str.split, outcome.measurements.splitlines())
                 if s[0] == launcher.SECTION}  # fmt: skip
     for kind in kinds:
         assert said[kind] > 0, said
-        assert sections[kind] >= 0.9 * said[kind], (kind, sections, said)
+        assert sections[kind] >= 0.9 * said[kind] - slack_s, (kind, sections, said)
     # Never more than the run: they are parts of it.
     assert sum(sections.values()) <= outcome.cpu_s * 1.01, (sections, outcome.cpu_s)
 
@@ -104,7 +104,9 @@ def test_a_section_counts_its_children_in_every_environment(name):
 def test_without_a_cgroup_the_supervisor_counts_a_sections_children(unprivileged):
     outcome = unprivileged(handed_to(*HANDED_TO), timeout_s=60)
     assert "cgroup" not in outcome.isolation
-    assert_sections_count_their_children(outcome, HANDED_TO)
+    # What a live process has reaped is read from /proc in clock ticks (launcher): each
+    # reaped child may lose up to a tick to that, and a Pool reaps two.
+    assert_sections_count_their_children(outcome, HANDED_TO, slack_s=2 / launcher.CLOCK_TICKS)
 
 
 @pytest.mark.django_db(transaction=True)
