@@ -163,6 +163,12 @@ def build_context() -> Path:
     return context
 
 
+def as_root_in_image(script: str, check: bool = True) -> str:
+    """What `script` prints in a throwaway container of the image, run as root so that
+    it may read every file."""
+    return sh("podman", "run", "--rm", "--user", "root", APP, "sh", "-c", script, check=check)
+
+
 def check_image() -> None:
     config = json.loads(sh("podman", "image", "inspect", APP))[0]["Config"]
     expect(config.get("User") == "app", "the image runs as its user `app`, not root")
@@ -170,32 +176,14 @@ def check_image() -> None:
         not any(e.startswith("SECRET_KEY") for e in config.get("Env", [])),
         "no SECRET_KEY in its environment",
     )
-    files = sh(
-        "podman",
-        "run",
-        "--rm",
-        "--user",
-        "root",
-        APP,
-        "sh",
-        "-c",
-        "ls -A /app; echo --; ls -A /data",
-    )
+    files = as_root_in_image("ls -A /app; echo --; ls -A /data")
     top, data = files.split("--")
     expect(
         set(top.split()) == APP_FILES,
         f"/app holds what the app runs: {' '.join(sorted(top.split()))}",
     )
     expect(data.split() == [], "/data is empty (the default database is the container's own)")
-    found = sh(
-        "podman",
-        "run",
-        "--rm",
-        "--user",
-        "root",
-        APP,
-        "sh",
-        "-c",
+    found = as_root_in_image(
         f"grep -rlF {CANARY} /app /data /home /root /tmp /opt /etc 2>/dev/null; "
         "find / -xdev \\( -name .env -o -name '.env.*' -o -name secret_key -o -name '*.sqlite3' "
         "-o -name .hypothesis -o -name .schemathesis -o -name .pytest_cache "
