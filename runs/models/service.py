@@ -1,7 +1,7 @@
 """What the service keeps about its own upkeep: fleet-wide chores, failed logins, the
 bytes each client's runs stored."""
 
-from django.db import IntegrityError, models, transaction
+from django.db import connections, models, router
 from django.utils import timezone
 
 
@@ -48,18 +48,21 @@ class StoredBytes(models.Model):
     @classmethod
     def charge(cls, client: str, amount: int, using: str | None = None) -> None:
         """Add `amount` bytes to `client`'s today (nothing for the operator's own runs,
-        which have no client)."""
+        which have no client). One statement, on a run's end path: an upsert, which
+        SQLite and PostgreSQL both spell so."""
         if not client or amount <= 0:
             return
-        day = timezone.now().date()
-        today = cls.objects.using(using).filter(client=client, day=day)
-        if today.update(bytes=models.F("bytes") + amount):
-            return
-        try:
-            with transaction.atomic(using=using):
-                cls.objects.using(using).create(client=client, day=day, bytes=amount)
-        except IntegrityError:  # another run of the client ended at the same moment
-            today.update(bytes=models.F("bytes") + amount)
+        connection = connections[using or router.db_for_write(cls)]
+        quote, meta = connection.ops.quote_name, cls._meta
+        table = quote(meta.db_table)
+        client_, day, bytes_ = (quote(meta.get_field(f).column) for f in ("client", "day", "bytes"))
+        sql = (
+            f"INSERT INTO {table} ({client_}, {day}, {bytes_}) VALUES (%s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT ({client_}, {day}) DO UPDATE SET {bytes_} = {table}.{bytes_} + %s"
+        )
+        today = connection.ops.adapt_datefield_value(timezone.now().date())
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [client, today, amount, amount])
 
     @classmethod
     def used_today(cls, client: str) -> int:
