@@ -18,7 +18,7 @@ from runs.snippets import failures
 
 from .conftest import execute, host_hardware, printed, run_series, sandbox_processes, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_successful_run_is_persisted_with_every_figure():
@@ -60,6 +60,16 @@ def test_a_crashing_snippet_is_failed_with_its_line():
     assert run.status == Run.Status.FAILED
     assert run.exit_code == 1
     assert run.error == "ValueError: bad input (raised on line 2)"
+
+
+def test_a_snippet_that_crashes_is_failed_with_the_line_it_crashed_on():
+    run = execute("import ctypes\n\nctypes.string_at(0)\n")
+    assert run.status == Run.Status.FAILED
+    assert run.exit_code == -11
+    # faulthandler's dump, as under `python -X faulthandler`, names the line.
+    assert "Fatal Python error: Segmentation fault" in run.stderr
+    assert run.failing_line == 3
+    assert run.error == "The snippet was killed by signal 11 (SIGSEGV) on line 3."
 
 
 def test_a_syntax_error_names_the_line():

@@ -1012,6 +1012,13 @@ def main():
         prepare_profile(profile_write, interval)
     except Exception:  # noqa: S110
         pass
+    try:  # noqa: SIM105
+        # As under `python -X faulthandler`: a process that crashes (a ctypes mistake, a
+        # C extension's bug, or the profile's sampler) leaves on standard error the
+        # Python line it was on, for its author and for the failure's message.
+        faulthandler.enable(file=sys.stderr)
+    except Exception:  # noqa: S110
+        pass
     # A worker starts us ahead of the run: we wait here, confined, until the code
     # arrives. What this process spent until then is start-up as well: the supervisor
     # counts it with the snippet's CPU, so it is reported (then the descriptor closed,

@@ -120,11 +120,12 @@ def linked_traceback(stderr: str) -> SafeString:
 
 def failure_message(exit_code: int | None, stderr: str) -> str:
     """One sentence saying why the snippet failed, with its line where we know it."""
-    if exit_code is not None and exit_code < 0:
-        return f"The snippet was killed by signal {-exit_code} ({signal_name(-exit_code)})."
-    last = last_line(stderr)
     number = failing_line(stderr)
     line = f" on line {number}" if number else ""
+    if exit_code is not None and exit_code < 0:
+        # A crash's line comes from faulthandler's dump (runs.sandbox.launcher).
+        return f"The snippet was killed by signal {-exit_code} ({signal_name(-exit_code)}){line}."
+    last = last_line(stderr)
     if last.startswith(SYNTAX_ERRORS):
         name, _, detail = last.partition(":")
         return f"{name}{line}: {detail.strip()}"
