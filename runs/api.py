@@ -12,7 +12,7 @@ import json
 import uuid
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import limits
 from .clients import client_of, may_stop
+from .forms import RunForm
 from .models import ControlRun, Offsets, Run, Worker
 from .queue import tasks, waiting
 from .queue.tasks import store_and_enqueue
@@ -127,16 +128,11 @@ def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
     refusal = limits.check(client)
     if refusal:
         raise BadRequest(refusal.message, refusal.status, refusal.retry_after)
-    try:
-        run = Run.objects.new(
-            payload["code"],
-            source=Run.Source.API,
-            client=client,
-            env=payload.get("env"),
-            stdin=payload.get("stdin"),
-        )
-    except ValidationError as exc:
-        raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None
+    form = RunForm({name: payload.get(name) for name in ("code", "env", "stdin")})
+    if not form.is_valid():
+        raise BadRequest(" ".join(form.messages()), 413 if form.too_large() else 400)
+    fields = form.run_fields()
+    run = Run.objects.new(form.cleaned_data["code"], source=Run.Source.API, client=client, **fields)
     return store_and_enqueue(run, watch=watch)
 
 

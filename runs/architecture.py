@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runs.checks",
             "runs.clients",
             "runs.export",
+            "runs.forms",
             "runs.logins",
             "runs.management",
             "runs.middleware",

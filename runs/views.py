@@ -22,15 +22,8 @@ from django_htmx.middleware import HtmxDetails
 from . import api, export, limits, pages
 from .clients import client_of, may_stop
 from .figures import formatting, measure
-from .models import (
-    MAX_REPETITIONS,
-    Offsets,
-    Run,
-    Series,
-    clean_code,
-    clean_stdin,
-    clean_timeout,
-)
+from .forms import CompareForm, RepeatForm, RunForm
+from .models import Offsets, Run, Series
 from .queue import tasks, waiting
 from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments
@@ -45,41 +38,6 @@ def _session_key(request: HttpRequest) -> str:
     if not request.session.session_key:
         request.session.save()
     return request.session.session_key
-
-
-def _grid_fields(request: HttpRequest) -> dict:
-    """The grid chosen in the form (remembered for the visitor's next runs), as Run
-    fields; an unknown one falls back to the server's default."""
-    grid = measure.grids().get(request.POST.get("grid", ""))
-    if grid is None:
-        return {}
-    request.session["grid"] = grid.key
-    return {"country_iso_code": grid.country, "region": grid.region}
-
-
-def _timeout_fields(request: HttpRequest) -> dict:
-    """The time limit chosen in the form (remembered for the visitor's next runs), as a
-    Run field; none chosen: the server's default. ValidationError out of range."""
-    raw = request.POST.get("timeout", "").strip()
-    if not raw:
-        return {}
-    timeout = clean_timeout(raw)
-    request.session["timeout"] = timeout
-    return {"timeout_s": timeout}
-
-
-def _env_fields(request: HttpRequest) -> dict:
-    """The environment chosen in the form, as a Run field (remembered for the visitor's
-    next runs); one that is not here is refused by Run.objects.new, with its message."""
-    env = request.POST.get("env", "")
-    if environments.named(env):
-        request.session["env"] = env
-    return {"env": env}
-
-
-def _stdin(request: HttpRequest, name: str = "stdin") -> str:
-    """A form's standard input as typed: browsers send a textarea's line breaks as CRLF."""
-    return request.POST.get(name, "").replace("\r\n", "\n")
 
 
 def _opened_in(run: Run) -> dict:
@@ -108,28 +66,21 @@ def playground(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_POST
 def create(request: HtmxHttpRequest) -> HttpResponse:
-    code, stdin = request.POST.get("code", ""), _stdin(request)
-    client = client_of(request)
-    try:
-        # Before any query: PostgreSQL cannot even compare NUL bytes.
-        clean_code(code)
-        clean_stdin(stdin)
-    except ValidationError as exc:
-        return _refused(request, code, exc.messages)
+    # Checked before any query: PostgreSQL cannot even compare NUL bytes.
+    form = RunForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, form, form.messages())
+    code, fields = form.cleaned_data["code"], form.run_fields()
     session_key = _session_key(request)
     # The same code sent twice within a second from one browser is one press too many.
-    run = Run.objects.recent_duplicate(session_key, code, request.POST.get("env", ""), stdin)
+    run = Run.objects.recent_duplicate(session_key, code, fields["env"], fields["stdin"])
     if run is None:
+        client = client_of(request)
         refusal = limits.check(client)
         if refusal:
-            return _over_limit(request, code, refusal)
-        try:
-            fields = _grid_fields(request) | _env_fields(request) | _timeout_fields(request)
-            run = Run.objects.new(
-                code, session_key=session_key, client=client, stdin=stdin, **fields
-            )
-        except ValidationError as exc:
-            return _refused(request, code, exc.messages)
+            return _over_limit(request, form, refusal)
+        form.remember(request.session)
+        run = Run.objects.new(code, session_key=session_key, client=client, **fields)
         store_and_enqueue(run, watch=bool(request.htmx))
     if request.htmx:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
@@ -147,7 +98,7 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
     client = client_of(request)
     refusal = limits.check(client)
     if refusal:
-        return _over_limit(request, original.code, refusal)
+        return _over_limit(request, RunForm({"code": original.code}), refusal)
     try:
         # In its own environment, with its own input: a re-run measures the same again.
         run = Run.objects.submit(
@@ -158,7 +109,7 @@ def rerun(request: HtmxHttpRequest, public_id) -> HttpResponse:
             stdin=original.stdin,
         )
     except ValidationError as exc:
-        return _refused(request, original.code, exc.messages)
+        return _refused(request, RunForm({"code": original.code}), exc.messages)
     enqueue(run)
     if request.htmx:
         return HttpResponseClientRedirect(run.get_absolute_url())
@@ -264,41 +215,31 @@ def _is_uuid(value: str) -> bool:
 # --- repeats, comparisons and exports ------------------------------------------------
 
 
-def _repetitions(raw: str | None, default: int) -> int:
-    try:
-        return int(raw) if raw not in (None, "") else default
-    except ValueError:
-        return -1  # refused with a message by Series.objects.submit
-
-
-def _valid(repetitions: int) -> bool:
-    # Out of range is refused by Series.objects.submit, with its own message.
-    return 1 <= repetitions <= MAX_REPETITIONS
-
-
 @require_POST
 def series_create(request: HtmxHttpRequest) -> HttpResponse:
     """Repeat the playground's snippet N times."""
-    code = request.POST.get("code", "")
-    repetitions = _repetitions(request.POST.get("repetitions"), default=5)
+    form = RepeatForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, form, form.messages())
     client = client_of(request)
-    refusal = limits.check(client, repetitions) if _valid(repetitions) else None
+    data = form.cleaned_data
+    refusal = limits.check(client, data["repetitions"])
     if refusal:
-        return _over_limit(request, code, refusal)
-    try:
-        series = Series.objects.submit(
-            Series.Kind.REPEAT,
-            [code],
-            repetitions,
-            session_key=_session_key(request),
-            client=client,
-            run_fields=_grid_fields(request) | _timeout_fields(request),
-            envs=[_env_fields(request)["env"]],
-            stdins=[_stdin(request)],
-            warmup=request.POST.get("warmup") == "on",
-        )
-    except ValidationError as exc:
-        return _refused(request, code, exc.messages)
+        return _over_limit(request, form, refusal)
+    form.remember(request.session)
+    fields = form.run_fields()
+    env, stdin = fields.pop("env"), fields.pop("stdin")
+    series = Series.objects.start(
+        Series.Kind.REPEAT,
+        [data["code"]],
+        data["repetitions"],
+        fields,
+        [env],
+        [stdin],
+        session_key=_session_key(request),
+        client=client,
+        warmup=data["warmup"],
+    )
     enqueue(*series.ordered_runs())
     if request.htmx:
         context = pages.series_context(series, request)
@@ -314,42 +255,50 @@ def database_busy(request: HtmxHttpRequest, message: str, retry_after: int) -> H
     response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
     try:
         if request.method == "POST" and "code_a" in request.POST:
-            context = pages.compare_form_context() | {
-                "code_a": request.POST.get("code_a", "")[: settings.MAX_CODE_BYTES * 4],
-                "code_b": request.POST.get("code_b", "")[: settings.MAX_CODE_BYTES * 4],
-                "errors": [message],
-            }
-            response = render(request, "runs/compare.html", context, status=503)
+            response = _compare_refused(request, CompareForm(request.POST), [message], 503)
         elif request.method == "POST" and "code" in request.POST:
-            response = _refused(request, request.POST["code"], [message], 503)
+            response = _refused(request, RunForm(request.POST), [message], 503)
     except (OperationalError, InterfaceError):
         pass  # the session, say: the message alone
     response["Retry-After"] = str(retry_after)
     return response
 
 
-def _over_limit(request: HtmxHttpRequest, code: str, refusal: limits.Refusal) -> HttpResponse:
-    return _refused(request, code, [refusal.message], refusal.status, refusal.retry_after)
+def _over_limit(request: HtmxHttpRequest, form: RunForm, refusal: limits.Refusal) -> HttpResponse:
+    return _refused(request, form, [refusal.message], refusal.status, refusal.retry_after)
 
 
 def _refused(
     request: HtmxHttpRequest,
-    code: str,
+    form: RunForm,
     messages: list[str],
     status: int = 422,
     retry_after: int | None = None,
 ) -> HttpResponse:
     """The playground again, with the code kept and what to do about it where the
     result would have appeared."""
-    kept = code if len(code) <= settings.MAX_CODE_BYTES * 4 else ""
-    stdin = _stdin(request)
-    stdin = stdin if len(stdin) <= settings.MAX_STDIN_BYTES * 4 else ""
-    context = pages.editor_context(request, kept, errors=messages, stdin=stdin)
+    typed = form.redisplay()
+    context = pages.editor_context(request, typed["code"], errors=messages, stdin=typed["stdin"])
     if request.htmx:
         response = render(request, "runs/playground.html#refusal", context, status=status)
         response = reswap(retarget(response, "#result"), "innerHTML")
     else:
         response = render(request, "runs/playground.html", context, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _compare_refused(
+    request: HttpRequest,
+    form: CompareForm,
+    messages: list[str],
+    status: int = 422,
+    retry_after: int | None = None,
+) -> HttpResponse:
+    """The compare page again, as it was sent, with what to do about it above the form."""
+    context = pages.compare_form_context() | form.redisplay() | {"errors": messages}
+    response = render(request, "runs/compare.html", context, status=status)
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
     return response
@@ -405,50 +354,30 @@ def compare(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def compare_create(request: HttpRequest) -> HttpResponse:
-    code_a, code_b = request.POST.get("code_a", ""), request.POST.get("code_b", "")
-    # B reads A's standard input unless the form sets it apart.
-    stdin_a, stdin_apart = _stdin(request, "stdin_a"), request.POST.get("stdin_apart") == "on"
-    stdin_b = _stdin(request, "stdin_b") if stdin_apart else stdin_a
-    repetitions = _repetitions(request.POST.get("repetitions"), default=MAX_REPETITIONS)
+    form = CompareForm(request.POST)
+    if not form.is_valid():
+        return _compare_refused(request, form, form.messages())
+    data = form.cleaned_data
     client = client_of(request)
     # Admitted by its first round; later rounds wait their turn in the queue and answer
     # only to the hourly CPU budget (runs.queue.tasks.continue_comparison).
-    first_round = 2 * Series.first_round(repetitions) if _valid(repetitions) else 0
-    refusal = limits.check(client, first_round) if first_round else None
-    try:
-        if refusal:
-            raise ValidationError(refusal.message)
-        series = Series.objects.submit(
-            Series.Kind.COMPARE,
-            [code_a, code_b],
-            repetitions,
-            session_key=_session_key(request),
-            client=client,
-            envs=[request.POST.get("env_a", ""), request.POST.get("env_b", "")],
-            stdins=[stdin_a, stdin_b],
-            warmup=request.POST.get("warmup") == "on",
-            section=request.POST.get("section", "").strip()[:100],
+    refusal = limits.check(client, 2 * Series.first_round(data["repetitions"]))
+    if refusal:
+        return _compare_refused(
+            request, form, [refusal.message], refusal.status, refusal.retry_after
         )
-    except ValidationError as exc:
-        context = pages.compare_form_context() | {
-            "code_a": code_a[: settings.MAX_CODE_BYTES * 4],
-            "code_b": code_b[: settings.MAX_CODE_BYTES * 4],
-            "env_a": request.POST.get("env_a", ""),
-            "env_b": request.POST.get("env_b", ""),
-            "stdin_a": stdin_a[: settings.MAX_STDIN_BYTES * 4],
-            "stdin_b": _stdin(request, "stdin_b")[: settings.MAX_STDIN_BYTES * 4],
-            "stdin_apart": stdin_apart,
-            "repetitions": repetitions if repetitions > 0 else MAX_REPETITIONS,
-            "warmup": request.POST.get("warmup") == "on",
-            "section": request.POST.get("section", "")[:100],
-            "errors": exc.messages,
-        }
-        response = render(
-            request, "runs/compare.html", context, status=refusal.status if refusal else 422
-        )
-        if refusal:
-            response["Retry-After"] = str(refusal.retry_after)
-        return response
+    series = Series.objects.start(
+        Series.Kind.COMPARE,
+        [data["code_a"], data["code_b"]],
+        data["repetitions"],
+        None,
+        [data["env_a"], data["env_b"]],
+        [data["stdin_a"], data["stdin_b"]],
+        session_key=_session_key(request),
+        client=client,
+        warmup=data["warmup"],
+        section=data["section"],
+    )
     enqueue(*series.ordered_runs())
     return redirect(series)
 

@@ -22,7 +22,7 @@ from .run import (
     clean_stdin,
     clean_timeout,
 )
-from .series import MAX_REPETITIONS, Series
+from .series import MAX_REPETITIONS, Series, clean_repetitions, clean_section
 from .service import LoginFailure, Maintenance, StoredBytes
 
 __all__ = [
@@ -47,6 +47,8 @@ __all__ = [
     "Worker",
     "clean_code",
     "clean_env",
+    "clean_repetitions",
+    "clean_section",
     "clean_stdin",
     "clean_timeout",
 ]

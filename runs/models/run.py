@@ -106,20 +106,29 @@ def sent_by(sent, session_key: str | None, client: str) -> bool:
 
 
 class RunQuerySet(models.QuerySet):
-    def submit(self, code: str, **fields) -> Run:
-        """Create a queued run from user input (validated here, for every entry point)."""
+    def submit(self, code: object, **fields) -> Run:
+        """Create a queued run from input nobody has checked yet (runsnippet, a re-run,
+        scripts); requests are checked by runs.forms, which calls the same rules."""
+        fields["env"] = clean_env(fields.get("env"))
+        fields["stdin"] = clean_stdin(fields.get("stdin"))
+        return self.add(clean_code(code), **fields)
+
+    def add(self, code: str, **fields) -> Run:
+        """Create a queued run from checked input (`new`, saved)."""
         run = self.new(code, **fields)
         run.save(force_insert=True, using=self.db)
         return run
 
     def new(self, code: str, **fields) -> Run:
-        """`submit`'s run, not yet saved (runs.queue.tasks.store_and_enqueue saves it)."""
+        """A run of checked input (a form's cleaned data, `submit`'s), not yet saved
+        (runs.queue.tasks.store_and_enqueue saves it): the server's defaults where the
+        input chose nothing."""
         fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
         fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
         fields.setdefault("region", settings.CODECARBON_REGION)
-        fields["env"] = clean_env(fields.get("env"))
-        fields["stdin"] = clean_stdin(fields.get("stdin"))
-        return self.model(code=clean_code(code), **fields)
+        fields["env"] = fields.get("env") or environments.default().name
+        fields.setdefault("stdin", "")
+        return self.model(code=code, **fields)
 
     def recent_duplicate(
         self, session_key: str, code: str, env: str = "", stdin: str = "", seconds: float = 1.0

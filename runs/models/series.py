@@ -23,7 +23,7 @@ class SeriesQuerySet(models.QuerySet):
     def submit(
         self,
         kind: str,
-        codes: list[str],
+        codes: list[object],
         repetitions: int,
         run_fields=None,
         envs: list[str | None] | None = None,
@@ -36,18 +36,24 @@ class SeriesQuerySet(models.QuerySet):
         each side reads on its standard input (B shares A's where it has none).
         A comparison runs until its answer is clear, at most `repetitions` pairs: only
         its first round is created here (the queue adds the next, runs.queue.tasks)."""
-        if not 1 <= repetitions <= MAX_REPETITIONS:
-            raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
+        repetitions = clean_repetitions(repetitions, repetitions)
         codes = [clean_code(code) for code in codes]
         envs = [clean_env(env) for env in (envs or [None] * len(codes))]
         stdins = [clean_stdin(text) for text in (stdins or [""])]
-        section = fields.get("section", "")
-        for label, code in zip("AB", codes, strict=False):
-            if section and not breakdown.defines_section(code, section):
-                raise ValidationError(
-                    f"Snippet {label} has no section named “{section}”: wrap the part to "
-                    f'compare in `with section("{section.split("/")[-1]}"):`.'
-                )
+        clean_section(codes, fields.get("section", ""))
+        return self.start(kind, codes, repetitions, run_fields, envs, stdins, **fields)
+
+    def start(
+        self,
+        kind: str,
+        codes: list[str],
+        repetitions: int,
+        run_fields: dict | None,
+        envs: list[str],
+        stdins: list[str],
+        **fields,
+    ) -> Series:
+        """`submit`'s series, from checked input (a form's cleaned data, or `submit`'s)."""
         if kind == Series.Kind.COMPARE:
             fields["max_pairs"] = repetitions
             repetitions = Series.first_round(repetitions)
@@ -76,6 +82,30 @@ class SeriesQuerySet(models.QuerySet):
 
 
 MAX_REPETITIONS = 30
+
+
+def clean_repetitions(raw: object, default: int) -> int:
+    """How many repetitions (pairs, for a comparison) were asked for (`default` where
+    none), or ValidationError saying the range."""
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_REPETITIONS:
+        raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
+    return value
+
+
+def clean_section(codes: list[str], section: str) -> None:
+    """ValidationError unless every snippet defines the section a comparison is on."""
+    for label, code in zip("AB", codes, strict=False):
+        if section and not breakdown.defines_section(code, section):
+            raise ValidationError(
+                f"Snippet {label} has no section named “{section}”: wrap the part to "
+                f'compare in `with section("{section.split("/")[-1]}"):`.'
+            )
 
 
 class Series(models.Model):
@@ -193,7 +223,7 @@ class Series(models.Model):
         """Queued runs for these repetitions, interleaved A, B, A, B (the caller
         queues them)."""
         return [
-            Run.objects.submit(
+            Run.objects.add(
                 self.code_of(variant),
                 session_key=self.session_key,
                 source=self.source,
