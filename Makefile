@@ -47,6 +47,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The fast loop: every test that needs no sandbox, worker or browser (the markers in
+# pyproject.toml; a test that starts a sandbox unmarked fails), on SQLite, in well under a
+# minute, without collectstatic or Chromium. `make test` stays the whole suite.
+.PHONY: test-fast
+test-fast: var/secret_key $(VENV)/.installed
+	SECRET_KEY=$$(cat var/secret_key) $(VENV)/bin/pytest -m "not sandbox and not browser" $(ARGS)
+
 # The suite runs twice: on SQLite, and on the PostgreSQL this machine runs on loopback
 # (the suite creates and drops its own test database there).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/playground

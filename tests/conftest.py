@@ -10,7 +10,6 @@ from pathlib import Path
 import psutil
 import pytest
 from django.conf import settings
-from playwright.sync_api import sync_playwright
 
 from runs import sandbox
 from runs.models import Offsets, Run, Series, Worker
@@ -40,6 +39,58 @@ def _own_data_dir(tmp_path_factory):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# --- the fast loop: `make test-fast` leaves out what the markers name -------------------
+
+# Fixtures that start a sandbox, a worker (which starts sandboxes) or the browser: a test
+# using one is marked for it, so that nobody has to remember.
+NEEDS = {
+    "sandbox": {"mode", "unprivileged", "start_worker", "worker_env", "live_server"},
+    "browser": {"chromium"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for marker, fixtures in NEEDS.items():
+            if fixtures & set(getattr(item, "fixturenames", ())):
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _sandboxes_only_where_marked(request, monkeypatch):
+    """A test that starts a sandbox without saying so fails, in the full suite too: the
+    fast loop (`-m "not sandbox"`) can then trust the markers."""
+    if request.node.get_closest_marker("sandbox"):
+        return
+
+    def unmarked(*args, **kwargs):
+        raise AssertionError("this test starts a sandbox: mark it @pytest.mark.sandbox")
+
+    from runs.sandbox import standby, watch
+
+    for module in (sandbox, standby, watch):
+        monkeypatch.setattr(module, "launch", unmarked)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_without_collectstatic():
+    """Pages find their static files where they are written when nobody has run
+    `collectstatic` (the fast loop); `make test` runs it first, and then the suite
+    serves the collected, hashed files as production does."""
+    from django.test import override_settings
+
+    if (Path(settings.STATIC_ROOT) / "staticfiles.json").exists():
+        yield
+        return
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    with override_settings(
+        STATIC_ROOT=None,
+        WHITENOISE_USE_FINDERS=True,
+        STORAGES=settings.STORAGES | {"staticfiles": plain},
+    ):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -319,6 +370,8 @@ CHROMIUM_ARGS = [
 def chromium():
     # Playwright's sync API keeps an event loop in this thread; the ORM calls that tests
     # and fixtures make between browser steps are ordinary blocking calls all the same.
+    from playwright.sync_api import sync_playwright  # here: the fast loop needs no browser
+
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

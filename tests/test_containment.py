@@ -22,7 +22,10 @@ from runs.snippets import failures
 
 from .conftest import NOBODY, limits, processes_of, run, sandbox_processes
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI"),
+]
 
 
 def zombie_children() -> list[psutil.Process]:

@@ -21,7 +21,7 @@ from runs.sandbox import environments, host, launcher, standby
 from .conftest import built_environment, execute, limits
 from .factories import finished_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 HTMX = {"HX-Request": "true"}
 DECLARED = environments.declared()  # the project's own file, as CI builds it
 

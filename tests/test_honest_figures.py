@@ -17,7 +17,7 @@ from runs.snippets import examples
 
 from .conftest import execute, host_hardware, run_series, sandbox_processes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
 def code(text: str) -> str:

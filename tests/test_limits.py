@@ -145,6 +145,7 @@ def test_a_run_whose_worker_died_is_charged_what_it_keeps():
     assert StoredBytes.used_today("203.0.113.7") == run.stored_bytes()
 
 
+@pytest.mark.sandbox
 @pytest.mark.django_db(transaction=True)
 def test_a_run_that_ends_is_charged_what_it_stored():
     run = execute("print('x' * 5000)", client="203.0.113.9")

@@ -20,7 +20,10 @@ from runs.sandbox import environments, launcher
 
 from .conftest import built_environment, execute, run, run_series
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI"),
+]
 
 # About 0.2 s of one CPU in CPython: a child's work, long enough that a clock tick
 # (the precision of what a process has reaped, without a cgroup) is under 5% of it.

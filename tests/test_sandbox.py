@@ -13,7 +13,10 @@ from runs.sandbox import environments, launcher, watch
 
 from .conftest import limits, run, sandbox_processes
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI")
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the suite runs as root, like CI"),
+]
 
 
 def test_success_returns_output_and_exit_code_zero(mode):

@@ -56,6 +56,7 @@ def test_input_larger_than_a_pipe_and_never_read_does_not_hold_the_run(mode, set
     assert sandbox_processes() == []
 
 
+@pytest.mark.sandbox
 def test_a_child_process_inherits_the_input():
     # As under a shell's pipe: a process the snippet starts reads the same stream.
     code = (
@@ -65,6 +66,7 @@ def test_a_child_process_inherits_the_input():
     assert outcome.stdout == "FIRST\n", outcome.stderr
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("env", [e.name for e in environments.available()])
 def test_every_environment_reads_its_input(env):
     python = environments.named(env).python
@@ -75,6 +77,7 @@ def test_every_environment_reads_its_input(env):
 # --- stored, shown, exported -----------------------------------------------------------
 
 
+@pytest.mark.sandbox
 @pytest.mark.django_db
 def test_a_run_keeps_its_input_and_its_page_shows_it():
     run = execute(READS, stdin="Ada\n<b>not markup</b>\n")
@@ -87,6 +90,7 @@ def test_a_run_keeps_its_input_and_its_page_shows_it():
     assert run.as_dict()["stdin"] == "Ada\n<b>not markup</b>\n"
 
 
+@pytest.mark.sandbox
 @pytest.mark.django_db
 def test_the_hint_says_how_to_give_input_or_that_it_ran_out():
     none = execute("input()")
@@ -124,6 +128,7 @@ def test_input_over_the_limit_is_refused_with_the_code_and_input_kept(settings):
     assert not Run.objects.exists()
 
 
+@pytest.mark.sandbox
 @pytest.mark.django_db
 def test_a_repeat_gives_every_run_the_input():
     response = Client().post(
