@@ -35,7 +35,7 @@ RUN export SECRET_KEY=build-only PIP_NO_CACHE_DIR=1 DATA_DIR="$(mktemp -d)" \
     && rm -rf "$DATA_DIR"
 
 # Not root: snippets then run as `app` too, confined by seccomp, Landlock and resource
-# limits, or by bubblewrap where the container may create user namespaces (README).
+# limits, or by bubblewrap where the container may create user namespaces (docs/deploying.md).
 USER app
 EXPOSE 8000
 VOLUME ["/data"]

@@ -95,7 +95,7 @@ def _over_cpu(used: float) -> Refusal | None:
 
 def _over_storage(used: int, now: datetime) -> Refusal | None:
     """The day's storage budget. What runs in flight will store is counted as they end,
-    so a client may overshoot it by its queued runs at most (README, Deploying)."""
+    so a client may overshoot it by its queued runs at most (docs/deploying.md)."""
     budget = settings.LIMIT_STORED_BYTES_PER_DAY
     if used < budget:
         return None

@@ -1,4 +1,4 @@
-"""What the playground keeps, and for how long (README "Retention").
+"""What the playground keeps, and for how long (docs/public.md, "Retention").
 
 Runs older than RUN_RETENTION_DAYS are deleted (a repeat or comparison with all its
 runs, never half of one); the output of runs older than RUN_OUTPUT_RETENTION_DAYS is

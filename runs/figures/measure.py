@@ -1,6 +1,6 @@
 """Energy and emissions of one run, from CodeCarbon and the sandbox's CPU accounting.
 
-Two figures per run (README "Measurement method"):
+Two figures per run (docs/measurement.md):
 - the snippet's own energy: CPU energy attributed to its process tree from its exact
   CPU-seconds (where an energy counter such as RAPL exists, the counter's delta times
   the tree's share of all CPU time in the window); RAM by the tree's share of the

@@ -1,6 +1,6 @@
 """Run one Python snippet in isolation, under limits, and report what happened.
 
-Layers, outermost first (see README "Sandbox"):
+Layers, outermost first (see docs/sandbox.md):
 - an unprivileged account with no supplementary groups (when the server is root);
 - bubblewrap: no network, own PID namespace, read-only /usr, nothing of the host's
   files but the interpreter, a size-limited private /tmp and /dev/shm, dies with us;
