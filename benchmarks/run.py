@@ -503,8 +503,7 @@ def bench_storage_per_client() -> None:
 
     from django.utils import timezone
 
-    from runs import limits
-    from runs.models import StoredBytes
+    from runs.models import StoredBytes, limits
 
     client = "198.51.100.1"
     code = "#" * (settings.MAX_CODE_BYTES - 1) + "\n"

@@ -280,7 +280,7 @@ API_MAX_WAITING = env_number("API_MAX_WAITING", 4, int, 0)
 # How long the playground's form waits for a run before showing it queued or running.
 PAGE_WAIT_SECONDS = env_number("PAGE_WAIT_SECONDS", 0.5, float, 0.0)
 
-# --- Retention (runs/retention.py) --------------------------------------------------
+# --- Retention (runs/models/retention.py) --------------------------------------------------
 
 RUN_RETENTION_DAYS = env_number("RUN_RETENTION_DAYS", 30, int, 1)
 RUN_OUTPUT_RETENTION_DAYS = env_number("RUN_OUTPUT_RETENTION_DAYS", 7, int, 1)

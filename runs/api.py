@@ -21,10 +21,9 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from . import limits
 from .clients import client_of, may_stop
 from .forms import RunForm
-from .models import ControlRun, Offsets, Run, Worker
+from .models import ControlRun, Offsets, Run, Worker, limits
 from .queue import tasks, waiting
 from .queue.tasks import store_and_enqueue
 from .sandbox import environments

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("queue", ("runs.queue",)),
-    ("models", ("runs.models", "runs.limits", "runs.retention", "runs.migrations")),
+    ("models", ("runs.models", "runs.migrations")),
     ("figures", ("runs.figures", "runs.snippets")),
     ("sandbox", ("runs.sandbox",)),
     ("architecture", ("runs.architecture", "runs")),

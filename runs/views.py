@@ -19,11 +19,11 @@ from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from . import api, export, limits, pages
+from . import api, export, pages
 from .clients import client_of, may_stop
 from .figures import formatting, measure
 from .forms import CompareForm, RepeatForm, RunForm
-from .models import Offsets, Run, Series
+from .models import Offsets, Run, Series, limits
 from .queue import tasks, waiting
 from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments

@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from runs import limits, sandbox
+from runs import sandbox
 from runs.figures import breakdown, measure
 from runs.figures.formatting import KWH_IN_J
-from runs.models import Run, Series
+from runs.models import Run, Series, limits
 from runs.snippets import examples
 
 from .conftest import execute, host_hardware, run_series, sandbox_processes

@@ -13,9 +13,9 @@ import textwrap
 
 import pytest
 
-from runs import limits as rate_limits
 from runs.figures import breakdown
 from runs.models import Run, Series
+from runs.models import limits as rate_limits
 from runs.sandbox import environments, launcher
 
 from .conftest import built_environment, execute, run, run_series

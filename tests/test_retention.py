@@ -8,8 +8,7 @@ from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.utils import timezone
 
-from runs import retention
-from runs.models import Run, Series
+from runs.models import Run, Series, retention
 
 pytestmark = pytest.mark.django_db
 

@@ -295,7 +295,7 @@ class Run(models.Model):
     variant = models.CharField(max_length=1, blank=True, default="")  # "A" or "B"
     repetition = models.PositiveSmallIntegerField(null=True, blank=True)
     # Added by a comparison's next round, not sent by its client: the per-minute limit
-    # counts what clients send (runs.limits), and the round waits its turn in the queue.
+    # counts what clients send (runs.models.limits), and the round waits its turn in the queue.
     follow_up = models.BooleanField(default=False)
 
     objects = RunQuerySet.as_manager()

@@ -257,7 +257,7 @@ class Series(models.Model):
     @staticmethod
     def first_round(max_pairs: int) -> int:
         """The pairs a comparison of at most `max_pairs` starts with (and is admitted
-        by: runs.limits)."""
+        by: runs.models.limits)."""
         return stats.looks(max_pairs)[0]
 
     @property

@@ -31,7 +31,7 @@ class LoginFailure(models.Model):
 class StoredBytes(models.Model):
     """What one client's runs stored in the database on one day (UTC): code, input,
     output and figures, counted as each run ends. The storage budget reads it
-    (runs.limits): one indexed row per check, however many runs the client sent."""
+    (runs.models.limits): one indexed row per check, however many runs the client sent."""
 
     client = models.CharField(max_length=64)
     day = models.DateField()

@@ -14,8 +14,7 @@ from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
 
-from .. import limits
-from ..models import Run, Series
+from ..models import Run, Series, limits
 from . import execution, handover, wakeup
 
 NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from runs import retention
+from runs.models import retention
 
 
 class Command(BaseCommand):

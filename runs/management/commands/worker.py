@@ -10,9 +10,9 @@ from django_tasks_db.management.commands.db_worker import Worker as QueueWorker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from runs import retention, sandbox
+from runs import sandbox
 from runs.figures import measure
-from runs.models import Run
+from runs.models import Run, retention
 from runs.queue import execution, handoff, handover, tasks, wakeup
 from runs.sandbox import cgroups
 

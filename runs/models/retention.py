@@ -17,7 +17,9 @@ from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Length, Substr
 from django.utils import timezone
 
-from .models import LoginFailure, Maintenance, Run, Series, StoredBytes
+from .run import Run
+from .series import Series
+from .service import LoginFailure, Maintenance, StoredBytes
 
 BATCH = 500
 PURGE_EVERY = timedelta(hours=1)

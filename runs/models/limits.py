@@ -19,7 +19,8 @@ from django.db import connection
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from .models import Run, StoredBytes
+from .run import Run
+from .service import StoredBytes
 
 
 @dataclass(frozen=True)
