@@ -8,6 +8,6 @@ application = get_wsgi_application()
 
 # Load CodeCarbon's grid data now, in each web process as it starts, rather than in the
 # first request that shows the grid chooser (~0.5 s).
-from runs.figures import measure  # noqa: E402
+from runs.figures import grids  # noqa: E402
 
-measure.grids()
+grids.grids()

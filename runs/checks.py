@@ -4,9 +4,9 @@ from django.core.checks import Error, register
 
 @register()
 def grid_country_is_known(app_configs, **kwargs) -> list[Error]:
-    from .figures import measure
+    from .figures import grids
 
-    if settings.CODECARBON_COUNTRY in measure.countries():
+    if settings.CODECARBON_COUNTRY in grids.countries():
         return []
     return [
         Error(

@@ -7,7 +7,7 @@ import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 
-from .figures import measure
+from .figures import grids
 
 # CodeCarbon's own names and units (emissions in kg, energy in kWh, duration in s),
 # filled with the snippet's own figures; our extra columns follow.
@@ -56,7 +56,7 @@ def _row(run) -> dict:
         "gpu_energy": run.gpu_energy_kwh,
         "ram_energy": run.ram_energy_kwh,
         "energy_consumed": run.energy_kwh,
-        "country_name": measure.countries().get(run.country_iso_code, ""),
+        "country_name": grids.countries().get(run.country_iso_code, ""),
         "country_iso_code": run.country_iso_code,
         "region": run.region,
         "codecarbon_version": provenance.get("codecarbon_version", ""),

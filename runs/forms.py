@@ -11,7 +11,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
 
-from .figures import measure
+from .figures import grids
 from .models import (
     MAX_REPETITIONS,
     clean_code,
@@ -71,9 +71,9 @@ class RunForm(forms.Form):
     def clean_env(self) -> str:
         return clean_env(self.cleaned_data["env"])
 
-    def clean_grid(self) -> measure.Grid | None:
+    def clean_grid(self) -> grids.Grid | None:
         # An unknown grid is the server's default, as when none is chosen.
-        return measure.grids().get(str(self.cleaned_data["grid"]))
+        return grids.grids().get(str(self.cleaned_data["grid"]))
 
     def clean_timeout(self) -> float | None:
         raw = str(self.cleaned_data["timeout"]).strip()

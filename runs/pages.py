@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest
 
 from . import sandbox
 from .clients import may_stop
-from .figures import breakdown, charts, equivalents, formatting, measure, stats
+from .figures import breakdown, charts, equivalents, formatting, grids, measure, stats
 from .models import (
     MAX_REPETITIONS,
     MIN_PAGE_TIMEOUT,
@@ -50,7 +50,7 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         "can_stop": request is not None and not run.is_over and may_stop(request, run),
         "worker_alive": run.is_over or Worker.objects.queue_workers().alive().exists(),
         "poll_ms": _poll_interval_ms(run, position),
-        "grid": measure.grid_of(run.country_iso_code, run.region),
+        "grid": grids.grid_of(run.country_iso_code, run.region),
         "environment": environment,
         "environment_packages": ", ".join(
             f"{name} {version}" for name, version in environment.get("packages", {}).items()
@@ -71,7 +71,7 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV
         context["everyday"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
-        context["what_if"] = measure.what_if(run.energy_kwh, run.country_iso_code, run.region)
+        context["what_if"] = grids.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
 
 
@@ -104,7 +104,7 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
         "max_repetitions": MAX_REPETITIONS,
         "environments": environments.available(),
         "chosen_env": request.session.get("env") or environments.default().name,
-        "grids": measure.grids().values(),
+        "grids": grids.grids().values(),
         "chosen_grid": request.session.get("grid", default_grid()),
         "timeout": request.session.get("timeout", settings.EXECUTION_TIMEOUT),
         "min_timeout": MIN_PAGE_TIMEOUT,
@@ -112,10 +112,10 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
     } | extra
 
 
-def grid_note_context(grid: measure.Grid, run: Run | None) -> dict:
+def grid_note_context(grid: grids.Grid, run: Run | None) -> dict:
     """What the editor says when the grid changes: new runs use it, and the shown run
     (when it has figures) priced at it, beside what is stored."""
-    intensity = measure.intensity_for(grid.country, grid.region)
+    intensity = grids.intensity_for(grid.country, grid.region)
     context = {"note_grid": grid, "intensity": intensity, "shown": None}
     if run is not None and run.energy_kwh is not None and run.emissions_g is not None:
         repriced = run.energy_kwh * intensity
@@ -124,13 +124,13 @@ def grid_note_context(grid: measure.Grid, run: Run | None) -> dict:
             "shown": run,
             "repriced": unit(repriced),
             "stored": unit(run.emissions_g),
-            "stored_grid": measure.grid_of(run.country_iso_code, run.region),
+            "stored_grid": grids.grid_of(run.country_iso_code, run.region),
         }
     return context
 
 
 def default_grid() -> str:
-    return measure.grid_of(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION).key
+    return grids.grid_of(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION).key
 
 
 class HistoryRow:

@@ -21,7 +21,7 @@ from django_htmx.middleware import HtmxDetails
 
 from . import api, export, pages
 from .clients import client_of, may_stop
-from .figures import formatting, measure
+from .figures import formatting, grids
 from .forms import CompareForm, RepeatForm, RunForm
 from .models import Offsets, Run, Series, limits
 from .queue import tasks, waiting
@@ -183,7 +183,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
 @require_safe
 def grid_note(request: HttpRequest) -> HttpResponse:
     """The editor's word on a grid just chosen, and the shown run priced at it."""
-    grid = measure.grids().get(request.GET.get("grid", ""))
+    grid = grids.grids().get(request.GET.get("grid", ""))
     if grid is None:
         return HttpResponse("Unknown grid.", status=400, content_type="text/plain")
     source = request.GET.get("run", "")

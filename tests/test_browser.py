@@ -11,7 +11,7 @@ from django.conf import settings as conf
 from playwright.sync_api import expect
 
 from runs import sandbox
-from runs.figures import charts, formatting, measure
+from runs.figures import charts, formatting, grids
 from runs.models import Run, Series
 from runs.sandbox import environments, launcher
 from runs.snippets import failures
@@ -280,7 +280,7 @@ def test_the_playgrounds_draft_and_a_run_pages_edits_are_kept_apart(site, page):
 
 
 def test_the_grid_chosen_is_used_shown_and_remembered(site, page):
-    france = measure.grids()["FRA"]
+    france = grids.grids()["FRA"]
     open_with_code(page, site, "print('priced in France')")
     page.select_option("#grid", france.key)
     done = run_and_wait(page, "succeeded")

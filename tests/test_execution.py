@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections
 
 from runs import sandbox
-from runs.figures import breakdown, charts, measure
+from runs.figures import breakdown, charts, grids, measure
 from runs.models import ControlRun, Run, Series
 from runs.queue import execution, handover
 from runs.sandbox import environments
@@ -48,7 +48,7 @@ def test_a_successful_run_is_persisted_with_every_figure():
     assert run.emissions_g == pytest.approx(run.energy_kwh * run.carbon_intensity_g_per_kwh)
     assert run.country_iso_code == settings.CODECARBON_COUNTRY
     assert run.carbon_intensity_g_per_kwh == pytest.approx(
-        measure.intensity_for(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
+        grids.intensity_for(settings.CODECARBON_COUNTRY, settings.CODECARBON_REGION)
     )
     assert run.provenance["cpu"]["method"] == ("measured" if hardware.cpu_measured else "estimate")
     assert run.provenance["codecarbon_version"] == codecarbon.__version__
@@ -158,8 +158,8 @@ def test_waiting_costs_far_less_than_working():
 
 def test_country_and_region_change_the_intensity():
     run = execute("pass", country_iso_code="FRA")
-    assert run.carbon_intensity_g_per_kwh == pytest.approx(measure.intensity_for("FRA"))
-    assert run.carbon_intensity_g_per_kwh != pytest.approx(measure.intensity_for("IND"))
+    assert run.carbon_intensity_g_per_kwh == pytest.approx(grids.intensity_for("FRA"))
+    assert run.carbon_intensity_g_per_kwh != pytest.approx(grids.intensity_for("IND"))
     assert run.emissions_g == pytest.approx(run.energy_kwh * run.carbon_intensity_g_per_kwh)
 
 

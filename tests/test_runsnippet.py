@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from runs.figures import measure
+from runs.figures import grids
 from runs.figures.formatting import KWH_IN_J
 from runs.models import Run
 
@@ -120,7 +120,7 @@ def test_options_set_timeout_and_country(runsnippet):
     assert data["country_iso_code"] == "FRA"
     assert data["carbon_intensity_g_per_kwh"] < 100
     # Without --json the summary names the grid, with its region.
-    grid = measure.grids()["USA/california"]
+    grid = grids.grids()["USA/california"]
     text = runsnippet("--country", "usa", "--region", "california", "-", stdin=b"pass")
     assert f"g/kWh ({grid.name})" in text.stdout.decode()
 

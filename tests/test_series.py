@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs import models
-from runs.figures import breakdown, comparisons, equivalents, formatting, measure, stats
+from runs.figures import breakdown, comparisons, equivalents, formatting, grids, stats
 from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
 from runs.queue import tasks
 from runs.snippets import diffs, outputs
@@ -262,12 +262,12 @@ def test_equivalents_use_their_published_constants():
 
 
 def test_what_if_prices_the_same_energy_on_other_grids():
-    rows = measure.what_if(1e-3, "IND")
+    rows = grids.what_if(1e-3, "IND")
     by_country = {row["country"]: row for row in rows}
     assert by_country["FRA"]["emissions_g"] == pytest.approx(1e-3 * 56, rel=0.02)
     assert by_country["IND"]["own"] and not by_country["FRA"]["own"]
     assert [row["intensity"] for row in rows] == sorted(row["intensity"] for row in rows)
-    assert measure.intensity_for("USA", "california") < measure.intensity_for("USA")
+    assert grids.intensity_for("USA", "california") < grids.intensity_for("USA")
 
 
 # --- verdicts that check themselves -------------------------------------------------
@@ -509,8 +509,8 @@ def test_a_comparison_warns_only_where_its_pairs_make_the_verdict_fragile(client
 
 def test_a_grid_just_chosen_prices_the_shown_run_at_it_and_says_new_runs_use_it(client):
     run = finished_run(energy_kwh=2e-6, emissions_g=2e-6 * 713.4)
-    france = measure.grids()["FRA"]
-    intensity = measure.intensity_for("FRA")
+    france = grids.grids()["FRA"]
+    intensity = grids.intensity_for("FRA")
     note = client.get("/grid", {"grid": "FRA", "run": str(run.public_id)}).text
     assert f"New runs use {france.name} ({intensity:.0f} g/kWh)" in note
     unit = formatting.Unit.fitting([2e-6 * intensity, run.emissions_g], formatting.MASS_UNITS)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.figures import measure
+from runs.figures import grids
 from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe
 from runs.models import Run, Worker
 from runs.queue import execution
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             fields["timeout_s"] = timeout
         if country is not None:
             country = country.upper()
-            if country not in measure.countries():
+            if country not in grids.countries():
                 raise CommandError(f"Unknown country {country!r}: use a 3-letter ISO code.")
             fields["country_iso_code"] = country
         if region is not None:
@@ -65,7 +65,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(self.shown(run.stdout, self.stdout), ending="")
             self.stderr.write(self.shown(run.stderr, self.stderr), ending="")
-            grid = measure.grid_of(run.country_iso_code, run.region)
+            grid = grids.grid_of(run.country_iso_code, run.region)
             # The summary holds snippet-made text too: its error, its sections' names.
             summary = "\n".join(summary_lines(run, grid.name))
             self.stdout.write(self.shown(summary, self.stdout))
