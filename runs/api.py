@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .clients import client_of, may_stop
 from .forms import RunForm
-from .models import ControlRun, Offsets, Run, Worker, limits
+from .models import ControlRun, Offsets, Run, Worker, limits, run_json
 from .queue import tasks, waiting
 from .queue.tasks import store_and_enqueue
 from .sandbox import environments
@@ -157,7 +157,7 @@ def run(request: HttpRequest, payload: dict) -> JsonResponse:
     # Waiters are bounded (runs.queue.waiting): past the bound the answer is 202 at once.
     if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS):
         return _accepted(request, submitted)
-    return JsonResponse(submitted.as_dict())
+    return JsonResponse(run_json(submitted))
 
 
 @api_view("POST")
@@ -185,7 +185,7 @@ def cancel(request: HttpRequest, public_id: str) -> JsonResponse:
         return json_error(f"The run is over ({found.status}): there is nothing to stop.", 409)
     if not waiting.wait_for(found, STOP_WAIT_SECONDS):
         return _accepted(request, found)
-    return JsonResponse(found.as_dict())
+    return JsonResponse(run_json(found))
 
 
 @never_cache
@@ -200,7 +200,7 @@ def detail(request: HttpRequest, public_id: str) -> JsonResponse:
     if seen is None and "since" in request.GET:
         return json_error("since must be two offsets, as in a previous answer's since.", 400)
     found.stdout, found.stderr, since = found.output_after(seen or Offsets())
-    return JsonResponse(found.as_dict() | {"since": str(since)})
+    return JsonResponse(run_json(found) | {"since": str(since)})
 
 
 @api_view("GET")

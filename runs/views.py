@@ -23,7 +23,7 @@ from . import api, export, pages
 from .clients import client_of, may_stop
 from .figures import formatting, grids
 from .forms import CompareForm, RepeatForm, RunForm
-from .models import Offsets, Run, Series, limits
+from .models import Offsets, Run, Series, limits, run_json, series_json
 from .queue import tasks, waiting
 from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments
@@ -431,14 +431,14 @@ def _download(data: dict, filename: str) -> JsonResponse:
 def run_export(request: HttpRequest, public_id) -> JsonResponse:
     run = get_object_or_404(Run, public_id=public_id)
     run.stdout, run.stderr, _ = run.output_after(Offsets())  # a running run's so far
-    return _download(run.as_dict(), f"run-{run.public_id}.json")
+    return _download(run_json(run), f"run-{run.public_id}.json")
 
 
 @never_cache
 @require_safe
 def series_export(request: HttpRequest, public_id) -> JsonResponse:
     series = get_object_or_404(Series, public_id=public_id)
-    return _download(series.as_dict(), f"{series.kind}-{series.public_id}.json")
+    return _download(series_json(series), f"{series.kind}-{series.public_id}.json")
 
 
 @never_cache

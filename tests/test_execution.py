@@ -11,7 +11,7 @@ from django.db import connections
 
 from runs import sandbox
 from runs.figures import breakdown, charts, grids, measure
-from runs.models import ControlRun, Run, Series
+from runs.models import ControlRun, Run, Series, run_json
 from runs.queue import execution, handover
 from runs.sandbox import environments
 from runs.snippets import failures
@@ -279,7 +279,7 @@ f()
     assert all(s["cpu_seconds"] <= run.cpu_seconds for s in run.sections)
     assert sum(s["share"] for s in run.sections if "/" not in s["name"]) <= 1.0
     assert run.measurement_notes == []
-    assert run.as_dict()["sections"] == run.sections
+    assert run_json(run)["sections"] == run.sections
 
 
 def test_the_line_profile_finds_the_busy_line():
@@ -321,7 +321,7 @@ def test_a_comparison_on_a_section_leaves_the_set_up_out():
     whole = Series.objects.get(pk=on_section.pk)
     whole.section = ""
     assert whole.results()["energy"].change > results["energy"].change + 0.2
-    assert on_section.as_dict()["section"] == "sort"
+    assert run_json(on_section)["section"] == "sort"
 
 
 def test_a_control_run_measures_the_same_fixed_work_in_the_sandbox():

@@ -12,7 +12,7 @@ import pytest
 from runs import sandbox
 from runs.figures import breakdown, measure
 from runs.figures.formatting import KWH_IN_J
-from runs.models import Run, Series, limits
+from runs.models import Run, Series, limits, run_json
 from runs.snippets import examples
 
 from .conftest import execute, host_hardware, run_series, sandbox_processes
@@ -266,7 +266,7 @@ def test_a_timed_out_run_names_the_line_it_was_on():
     assert run.status == Run.Status.TIMED_OUT
     assert run.last_line == 4 and run.failing_line == 4
     assert run.error.startswith("Timed out after 1 s at line 4;"), run.error
-    assert run.as_dict()["last_line"] == 4
+    assert run_json(run)["last_line"] == 4
     sandbox.discard_standby()  # the next run's, started by the worker's habit
     assert sandbox_processes() == []
 

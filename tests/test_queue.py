@@ -21,7 +21,7 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs.models import Run
+from runs.models import Run, run_json
 from runs.queue import handoff, rendezvous, waiting, wakeup
 from runs.queue.handover import row_of, run_of
 from runs.queue.tasks import enqueue, execute_run, store_and_enqueue
@@ -79,7 +79,7 @@ def test_a_request_waiting_for_a_handed_over_run_answers_the_run_as_stored(start
     stored = Run.objects.get(public_id=response.json()["id"])
     assert stored.stdout == "direct\n" and stored.status == Run.Status.SUCCEEDED
     # The worker sent the run on the hand-over connection: the answer is the stored row.
-    assert response.json() == json.loads(JsonResponse(stored.as_dict()).content)
+    assert response.json() == json.loads(JsonResponse(run_json(stored)).content)
     assert not DBTaskResult.objects.exists(), "it went through the queue's table"
 
 

@@ -11,7 +11,7 @@ from django_tasks_db.models import DBTaskResult
 
 from runs import models
 from runs.figures import breakdown, comparisons, equivalents, formatting, grids, stats
-from runs.models import MAX_REPETITIONS, ControlRun, Run, Series
+from runs.models import MAX_REPETITIONS, ControlRun, Run, Series, series_json
 from runs.queue import tasks
 from runs.snippets import diffs, outputs
 
@@ -470,8 +470,8 @@ def test_a_run_and_a_comparison_keep_the_repeatability_of_when_they_ran(client):
         assert f"±{then.cv:.1%}" in html and f"±{now.cv:.1%}" not in html, url
     # One host, said once (not once per run).
     assert client.get(series.get_absolute_url()).text.count("While this ran, identical work") == 1
-    assert len(series.as_dict()["host_repeatability"]) == 1
-    assert series.as_dict()["host_repeatability"][0]["cv"] == pytest.approx(then.cv)
+    assert len(series_json(series)["host_repeatability"]) == 1
+    assert series_json(series)["host_repeatability"][0]["cv"] == pytest.approx(then.cv)
     # Worded for what it affects: the absolute figures, not the paired verdict.
     html = client.get(series.get_absolute_url()).text
     assert "not to be trusted" not in html

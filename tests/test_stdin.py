@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from runs import sandbox
-from runs.models import Run, Series
+from runs.models import Run, Series, run_json, series_json
 from runs.sandbox import environments
 from runs.snippets import failures
 
@@ -87,7 +87,7 @@ def test_a_run_keeps_its_input_and_its_page_shows_it():
     assert "&lt;b&gt;not markup&lt;/b&gt;" in page  # escaped, as output is
     # The run page's editor carries it, so that Run there runs the same thing again.
     assert '<textarea id="stdin" name="stdin"' in page and "Ada\n&lt;b&gt;" in page
-    assert run.as_dict()["stdin"] == "Ada\n<b>not markup</b>\n"
+    assert run_json(run)["stdin"] == "Ada\n<b>not markup</b>\n"
 
 
 @pytest.mark.sandbox
@@ -137,7 +137,7 @@ def test_a_repeat_gives_every_run_the_input():
     assert response.status_code == 302
     series = run_series(Series.objects.get())
     assert {(r.stdin, r.stdout) for r in series.runs.all()} == {("again\n", "again\n")}
-    assert series.as_dict()["stdin"] == {"A": "again\n"}
+    assert series_json(series)["stdin"] == {"A": "again\n"}
 
 
 @pytest.mark.django_db

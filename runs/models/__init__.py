@@ -1,6 +1,7 @@
 """The app's models, one module per thing modelled; imported here, where Django and
 the rest of the app look for them."""
 
+from .busy import RESULT_WRITE_SECONDS
 from .fleet import (
     CONTROL_RUNS_KEPT,
     CONTROL_RUNS_NEEDED,
@@ -12,17 +13,20 @@ from .fleet import (
     Repeatability,
     Worker,
 )
+from .formats import run_json, series_json
 from .output import Offsets, OutputChunk
-from .run import (
+from .rules import (
+    MAX_REPETITIONS,
     MIN_PAGE_TIMEOUT,
-    RESULT_WRITE_SECONDS,
-    Run,
     clean_code,
     clean_env,
+    clean_repetitions,
+    clean_section,
     clean_stdin,
     clean_timeout,
 )
-from .series import MAX_REPETITIONS, Series, clean_repetitions, clean_section
+from .run import Run
+from .series import Series
 from .service import LoginFailure, Maintenance, StoredBytes
 
 __all__ = [
@@ -51,4 +55,6 @@ __all__ = [
     "clean_section",
     "clean_stdin",
     "clean_timeout",
+    "run_json",
+    "series_json",
 ]

@@ -5,14 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 import uuid
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connections, models, transaction
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,8 +16,10 @@ from ..figures import breakdown
 from ..sandbox import contract as sandbox_contract
 from ..sandbox import environments
 from ..snippets import failures, outputs
-from .fleet import Baseline, Repeatability, Worker
+from .busy import write_patiently
+from .fleet import Baseline, Repeatability
 from .output import Offsets, OutputChunk
+from .queries import RunQuerySet
 from .service import StoredBytes
 
 if TYPE_CHECKING:
@@ -30,70 +28,6 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger(__name__)
-# How long a run's end waits for a busy database before it is given up (runs.models
-# Run.store): past SQLite's busy timeout (20 s) twice, and a PostgreSQL restart.
-RESULT_WRITE_SECONDS = 120
-
-
-def _checked_text(text: object, name: str, limit: int) -> str:
-    """`text` if it is text a snippet can be given (`name` says what it is, in the
-    messages), or ValidationError with a message a user can act on."""
-    if not isinstance(text, str):
-        raise ValidationError(f"{name.capitalize()} must be text.")
-    if "\x00" in text:
-        raise ValidationError(f"The {name} contains NUL bytes; is it a binary file?")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError(f"The {name} is not valid UTF-8 text.") from None
-    if size > limit:
-        raise ValidationError(
-            f"The {name} is {size:,} bytes; the limit is {limit:,} bytes.", code="too_large"
-        )
-    return text
-
-
-def clean_code(code: object) -> str:
-    """The snippet to run, or ValidationError with a message a user can act on."""
-    if isinstance(code, str) and not code.strip():
-        raise ValidationError("There is no code to run.")
-    return _checked_text(code, "code", settings.MAX_CODE_BYTES)
-
-
-# The shortest time limit the pages offer: shorter is not a run worth measuring.
-MIN_PAGE_TIMEOUT = 1.0
-
-
-def clean_stdin(text: object) -> str:
-    """What a run reads on its standard input ("" for none), or ValidationError with a
-    message a user can act on."""
-    if text in (None, ""):
-        return ""
-    return _checked_text(text, "standard input", settings.MAX_STDIN_BYTES)
-
-
-def clean_timeout(raw: object) -> float:
-    """A time limit chosen on a page, in seconds, or ValidationError saying the range."""
-    try:
-        value = float(str(raw))
-    except ValueError:
-        value = -1.0
-    if not MIN_PAGE_TIMEOUT <= value <= settings.MAX_EXECUTION_TIMEOUT:  # NaN fails too
-        raise ValidationError(
-            f"The time limit must be between {MIN_PAGE_TIMEOUT:g} and "
-            f"{settings.MAX_EXECUTION_TIMEOUT:g} seconds."
-        )
-    return value
-
-
-def clean_env(name: object) -> str:
-    """The environment a run asks for (the default when it names none), or
-    ValidationError naming the ones there are."""
-    if name in (None, ""):
-        return environments.default().name
-    if not isinstance(name, str) or environments.named(name) is None:
-        raise ValidationError(environments.unknown(str(name)), code="unknown_env")
-    return name
 
 
 def sent_by(sent, session_key: str | None, client: str) -> bool:
@@ -103,103 +37,6 @@ def sent_by(sent, session_key: str | None, client: str) -> bool:
     if sent.source == Run.Source.API:
         return bool(sent.client) and sent.client == client
     return bool(sent.session_key) and sent.session_key == session_key
-
-
-class RunQuerySet(models.QuerySet):
-    def submit(self, code: object, **fields) -> Run:
-        """Create a queued run from input nobody has checked yet (runsnippet, a re-run,
-        scripts); requests are checked by runs.forms, which calls the same rules."""
-        fields["env"] = clean_env(fields.get("env"))
-        fields["stdin"] = clean_stdin(fields.get("stdin"))
-        return self.add(clean_code(code), **fields)
-
-    def add(self, code: str, **fields) -> Run:
-        """Create a queued run from checked input (`new`, saved)."""
-        run = self.new(code, **fields)
-        run.save(force_insert=True, using=self.db)
-        return run
-
-    def new(self, code: str, **fields) -> Run:
-        """A run of checked input (a form's cleaned data, `submit`'s), not yet saved
-        (runs.queue.tasks.store_and_enqueue saves it): the server's defaults where the
-        input chose nothing."""
-        fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
-        fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
-        fields.setdefault("region", settings.CODECARBON_REGION)
-        fields["env"] = fields.get("env") or environments.default().name
-        fields.setdefault("stdin", "")
-        return self.model(code=code, **fields)
-
-    def recent_duplicate(
-        self, session_key: str, code: str, env: str = "", stdin: str = "", seconds: float = 1.0
-    ) -> Run | None:
-        """This session's run of exactly this code and input, in this environment (the
-        default where empty), submitted in the last second, if any."""
-        since = timezone.now() - timedelta(seconds=seconds)
-        env = env or environments.default().name
-        return (
-            self.filter(
-                session_key=session_key,
-                created_at__gte=since,
-                code=code,
-                env=env,
-                stdin=stdin,
-                series=None,
-            )
-            .order_by("-created_at")
-            .first()
-        )
-
-    def for_session(self, session_key: str | None) -> RunQuerySet:
-        if not session_key:
-            return self.none()
-        return self.filter(session_key=session_key)
-
-    def previous_of(self, run: Run, session_key: str | None) -> Run | None:
-        """The visitor's run before `run` (their latest, where `run` is not theirs): one
-        row from the history's index."""
-        mine = self.for_session(session_key).exclude(pk=run.pk)
-        if run.session_key and run.session_key == session_key:
-            mine = mine.filter(created_at__lte=run.created_at)
-        return mine.only("public_id").first()
-
-    def history_rows(self) -> RunQuerySet:
-        """Single runs, and one run (the first) for each repeat or comparison."""
-        return self.filter(models.Q(series__isnull=True) | models.Q(repetition=1, variant="A"))
-
-    def queued(self) -> RunQuerySet:
-        return self.filter(status=Run.Status.QUEUED)
-
-    def undispatched(self) -> RunQuerySet:
-        """Queued runs not yet handed to the workers (runs.queue.tasks)."""
-        return self.queued().filter(dispatched_at__isnull=True)
-
-    def waiting_or_running(self) -> RunQuerySet:
-        return self.filter(status__in=Run.IN_FLIGHT)
-
-    def of_client(self, client: str) -> RunQuerySet:
-        return self.filter(client=client)
-
-    def running(self) -> RunQuerySet:
-        return self.filter(status=Run.Status.RUNNING)
-
-    def finished(self) -> RunQuerySet:
-        return self.exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
-
-    def orphaned(self) -> RunQuerySet:
-        """Runs marked running whose worker has stopped sending heartbeats."""
-        alive = Worker.objects.alive().values("name")
-        return self.running().exclude(worker__in=alive)
-
-    def fail_orphans(self) -> int:
-        """Mark runs whose worker died as errors; returns how many were found. A worker
-        whose heartbeat is late but whose process is seen running (on this host) is not
-        dead: a locked database delays heartbeats, and a live run is never called dead."""
-        count = 0
-        for run in self.orphaned():
-            if not Worker.still_running(run.worker, run.started_at):
-                count += run.fail_orphaned()
-        return count
 
 
 class Run(models.Model):
@@ -573,28 +410,15 @@ class Run(models.Model):
             logger.warning("run %s ended or went already; %r not stored", self.public_id, message)
 
     def store(self, fields: list[str]) -> None:
-        """Save `fields` of a run's end: if the database is busy (locked past its
-        timeout, or its connection dropped) wait and try again, a while, rather than
-        lose what the run printed and measured."""
-        deadline = time.monotonic() + RESULT_WRITE_SECONDS
-        delay = 0.5
-        while True:
-            try:
-                with transaction.atomic(using=self._state.db):
-                    self._store_if_in_flight(fields)
-                    # Its output is in the row now (gathered once, here at its end).
-                    OutputChunk.objects.filter(run_id=self.pk).delete()
-                    StoredBytes.charge(self.client, self.stored_bytes(), using=self._state.db)
-                return
-            except (OperationalError, InterfaceError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                logger.warning(
-                    "storing run %s failed (%s); trying again in %g s", self.public_id, exc, delay
-                )
-                connections[self._state.db or "default"].close()  # reopened by the next query
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Save `fields` of a run's end, waiting out a busy database (busy)."""
+
+        def write() -> None:
+            self._store_if_in_flight(fields)
+            # Its output is in the row now (gathered once, here at its end).
+            OutputChunk.objects.filter(run_id=self.pk).delete()
+            StoredBytes.charge(self.client, self.stored_bytes(), using=self._state.db)
+
+        write_patiently(write, self._state.db, f"run {self.public_id}")
 
     def _store_if_in_flight(self, fields: list[str]) -> None:
         """Write `fields` where the run is still queued or running: once it has ended
@@ -632,52 +456,3 @@ class Run(models.Model):
         return sum(len(t.encode(errors="replace")) for t in texts) + len(
             json.dumps(figures, separators=(",", ":"), default=str)
         )
-
-    def as_dict(self) -> dict:
-        """The JSON contract shared by `runsnippet --json` and the API."""
-        return {
-            "id": str(self.public_id),
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "stdout_truncated": self.stdout_truncated,
-            "stderr_truncated": self.stderr_truncated,
-            "duration_s": self.duration_s,
-            "cpu_seconds": self.cpu_seconds,
-            "energy_kwh": self.energy_kwh,
-            "cpu_energy_kwh": self.cpu_energy_kwh,
-            "ram_energy_kwh": self.ram_energy_kwh,
-            "gpu_energy_kwh": self.gpu_energy_kwh,
-            "machine_energy_kwh": self.machine_energy_kwh,
-            "emissions_g": self.emissions_g,
-            "carbon_intensity_g_per_kwh": self.carbon_intensity_g_per_kwh,
-            "country_iso_code": self.country_iso_code,
-            "region": self.region,
-            "isolation": self.isolation,
-            "error": self.error or None,
-            "provenance": self.provenance,
-            "power_samples": self.power_samples,
-            "sections": self.sections,
-            "lines": self.lines,
-            "measurement_notes": self.measurement_notes,
-            "last_line": self.last_line,
-            "host_repeatability": self.host_repeatability,
-            "net_energy_kwh": self.net_energy_kwh,
-            "baseline": None
-            if self.baseline_energy_kwh is None
-            else {
-                "energy_kwh": self.baseline_energy_kwh,
-                "duration_s": self.baseline_duration_s,
-                "cpu_seconds": self.baseline_cpu_seconds,
-            },
-            "startup_cpu_seconds": self.startup_cpu_seconds,
-            "python_version": self.python_version,
-            "env": self.env_name,
-            "code": self.code,
-            "stdin": self.stdin,
-            "series_id": str(self.series.public_id) if self.series_id else None,
-            "variant": self.variant or None,
-            "repetition": self.repetition,
-            "created_at": self.created_at.isoformat(),
-        }

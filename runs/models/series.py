@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -16,7 +15,8 @@ from ..figures.comparisons import Compared, Measured
 from ..sandbox import environments
 from ..snippets import diffs, outputs
 from .fleet import ControlRun, Repeatability
-from .run import Run, clean_code, clean_env, clean_stdin, sent_by
+from .rules import clean_code, clean_env, clean_repetitions, clean_section, clean_stdin
+from .run import Run, sent_by
 
 
 class SeriesQuerySet(models.QuerySet):
@@ -79,33 +79,6 @@ class SeriesQuerySet(models.QuerySet):
         return self.filter(
             kind=Series.Kind.COMPARE, max_pairs__isnull=False, finished_at__isnull=True
         ).exclude(runs__status__in=Run.IN_FLIGHT)
-
-
-MAX_REPETITIONS = 30
-
-
-def clean_repetitions(raw: object, default: int) -> int:
-    """How many repetitions (pairs, for a comparison) were asked for (`default` where
-    none), or ValidationError saying the range."""
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(str(raw))
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_REPETITIONS:
-        raise ValidationError(f"Repetitions must be between 1 and {MAX_REPETITIONS}.")
-    return value
-
-
-def clean_section(codes: list[str], section: str) -> None:
-    """ValidationError unless every snippet defines the section a comparison is on."""
-    for label, code in zip("AB", codes, strict=False):
-        if section and not breakdown.defines_section(code, section):
-            raise ValidationError(
-                f"Snippet {label} has no section named “{section}”: wrap the part to "
-                f'compare in `with section("{section.split("/")[-1]}"):`.'
-            )
 
 
 class Series(models.Model):
@@ -476,67 +449,6 @@ class Series(models.Model):
         hosts = self.runs.order_by().values_list("provenance__host", flat=True).distinct()
         spreads = [ControlRun.objects.repeatability(host, at=moment) for host in hosts if host]
         return [spread for spread in spreads if spread]
-
-    def as_dict(self) -> dict:
-        """The JSON export of a series: its runs, summaries and comparison."""
-        runs = self.ordered_runs()
-        results = self.results(runs)
-
-        def summary(s: stats.Summary | None) -> dict | None:
-            return s.as_dict() if s else None
-
-        data = {
-            "id": str(self.public_id),
-            "kind": self.kind,
-            "repetitions": self.repetitions,
-            "warmup": self.warmup,
-            "section": self.section or None,
-            "warnings": results["warnings"],
-            "created_at": self.created_at.isoformat(),
-            "code": {v: self.code_of(v) for v in self.variants},
-            "env": {v: self.env_of(v) for v in self.variants},
-            "stdin": {v: self.stdin_of(v) for v in self.variants},
-            "finished": results["finished"],
-            "total": results["total"],
-            "host_repeatability": [spread.as_dict() for spread in self.host_spreads()],
-            "summary": {
-                v: {
-                    name: summary(results["variants"][v][name])
-                    for name in ("energy", "net_energy", "duration", "emissions")
-                }
-                | {
-                    "unit": {
-                        "energy": "kWh",
-                        "net_energy": "kWh",
-                        "duration": "s",
-                        "emissions": "g",
-                    }
-                }
-                for v in self.variants
-            },
-            "runs": [run.as_dict() for run in runs],
-        }
-        agreement = self.outputs(runs)
-        data["outputs"] = (
-            agreement.as_dict() | {"sentence": agreement.sentence(self.kind == self.Kind.COMPARE)}
-            if agreement
-            else None
-        )
-        if self.kind == self.Kind.COMPARE:
-            decision = results["decision"]
-            data["comparison"] = {
-                compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
-                for compared, comparison, verdict in self.verdicts(results)
-            } | {
-                "verdict": self.headline(results),
-                # Where one side failed in runs where the other did not (said first).
-                "failures": results["failures"]["sentence"] if results["failures"] else None,
-                "outcome": decision.outcome if decision else None,
-                "pairs": results["pairs"],
-                "max_pairs": self.pair_cap,
-                "runs_until_clear": self.runs_until_clear,
-            }
-        return data
 
     def verdicts(self, results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
         """Each compared figure, B against A, for the page's breakdown and the export."""

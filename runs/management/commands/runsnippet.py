@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from runs.figures import grids
 from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe
-from runs.models import Run, Worker
+from runs.models import Run, Worker, run_json
 from runs.queue import execution
 
 
@@ -61,7 +61,7 @@ class Command(BaseCommand):
         execution.execute(run, kind=Worker.Kind.CLI)
         execution.stop_heartbeat()
         if json:
-            self.stdout.write(dumps(run.as_dict()))
+            self.stdout.write(dumps(run_json(run)))
         else:
             self.stdout.write(self.shown(run.stdout, self.stdout), ending="")
             self.stderr.write(self.shown(run.stderr, self.stderr), ending="")

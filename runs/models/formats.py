@@ -1,0 +1,123 @@
+"""The JSON of a run and of a series: one contract for the API, `runsnippet --json` and
+the downloads (what each key means: docs/measurement.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..figures import stats
+    from .run import Run
+    from .series import Series
+
+
+def run_json(run: Run) -> dict:
+    """A run as the API, `runsnippet --json` and its download give it."""
+    return {
+        "id": str(run.public_id),
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+        "stdout_truncated": run.stdout_truncated,
+        "stderr_truncated": run.stderr_truncated,
+        "duration_s": run.duration_s,
+        "cpu_seconds": run.cpu_seconds,
+        "energy_kwh": run.energy_kwh,
+        "cpu_energy_kwh": run.cpu_energy_kwh,
+        "ram_energy_kwh": run.ram_energy_kwh,
+        "gpu_energy_kwh": run.gpu_energy_kwh,
+        "machine_energy_kwh": run.machine_energy_kwh,
+        "emissions_g": run.emissions_g,
+        "carbon_intensity_g_per_kwh": run.carbon_intensity_g_per_kwh,
+        "country_iso_code": run.country_iso_code,
+        "region": run.region,
+        "isolation": run.isolation,
+        "error": run.error or None,
+        "provenance": run.provenance,
+        "power_samples": run.power_samples,
+        "sections": run.sections,
+        "lines": run.lines,
+        "measurement_notes": run.measurement_notes,
+        "last_line": run.last_line,
+        "host_repeatability": run.host_repeatability,
+        "net_energy_kwh": run.net_energy_kwh,
+        "baseline": None
+        if run.baseline_energy_kwh is None
+        else {
+            "energy_kwh": run.baseline_energy_kwh,
+            "duration_s": run.baseline_duration_s,
+            "cpu_seconds": run.baseline_cpu_seconds,
+        },
+        "startup_cpu_seconds": run.startup_cpu_seconds,
+        "python_version": run.python_version,
+        "env": run.env_name,
+        "code": run.code,
+        "stdin": run.stdin,
+        "series_id": str(run.series.public_id) if run.series_id else None,
+        "variant": run.variant or None,
+        "repetition": run.repetition,
+        "created_at": run.created_at.isoformat(),
+    }
+
+
+def series_json(series: Series) -> dict:
+    """The JSON export of a series: its runs, summaries and comparison."""
+    runs = series.ordered_runs()
+    results = series.results(runs)
+
+    def summary(s: stats.Summary | None) -> dict | None:
+        return s.as_dict() if s else None
+
+    data = {
+        "id": str(series.public_id),
+        "kind": series.kind,
+        "repetitions": series.repetitions,
+        "warmup": series.warmup,
+        "section": series.section or None,
+        "warnings": results["warnings"],
+        "created_at": series.created_at.isoformat(),
+        "code": {v: series.code_of(v) for v in series.variants},
+        "env": {v: series.env_of(v) for v in series.variants},
+        "stdin": {v: series.stdin_of(v) for v in series.variants},
+        "finished": results["finished"],
+        "total": results["total"],
+        "host_repeatability": [spread.as_dict() for spread in series.host_spreads()],
+        "summary": {
+            v: {
+                name: summary(results["variants"][v][name])
+                for name in ("energy", "net_energy", "duration", "emissions")
+            }
+            | {
+                "unit": {
+                    "energy": "kWh",
+                    "net_energy": "kWh",
+                    "duration": "s",
+                    "emissions": "g",
+                }
+            }
+            for v in series.variants
+        },
+        "runs": [run_json(run) for run in runs],
+    }
+    agreement = series.outputs(runs)
+    data["outputs"] = (
+        agreement.as_dict() | {"sentence": agreement.sentence(series.kind == series.Kind.COMPARE)}
+        if agreement
+        else None
+    )
+    if series.kind == series.Kind.COMPARE:
+        decision = results["decision"]
+        data["comparison"] = {
+            compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
+            for compared, comparison, verdict in series.verdicts(results)
+        } | {
+            "verdict": series.headline(results),
+            # Where one side failed in runs where the other did not (said first).
+            "failures": results["failures"]["sentence"] if results["failures"] else None,
+            "outcome": decision.outcome if decision else None,
+            "pairs": results["pairs"],
+            "max_pairs": series.pair_cap,
+            "runs_until_clear": series.runs_until_clear,
+        }
+    return data
