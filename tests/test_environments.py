@@ -13,9 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from runs.figures import breakdown
-from runs.management.commands import snippetenv
 from runs.models import Baseline, Run, Series
 from runs.queue import execution
+from runs.sandbox import build as builder
 from runs.sandbox import environments, host, launcher, standby
 
 from .conftest import built_environment, execute, limits
@@ -168,12 +168,13 @@ def test_snippetenv_fails_when_the_default_cannot_be_built(scratch, settings):
 
 def test_an_installed_package_that_is_not_pinned_fails_the_build():
     env = environments.Environment("x", "x", "python3", ("numpy==2.4.6",))
-    command = snippetenv.Command()
-    command.check_pinned(env, {"numpy": "2.4.6"})  # exactly what was pinned
-    with pytest.raises(CommandError, match=re.escape("six==1.17.0 is installed but not pinned")):
-        command.check_pinned(env, {"numpy": "2.4.6", "six": "1.17.0"})
-    with pytest.raises(CommandError, match=re.escape("numpy is 2.5.0, pinned 2.4.6")):
-        command.check_pinned(env, {"numpy": "2.5.0"})
+    builder.check_pinned(env, {"numpy": "2.4.6"})  # exactly what was pinned
+    with pytest.raises(
+        builder.BuildError, match=re.escape("six==1.17.0 is installed but not pinned")
+    ):
+        builder.check_pinned(env, {"numpy": "2.4.6", "six": "1.17.0"})
+    with pytest.raises(builder.BuildError, match=re.escape("numpy is 2.5.0, pinned 2.4.6")):
+        builder.check_pinned(env, {"numpy": "2.5.0"})
 
 
 # --- choosing -------------------------------------------------------------------------
