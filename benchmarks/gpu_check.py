@@ -30,7 +30,7 @@ from django.core.management import call_command  # noqa: E402
 from runs import sandbox  # noqa: E402
 from runs.figures import measure  # noqa: E402
 from runs.models import Run  # noqa: E402
-from runs.queue import execution  # noqa: E402
+from runs.queue import baselines, execution, heartbeat  # noqa: E402
 
 SECONDS = 20
 TOLERANCE = 0.02
@@ -69,12 +69,12 @@ def main() -> int:
     pynvml.nvmlInit()
     print(f"GPUs: {pynvml.nvmlDeviceGetCount()}, sandbox devices: {sandbox.gpu_devices()}")
     measure.warm()
-    execution.current_baseline()
+    baselines.current_baseline()
     run = Run.objects.submit(GPU_SNIPPET, timeout_s=SECONDS + 30)
     before = nvml_total_mj()
     execution.execute(run)
     after = nvml_total_mj()
-    execution.stop_heartbeat()
+    heartbeat.stop()
     run.refresh_from_db()
     print(f"run {run.public_id}: {run.status}; {run.stdout.strip()} {run.error}")
     if run.status != Run.Status.SUCCEEDED or run.gpu_energy_kwh is None:

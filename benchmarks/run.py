@@ -31,7 +31,7 @@ from django.test import Client  # noqa: E402
 from runs import sandbox  # noqa: E402
 from runs.figures import breakdown, measure, stats  # noqa: E402
 from runs.models import Run  # noqa: E402
-from runs.queue import execution  # noqa: E402
+from runs.queue import baselines, execution, heartbeat  # noqa: E402
 from runs.sandbox import environments  # noqa: E402
 
 BUSY = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < {s}: pass\n"
@@ -140,7 +140,7 @@ def bench_environments(rounds: int = 7) -> None:
             limits = sandbox.Limits.from_settings(30, python=env.python)
             start_up[env.name].append(sandbox.run("pass", limits).startup_cpu_s)
             session = measure.Session()
-            outcome = sandbox.run(execution.CONTROL_CODE, limits)
+            outcome = sandbox.run(baselines.CONTROL_CODE, limits)
             assert outcome.exit_code == 0, (env.name, outcome.stderr, outcome.error)
             energy[env.name].append(session.finish(outcome).energy_kwh)
     default = statistics.median(energy[environments.default().name])
@@ -569,7 +569,7 @@ def main() -> None:
     bench_request_costs()
     print()
     bench_storage_per_client()
-    execution.stop_heartbeat()
+    heartbeat.stop()
     print()
     bench_serving()
 

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from runs import sandbox
 from runs.models import Offsets, Run, Series, Worker
-from runs.queue import execution, tasks
+from runs.queue import execution, heartbeat, tasks
 from runs.sandbox import Limits, environments, host
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def _heartbeat_stops_with_the_test(django_db_blocker):
     # row goes with it, after the test's own database access has ended.
     yield
     with django_db_blocker.unblock():
-        execution.stop_heartbeat()
+        heartbeat.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 
 from runs.figures import breakdown
 from runs.models import Baseline, Run, Series
-from runs.queue import execution
+from runs.queue import ahead, execution
 from runs.sandbox import build as builder
 from runs.sandbox import environments, host, launcher, standby
 
@@ -392,7 +392,7 @@ def test_each_environment_runs_in_its_own_sandbox(name):
 def test_standby_sandboxes_are_kept_for_the_default_and_the_last_environment_used():
     other = other_than_default()
     default = environments.default()
-    execution.prepare_next_sandbox(other)
+    ahead.prepare_next_sandbox(other)
     standby._preparer.wait()
     kept = [key[0].python for key, _ in standby._standbys]
     assert sorted(set(kept)) == sorted({default.python, other.python})
@@ -400,6 +400,6 @@ def test_standby_sandboxes_are_kept_for_the_default_and_the_last_environment_use
     assert taken is not None and taken.python == other.python
     taken.cleanup()
     # Another one used next: the first's pool goes, the default's stays.
-    execution.prepare_next_sandbox(default)
+    ahead.prepare_next_sandbox(default)
     standby._preparer.wait()
     assert {key[0].python for key, _ in standby._standbys} == {default.python}

@@ -11,8 +11,8 @@ from django.db import connections
 
 from runs import sandbox
 from runs.figures import breakdown, charts, grids, measure
-from runs.models import ControlRun, Run, Series, run_json
-from runs.queue import execution, handover
+from runs.models import ControlRun, Run, Series, run_json, series_json
+from runs.queue import baselines, execution, handover
 from runs.sandbox import environments
 from runs.snippets import failures
 
@@ -321,11 +321,11 @@ def test_a_comparison_on_a_section_leaves_the_set_up_out():
     whole = Series.objects.get(pk=on_section.pk)
     whole.section = ""
     assert whole.results()["energy"].change > results["energy"].change + 0.2
-    assert run_json(on_section)["section"] == "sort"
+    assert series_json(on_section)["section"] == "sort"
 
 
 def test_a_control_run_measures_the_same_fixed_work_in_the_sandbox():
-    first, second = execution.run_control(), execution.run_control()
+    first, second = baselines.run_control(), baselines.run_control()
     assert first.host == second.host == settings.HOST_NAME
     assert 0.05 < first.cpu_seconds < 5 and first.duration_s >= first.cpu_seconds * 0.5
     assert ControlRun.objects.filter(host=settings.HOST_NAME).count() == 2

@@ -13,7 +13,7 @@ from django.db import connections
 from django.test import Client
 
 from runs.models import Run
-from runs.queue import execution
+from runs.queue import execution, heartbeat
 from runs.queue.tasks import enqueue
 
 from .conftest import finished, wait_for
@@ -110,7 +110,7 @@ def test_a_heartbeat_stops_even_behind_its_callers_open_transaction(settings):
     # the heartbeat's own connection then waits on that row. Stopping must not wait for
     # the transaction to end (it ends only after the stop: a deadlock that hung a suite).
     settings.WORKER_HEARTBEAT_SECONDS = 0.2
-    execution.heartbeat()
+    heartbeat.start()
     time.sleep(1.0)  # several beats' time: one of them is waiting on the row now
 
     def hung(*_) -> None:  # a deadlock fails the test instead of hanging the suite
@@ -119,7 +119,7 @@ def test_a_heartbeat_stops_even_behind_its_callers_open_transaction(settings):
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(30)
     try:
-        execution.stop_heartbeat()
+        heartbeat.stop()
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

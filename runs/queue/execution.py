@@ -1,104 +1,28 @@
 """Turn a queued Run into a finished one: sandbox + measurement + persistence.
 
 The queue worker and `manage.py runsnippet` both call `execute`. Every process that
-executes runs keeps a heartbeat row alive (started on first use), so a run whose
+executes runs keeps a heartbeat row alive (runs.queue.heartbeat), so a run whose
 process dies is found by anyone and marked as an error instead of running forever.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
-from django.utils import timezone
+from django.db import InterfaceError, OperationalError, connection
 
 from .. import sandbox
 from ..figures import measure
-from ..models import CONTROL_RUNS_KEPT, Baseline, ControlRun, OutputChunk, Run, Worker
-from ..sandbox import cgroups, environments
-from ..sandbox.environments import Environment
-from . import wakeup
+from ..models import OutputChunk, Run, Worker
+from ..sandbox import environments
+from . import heartbeat, wakeup
+from .ahead import prepare_next_sandbox
+from .baselines import current_baseline, current_repeatability
 
 logger = logging.getLogger(__name__)
-
-_heartbeat: Heartbeat | None = None
-_heartbeat_lock = threading.Lock()
-_baselines: dict[str, Baseline] = {}  # environment name -> this host's start-up cost
-BASELINE_RUNS = 5
-BASELINE_MAX_AGE = timedelta(hours=24)
-# This host's repeatability, read again after a control run here and at most this
-# often otherwise (workers beside this one run control runs too): no query per run.
-_repeatability: dict = {"value": None, "read_at": None}
-REPEATABILITY_MAX_STALE = timedelta(seconds=60)
-
-
-class Heartbeat(threading.Thread):
-    """Announces that this process is alive, and fails runs of processes that are not."""
-
-    def __init__(self, kind: str):
-        super().__init__(name="run-heartbeat", daemon=True)
-        self.worker = Worker(name=Worker.name_for_this_process(), kind=kind)
-        self.stopped = threading.Event()
-
-    def start(self) -> None:
-        # The first beat is synchronous: a run must never be marked running by a
-        # process that the reaper cannot yet see as alive.
-        self.worker.beat()
-        super().start()
-
-    def run(self) -> None:
-        while not self.stopped.wait(settings.WORKER_HEARTBEAT_SECONDS):
-            try:
-                self._beat()
-                # Never this process's own runs: after a database lock its last beat
-                # may look stale, yet it is plainly alive and storing them.
-                Run.objects.exclude(worker=self.worker.name).fail_orphans()
-                cgroups.sweep_orphans()
-            except Exception:
-                logger.exception("heartbeat failed; retrying")
-            finally:
-                close_old_connections()
-        connection.close()
-
-    def _beat(self) -> None:
-        if connection.vendor == "postgresql":
-            # A beat waits for no lock longer than a beat's interval: behind one (an
-            # operator's LOCK, or the caller's own open transaction holding the first
-            # beat's row, as a test's does) it fails, and beats again next time,
-            # instead of holding up this process's stop for as long as the lock lasts.
-            timeout_ms = max(int(settings.WORKER_HEARTBEAT_SECONDS * 1000), 100)
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET lock_timeout = {timeout_ms}")
-        self.worker.beat()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
-        Worker.objects.filter(name=self.worker.name).delete()
-
-
-def heartbeat(kind: str = Worker.Kind.QUEUE) -> Heartbeat:
-    """This process's heartbeat, started on first use."""
-    global _heartbeat
-    with _heartbeat_lock:
-        if _heartbeat is None:
-            _heartbeat = Heartbeat(kind)
-            _heartbeat.start()
-        return _heartbeat
-
-
-def stop_heartbeat() -> None:
-    """Stop beating and forget this process's worker row (it is leaving cleanly)."""
-    global _heartbeat
-    with _heartbeat_lock:
-        if _heartbeat is not None:
-            _heartbeat.stop()
-            _heartbeat = None
 
 
 class _Tell:
@@ -234,64 +158,6 @@ class _ProgressWriter(threading.Thread):
             connection.close()
 
 
-def measure_baseline(env: Environment | None = None, runs: int = BASELINE_RUNS) -> Baseline:
-    """Measure what an empty snippet (`pass`) costs in the sandbox here, in `env` (the
-    default environment), and store it."""
-    env = env or environments.default()
-    limits = sandbox.Limits.from_settings(10, python=env.python)
-    energies, durations, cpus = [], [], []
-    for _ in range(runs):
-        session = measure.Session()
-        outcome = sandbox.run("pass", limits)
-        figures = session.finish(outcome)
-        if outcome.exit_code != 0 or outcome.error:
-            raise sandbox.SandboxUnavailable(
-                f"an empty snippet failed: {outcome.error or outcome.stderr[-500:]}"
-            )
-        energies.append(figures.energy_kwh)
-        durations.append(outcome.wall_s)
-        cpus.append(outcome.cpu_s)
-    _baselines[env.name] = Baseline.objects.create(
-        host=settings.HOST_NAME,
-        env=env.name,
-        isolation=outcome.isolation,
-        runs=runs,
-        energy_kwh=statistics.median(energies),
-        duration_s=statistics.median(durations),
-        cpu_seconds=statistics.median(cpus),
-        samples=energies,
-    )
-    return _baselines[env.name]
-
-
-def current_baseline(env: Environment | None = None) -> Baseline:
-    """This host's start-up baseline in `env` (the default environment): measured at
-    worker start for the default, at an environment's first run for the others, and
-    reused for a day."""
-    env = env or environments.default()
-    if env.name not in _baselines:
-        _baselines[env.name] = Baseline.latest_for_this_host(
-            env.name, max_age=BASELINE_MAX_AGE
-        ) or measure_baseline(env)
-    return _baselines[env.name]
-
-
-def current_repeatability() -> dict | None:
-    """This host's repeatability now (Repeatability.as_dict()), for the runs it ends."""
-    now = timezone.now()
-    read_at = _repeatability["read_at"]
-    if read_at is None or now - read_at > REPEATABILITY_MAX_STALE:
-        try:
-            spread = ControlRun.objects.repeatability(settings.HOST_NAME, at=now)
-        except (OperationalError, InterfaceError) as exc:
-            # A figure about the host, not the run: the last one read stands.
-            logger.warning("could not read this host's repeatability: %s", exc)
-            connection.close()  # reopened by the run's own write, which waits for it
-            return _repeatability["value"]
-        _repeatability.update(value=spread.as_dict() if spread else None, read_at=now)
-    return _repeatability["value"]
-
-
 class _Claim:
     """Whether this worker may store a run: at once for a run it took from the queue;
     for one handed over directly, the answer of `claim` (runs.queue.handover.claim), asked once,
@@ -319,7 +185,7 @@ def execute(
     while its code starts, and if the run is not this worker's after all, the sandbox
     is ended and nothing stored (None). `told(ended)` hears when it has printed
     (False) and, once, when it is stored (True)."""
-    beat = heartbeat(kind)
+    beat = heartbeat.start(kind)
     claimed = _Claim(claim)
     tell = _Tell(run, told)
     if claim is None and not run.mark_running(beat.worker.name):
@@ -380,40 +246,3 @@ def execute(
     if kind == Worker.Kind.QUEUE:
         prepare_next_sandbox(env)
     return run if claimed() else None
-
-
-# A fixed, CPU-bound workload of about 0.2 s: the same work every time, so the spread
-# of its CPU time is the host's own noise.
-CONTROL_CODE = "x = 0\nfor i in range(1_500_000):\n    x += i * i\n"
-
-
-def run_control() -> ControlRun | None:
-    """Run the control workload in a sandbox like any run's, keep its figures and the
-    last CONTROL_RUNS_KEPT of this host; None if the sandbox could not run it."""
-    outcome = sandbox.run(CONTROL_CODE, sandbox.Limits.from_settings(30))
-    if outcome.exit_code != 0 or outcome.error:
-        logger.warning("control run failed: %s", outcome.error or outcome.stderr[-300:])
-        return None
-    control = ControlRun.objects.create(
-        host=settings.HOST_NAME, cpu_seconds=outcome.cpu_s, duration_s=outcome.wall_s
-    )
-    stale = ControlRun.objects.filter(host=settings.HOST_NAME).values_list("pk", flat=True)
-    ControlRun.objects.filter(pk__in=list(stale[CONTROL_RUNS_KEPT * 5 :])).delete()
-    _repeatability["read_at"] = None  # read again for the next run
-    prepare_next_sandbox()  # the control took the one prepared for the next run
-    return control
-
-
-def prepare_next_sandbox(used: Environment | None = None) -> None:
-    """Start the next run's sandbox while this worker waits for that run, in the
-    background: a failure there is logged, and the next run starts its own sandbox.
-
-    Sandboxes are kept for the default environment, whatever ran last, so that its
-    runs never wait for an interpreter to start, and for the environment just `used`:
-    someone comparing it, or trying things in it, runs there again next."""
-    default = environments.default()
-    pools = [default] + ([used] if used and used.name != default.name else [])
-    sandbox.prepare_standby(
-        *(sandbox.Limits.from_settings(settings.EXECUTION_TIMEOUT, env.python) for env in pools),
-        background=True,
-    )

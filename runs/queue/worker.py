@@ -17,7 +17,7 @@ from .. import sandbox
 from ..figures import measure
 from ..models import Run, retention
 from ..sandbox import cgroups
-from . import execution, handoff, handover, tasks, wakeup
+from . import ahead, baselines, handoff, handover, heartbeat, tasks, wakeup
 
 PURGE_CHECK_SECONDS = 60
 # Control runs when a worker starts, so that a fresh host has a spread at once.
@@ -83,7 +83,7 @@ class Worker(QueueWorker):
                 # Idle: measure the host's noise with the fixed control workload.
                 next_control = time.monotonic() + settings.CONTROL_INTERVAL_SECONDS
                 self.listener.close()
-                chore(execution.run_control)
+                chore(baselines.run_control)
             elif self.running:
                 self.listener.open()
                 if self.waiter.wait(self.interval, self.listener.fileno()):
@@ -119,7 +119,7 @@ def serve(interval: float, max_tasks: int | None, say, complain) -> None:
     """Start a worker here and run until it is told to stop: first the repairs a dead
     worker may have left (its runs, its cgroups), the start-up baseline and the control
     runs, and the next run's sandbox started ahead."""
-    beat = execution.heartbeat()
+    beat = heartbeat.start()
     failed = Run.objects.fail_orphans()
     if failed:
         complain(f"Marked {failed} run(s) of dead workers as errors.")
@@ -127,10 +127,10 @@ def serve(interval: float, max_tasks: int | None, say, complain) -> None:
     if swept:
         complain(f"Stopped what was left of {swept} dead worker run(s).")
     measure.warm()
-    baseline = execution.measure_baseline()
+    baseline = baselines.measure_baseline()
     for _ in range(CONTROL_RUNS_AT_START):
-        chore(execution.run_control)
-    execution.prepare_next_sandbox()
+        chore(baselines.run_control)
+    ahead.prepare_next_sandbox()
     say(
         f"Start-up baseline: {baseline.cpu_seconds * 1000:.0f} ms CPU, "
         f"{baseline.duration_s * 1000:.0f} ms wall ({baseline.isolation})."
@@ -158,4 +158,4 @@ def serve(interval: float, max_tasks: int | None, say, complain) -> None:
         worker.listener.close()
         waiter.close()
         sandbox.discard_standby()
-        execution.stop_heartbeat()
+        heartbeat.stop()

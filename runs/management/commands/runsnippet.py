@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from runs.figures import grids
 from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe
 from runs.models import Run, Worker, run_json
-from runs.queue import execution
+from runs.queue import execution, heartbeat
 
 
 class Command(BaseCommand):
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         execution.execute(run, kind=Worker.Kind.CLI)
-        execution.stop_heartbeat()
+        heartbeat.stop()
         if json:
             self.stdout.write(dumps(run_json(run)))
         else:
