@@ -5,6 +5,56 @@ from django.utils.html import format_html
 from .figures import formatting
 from .models import Baseline, ControlRun, Run, Series, Worker
 
+# What admins see of it: a record, read, never edited.
+RUN_FIELDS: tuple[str, ...] = (
+    "public_id",
+    "status",
+    "source",
+    "session_key",
+    "worker",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "code",
+    "stdin",
+    "exit_code",
+    "error",
+    "limit",
+    "stdout",
+    "stdout_truncated",
+    "stderr",
+    "stderr_truncated",
+    "timeout_s",
+    "env",
+    "isolation",
+    "duration_s",
+    "cpu_seconds",
+    "peak_memory_bytes",
+    "energy_kwh",
+    "cpu_energy_kwh",
+    "ram_energy_kwh",
+    "gpu_energy_kwh",
+    "machine_energy_kwh",
+    "machine_cpu_energy_kwh",
+    "machine_ram_energy_kwh",
+    "machine_gpu_energy_kwh",
+    "emissions_g",
+    "machine_emissions_g",
+    "carbon_intensity_g_per_kwh",
+    "country_iso_code",
+    "region",
+    "provenance",
+    "power_samples",
+    "sections",
+    "lines",
+    "measurement_notes",
+    "last_line",
+    "host_repeatability",
+    "in_series",
+    "variant",
+    "repetition",
+)
+
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
@@ -23,56 +73,9 @@ class RunAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a big table on every page is slow
-    fields = [
-        "public_id",
-        "status",
-        "source",
-        "session_key",
-        "worker",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "code",
-        "stdin",
-        "exit_code",
-        "error",
-        "limit",
-        "stdout",
-        "stdout_truncated",
-        "stderr",
-        "stderr_truncated",
-        "timeout_s",
-        "env",
-        "isolation",
-        "duration_s",
-        "cpu_seconds",
-        "peak_memory_bytes",
-        "energy_kwh",
-        "cpu_energy_kwh",
-        "ram_energy_kwh",
-        "gpu_energy_kwh",
-        "machine_energy_kwh",
-        "machine_cpu_energy_kwh",
-        "machine_ram_energy_kwh",
-        "machine_gpu_energy_kwh",
-        "emissions_g",
-        "machine_emissions_g",
-        "carbon_intensity_g_per_kwh",
-        "country_iso_code",
-        "region",
-        "provenance",
-        "power_samples",
-        "sections",
-        "lines",
-        "measurement_notes",
-        "last_line",
-        "host_repeatability",
-        "in_series",
-        "variant",
-        "repetition",
-    ]
+    fields = RUN_FIELDS
     # What was submitted and measured is a record: admins read it, they do not edit it.
-    readonly_fields = fields
+    readonly_fields = RUN_FIELDS
     list_select_related = ["series"]
 
     def has_add_permission(self, request) -> bool:
@@ -98,12 +101,23 @@ class RunAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, run.series)
 
 
+# What admins see of it: a record, read, never edited.
+SERIES_RUN_FIELDS: tuple[str, ...] = (
+    "repetition",
+    "variant",
+    "status",
+    "energy",
+    "duration",
+    "cpu_seconds",
+)
+
+
 class SeriesRunInline(admin.TabularInline):
     """A series' runs, in their order: read only, each linking to its own page."""
 
     model = Run
-    fields = ["repetition", "variant", "status", "energy", "duration", "cpu_seconds"]
-    readonly_fields = fields
+    fields = SERIES_RUN_FIELDS
+    readonly_fields = SERIES_RUN_FIELDS
     ordering = ["repetition", "variant"]
     show_change_link = True
     can_delete = False
@@ -123,6 +137,31 @@ class SeriesRunInline(admin.TabularInline):
         return super().get_queryset(request).only(*Series.RESULT_FIELDS, "cpu_seconds")
 
 
+# What admins see of it: a record, read, never edited.
+SERIES_FIELDS: tuple[str, ...] = (
+    "public_id",
+    "kind",
+    "verdict",
+    "session_key",
+    "client",
+    "source",
+    "created_at",
+    "finished_at",
+    "stop_reason",
+    "repetitions",
+    "max_pairs",
+    "warmup",
+    "section",
+    "env_a",
+    "env_b",
+    "code_a",
+    "code_b",
+    "stdin_a",
+    "stdin_b",
+    "host_repeatability",
+)
+
+
 @admin.register(Series)
 class SeriesAdmin(admin.ModelAdmin):
     """Repeats and comparisons, with their verdict and their runs."""
@@ -132,29 +171,8 @@ class SeriesAdmin(admin.ModelAdmin):
     search_fields = ["=public_id", "code_a", "code_b", "section"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    fields = [
-        "public_id",
-        "kind",
-        "verdict",
-        "session_key",
-        "client",
-        "source",
-        "created_at",
-        "finished_at",
-        "stop_reason",
-        "repetitions",
-        "max_pairs",
-        "warmup",
-        "section",
-        "env_a",
-        "env_b",
-        "code_a",
-        "code_b",
-        "stdin_a",
-        "stdin_b",
-        "host_repeatability",
-    ]
-    readonly_fields = fields
+    fields = SERIES_FIELDS
+    readonly_fields = SERIES_FIELDS
     inlines = [SeriesRunInline]
 
     def has_add_permission(self, request) -> bool:
@@ -167,6 +185,20 @@ class SeriesAdmin(admin.ModelAdmin):
         return series.headline(series.results(series.runs_for_results())) or "No verdict yet."
 
 
+# What admins see of it: a record, read, never edited.
+BASELINE_FIELDS: tuple[str, ...] = (
+    "host",
+    "env",
+    "isolation",
+    "runs",
+    "energy_kwh",
+    "cpu_seconds",
+    "duration_s",
+    "samples",
+    "created_at",
+)
+
+
 @admin.register(Baseline)
 class BaselineAdmin(admin.ModelAdmin):
     """What starting the interpreter costs on each host: every run's page subtracts it."""
@@ -174,9 +206,8 @@ class BaselineAdmin(admin.ModelAdmin):
     list_display = ["host", "env", "energy", "cpu_seconds", "duration_s", "runs", "created_at"]
     list_filter = ["host", "env", "isolation", "created_at"]
     date_hierarchy = "created_at"
-    fields = ["host", "env", "isolation", "runs", "energy_kwh", "cpu_seconds", "duration_s"]
-    fields += ["samples", "created_at"]
-    readonly_fields = fields
+    fields = BASELINE_FIELDS
+    readonly_fields = BASELINE_FIELDS
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -14,7 +14,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.views import defaults
@@ -24,7 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .clients import client_of, may_stop
 from .forms import RunForm
 from .models import ControlRun, Offsets, Run, Worker, limits, run_json
-from .queue import tasks, waiting
+from .queue import handoff, tasks, waiting
 from .queue.tasks import store_and_enqueue
 from .sandbox import environments
 
@@ -119,10 +119,15 @@ def api_view(*methods: str, body: bool = True):
 
 def _csrf_refused(request: HttpRequest) -> bool:
     """Django's own CSRF check, for an API view that a session may authenticate."""
-    return CsrfViewMiddleware(lambda _: None).process_view(request, None, (), {}) is not None
+    check = CsrfViewMiddleware(lambda _: HttpResponse())
+    return check.process_view(request, lambda: HttpResponse(), (), {}) is not None
 
 
-def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
+def _submit(
+    request: HttpRequest, payload: dict, watch: bool = False
+) -> tuple[Run, handoff.Handed | None]:
+    """The run a body asks for, stored and queued; with `watch`, the connection to the
+    worker it was handed to, if it was (runs.queue.waiting follows it)."""
     client = client_of(request)
     refusal = limits.check(client)
     if refusal:
@@ -132,7 +137,7 @@ def _submit(request: HttpRequest, payload: dict, watch: bool = False) -> Run:
         raise BadRequest(" ".join(form.messages()), 413 if form.too_large() else 400)
     fields = form.run_fields()
     run = Run.objects.new(form.cleaned_data["code"], source=Run.Source.API, client=client, **fields)
-    return store_and_enqueue(run, watch=watch)
+    return run, store_and_enqueue(run, watch=watch)
 
 
 def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
@@ -153,16 +158,16 @@ def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
 @api_view("POST")
 def run(request: HttpRequest, payload: dict) -> JsonResponse:
     """POST /run: the original design's endpoint; waits for the run to finish."""
-    submitted = _submit(request, payload, watch=True)
+    submitted, handed = _submit(request, payload, watch=True)
     # Waiters are bounded (runs.queue.waiting): past the bound the answer is 202 at once.
-    if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS):
+    if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS, handed=handed):
         return _accepted(request, submitted)
     return JsonResponse(run_json(submitted))
 
 
 @api_view("POST")
 def create(request: HttpRequest, payload: dict) -> JsonResponse:
-    return _accepted(request, _submit(request, payload))
+    return _accepted(request, _submit(request, payload)[0])
 
 
 @api_view("POST", body=False)

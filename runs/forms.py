@@ -45,7 +45,7 @@ class Text(forms.Field):
 
 def messages(form: forms.Form) -> list[str]:
     """A refused form's messages, each once (A and B may fail alike), fields first."""
-    return list(dict.fromkeys(m for errors in form.errors.values() for m in errors))
+    return list(dict.fromkeys(str(m) for errors in form.errors.values() for m in errors))
 
 
 def typed(value: object) -> object:
@@ -167,11 +167,11 @@ class CompareForm(forms.Form):
         return str(self.cleaned_data["section"]).strip()[:100]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = self.cleaned_data
         if not data["stdin_apart"] and "stdin_a" in data:
             data["stdin_b"] = data["stdin_a"]
             self.errors.pop("stdin_b", None)
-        codes = [data.get("code_a"), data.get("code_b")]
+        codes = [data.get("code_a", ""), data.get("code_b", "")]
         if data.get("section") and all(codes):
             clean_section(codes, data["section"])
         return data

@@ -9,6 +9,7 @@ forms keep the code that was sent). Nothing was stored: trying again is safe.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -34,4 +35,6 @@ class DatabaseBusyMiddleware:
         logger.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
         if api.is_api(request):
             return api.json_error(DATABASE_BUSY, 503, RETRY_AFTER_SECONDS)
-        return views.database_busy(request, DATABASE_BUSY, RETRY_AFTER_SECONDS)
+        # django-htmx's middleware, before this one, gave the request its `htmx`.
+        htmx_request = cast(views.HtmxHttpRequest, request)
+        return views.database_busy(htmx_request, DATABASE_BUSY, RETRY_AFTER_SECONDS)

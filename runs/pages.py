@@ -144,21 +144,24 @@ class HistoryRow:
         self.summary = ""
 
     def summarize(self, runs: list[Run]) -> None:
-        results = self.series.results(runs)
+        """The medians and verdict of this row's series (a row of one has none)."""
+        series = self.series
+        assert series is not None, "only a series' row is summarized"
+        results = series.results(runs)
         first = results["variants"]["A"]
         self.energy_kwh = first["energy"].median if first["energy"] else None
         self.emissions_g = first["emissions"].median if first["emissions"] else None
         self.duration_s = first["duration"].median if first["duration"] else None
         self.finished, self.total = results["finished"], results["total"]
-        if self.series.kind == Series.Kind.COMPARE:
-            self.summary = self.series.headline(results) or "No verdict yet."
+        if series.kind == Series.Kind.COMPARE:
+            self.summary = series.headline(results) or "No verdict yet."
 
 
 def summarize_series(rows: list[HistoryRow]) -> None:
     """Medians and verdicts of the page's series, from one query for all their runs."""
     if not rows:
         return
-    runs: dict[int, list[Run]] = {row.series.pk: [] for row in rows}
+    runs: dict[int | None, list[Run]] = {row.run.series_id: [] for row in rows}
     for run in (
         Run.objects.filter(series__in=runs)
         .order_by("repetition", "variant")
@@ -166,7 +169,7 @@ def summarize_series(rows: list[HistoryRow]) -> None:
     ):
         runs[run.series_id].append(run)
     for row in rows:
-        row.summarize(runs[row.series.pk])
+        row.summarize(runs[row.run.series_id])
 
 
 def history_page(runs, raw_page: str) -> dict:
@@ -219,7 +222,7 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
         # Each side's environment, as its runs stored it (or as declared, before they ran).
         "environments": {
             variant: next(
-                (r.environment for r in runs if r.variant == variant and r.provenance), None
+                (r.environment for r in runs if r.variant == variant and r.provenance), {}
             )
             or {"name": series.env_of(variant)}
             for variant in series.variants

@@ -37,7 +37,7 @@ class HtmxHttpRequest(HttpRequest):
 def _session_key(request: HttpRequest) -> str:
     if not request.session.session_key:
         request.session.save()
-    return request.session.session_key
+    return str(request.session.session_key)
 
 
 def _opened_in(run: Run) -> dict:
@@ -74,6 +74,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
     session_key = _session_key(request)
     # The same code sent twice within a second from one browser is one press too many.
     run = Run.objects.recent_duplicate(session_key, code, fields["env"], fields["stdin"])
+    handed = None
     if run is None:
         client = client_of(request)
         refusal = limits.check(client)
@@ -81,11 +82,11 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
             return _over_limit(request, form, refusal)
         form.remember(request.session)
         run = Run.objects.new(code, session_key=session_key, client=client, **fields)
-        store_and_enqueue(run, watch=bool(request.htmx))
+        handed = store_and_enqueue(run, watch=bool(request.htmx))
     if request.htmx:
         # A short run is answered finished (no "Queued" flash, no first poll to wait
         # for); a longer one as soon as it has printed something.
-        waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True)
+        waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True, handed=handed)
         context = pages.run_context(run, request=request)
         response = render(request, "runs/detail.html#run", context, status=201)
         return push_url(response, run.get_absolute_url())
@@ -400,9 +401,13 @@ def series_cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
 def short_link(request: HttpRequest, prefix: str, kind: str) -> HttpResponse:
     """The short id a title shows (`/runs/9ab9f4b5/`): to the run or series it starts,
     while exactly one does. A range on the unique index, whatever the table's size."""
-    model = Run if kind == "run" else Series
     lowest, highest = uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
-    found = list(model.objects.filter(public_id__range=(lowest, highest))[:2])
+    within = {"public_id__range": (lowest, highest)}
+    found: list[Run] | list[Series] = (
+        list(Run.objects.filter(**within)[:2])
+        if kind == "run"
+        else list(Series.objects.filter(**within)[:2])
+    )
     if len(found) != 1:
         raise Http404("No such id." if not found else "More than one id starts so.")
     return redirect(found[0])
@@ -412,7 +417,7 @@ def short_link(request: HttpRequest, prefix: str, kind: str) -> HttpResponse:
 @require_safe
 def series_detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
     series = get_object_or_404(Series, public_id=public_id)
-    if request.resolver_match.url_name != (
+    if request.resolver_match and request.resolver_match.url_name != (
         "compare-detail" if series.kind == Series.Kind.COMPARE else "series-detail"
     ):
         return redirect(series)

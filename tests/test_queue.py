@@ -153,8 +153,7 @@ def test_a_followed_run_is_hung_up_on_once_the_response_has_gone_out(transaction
     worker_end, web_end = socket.socketpair()
     row = row_of(run)
     worker_end.sendall(handoff.RESULT + handoff.LENGTH.pack(len(row)) + row)
-    run.handed_over = handoff.Handed(web_end)
-    waiting.wait_for(run, 1)
+    waiting.wait_for(run, 1, handed=handoff.Handed(web_end))
     assert select.select([worker_end], [], [], 0)[0] == [], "hung up before the response"
     request_finished.send(sender=None)
     assert worker_end.recv(1) == b"", "the connection outlived its request"
@@ -220,7 +219,8 @@ def test_a_run_stored_by_its_worker_after_the_web_process_stopped_waiting_is_kep
     theirs = Run.objects.new(run.code, client="a", status=Run.Status.RUNNING, worker="w")
     theirs.public_id = run.public_id
     theirs.save()
-    ours = store_and_enqueue(run)
+    store_and_enqueue(run)
+    ours = run
     assert ours.pk == theirs.pk and ours.status == Run.Status.RUNNING
     assert Run.objects.count() == 1
     assert not DBTaskResult.objects.exists(), "a run already running was queued again"
@@ -252,7 +252,8 @@ def test_a_hand_over_is_refused_while_the_client_has_a_run_in_flight(start_worke
     first = submit("import time\nprint('first', flush=True)\ntime.sleep(1)", client="a")
     wait_for(lambda: printed(first) == "first\n")
     assert len(listening_workers()) == 1, "no idle worker is offered the second run"
-    second = store_and_enqueue(Run.objects.new("print('second')", client="a"))
+    second = Run.objects.new("print('second')", client="a")
+    store_and_enqueue(second)
     assert Run.objects.filter(public_id=second.public_id).count() == 1
     assert Run.objects.get(pk=second.pk).status == Run.Status.QUEUED
     done = wait_for(lambda: finished(second), timeout=60)
@@ -422,7 +423,8 @@ def test_a_worker_of_another_database_sharing_data_dir_takes_none_of_its_runs(
     wait_for(lambda: list(data_dir.glob("local/*/handoff/*.sock")))  # idle, listening
     assert not list((rendezvous.directory() / "handoff").glob("*.sock"))  # but not here
 
-    run = store_and_enqueue(Run.objects.new("print('mine')", client="203.0.113.3"))
+    run = Run.objects.new("print('mine')", client="203.0.113.3")
+    store_and_enqueue(run)
     with sqlite3.connect(other) as foreign:
         assert foreign.execute("SELECT COUNT(*) FROM runs_run").fetchone() == (0,)
     run.refresh_from_db()

@@ -106,7 +106,9 @@ def of(measurements: str, run) -> Breakdown:
     result = Breakdown()
     if not measurements or run.cpu_seconds is None or run.energy_kwh is None:
         return result
-    raw_sections, samples, notes = [], {}, []
+    raw_sections: list[tuple] = []
+    samples: dict = {}
+    notes: list[str] = []
     code_lines = len(source_lines(run.code))
     for line in measurements.split("\n"):
         parts = line.split("\t", 4)

@@ -5,7 +5,7 @@ offline data only: no tracker, no hardware."""
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 @functools.cache
@@ -86,10 +86,10 @@ def intensity_for(country: str, region: str = "") -> float:
     return emissions.get_private_infra_emissions(Energy.from_energy(kWh=1.0), geo) * 1000
 
 
-def what_if(energy_kwh: float, country: str, region: str = "") -> list[dict]:
+def what_if(energy_kwh: float, country: str, region: str = "") -> list[dict[str, Any]]:
     """The same energy priced at other grids, cleanest first; the run's own is marked."""
     names = countries()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for code in dict.fromkeys([*WHAT_IF_COUNTRIES, country]):
         own = code == country
         intensity = intensity_for(code, region if own else "")

@@ -196,8 +196,10 @@ class ControlRunQuerySet(models.QuerySet):
         rows = list(runs.values_list("cpu_seconds", "created_at")[:REPEATABILITY_RUNS])
         if len(rows) < CONTROL_RUNS_NEEDED:
             return None
-        values = [value for value, _ in rows]
-        return Repeatability(host, stats.summarize(values).cv, len(rows), rows[-1][1], rows[0][1])
+        spread = stats.summarize([value for value, _ in rows])
+        if spread is None:
+            return None
+        return Repeatability(host, spread.cv, len(rows), rows[-1][1], rows[0][1])
 
     def hosts(self) -> list[str]:
         return list(self.values_list("host", flat=True).distinct().order_by("host")[:100])

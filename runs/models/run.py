@@ -6,8 +6,10 @@ import dataclasses
 import json
 import logging
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -17,9 +19,9 @@ from ..sandbox import contract as sandbox_contract
 from ..sandbox import environments
 from ..snippets import failures, outputs
 from .busy import write_patiently
-from .fleet import Baseline, Repeatability
+from .fleet import Baseline, Repeatability, Worker
 from .output import Offsets, OutputChunk
-from .queries import RunQuerySet
+from .rules import clean_code, clean_env, clean_stdin
 from .service import StoredBytes
 
 if TYPE_CHECKING:
@@ -37,6 +39,103 @@ def sent_by(sent, session_key: str | None, client: str) -> bool:
     if sent.source == Run.Source.API:
         return bool(sent.client) and sent.client == client
     return bool(sent.session_key) and sent.session_key == session_key
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def submit(self, code: object, **fields) -> Run:
+        """Create a queued run from input nobody has checked yet (runsnippet, a re-run,
+        scripts); requests are checked by runs.forms, which calls the same rules."""
+        fields["env"] = clean_env(fields.get("env"))
+        fields["stdin"] = clean_stdin(fields.get("stdin"))
+        return self.add(clean_code(code), **fields)
+
+    def add(self, code: str, **fields) -> Run:
+        """Create a queued run from checked input (`new`, saved)."""
+        run = self.new(code, **fields)
+        run.save(force_insert=True, using=self.db)
+        return run
+
+    def new(self, code: str, **fields) -> Run:
+        """A run of checked input (a form's cleaned data, `submit`'s), not yet saved
+        (runs.queue.tasks.store_and_enqueue saves it): the server's defaults where the
+        input chose nothing."""
+        fields.setdefault("timeout_s", settings.EXECUTION_TIMEOUT)
+        fields.setdefault("country_iso_code", settings.CODECARBON_COUNTRY)
+        fields.setdefault("region", settings.CODECARBON_REGION)
+        fields["env"] = fields.get("env") or environments.default().name
+        fields.setdefault("stdin", "")
+        return self.model(code=code, **fields)
+
+    def recent_duplicate(
+        self, session_key: str, code: str, env: str = "", stdin: str = "", seconds: float = 1.0
+    ) -> Run | None:
+        """This session's run of exactly this code and input, in this environment (the
+        default where empty), submitted in the last second, if any."""
+        since = timezone.now() - timedelta(seconds=seconds)
+        env = env or environments.default().name
+        return (
+            self.filter(
+                session_key=session_key,
+                created_at__gte=since,
+                code=code,
+                env=env,
+                stdin=stdin,
+                series=None,
+            )
+            .order_by("-created_at")
+            .first()
+        )
+
+    def for_session(self, session_key: str | None) -> RunQuerySet:
+        if not session_key:
+            return self.none()
+        return self.filter(session_key=session_key)
+
+    def previous_of(self, run: Run, session_key: str | None) -> Run | None:
+        """The visitor's run before `run` (their latest, where `run` is not theirs): one
+        row from the history's index."""
+        mine = self.for_session(session_key).exclude(pk=run.pk)
+        if run.session_key and run.session_key == session_key:
+            mine = mine.filter(created_at__lte=run.created_at)
+        return mine.only("public_id").first()
+
+    def history_rows(self) -> RunQuerySet:
+        """Single runs, and one run (the first) for each repeat or comparison."""
+        return self.filter(models.Q(series__isnull=True) | models.Q(repetition=1, variant="A"))
+
+    def queued(self) -> RunQuerySet:
+        return self.filter(status=Run.Status.QUEUED)
+
+    def undispatched(self) -> RunQuerySet:
+        """Queued runs not yet handed to the workers (runs.queue.tasks)."""
+        return self.queued().filter(dispatched_at__isnull=True)
+
+    def waiting_or_running(self) -> RunQuerySet:
+        return self.filter(status__in=Run.IN_FLIGHT)
+
+    def of_client(self, client: str) -> RunQuerySet:
+        return self.filter(client=client)
+
+    def running(self) -> RunQuerySet:
+        return self.filter(status=Run.Status.RUNNING)
+
+    def finished(self) -> RunQuerySet:
+        return self.exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
+
+    def orphaned(self) -> RunQuerySet:
+        """Runs marked running whose worker has stopped sending heartbeats."""
+        alive = Worker.objects.alive().values("name")
+        return self.running().exclude(worker__in=alive)
+
+    def fail_orphans(self) -> int:
+        """Mark runs whose worker died as errors; returns how many were found. A worker
+        whose heartbeat is late but whose process is seen running (on this host) is not
+        dead: a locked database delays heartbeats, and a live run is never called dead."""
+        count = 0
+        for run in self.orphaned():
+            if not Worker.still_running(run.worker, run.started_at):
+                count += run.fail_orphaned()
+        return count
 
 
 class Run(models.Model):

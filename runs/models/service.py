@@ -55,7 +55,9 @@ class StoredBytes(models.Model):
         connection = connections[using or router.db_for_write(cls)]
         quote, meta = connection.ops.quote_name, cls._meta
         table = quote(meta.db_table)
-        client_, day, bytes_ = (quote(meta.get_field(f).column) for f in ("client", "day", "bytes"))
+        client_, day, bytes_ = (
+            quote(str(meta.get_field(f).column)) for f in ("client", "day", "bytes")
+        )
         sql = (
             f"INSERT INTO {table} ({client_}, {day}, {bytes_}) VALUES (%s, %s, %s) "  # noqa: S608
             f"ON CONFLICT ({client_}, {day}) DO UPDATE SET {bytes_} = {table}.{bytes_} + %s"

@@ -39,25 +39,21 @@ logger = logging.getLogger(__name__)
 # --- 1. the offer ------------------------------------------------------------------
 
 
-def offer(run: Run, watch: bool = False) -> bool:
-    """Offer `run` to an idle worker here and read its answer (4.): whether one took
-    it. A new run gets the primary key of the row the worker wrote; with `watch`, the
-    request follows the run on this connection (runs.queue.waiting finds it as
-    `run.handed_over`), else the connection is closed."""
+def offer(run: Run) -> handoff.Handed | None:
+    """Offer `run` to an idle worker here and read its answer (4.): the connection to
+    the worker that took it, still open (the caller follows the run on it,
+    runs.queue.waiting, or closes it), or None. A new run gets the primary key of the
+    row the worker wrote."""
     handed = handoff.offer(row_of(run))
     if handed is None:
-        return False
+        return None
     key = handed.taken()
     if key is None or run.pk not in (None, key):
         handed.close()
-        return False
+        return None
     if run.pk is None:
         run.pk, run._state.adding = key, False
-    if watch:
-        run.handed_over = handed
-    else:
-        handed.close()
-    return True
+    return handed
 
 
 class _ExactEncoder(DjangoJSONEncoder):

@@ -15,7 +15,7 @@ from django.tasks import task
 from django.utils import timezone
 
 from ..models import Run, Series, limits
-from . import execution, handover, wakeup
+from . import execution, handoff, handover, wakeup
 
 NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run
 logger = logging.getLogger(__name__)
@@ -85,41 +85,49 @@ def continue_stalled() -> int:
     return sum(bool(continue_comparison(series)) for series in Series.objects.stalled()[:100])
 
 
-def enqueue(*runs: Run, watch: bool = False) -> None:
+def enqueue(*runs: Run) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
     an idle worker on this machine where there is one (runs.queue.handover), else through the
-    workers' queue. With `watch`, a run handed over keeps the worker's connection as
-    `run.handed_over`, on which runs.queue.waiting follows it to its end."""
-    first = {}  # each client's first run: the others follow it through the queue
+    workers' queue."""
+    first: dict[str, Run] = {}  # each client's first run: the others follow it through the queue
     for run in runs:
         first.setdefault(run.client, run)
 
     def send() -> None:
         for run in first.values():
-            if not handover.offer(run, watch):
+            handed = handover.offer(run)
+            if handed is None:
                 dispatch(run.client)  # through the queue table
+            else:
+                handed.close()
 
     transaction.on_commit(send)
 
 
-def store_and_enqueue(run: Run, watch: bool = False) -> Run:
+def store_and_enqueue(run: Run, watch: bool = False) -> handoff.Handed | None:
     """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does; but
     an idle worker here is handed it before anything is written, starts its code and
-    stores it itself, as running: one write, beside the code (runs.queue.handover)."""
+    stores it itself, as running: one write, beside the code (runs.queue.handover).
+    With `watch`, the connection to that worker, for runs.queue.waiting to follow the
+    run on (None where the run went through the queue)."""
     if transaction.get_connection().in_atomic_block:
         run.save(force_insert=True)  # offered once the transaction commits
-        enqueue(run, watch=watch)
-        return run
-    if handover.offer(run, watch):
-        return run
+        enqueue(run)
+        return None
+    handed = handover.offer(run)
+    if handed is not None:
+        if watch:
+            return handed
+        handed.close()
+        return None
     try:
         run.save(force_insert=True)
     except IntegrityError:
         if handover.stored_instead(run):
-            return run
+            return None
         raise
     dispatch(run.client)
-    return run
+    return None
 
 
 def _next_waiting(client: str) -> Run | None:

@@ -22,7 +22,7 @@ from django.core.signals import request_finished
 from django.dispatch import receiver
 
 from ..models import OutputChunk, Run
-from . import handover, wakeup
+from . import handoff, handover, wakeup
 
 FALLBACK_POLL_SECONDS = 0.2
 
@@ -31,11 +31,14 @@ _slots = threading.BoundedSemaphore(max(settings.API_MAX_WAITING, 1))
 _followed = threading.local()
 
 
-def wait_for(run: Run, seconds: float, until_output: bool = False) -> bool:
+def wait_for(
+    run: Run, seconds: float, until_output: bool = False, handed: handoff.Handed | None = None
+) -> bool:
     """Wait up to `seconds` for `run` to end, or with `until_output` for it to end or
     print; False without a free slot or when it is still going. Either way `run` is
-    read afresh (from the database, or as the worker stored it)."""
-    handed = run.__dict__.pop("handed_over", None)  # set by runs.queue.tasks, with watch=True
+    read afresh (from the database, or as the worker stored it). `handed`: the
+    connection to the worker it was handed to (runs.queue.tasks.store_and_enqueue),
+    followed instead of polling, and closed as the request finishes."""
     try:
         if seconds <= 0 or settings.API_MAX_WAITING == 0 or not _slots.acquire(blocking=False):
             run.refresh_from_db()

@@ -191,7 +191,7 @@ def create(memory_bytes: int, max_processes: int, cpus: float) -> RunCgroup | No
                 (directory / "memory.swap.max").write_text("0")
             return group
         if _v1_available():
-            dirs = {}
+            dirs: dict[str, Path] = {}
             group = RunCgroup(dirs, 1)
             # Only what we use: moving a process into each v1 hierarchy costs ~3 ms.
             for controller in V1_REQUIRED + V1_OPTIONAL:

@@ -60,7 +60,7 @@ def interpreter_candidates(declared: str) -> list[str]:
     if os.path.isabs(declared):
         found = [declared]
     else:
-        found = [shutil.which(declared)]
+        found = [shutil.which(declared) or ""]
         server = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
         if declared in {"python{}.{}".format(*sys.version_info[:2]), os.path.basename(server)}:
             found.append(server)

@@ -142,11 +142,12 @@ def take(limits: Limits) -> _Watch | None:
     none is there but one is being started, that one (sooner than starting another)."""
     key = _standby_key(limits)
     deadline = time.monotonic() + INIT_WAIT_SECONDS
-    useless = []  # died waiting
+    useless: list[_Watch] = []  # died waiting
+    watch: _Watch | None = None
     with _standbys_changed:
         while True:
-            useless += [watch for _, watch in _standbys if watch._exited()]
-            _standbys[:] = [(k, watch) for k, watch in _standbys if watch not in useless]
+            useless += [w for _, w in _standbys if w._exited()]
+            _standbys[:] = [(k, w) for k, w in _standbys if w not in useless]
             mine = next((i for i, (k, _) in enumerate(_standbys) if k == key), None)
             if mine is not None:
                 watch = _standbys.pop(mine)[1]

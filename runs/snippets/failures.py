@@ -105,7 +105,8 @@ def hints(stderr: str, env_name: str, had_input: bool = False) -> list[str]:
 def linked_traceback(stderr: str) -> SafeString:
     """The error output, escaped, with each line number of the snippet's own code a
     link that the page's editor follows to that line."""
-    pieces, done = [], 0
+    pieces: list[tuple[str, SafeString | str]] = []
+    done = 0
     for match in SNIPPET_FRAME.finditer(stderr):
         start, end = match.span(1)
         start -= len("line ")
