@@ -43,9 +43,10 @@ run: setup
 	bin/serve
 
 .PHONY: lint
-lint: $(VENV)/.installed
+lint: var/secret_key $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	SECRET_KEY=$$(cat var/secret_key) $(VENV)/bin/mypy
 
 # The fast loop: every test that needs no sandbox, worker or browser (the markers in
 # pyproject.toml; a test that starts a sandbox unmarked fails), on SQLite, in well under a

@@ -125,6 +125,8 @@ def ended_as(outcome: sandbox.Outcome) -> str:
 
 
 def test_sixty_runs_ending_every_way_leave_nothing_behind(mode):
+    # Work folders this test did not make (a playground beside it, one killed) are not its.
+    before = set(Path(tempfile_dir()).glob("ccp-run-*"))
     names = list(ENDINGS)
     for i in range(60):
         name = names[i % len(names)]
@@ -136,7 +138,7 @@ def test_sixty_runs_ending_every_way_leave_nothing_behind(mode):
         assert zombie_children() == [], f"run {i} ({name}) left a zombie"
     assert sandbox_processes() == []
     assert leftover_cgroups() == []
-    assert not list(Path(tempfile_dir()).glob("ccp-run-*"))
+    assert set(Path(tempfile_dir()).glob("ccp-run-*")) - before == set()
 
 
 def tempfile_dir() -> str:
@@ -531,13 +533,13 @@ def test_a_sandbox_prepared_in_the_background_lives_until_its_run(mode, settings
     time.sleep(0.5)
     standbys = [watch for _, watch in standby._standbys]
     assert len(standbys) == settings.SANDBOX_STANDBY
-    assert not any(watch._exited() for watch in standbys), "a prepared sandbox died"
+    assert not any(watch.exited() for watch in standbys), "a prepared sandbox died"
     outcome = sandbox.run("print('prepared')", prepared)
     assert outcome.stdout == "prepared\n" and outcome.wall_s < 0.4
     left = [watch for _, watch in standby._standbys]
     assert standbys[0] not in left, "a prepared sandbox serves one run only"
     # The run's sweep for orphans left the other prepared sandboxes alone.
-    assert left == standbys[1:] and not any(watch._exited() for watch in left)
+    assert left == standbys[1:] and not any(watch.exited() for watch in left)
     assert sandbox.run("print('next')", prepared).stdout == "next\n"
     sandbox.discard_standby()
     assert sandbox_processes() == [] and zombie_children() == []
@@ -596,9 +598,9 @@ def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
     outcome = run("print('fresh')", memory_bytes=256 * 1024 * 1024)
     assert outcome.stdout == "fresh\n"
     assert [watch for _, watch in standby._standbys] == waiting
-    assert not any(watch._exited() for watch in waiting)
+    assert not any(watch.exited() for watch in waiting)
     sandbox.prepare_standby(limits(memory_bytes=256 * 1024 * 1024))
-    assert all(watch._exited() for watch in waiting)
+    assert all(watch.exited() for watch in waiting)
     assert all(key[0].memory_bytes == 256 * 1024 * 1024 for key, _ in standby._standbys)
     sandbox.discard_standby()
     assert sandbox_processes() == [] and zombie_children() == []

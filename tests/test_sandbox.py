@@ -306,7 +306,11 @@ def test_usage_reads_what_the_running_tree_holds(mode):
     def read(tick) -> None:  # on the watch's own thread, between its checks
         if tick.stdout:
             readings.append(
-                (sandboxed._disk_usage(), sandboxed._memory_bytes(), len(sandboxed._members()))
+                (
+                    sandboxed.usage.disk_usage(),
+                    sandboxed.usage.memory_bytes(),
+                    len(sandboxed.members()),
+                )
             )
 
     try:

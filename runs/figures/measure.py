@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psutil
 from django.conf import settings
@@ -65,7 +65,8 @@ def tracker_for(country: str, region: str = ""):
             operator = settings.CPU_WATTS_PER_THREAD
             # The operator's figure, for the whole CPU as CodeCarbon takes it: its own
             # machine figure then agrees with the snippet's.
-            forced = {"force_cpu_power": operator * _threads()} if operator else {}
+            # Left out unless set: CodeCarbon's default reads its own configuration.
+            forced: dict[str, Any] = {"force_cpu_power": operator * _threads()} if operator else {}
             tracker = OfflineEmissionsTracker(
                 **forced,
                 country_iso_code=key[0],
@@ -81,7 +82,9 @@ def tracker_for(country: str, region: str = ""):
             if not hasattr(tracker, "_hardware"):
                 raise RuntimeError(f"CodeCarbon could not start a tracker for {key}")
             monitor = tracker._scheduler_monitor_power  # private: see Hardware.of
-            tracker._scheduler_monitor_power = _Monitor(monitor.interval, monitor.function)
+            assert monitor is not None, "CodeCarbon made no power monitor"
+            replaced: Any = _Monitor(monitor.interval, monitor.function)
+            tracker._scheduler_monitor_power = replaced
             _trackers[key] = tracker
         return tracker
 
@@ -349,7 +352,7 @@ class Session:
     def provenance(self, task, outcome: Outcome) -> dict:
         hw = self.hardware
         if hw.cpu_measured:
-            cpu = {
+            cpu: dict[str, Any] = {
                 "method": "measured",
                 "source": f"{hw.cpu_mode} energy counter × the snippet's share of all CPU time",
             }

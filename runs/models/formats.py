@@ -54,7 +54,7 @@ def run_json(run: Run) -> dict:
         "env": run.env_name,
         "code": run.code,
         "stdin": run.stdin,
-        "series_id": str(run.series.public_id) if run.series_id else None,
+        "series_id": str(run.series.public_id) if run.series else None,
         "variant": run.variant or None,
         "repetition": run.repetition,
         "created_at": run.created_at.isoformat(),

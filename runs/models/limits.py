@@ -20,7 +20,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from .run import Run
-from .service import StoredBytes
+from .service import StoredBytes, column
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,13 @@ def _counts(client: str, minute_ago, hour_ago) -> _Counts:
     meta, quote = Run._meta, connection.ops.quote_name
     table = quote(meta.db_table)
     client_, status, created, finished, cpu, follow_up = (
-        quote(meta.get_field(name).column)
+        quote(column(Run, name))
         for name in ("client", "status", "created_at", "finished_at", "cpu_seconds", "follow_up")
     )
     stored = StoredBytes._meta
     stored_table = quote(stored.db_table)
     stored_client, stored_day, stored_bytes = (
-        quote(stored.get_field(name).column) for name in ("client", "day", "bytes")
+        quote(column(StoredBytes, name)) for name in ("client", "day", "bytes")
     )
     in_flight = f"{status} IN ({', '.join(['%s'] * len(Run.IN_FLIGHT))})"
     # Only names from the model go into the text; every value is a parameter.

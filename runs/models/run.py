@@ -296,6 +296,11 @@ class Run(models.Model):
         return self.env or environments.default().name
 
     @property
+    def number(self) -> int:
+        """Its repetition in its series (a run of its own is the first of none: 0)."""
+        return self.repetition or 0
+
+    @property
     def is_over(self) -> bool:
         return self.status not in {self.Status.QUEUED, self.Status.RUNNING}
 
@@ -426,7 +431,7 @@ class Run(models.Model):
 
     def _appended_after(self, seen: Offsets) -> tuple[str, str, Offsets]:
         """What its worker has appended past `seen`, whatever the row's status says."""
-        new = {"stdout": [], "stderr": []}
+        new: dict[str, list[str]] = {"stdout": [], "stderr": []}
         ends = seen._asdict()
         for chunk in self.output_chunks.filter(
             models.Q(stream="stdout", end__gt=seen.stdout)
@@ -523,7 +528,8 @@ class Run(models.Model):
         """Write `fields` where the run is still queued or running: once it has ended
         (succeeded, failed, timed out, stopped, error), nothing changes its status or
         figures. Run.NotUpdated where it has, or its row is gone."""
-        values = {name: getattr(self, self._meta.get_field(name).attname) for name in fields}
+        attnames = {field.name: field.attname for field in self._meta.concrete_fields}
+        values = {name: getattr(self, attnames[name]) for name in fields}
         runs = Run.objects.using(self._state.db).filter(pk=self.pk)
         if not runs.filter(status__in=Run.IN_FLIGHT).update(**values):
             if runs.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db import models, transaction
 from django.urls import reverse
@@ -19,7 +20,7 @@ from .rules import clean_code, clean_env, clean_repetitions, clean_section, clea
 from .run import Run, sent_by
 
 
-class SeriesQuerySet(models.QuerySet):
+class SeriesQuerySet(models.QuerySet["Series"]):
     def submit(
         self,
         kind: str,
@@ -37,11 +38,11 @@ class SeriesQuerySet(models.QuerySet):
         A comparison runs until its answer is clear, at most `repetitions` pairs: only
         its first round is created here (the queue adds the next, runs.queue.tasks)."""
         repetitions = clean_repetitions(repetitions, repetitions)
-        codes = [clean_code(code) for code in codes]
-        envs = [clean_env(env) for env in (envs or [None] * len(codes))]
-        stdins = [clean_stdin(text) for text in (stdins or [""])]
-        clean_section(codes, fields.get("section", ""))
-        return self.start(kind, codes, repetitions, run_fields, envs, stdins, **fields)
+        checked = [clean_code(code) for code in codes]
+        sides = [clean_env(env) for env in (envs or [None] * len(codes))]
+        inputs = [clean_stdin(text) for text in (stdins or [""])]
+        clean_section(checked, fields.get("section", ""))
+        return self.start(kind, checked, repetitions, run_fields, sides, inputs, **fields)
 
     def start(
         self,
@@ -190,7 +191,7 @@ class Series(models.Model):
         """How its verdicts name A and B: with their environments where those differ."""
         if not self.across_environments:
             return ("A", "B")
-        return tuple(f"{v} ({self.env_of(v)})" for v in "AB")
+        return (f"A ({self.env_of('A')})", f"B ({self.env_of('B')})")
 
     def add_runs(self, repetitions: range, **run_fields) -> list[Run]:
         """Queued runs for these repetitions, interleaved A, B, A, B (the caller
@@ -251,7 +252,7 @@ class Series(models.Model):
     def completed_look(self, runs: list[Run]) -> int:
         """The pairs of the last look whose runs have all ended (0: none yet)."""
         first_unfinished = min(
-            (run.repetition for run in runs if not run.is_over), default=self.repetitions + 1
+            (run.number for run in runs if not run.is_over), default=self.repetitions + 1
         )
         done = 0
         for look in stats.looks(self.pair_cap):
@@ -302,6 +303,7 @@ class Series(models.Model):
         """`count` more pairs on the same grid, numbered after the last: created once,
         whoever else tries at the same moment (the runs' worker, a repair)."""
         first = self.runs.order_by("repetition").first()
+        assert first is not None, "a series has its first round from the start"
         grid = {"country_iso_code": first.country_iso_code, "region": first.region}
         with transaction.atomic():
             added = Series.objects.filter(
@@ -363,17 +365,15 @@ class Series(models.Model):
             measured = [
                 r for r in counted if r.status in Run.MEASURED_ENDINGS and r.energy_kwh is not None
             ]
-            variants[variant] = comparisons.side(
-                {r.repetition: self.measured(r) for r in measured}
-            ) | {
+            variants[variant] = comparisons.side({r.number: self.measured(r) for r in measured}) | {
                 "runs": mine,
                 "succeeded": sum(1 for r in measured if r.status == Run.Status.SUCCEEDED),
                 "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
                 # The repetitions in which the snippet itself ended badly.
-                "ended_badly": {r.repetition for r in measured if r.status != Run.Status.SUCCEEDED},
+                "ended_badly": {r.number for r in measured if r.status != Run.Status.SUCCEEDED},
                 "counted": len(measured),
             }
-        result = {
+        result: dict[str, Any] = {
             "names": self.names,
             "variants": variants,
             "finished": sum(1 for r in runs if r.is_over),
@@ -398,7 +398,7 @@ class Series(models.Model):
         repeat's runs against its first (None until two have ended). Reads no output
         but the first differing pair's, for its diff."""
         ended = {
-            (r.variant, r.repetition): r
+            (r.variant, r.number): r
             for r in runs
             if r.status in Run.MEASURED_ENDINGS and r.stdout_digest
         }
@@ -409,8 +409,8 @@ class Series(models.Model):
                 if v == "A" and ("B", n) in ended
             ]
         else:
-            first = min(ended.values(), key=lambda r: r.repetition, default=None)
-            pairs = [(r.repetition, first, r) for r in ended.values() if r is not first]
+            first = min(ended.values(), key=lambda r: r.number, default=None)
+            pairs = [(r.number, first, r) for r in ended.values() if first and r is not first]
         if not pairs:
             return None
         pairs.sort(key=lambda pair: pair[0])
@@ -432,7 +432,9 @@ class Series(models.Model):
 
     def basis(self, results: dict, runs: list[Run]) -> str:
         """What the headline rests on, and why time may say otherwise."""
-        provenance = next((r.provenance for r in runs if r.provenance.get("cpu")), {})
+        provenance: dict[str, Any] = next(
+            (r.provenance for r in runs if r.provenance.get("cpu")), {}
+        )
         return comparisons.basis(results, provenance)
 
     def host_spreads(self) -> list[Repeatability]:

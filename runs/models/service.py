@@ -28,6 +28,13 @@ class LoginFailure(models.Model):
         return f"{self.client} at {self.at}"
 
 
+def column(model: type[models.Model], name: str) -> str:
+    """The database column of `model`'s field `name`, for SQL written by hand."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field), f"{name} is a relation, not a column"
+    return str(field.column)
+
+
 class StoredBytes(models.Model):
     """What one client's runs stored in the database on one day (UTC): code, input,
     output and figures, counted as each run ends. The storage budget reads it
@@ -55,9 +62,7 @@ class StoredBytes(models.Model):
         connection = connections[using or router.db_for_write(cls)]
         quote, meta = connection.ops.quote_name, cls._meta
         table = quote(meta.db_table)
-        client_, day, bytes_ = (
-            quote(str(meta.get_field(f).column)) for f in ("client", "day", "bytes")
-        )
+        client_, day, bytes_ = (quote(column(cls, f)) for f in ("client", "day", "bytes"))
         sql = (
             f"INSERT INTO {table} ({client_}, {day}, {bytes_}) VALUES (%s, %s, %s) "  # noqa: S608
             f"ON CONFLICT ({client_}, {day}) DO UPDATE SET {bytes_} = {table}.{bytes_} + %s"

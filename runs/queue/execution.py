@@ -103,9 +103,9 @@ class _ProgressWriter(threading.Thread):
         self.of, self.tell = run, tell  # not `run`: Thread's own method
         self.stop_run = stop
         self.changed = threading.Condition()
-        self.latest: tuple | None = None
+        self.latest: tuple[str, str, list] | None = None
         self.stopped = False
-        self.written = {stream: 0 for stream in OutputChunk.Stream}  # characters
+        self.written: dict[str, int] = {stream: 0 for stream in OutputChunk.Stream}  # characters
 
     def record(self, stdout: str, stderr: str, samples: list) -> str:
         """Append what is new since the last write (all of it if that write failed);
@@ -140,7 +140,7 @@ class _ProgressWriter(threading.Thread):
                 with self.changed:
                     while self.latest is None and not self.stopped:
                         self.changed.wait()
-                    if self.stopped:
+                    if self.stopped or self.latest is None:
                         return
                     latest, self.latest = self.latest, None
                 try:
@@ -165,12 +165,12 @@ class _Claim:
 
     def __init__(self, claim: Callable[[], bool] | None):
         self.claim = claim
-        self.granted = None if claim else True
+        self.granted: bool | None = None if claim else True
 
     def __call__(self) -> bool:
-        if self.granted is None:
+        if self.granted is None and self.claim is not None:
             self.granted = self.claim()
-        return self.granted
+        return bool(self.granted)
 
 
 def execute(

@@ -138,7 +138,7 @@ class Offer:
     (if taken) told how the run goes until `result` or `close`."""
 
     def __init__(self, connection: socket.socket, payload: bytes):
-        self.connection = connection
+        self.connection: socket.socket | None = connection  # None once closed
         self.payload = payload
 
     def answer(self, key: int | None) -> None:
@@ -158,7 +158,7 @@ class Offer:
         answer."""
         if len(row) > MAX_RESULT_BYTES:
             row = b""
-        if self._send(RESULT + LENGTH.pack(len(row)) + row):
+        if self._send(RESULT + LENGTH.pack(len(row)) + row) and self.connection is not None:
             with contextlib.suppress(OSError):
                 select.select([self.connection], [], [], HANG_UP_SECONDS)
         self.close()

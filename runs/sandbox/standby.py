@@ -62,7 +62,7 @@ def prepare_standby(*pools: Limits, background: bool = False) -> None:
 def _top_up(pools: tuple[Limits, ...]) -> None:
     keys = [_standby_key(limits) for limits in pools]
     with _standbys_changed:
-        stale = [watch for k, watch in _standbys if k not in keys or watch._exited()]
+        stale = [watch for k, watch in _standbys if k not in keys or watch.exited()]
         _standbys[:] = [(k, watch) for k, watch in _standbys if watch not in stale]
     for watch in stale:
         watch.cleanup()
@@ -146,7 +146,7 @@ def take(limits: Limits) -> _Watch | None:
     watch: _Watch | None = None
     with _standbys_changed:
         while True:
-            useless += [w for _, w in _standbys if w._exited()]
+            useless += [w for _, w in _standbys if w.exited()]
             _standbys[:] = [(k, w) for k, w in _standbys if w not in useless]
             mine = next((i for i, (k, _) in enumerate(_standbys) if k == key), None)
             if mine is not None:

@@ -1,5 +1,6 @@
 """Ending a sandbox: reaping its processes, reading what its supervisor reported, and
-leaving nothing behind (processes, cgroups, files): a part of `watch._Watch`."""
+leaving nothing behind (processes, cgroups, files): one part of a sandbox
+(state.Sandbox)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 import psutil
 
 from . import launcher
-from .contract import BUBBLEWRAP, REPORT_BYTES, STOP_GRACE_SECONDS
+from .contract import BUBBLEWRAP, STOP_GRACE_SECONDS
 from .host import _own_children
+from .state import Sandbox
 
 
 @dataclass
@@ -36,28 +38,22 @@ def _seconds(text: str) -> float:
         return 0.0
 
 
-def _drain(fd: int, cap: int = REPORT_BYTES) -> bytes:
-    """What a pipe holds now, up to `cap` bytes (it never blocks)."""
-    data = b""
-    with contextlib.suppress(BlockingIOError):
-        while len(data) < cap and (chunk := os.read(fd, 65536)):
-            data += chunk
-    return data[:cap]
-
-
 class Teardown:
-    """Mixed into _Watch: how its tree ends and is cleaned up."""
+    """How a sandbox's tree ends, what its supervisor reported, and leaving nothing."""
 
-    def _reap(self, wait: bool = True) -> _Report:
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def reap(self, wait: bool = True) -> _Report:
         """What the supervisor reported, and (with `wait` only: waiting for the sandbox
         to exit, which `cleanup` does otherwise) all the CPU bubblewrap waited for,
         start-up included."""
-        status, everything = self._wait_sandbox() if wait else (0, 0.0)
+        status, everything = self.wait_sandbox() if wait else (0, 0.0)
         result = _Report(status=status, everything_cpu=everything)
         prepared = supervisor_startup = 0.0  # the CPU of each process before the code
         measurements = []
         # Not splitlines(): a section name may hold any other line break.
-        for line in self._report().split("\n"):
+        for line in self.sandbox.report_text().split("\n"):
             word, _, rest = line.partition(" ")
             if word == launcher.STARTUP:
                 supervisor_startup = _seconds(rest)
@@ -67,38 +63,36 @@ class Teardown:
                 # The supervisor's word, once it has reaped every process of the
                 # snippet: their status and CPU time, and its own: what it did after
                 # its start-up it did for the run (a snippet can make it busy).
-                status, tree, own = rest.split()
-                result.status = int(status)
+                said, tree, own = rest.split()
+                result.status = int(said)
                 result.tree_cpu = max(float(tree) - prepared, 0.0) + max(
                     _seconds(own) - supervisor_startup, 0.0
                 )
             elif line.startswith(launcher.LAST_LINE + "\t"):
                 number = line.split("\t")[1]
-                self.outcome.last_line = int(number) if number.isdigit() else None
+                self.sandbox.outcome.last_line = int(number) if number.isdigit() else None
             elif "\t" in line:
                 measurements.append(line)
-        self.outcome.startup_cpu_s = supervisor_startup + prepared
-        self.outcome.measurements = "\n".join(measurements)
+        self.sandbox.outcome.startup_cpu_s = supervisor_startup + prepared
+        self.sandbox.outcome.measurements = "\n".join(measurements)
         return result
 
-    def _wait_sandbox(self) -> tuple[int, float]:
+    def wait_sandbox(self) -> tuple[int, float]:
         """Wait for bubblewrap (or the launcher) to exit: its wait status, and the CPU
         of everything it waited for."""
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        _, status, usage = os.wait4(self.sandbox.process.pid, 0)
+        self.sandbox.process.returncode = os.waitstatus_to_exitcode(status)
         # Everything bubblewrap waited for, the launcher's start-up included.
         everything = usage.ru_utime + usage.ru_stime
-        self.outcome.peak_memory_bytes = max(self.outcome.peak_memory_bytes, usage.ru_maxrss * 1024)
+        self.sandbox.outcome.peak_memory_bytes = max(
+            self.sandbox.outcome.peak_memory_bytes, usage.ru_maxrss * 1024
+        )
         # If bubblewrap died before its child, that child (the launcher) is ours now.
-        if self.mode == BUBBLEWRAP and self.init_pid:
-            everything += self._reap_adopted(self.init_pid)
+        if self.sandbox.mode == BUBBLEWRAP and self.sandbox.init_pid:
+            everything += self.reap_adopted(self.sandbox.init_pid)
         return status, everything
 
-    def _report(self) -> str:
-        self.report = (self.report + _drain(self.report_read))[:REPORT_BYTES]
-        return self.report.decode("utf-8", errors="replace")
-
-    def _reap_adopted(self, pid: int) -> float:
+    def reap_adopted(self, pid: int) -> float:
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             try:
@@ -113,52 +107,55 @@ class Teardown:
     def stop(self) -> None:
         """End the run at a limit: ask the supervisor, which kills and reaps the whole
         tree and reports its CPU time; kill everything ourselves if it does not answer."""
-        supervisor = self.supervisor
+        supervisor = self.sandbox.supervisor
         if supervisor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(supervisor, signal.SIGUSR1)
-            if self._wait_exit(STOP_GRACE_SECONDS):
+            if self.sandbox.wait_exit(STOP_GRACE_SECONDS):
                 return
         self.kill()
 
     def kill(self) -> None:
         """Kill every process the snippet started, wherever it went."""
-        if self.group:
-            self.group.kill_all()
-        if self.mode == BUBBLEWRAP and self._sandbox_init():
+        if self.sandbox.group:
+            self.sandbox.group.kill_all()
+        init = self.sandbox.sandbox_init() if self.sandbox.mode == BUBBLEWRAP else None
+        if init:
             # PID 1 of a namespace takes every process in it along when it dies, and
             # bubblewrap then reaps it and exits: give it the moment that takes, so
             # the launcher is not left a zombie.
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.init_pid, signal.SIGKILL)
-            if self._wait_exit(STOP_GRACE_SECONDS):
+                os.kill(init, signal.SIGKILL)
+            if self.sandbox.wait_exit(STOP_GRACE_SECONDS):
                 return
-        elif not self.group:
-            for p in self._members():
+        elif not self.sandbox.group:
+            for p in self.sandbox.members():
                 with contextlib.suppress(psutil.Error):
                     p.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.sandbox.process.pid, signal.SIGKILL)
 
     def cleanup(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
+        if self.sandbox.proc is not None and self.sandbox.proc.returncode is None:
             # After a reported end the sandbox is on its way out: let it go, unless
             # it takes too long.
-            if not (self.reported and self._wait_exit(STOP_GRACE_SECONDS)):
+            if not (self.sandbox.reported and self.sandbox.wait_exit(STOP_GRACE_SECONDS)):
                 self.kill()
-            self._wait_sandbox()
-        os.close(self.report_read)
-        if self.group:
-            self.group.destroy()
-        if self.proc is not None:
-            _live_sandboxes.discard(self.proc.pid)
-        self._sweep_orphans()
-        for pipe in (self.proc.stdout, self.proc.stderr, self.proc.stdin) if self.proc else ():
-            pipe.close()
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.wait_sandbox()
+        os.close(self.sandbox.report_read)
+        if self.sandbox.group:
+            self.sandbox.group.destroy()
+        if self.sandbox.proc is not None:
+            _live_sandboxes.discard(self.sandbox.proc.pid)
+        self.sweep_orphans()
+        proc = self.sandbox.proc
+        for pipe in (proc.stdout, proc.stderr, proc.stdin) if proc else ():
+            if pipe:
+                pipe.close()
+        if self.sandbox.workdir:
+            shutil.rmtree(self.sandbox.workdir, ignore_errors=True)
 
-    def _sweep_orphans(self) -> None:
+    def sweep_orphans(self) -> None:
         # What a killed launcher left was re-parented to us (we are a subreaper): kill
         # and reap those that belong to the run, so nothing runs on or stays a zombie.
         # A worker runs one snippet at a time, so a child of ours that appeared since
@@ -170,13 +167,15 @@ class Teardown:
                     continue
                 try:
                     child = psutil.Process(pid)
-                    ours = self.seen.get(child.pid) == child.create_time()
-                    ours = ours or child.pid == self.init_pid
-                    if self.account:
-                        ours = ours or child.uids().real == self.account[0]
+                    ours = self.sandbox.seen.get(child.pid) == child.create_time()
+                    ours = ours or child.pid == self.sandbox.init_pid
+                    if self.sandbox.account:
+                        ours = ours or child.uids().real == self.sandbox.account[0]
                     else:
-                        ours = ours or child.create_time() >= self.started_at - 0.01
-                    if not ours or child.pid == (self.proc.pid if self.proc else None):
+                        ours = ours or child.create_time() >= self.sandbox.started_at - 0.01
+                    if not ours or child.pid == (
+                        self.sandbox.proc.pid if self.sandbox.proc else None
+                    ):
                         continue
                     child.kill()
                     os.waitpid(child.pid, 0)

@@ -1,78 +1,54 @@
 """What a running snippet's tree uses (memory, CPU, disk, files), read from outside it,
-and which limit that reaches: a part of `watch._Watch`."""
+and which limit that reaches: one part of a sandbox (state.Sandbox)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 import psutil
 
-from .contract import BUBBLEWRAP, INIT_WAIT_SECONDS, SANDBOX_SHM, SANDBOX_TMP, SHM_BYTES, _Stream
-from .host import _children_of, _exists
+from .contract import BUBBLEWRAP, SANDBOX_SHM, SANDBOX_TMP, SHM_BYTES, _Stream
+from .state import Sandbox
 
 
 class Usage:
-    """Mixed into _Watch: its readings of the running tree."""
+    """What a sandbox's running tree uses, and which limit that reaches."""
 
-    def _members(self) -> list[psutil.Process]:
-        """The snippet's processes; cheap with a cgroup, a /proc scan without one."""
-        if self.group:
-            members = [psutil.Process(pid) for pid in self.group.pids() if _exists(pid)]
-        else:
-            try:
-                root = psutil.Process(self.proc.pid)
-                members = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                return []
-        for p in members:
-            with contextlib.suppress(psutil.Error):
-                self.seen.setdefault(p.pid, p.create_time())
-        return members
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
 
-    def _memory_bytes(self) -> int:
-        if self.group:
-            return self.group.memory_bytes()
+    def memory_bytes(self) -> int:
+        if self.sandbox.group:
+            return self.sandbox.group.memory_bytes()
         total = 0
-        for p in self._members():
+        for p in self.sandbox.members():
             with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
         return total
 
-    def _cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> float:
         """CPU time so far, for live samples (the final figure comes after the end)."""
-        accounted = self.group.cpu_seconds() if self.group else None
+        accounted = self.sandbox.group.cpu_seconds() if self.sandbox.group else None
         if accounted is not None:
             return accounted
         total = 0.0
-        for p in self._members():
+        for p in self.sandbox.members():
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
                 total += t.user + t.system + t.children_user + t.children_system
         return total
 
-    def _sandbox_init(self) -> int | None:
-        """PID (on the host) of the launcher, PID 1 of the sandbox's namespace."""
-        deadline = time.monotonic() + INIT_WAIT_SECONDS
-        while self.init_pid is None:
-            children = _children_of(self.proc.pid)
-            self.init_pid = children[0] if children else None
-            if self.init_pid or time.monotonic() > deadline or self._exited():
-                break
-            time.sleep(0.0002)
-        return self.init_pid
-
-    def _limit_reached(self, memory: int) -> str:
-        limits = self.limits
-        if self.group:
-            if self.group.hit_process_limit():
+    def limit_reached(self, memory: int) -> str:
+        limits = self.sandbox.limits
+        if self.sandbox.group:
+            if self.sandbox.group.hit_process_limit():
                 return "processes"
-            if self.group.hit_memory_limit():
+            if self.sandbox.group.hit_memory_limit():
                 return "memory"
         elif memory > limits.memory_bytes:
             return "memory"
-        usage = self._disk_usage()
+        usage = self.disk_usage()
         if usage is not None:
             files, size = usage
             if files > limits.max_files:
@@ -81,30 +57,30 @@ class Usage:
                 return "disk"
         return ""
 
-    def _limit_after_exit(self, stderr: _Stream) -> str:
-        if self.group:
-            if self.group.hit_memory_limit():
+    def limit_after_exit(self, stderr: _Stream) -> str:
+        if self.sandbox.group:
+            if self.sandbox.group.hit_memory_limit():
                 return "memory"
-            if self.group.hit_process_limit():
+            if self.sandbox.group.hit_process_limit():
                 return "processes"
         tail = bytes(stderr.data[-300:])
-        if self.outcome.exit_code and b"\nMemoryError" in tail:
+        if self.sandbox.outcome.exit_code and b"\nMemoryError" in tail:
             return "memory"
-        if self.outcome.exit_code and (
+        if self.sandbox.outcome.exit_code and (
             b"No space left on device" in tail or b"File too large" in tail
         ):
             return "disk"
         return ""
 
-    def _disk_usage(self) -> tuple[int, int] | None:
+    def disk_usage(self) -> tuple[int, int] | None:
         """(files, bytes) the snippet has written."""
-        if self.mode == BUBBLEWRAP:
+        if self.sandbox.mode == BUBBLEWRAP:
             # The private /tmp and /dev/shm, seen through the sandbox's root: tmpfs caps
             # each one's size, but neither the number of files nor the two together.
-            pid = self._sandbox_init()
+            pid = self.sandbox.sandbox_init()
             files = size = 0
             for mount, capacity in (
-                (SANDBOX_TMP, self.limits.disk_bytes),
+                (SANDBOX_TMP, self.sandbox.limits.disk_bytes),
                 (SANDBOX_SHM, SHM_BYTES),
             ):
                 try:
@@ -117,8 +93,8 @@ class Usage:
                 size += (st.f_blocks - st.f_bfree) * st.f_frsize
             return files, size
         files = size = 0
-        stack = [self.workdir]
-        while stack and files <= self.limits.max_files:
+        stack = [self.sandbox.workdir]
+        while stack and files <= self.sandbox.limits.max_files:
             try:
                 with os.scandir(stack.pop()) as entries:
                     for entry in entries:

@@ -44,7 +44,8 @@ from .contract import (
     Tick,
     _Stream,
 )
-from .host import _account, _become_subreaper, _children_of, _python, landlock_abi, python_version
+from .host import _account, _become_subreaper, _children_of, _python, landlock_abi
+from .state import Sandbox
 from .teardown import Teardown, _live_sandboxes, _Report, _sandboxes_starting
 from .usage import Usage
 
@@ -112,53 +113,23 @@ def _started(on_start: Callable[[], bool] | None) -> None:
         raise Abandoned()  # the sandbox is ended on the way out (`executed`)
 
 
-class _Watch(Usage, Teardown):
-    """Starts the snippet, feeds it its code, watches it, and ends its whole tree."""
+class _Watch(Sandbox):
+    """Starts the snippet, feeds it its code, watches it, and ends its whole tree: what
+    it uses is `usage`'s to read, its end `teardown`'s."""
 
-    def __init__(
-        self, *, python, limits, group, mode, workdir, landlock, account, report, counter=None
-    ):
-        self.python = python
-        self.limits = limits
-        self.group = group
-        self.mode = mode
-        self.workdir = workdir
-        self.landlock = landlock
-        self.account = account
-        self.report_read, self.report_write = report
-        self.counter = counter  # the cgroup's CPU counter, passed to the supervisor
-        self.proc: subprocess.Popen | None = None
-        self.seen: dict[int, float] = {}  # pid -> create_time, for the final sweep
-        self.init_pid: int | None = None
-        self.started_at = time.time()
-        self.cpu_before_code = 0.0  # the tree's CPU when the code was sent (live samples)
-        # The cgroup's CPU accounting when the code was sent, with every process of the
-        # sandbox waiting (None: no cgroup counts it).
-        self.accounted_at_code: float | None = None
-        self.report = b""  # what the supervisor reported so far
-        self._input = memoryview(b"")  # code and input not yet in the pipe (execute)
-        # The supervisor has reported the end: every process of the snippet is gone.
-        self.reported = False
-        self.nice = 0  # the priority it waits at, until taken for a run
-        self.outcome = Outcome(
-            isolation=self.describe_isolation(), python_version=python_version(python)
-        )
+    def __init__(self, **parts) -> None:
+        super().__init__(**parts)
+        self.usage = Usage(self)
+        self.teardown = Teardown(self)
 
-    def describe_isolation(self) -> str:
-        parts = [self.mode]
-        if self.group:
-            parts.append(f"cgroup-v{self.group.version}")
-        parts.append("seccomp")
-        if self.landlock:
-            parts.append("landlock")
-        if not (self.group and self.group.cpu_capped):
-            parts.append("no-cpu-cap")
-        return "+".join(parts)
+    def stop(self) -> None:
+        self.teardown.stop()
 
-    @property
-    def supervisor(self) -> int | None:
-        """The launcher's process on the host (PID 1 of bubblewrap's namespace)."""
-        return self._sandbox_init() if self.mode == BUBBLEWRAP else self.proc.pid
+    def kill(self) -> None:
+        self.teardown.kill()
+
+    def cleanup(self) -> None:
+        self.teardown.cleanup()
 
     def start(self, command: list[str], nice: int = 0) -> None:
         """Start the sandbox and confine it (at priority `nice` until
@@ -181,7 +152,7 @@ class _Watch(Usage, Teardown):
             outcome.error = f"Could not start the sandbox: {exc}"
             return
         else:
-            _live_sandboxes.add(self.proc.pid)
+            _live_sandboxes.add(self.process.pid)
         finally:
             _sandboxes_starting.release()
             os.close(self.report_write)
@@ -190,14 +161,14 @@ class _Watch(Usage, Teardown):
         problem = self._confine()
         if problem:
             self.kill()
-            self._wait_sandbox()
+            self.teardown.wait_sandbox()
             outcome.error = f"The sandbox could not be confined ({problem}); the code was not run."
             return
         if nice:
             self._set_priority(nice)
         try:
-            self.proc.stdin.write(launcher.GO)
-            self.proc.stdin.flush()
+            self.stdin_pipe.write(launcher.GO)
+            self.stdin_pipe.flush()
         except BrokenPipeError:
             pass  # it died starting; its stderr says why
 
@@ -214,7 +185,7 @@ class _Watch(Usage, Teardown):
             os.setpriority(os.PRIO_PROCESS, supervisor, nice)
         # After the supervisor's: a process it forks meanwhile is listed here. And
         # bubblewrap's own, which waits for the launcher and exits after it.
-        others = (set(_children_of(supervisor)) | {self.proc.pid}) - {supervisor}
+        others = (set(_children_of(supervisor)) | {self.process.pid}) - {supervisor}
         for pid in others:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, pid, nice)
@@ -238,15 +209,15 @@ class _Watch(Usage, Teardown):
         if self.accounted_at_code is not None:
             self.cpu_before_code = self.accounted_at_code  # what _cpu_seconds reads
         else:
-            self.cpu_before_code = self._cpu_seconds()
+            self.cpu_before_code = self.usage.cpu_seconds()
         started = time.monotonic()
         # The snippet's process reads the code at once; its input waits in the pipe for
         # the snippet to read it. Whatever the pipe cannot hold yet is sent as the
         # snippet reads, by the watch: never a write that waits on the snippet.
         self._input = memoryview(launcher.frame(source, stdin))
-        os.set_blocking(self.proc.stdin.fileno(), False)
+        os.set_blocking(self.stdin_pipe.fileno(), False)
         if self._send_input():
-            self.proc.stdin.close()
+            self.stdin_pipe.close()
         _started(on_start)
         self._watch(started, on_tick, tick_seconds, stop)
         return outcome
@@ -254,7 +225,7 @@ class _Watch(Usage, Teardown):
     def _send_input(self) -> bool:
         """Write what the pipe takes of the code and input; True once nothing is left
         to send (all of it sent, or the sandbox gone: its stderr says why)."""
-        fd = self.proc.stdin.fileno()
+        fd = self.stdin_pipe.fileno()
         try:
             while self._input:
                 self._input = self._input[os.write(fd, self._input) :]
@@ -269,9 +240,9 @@ class _Watch(Usage, Teardown):
         the snippet's process for its code): from then on, everything the cgroup
         counts is the run's. A standby has long been ready."""
         deadline = time.monotonic() + INIT_WAIT_SECONDS
-        while not self._ready() and time.monotonic() < deadline and not self._exited():
+        while not self._ready() and time.monotonic() < deadline and not self.exited():
             select.select([self.report_read], [], [], min(deadline - time.monotonic(), 0.05))
-            self._report()
+            self.report_text()
 
     def _ready(self) -> bool:
         said = {line.split(b" ", 1)[0] for line in self.report.split(b"\n")}
@@ -295,10 +266,10 @@ class _Watch(Usage, Teardown):
         return ""
 
     def _watch(self, started: float, on_tick, tick_seconds: float, stop=None) -> None:
-        outcome, limits, proc = self.outcome, self.limits, self.proc
+        outcome, limits = self.outcome, self.limits
         streams = {
-            proc.stdout.fileno(): _Stream(limits.output_bytes),
-            proc.stderr.fileno(): _Stream(limits.output_bytes),
+            self.stdout_pipe.fileno(): _Stream(limits.output_bytes),
+            self.stderr_pipe.fileno(): _Stream(limits.output_bytes),
         }
         stdout, stderr = streams.values()
         selector = selectors.DefaultSelector()
@@ -308,9 +279,9 @@ class _Watch(Usage, Teardown):
         # The supervisor's report ends the run the moment it comes, before bubblewrap
         # has exited (it and the launcher hold the output pipes open until then).
         selector.register(self.report_read, selectors.EVENT_READ)
-        sending = not proc.stdin.closed  # the input the pipe could not hold at once
+        sending = not self.stdin_pipe.closed  # the input the pipe could not hold at once
         if sending:
-            selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            selector.register(self.stdin_pipe.fileno(), selectors.EVENT_WRITE)
         deadline = started + limits.timeout_s
         # The first tick comes early: a snippet's first output shows at once.
         next_tick = started + min(tick_seconds, FIRST_TICK_SECONDS)
@@ -327,33 +298,33 @@ class _Watch(Usage, Teardown):
                 outcome.limit = CANCELLED  # at most WATCH_SECONDS after it was asked
                 break
             if now >= next_check:
-                memory = self._memory_bytes()
+                memory = self.usage.memory_bytes()
                 outcome.memory_byte_seconds += memory * (now - last_check)
                 outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, memory)
                 last_check = now
                 next_check = now + WATCH_SECONDS
-                outcome.limit = self._limit_reached(memory)
+                outcome.limit = self.usage.limit_reached(memory)
                 # Once the snippet's main process is gone the run is over, even if a
                 # straggler still holds the pipes open.
-                exited = outcome.limit != "" or self._exited()
+                exited = outcome.limit != "" or self.exited()
                 if exited:
                     break
             if on_tick and now >= next_tick:
                 next_tick = now + tick_seconds
-                cpu = max(self._cpu_seconds() - self.cpu_before_code, 0.0)
+                cpu = max(self.usage.cpu_seconds() - self.cpu_before_code, 0.0)
                 on_tick(Tick(now - started, cpu, memory, stdout.text(False), stderr.text(False)))
             timeout = max(0.0, min(deadline, next_check, next_tick) - now)
             if not any(fd in selector.get_map() for fd in streams):
                 # Both pipes closed: the sandbox is exiting; bubblewrap follows its
                 # launcher within a millisecond or so.
-                exited = self._exited()
+                exited = self.exited()
                 time.sleep(0 if exited else min(timeout, EXIT_POLL_SECONDS))
                 continue
             for key, events in selector.select(timeout):
                 if events & selectors.EVENT_WRITE:
                     if self._send_input():
                         selector.unregister(key.fd)
-                        proc.stdin.close()
+                        self.stdin_pipe.close()
                         sending = False
                     continue
                 chunk = os.read(key.fd, 65536)
@@ -366,10 +337,10 @@ class _Watch(Usage, Teardown):
                     exited = True
         end = time.monotonic()
         if sending:  # input the snippet never read
-            selector.unregister(proc.stdin.fileno())
-            proc.stdin.close()
+            selector.unregister(self.stdin_pipe.fileno())
+            self.stdin_pipe.close()
         outcome.memory_byte_seconds += memory * (end - last_check)
-        if not self.reported and not self._exited():
+        if not self.reported and not self.exited():
             self.stop()
         # Drain what the snippet wrote before it stopped (pipes may still hold data).
         for fd, stream in streams.items():
@@ -389,7 +360,7 @@ class _Watch(Usage, Teardown):
         outcome, limits = self.outcome, self.limits
         # With a cgroup, everything left to know is known once the supervisor has
         # reported; without one, bubblewrap's wait status carries the peak memory.
-        report = self._reap(wait=not (self.reported and self.group))
+        report = self.teardown.reap(wait=not (self.reported and self.group))
         outcome.wall_s = wall_s
         outcome.exit_code = os.waitstatus_to_exitcode(report.status)
         outcome.cpu_s, outcome.cpu_source = self._cpu_of_the_run(report)
@@ -400,7 +371,7 @@ class _Watch(Usage, Teardown):
         if outcome.memory_byte_seconds == 0:
             outcome.memory_byte_seconds = outcome.peak_memory_bytes * outcome.wall_s
         if not outcome.limit and not outcome.timed_out:
-            outcome.limit = self._limit_after_exit(stderr)
+            outcome.limit = self.usage.limit_after_exit(stderr)
         if outcome.exit_code == launcher.CONFINEMENT_FAILED and b"sandbox: " in stderr.data:
             outcome.error = stderr.text().strip()
         elif self.mode == BUBBLEWRAP and b"bwrap: " in stderr.data[:200]:
@@ -429,23 +400,6 @@ class _Watch(Usage, Teardown):
         most = max(report.everything_cpu, accounted or 0.0)
         source = CPU_FROM_CGROUP if accounted else CPU_FROM_SUPERVISOR
         return max(most - self.outcome.startup_cpu_s, 0.0), source
-
-    def _exited(self) -> bool:
-        # WNOWAIT: leave it a zombie for wait4, which collects its rusage.
-        try:
-            return (
-                os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
-            )
-        except ChildProcessError:
-            return True
-
-    def _wait_exit(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while not self._exited():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.002)
-        return True
 
     @staticmethod
     def _drain(fd: int, stream: _Stream) -> None:
