@@ -126,7 +126,7 @@ def _what_the_suite_starts_stays_its_own():
     # to this process, never to init, so the suite can count it as its own.
     from runs.sandbox import host
 
-    host._become_subreaper()
+    host.become_subreaper()
 
 
 def processes_of(uid: int) -> list[psutil.Process]:

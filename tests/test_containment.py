@@ -17,7 +17,7 @@ import pytest
 
 from runs import sandbox
 from runs.sandbox import cgroups, environments, standby
-from runs.sandbox.watch import _Watch
+from runs.sandbox.watch import Watch
 from runs.snippets import failures
 
 from .conftest import NOBODY, limits, processes_of, run, sandbox_processes
@@ -57,7 +57,7 @@ def _is_zombie(process: psutil.Process) -> bool:
 
 
 def leftover_cgroups() -> list[Path]:
-    return [d for d in cgroups._run_dirs() if f"run-{os.getpid()}-" in d.name]
+    return [d for d in cgroups.run_dirs() if f"run-{os.getpid()}-" in d.name]
 
 
 # How a run can end, each with the limits that make it end that way quickly.
@@ -609,7 +609,7 @@ def test_a_prepared_sandbox_with_other_limits_is_not_used(mode):
 def test_when_the_supervisor_cannot_report_the_cgroup_counts_the_cpu(monkeypatch):
     # A fake fault: the worker kills the sandbox outright instead of asking its
     # supervisor, as if the supervisor had died; nothing a snippet does can cause it.
-    monkeypatch.setattr(_Watch, "stop", _Watch.kill)
+    monkeypatch.setattr(Watch, "stop", Watch.kill)
     outcome = run(
         """
         import os

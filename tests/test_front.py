@@ -300,7 +300,7 @@ def test_a_killed_worker_is_replaced_while_the_site_keeps_serving(front):
     assert health["workers_alive"] >= 1
     # Nothing of the killed run is left: its cgroups, and sandbox processes other than
     # the new worker's (those it keeps ready for its next runs).
-    wait_for(lambda: not [d for d in cgroups._run_dirs() if f"run-{worker.pid}-" in d.name])
+    wait_for(lambda: not [d for d in cgroups.run_dirs() if f"run-{worker.pid}-" in d.name])
     new = server_process(front, "manage.py", "worker")
 
     def strays() -> list:

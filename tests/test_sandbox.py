@@ -259,7 +259,7 @@ def test_binary_output_is_kept_readable():
 def test_even_as_the_servers_own_user_the_snippet_cannot_signal_it(tmp_path):
     # In an unprivileged container there is no other account to drop to and no
     # bubblewrap: the launcher's Landlock domain is then what stops a kill.
-    rules = sandbox_command._landlock_paths(environments.default().python, str(tmp_path))
+    rules = sandbox_command.landlock_paths(environments.default().python, str(tmp_path))
     report_read, report_write = os.pipe()
     command = sandbox_command.launcher_arguments(
         environments.default().python,

@@ -213,7 +213,7 @@ def create(memory_bytes: int, max_processes: int, cpus: float) -> RunCgroup | No
     return None
 
 
-def _run_dirs() -> list[Path]:
+def run_dirs() -> list[Path]:
     if _v2_available():
         return list(ROOT.glob(f"{PARENT}-run-*"))
     return list(ROOT.glob(f"*/{PARENT}/run-*"))
@@ -223,7 +223,7 @@ def sweep_orphans() -> int:
     """Kill what is left in the cgroups of workers that died; returns groups removed."""
     removed = 0
     by_run: dict[str, list[Path]] = {}
-    for directory in _run_dirs():
+    for directory in run_dirs():
         name = directory.name.removeprefix(f"{PARENT}-")
         by_run.setdefault(name, []).append(directory)
     for name, dirs in by_run.items():

@@ -25,14 +25,14 @@ from .contract import (
 from .host import (
     GPU_SYS_DIRS,
     SYSTEM_DIRS,
-    _account,
-    _gpu_pci_dirs,
-    _interpreter_dirs,
-    _python,
-    _tasks_of_this_user,
+    default_python,
     gpu_devices,
     gpu_library_dirs,
+    gpu_pci_dirs,
+    interpreter_dirs,
     interpreter_library_dirs,
+    sandbox_account,
+    tasks_of_this_user,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ def _gpu_bwrap_arguments() -> list[str]:
     arguments = []
     for device in devices:
         arguments += ["--dev-bind", device, device]
-    for directory in [*GPU_SYS_DIRS, *_gpu_pci_dirs(), *gpu_library_dirs()]:
+    for directory in [*GPU_SYS_DIRS, *gpu_pci_dirs(), *gpu_library_dirs()]:
         arguments += ["--ro-bind-try", directory, directory]
     return arguments
 
 
-def _bwrap_command(python: str, limits: Limits) -> list[str]:
+def bwrap_command(python: str, limits: Limits) -> list[str]:
     # Found on the server's PATH: the sandbox's own PATH is not the server's.
     command = [shutil.which("bwrap") or "bwrap"]
     for directory in SYSTEM_DIRS:
@@ -75,12 +75,12 @@ def _bwrap_command(python: str, limits: Limits) -> list[str]:
         "--hostname", "sandbox",
         "--chdir", SANDBOX_TMP,
     ]  # fmt: skip
-    for directory in _interpreter_dirs(python):
+    for directory in interpreter_dirs(python):
         command += ["--ro-bind", directory, directory]
     return [*command, *_gpu_bwrap_arguments(), "--"]
 
 
-def _environment(python: str, home: str = SANDBOX_TMP) -> dict[str, str]:
+def sandbox_environment(python: str, home: str = SANDBOX_TMP) -> dict[str, str]:
     # Built from nothing: the server's environment (secrets, database URL) never leaks.
     environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -95,7 +95,7 @@ def _environment(python: str, home: str = SANDBOX_TMP) -> dict[str, str]:
     return environment
 
 
-def _drop_privileges(account: tuple[int, int] | None) -> dict:
+def drop_privileges(account: tuple[int, int] | None) -> dict:
     if account is None:
         return {}
     uid, gid = account
@@ -103,21 +103,21 @@ def _drop_privileges(account: tuple[int, int] | None) -> dict:
     return {"user": uid, "group": gid, "extra_groups": []}
 
 
-def _landlock_paths(python: str, workdir: str) -> tuple[str, str]:
+def landlock_paths(python: str, workdir: str) -> tuple[str, str]:
     """Readable and writable paths for the launcher's Landlock rules."""
     readable = [*SYSTEM_DIRS, "/lib", "/lib64", "/bin", "/proc", "/dev"]
-    readable += _interpreter_dirs(python)
+    readable += interpreter_dirs(python)
     writable = [workdir, "/dev/null", "/dev/shm"]
     devices = gpu_devices()
     if devices:
-        readable += [*GPU_SYS_DIRS, *_gpu_pci_dirs(), *gpu_library_dirs()]
+        readable += [*GPU_SYS_DIRS, *gpu_pci_dirs(), *gpu_library_dirs()]
         # The CUDA driver writes to the process's own /proc entries: without this
         # cuInit fails (error 304) while NVML works. Ownership still guards the rest.
         writable += [*devices, "/proc"]
     return os.pathsep.join(readable), os.pathsep.join(writable)
 
 
-def _process_cap(limits: Limits, account, group) -> int:
+def process_cap(limits: Limits, account, group) -> int:
     """RLIMIT_NPROC for the snippet (0: none). It counts every process of the account."""
     if account:
         return limits.max_processes * 4  # a backstop behind the cgroup's exact cap
@@ -125,7 +125,7 @@ def _process_cap(limits: Limits, account, group) -> int:
         return 0
     # A server without root shares its uid with the snippet: the snippet may start
     # max_processes beyond what that uid runs now.
-    return _tasks_of_this_user() + limits.max_processes
+    return tasks_of_this_user() + limits.max_processes
 
 
 def launcher_arguments(
@@ -168,16 +168,16 @@ def isolation() -> str:
     if shutil.which("bwrap") is None:
         problem = "bubblewrap is not installed"
     else:
-        account = _account()
-        python = _python()
+        account = sandbox_account()
+        python = default_python()
         limits = Limits.from_settings(settings.EXECUTION_TIMEOUT)
-        probe = [*_bwrap_command(python, limits), python, "-I", "-c", "pass"]
+        probe = [*bwrap_command(python, limits), python, "-I", "-c", "pass"]
         result = subprocess.run(
             probe,
             capture_output=True,
             timeout=30,
-            env=_environment(python),
-            **_drop_privileges(account),
+            env=sandbox_environment(python),
+            **drop_privileges(account),
         )
         if result.returncode != 0:
             problem = result.stderr.decode(errors="replace").strip() or "bubblewrap failed"

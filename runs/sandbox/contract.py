@@ -131,7 +131,7 @@ class Outcome:
 
 
 @dataclass
-class _Stream:
+class OutputStream:
     cap: int
     data: bytearray = field(default_factory=bytearray)
     truncated: bool = False

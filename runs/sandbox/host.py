@@ -20,15 +20,15 @@ from . import environments
 from .contract import PR_SET_CHILD_SUBREAPER, SandboxUnavailable
 
 
-def _account() -> tuple[int, int] | None:
+def sandbox_account() -> tuple[int, int] | None:
     """(uid, gid) to run snippets as, or None to stay as we are (not root)."""
     if os.geteuid() != 0:
         return None
-    return _account_of(settings.SANDBOX_USER)
+    return account_of(settings.SANDBOX_USER)
 
 
 @functools.cache  # read for every run: /etc/passwd is not read again for each
-def _account_of(user: str) -> tuple[int, int]:
+def account_of(user: str) -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
@@ -41,7 +41,7 @@ def _account_of(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _python() -> str:
+def default_python() -> str:
     """The default environment's interpreter (runs.sandbox.environments)."""
     env = environments.default()
     if not env.built or not os.access(env.python, os.X_OK):
@@ -88,7 +88,7 @@ GPU_SYS_DIRS = ("/sys/bus/pci", "/sys/module/nvidia", "/sys/devices/system")
 
 
 @functools.cache
-def _interpreter_dirs(python: str) -> tuple[str, ...]:
+def interpreter_dirs(python: str) -> tuple[str, ...]:
     """Directories to expose read-only for an environment's interpreter beyond SYSTEM_DIRS."""
     dirs = []
     path = Path(python)
@@ -148,7 +148,7 @@ def gpu_library_dirs() -> tuple[str, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
-def _gpu_pci_dirs() -> list[str]:
+def gpu_pci_dirs() -> list[str]:
     """The sysfs directories of the NVIDIA PCI devices (vendor 0x10de)."""
     found = []
     for device in Path("/sys/bus/pci/devices").glob("*"):
@@ -158,11 +158,11 @@ def _gpu_pci_dirs() -> list[str]:
     return found
 
 
-def _exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-def _children_of(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     """The children of process `pid`'s main thread."""
     try:
         return [
@@ -172,7 +172,7 @@ def _children_of(pid: int) -> list[int]:
         return []
 
 
-def _own_children() -> list[int]:
+def own_children() -> list[int]:
     """This process's children, from each of its threads' list (no /proc scan)."""
     found = []
     for children in Path("/proc/self/task").glob("*/children"):
@@ -189,7 +189,7 @@ def landlock_abi() -> int:
     return max(version, 0)
 
 
-def _tasks_of_this_user() -> int:
+def tasks_of_this_user() -> int:
     """Processes and threads of our own uid: what RLIMIT_NPROC counts."""
     uid = os.getuid()
     total = 0
@@ -203,7 +203,7 @@ def _tasks_of_this_user() -> int:
 _subreaper_of: dict[str, int] = {}
 
 
-def _become_subreaper() -> None:
+def become_subreaper() -> None:
     # Orphans whose launcher was killed are re-parented to us instead of init, so the
     # sweep after a run finds and reaps them. Per process: fork does not inherit it.
     if _subreaper_of.get("pid") != os.getpid():

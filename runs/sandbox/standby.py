@@ -13,8 +13,8 @@ from django.conf import settings
 
 from .command import isolation
 from .contract import INIT_WAIT_SECONDS, Limits
-from .host import _account, _python, gpu_devices
-from .watch import _Watch, launch
+from .host import default_python, gpu_devices, sandbox_account
+from .watch import Watch, launch
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 # one whose interpreter has finished starting (starting takes ~40 ms on a busy host).
 # Each is keyed by what it is made of (its environment's interpreter included): a pool
 # per key, SANDBOX_STANDBY each, for the keys the last `prepare_standby` named.
-_standbys: list[tuple[tuple, _Watch]] = []
+_standbys: list[tuple[tuple, Watch]] = []
 # Notified when one is added, and when the preparer has nothing left to start.
 _standbys_changed = threading.Condition()
 # Standby sandboxes start at the lowest priority, so that starting them never slows
@@ -35,9 +35,9 @@ STANDBY_NICE = 19
 def _standby_key(limits: Limits) -> tuple:
     # Everything a sandbox is made of but the timeout, which the worker keeps itself.
     return (
-        dataclasses.replace(limits, timeout_s=0, python=limits.python or _python()),
+        dataclasses.replace(limits, timeout_s=0, python=limits.python or default_python()),
         isolation(),
-        _account(),
+        sandbox_account(),
         settings.SANDBOX_CPUS,
         settings.PROFILE_INTERVAL_MS,
         tuple(gpu_devices()),
@@ -137,13 +137,13 @@ def discard_standby() -> None:
         watch.cleanup()
 
 
-def take(limits: Limits) -> _Watch | None:
+def take(limits: Limits) -> Watch | None:
     """The oldest sandbox started ahead with these limits, taken out of its pool; if
     none is there but one is being started, that one (sooner than starting another)."""
     key = _standby_key(limits)
     deadline = time.monotonic() + INIT_WAIT_SECONDS
-    useless: list[_Watch] = []  # died waiting
-    watch: _Watch | None = None
+    useless: list[Watch] = []  # died waiting
+    watch: Watch | None = None
     with _standbys_changed:
         while True:
             useless += [w for _, w in _standbys if w.exited()]

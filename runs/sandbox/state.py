@@ -1,6 +1,6 @@
 """One sandbox as its parts see it: its processes, cgroup, pipes and outcome, and what
 every part asks of them (has it exited, which process is the supervisor, which are the
-snippet's). `watch._Watch` is one; `usage.Usage` and `teardown.Teardown` read and end
+snippet's). `watch.Watch` is one; `usage.Usage` and `teardown.Teardown` read and end
 it, each given the sandbox it works on."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import psutil
 
 from .cgroups import RunCgroup
 from .contract import BUBBLEWRAP, INIT_WAIT_SECONDS, REPORT_BYTES, Limits, Outcome
-from .host import _children_of, _exists, python_version
+from .host import children_of, pid_exists, python_version
 
 
 def drain(fd: int, cap: int = REPORT_BYTES) -> bytes:
@@ -88,7 +88,7 @@ class Sandbox:
     def members(self) -> list[psutil.Process]:
         """The snippet's processes; cheap with a cgroup, a /proc scan without one."""
         if self.group:
-            members = [psutil.Process(pid) for pid in self.group.pids() if _exists(pid)]
+            members = [psutil.Process(pid) for pid in self.group.pids() if pid_exists(pid)]
         else:
             try:
                 root = psutil.Process(self.process.pid)
@@ -104,7 +104,7 @@ class Sandbox:
         """PID (on the host) of the launcher, PID 1 of the sandbox's namespace."""
         deadline = time.monotonic() + INIT_WAIT_SECONDS
         while self.init_pid is None:
-            children = _children_of(self.process.pid)
+            children = children_of(self.process.pid)
             self.init_pid = children[0] if children else None
             if self.init_pid or time.monotonic() > deadline or self.exited():
                 break

@@ -16,12 +16,12 @@ import psutil
 
 from . import launcher
 from .contract import BUBBLEWRAP, STOP_GRACE_SECONDS
-from .host import _own_children
+from .host import own_children
 from .state import Sandbox
 
 
 @dataclass
-class _Report:
+class Report:
     """What the supervisor said at the end (and what bubblewrap's exit adds)."""
 
     status: int = 0  # the snippet's wait status
@@ -44,12 +44,12 @@ class Teardown:
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
 
-    def reap(self, wait: bool = True) -> _Report:
+    def reap(self, wait: bool = True) -> Report:
         """What the supervisor reported, and (with `wait` only: waiting for the sandbox
         to exit, which `cleanup` does otherwise) all the CPU bubblewrap waited for,
         start-up included."""
         status, everything = self.wait_sandbox() if wait else (0, 0.0)
-        result = _Report(status=status, everything_cpu=everything)
+        result = Report(status=status, everything_cpu=everything)
         prepared = supervisor_startup = 0.0  # the CPU of each process before the code
         measurements = []
         # Not splitlines(): a section name may hold any other line break.
@@ -146,7 +146,7 @@ class Teardown:
         if self.sandbox.group:
             self.sandbox.group.destroy()
         if self.sandbox.proc is not None:
-            _live_sandboxes.discard(self.sandbox.proc.pid)
+            live_sandboxes.discard(self.sandbox.proc.pid)
         self.sweep_orphans()
         proc = self.sandbox.proc
         for pipe in (proc.stdout, proc.stderr, proc.stdin) if proc else ():
@@ -161,9 +161,9 @@ class Teardown:
         # A worker runs one snippet at a time, so a child of ours that appeared since
         # the run started, and is not one we started ourselves (the sandboxes started
         # ahead for the next runs), is the run's.
-        with _sandboxes_starting:
-            for pid in _own_children():
-                if pid in _live_sandboxes:
+        with sandboxes_starting:
+            for pid in own_children():
+                if pid in live_sandboxes:
                     continue
                 try:
                     child = psutil.Process(pid)
@@ -185,5 +185,5 @@ class Teardown:
 
 # The sandboxes of this process not yet ended (their first process's pid), and a lock
 # held while one starts: the sweep after a run must not take another's for an orphan.
-_live_sandboxes: set[int] = set()
-_sandboxes_starting = threading.Lock()
+live_sandboxes: set[int] = set()
+sandboxes_starting = threading.Lock()

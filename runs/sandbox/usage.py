@@ -8,7 +8,7 @@ import os
 
 import psutil
 
-from .contract import BUBBLEWRAP, SANDBOX_SHM, SANDBOX_TMP, SHM_BYTES, _Stream
+from .contract import BUBBLEWRAP, SANDBOX_SHM, SANDBOX_TMP, SHM_BYTES, OutputStream
 from .state import Sandbox
 
 
@@ -57,7 +57,7 @@ class Usage:
                 return "disk"
         return ""
 
-    def limit_after_exit(self, stderr: _Stream) -> str:
+    def limit_after_exit(self, stderr: OutputStream) -> str:
         if self.sandbox.group:
             if self.sandbox.group.hit_memory_limit():
                 return "memory"

@@ -1,5 +1,5 @@
 """A sandbox from its start to its end: started and confined (`launch`), fed its code,
-watched against its limits, and ended (`_Watch`, with its readings in `usage` and its
+watched against its limits, and ended (`Watch`, with its readings in `usage` and its
 ending in `teardown`)."""
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from django.conf import settings
 
 from . import cgroups, launcher
 from .command import (
-    _bwrap_command,
-    _drop_privileges,
-    _environment,
-    _landlock_paths,
-    _process_cap,
+    bwrap_command,
+    drop_privileges,
     isolation,
+    landlock_paths,
     launcher_arguments,
+    process_cap,
+    sandbox_environment,
 )
 from .contract import (
     BUBBLEWRAP,
@@ -41,22 +41,22 @@ from .contract import (
     Abandoned,
     Limits,
     Outcome,
+    OutputStream,
     Tick,
-    _Stream,
 )
-from .host import _account, _become_subreaper, _children_of, _python, landlock_abi
+from .host import become_subreaper, children_of, default_python, landlock_abi, sandbox_account
 from .state import Sandbox
-from .teardown import Teardown, _live_sandboxes, _Report, _sandboxes_starting
+from .teardown import Report, Teardown, live_sandboxes, sandboxes_starting
 from .usage import Usage
 
 
-def launch(limits: Limits, nice: int = 0) -> _Watch:
+def launch(limits: Limits, nice: int = 0) -> Watch:
     """A new sandbox, started and confined, its interpreter waiting for the code;
     `nice` lowers its priority until it is taken (only where we can raise it back)."""
     mode = isolation()
-    account = _account()
-    python = limits.python or _python()
-    _become_subreaper()
+    account = sandbox_account()
+    python = limits.python or default_python()
+    become_subreaper()
     group = cgroups.create(limits.memory_bytes, limits.max_processes, settings.SANDBOX_CPUS)
     landlock = landlock_abi() > 0
     if mode == BUBBLEWRAP:
@@ -73,7 +73,7 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
     launcher = launcher_arguments(
         python,
         limits,
-        processes=_process_cap(limits, account, group),
+        processes=process_cap(limits, account, group),
         # Per-process address space when no cgroup caps the tree.
         address_space=0 if group else limits.memory_bytes,
         # Inside bubblewrap no host socket is reachable: AF_UNIX stays for local IPC.
@@ -82,10 +82,10 @@ def launch(limits: Limits, nice: int = 0) -> _Watch:
         cpu_counter_fd=counter,
         # Inside bubblewrap the filesystem view is already minimal; Landlock is a second
         # wall there and the only one in the fallback.
-        landlock=_landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
+        landlock=landlock_paths(python, workdir or SANDBOX_TMP) if landlock else ("", ""),
     )
-    command = _bwrap_command(python, limits) + launcher if mode == BUBBLEWRAP else launcher
-    watch = _Watch(
+    command = bwrap_command(python, limits) + launcher if mode == BUBBLEWRAP else launcher
+    watch = Watch(
         python=python,
         limits=limits,
         group=group,
@@ -113,7 +113,7 @@ def _started(on_start: Callable[[], bool] | None) -> None:
         raise Abandoned()  # the sandbox is ended on the way out (`executed`)
 
 
-class _Watch(Sandbox):
+class Watch(Sandbox):
     """Starts the snippet, feeds it its code, watches it, and ends its whole tree: what
     it uses is `usage`'s to read, its end `teardown`'s."""
 
@@ -136,25 +136,25 @@ class _Watch(Sandbox):
         `raise_priority`); a failure is kept on the outcome."""
         outcome = self.outcome
         try:
-            _sandboxes_starting.acquire()
+            sandboxes_starting.acquire()
             self.proc = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=self.workdir or "/",
-                env=_environment(self.python, self.workdir or SANDBOX_TMP),
+                env=sandbox_environment(self.python, self.workdir or SANDBOX_TMP),
                 start_new_session=True,
                 pass_fds=tuple(fd for fd in (self.report_write, self.counter) if fd is not None),
-                **_drop_privileges(self.account),
+                **drop_privileges(self.account),
             )
         except OSError as exc:
             outcome.error = f"Could not start the sandbox: {exc}"
             return
         else:
-            _live_sandboxes.add(self.process.pid)
+            live_sandboxes.add(self.process.pid)
         finally:
-            _sandboxes_starting.release()
+            sandboxes_starting.release()
             os.close(self.report_write)
             if self.counter is not None:
                 os.close(self.counter)
@@ -185,7 +185,7 @@ class _Watch(Sandbox):
             os.setpriority(os.PRIO_PROCESS, supervisor, nice)
         # After the supervisor's: a process it forks meanwhile is listed here. And
         # bubblewrap's own, which waits for the launcher and exits after it.
-        others = (set(_children_of(supervisor)) | {self.process.pid}) - {supervisor}
+        others = (set(children_of(supervisor)) | {self.process.pid}) - {supervisor}
         for pid in others:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, pid, nice)
@@ -268,8 +268,8 @@ class _Watch(Sandbox):
     def _watch(self, started: float, on_tick, tick_seconds: float, stop=None) -> None:
         outcome, limits = self.outcome, self.limits
         streams = {
-            self.stdout_pipe.fileno(): _Stream(limits.output_bytes),
-            self.stderr_pipe.fileno(): _Stream(limits.output_bytes),
+            self.stdout_pipe.fileno(): OutputStream(limits.output_bytes),
+            self.stderr_pipe.fileno(): OutputStream(limits.output_bytes),
         }
         stdout, stderr = streams.values()
         selector = selectors.DefaultSelector()
@@ -355,7 +355,7 @@ class _Watch(Sandbox):
         self.reported = b"\n" + launcher.END.encode() + b" " in b"\n" + self.report
         return self.reported
 
-    def _post_mortem(self, wall_s: float, stdout: _Stream, stderr: _Stream) -> None:
+    def _post_mortem(self, wall_s: float, stdout: OutputStream, stderr: OutputStream) -> None:
         """Once the tree is gone: its status, CPU, memory, and how the run ended."""
         outcome, limits = self.outcome, self.limits
         # With a cgroup, everything left to know is known once the supervisor has
@@ -381,7 +381,7 @@ class _Watch(Sandbox):
         outcome.stdout, outcome.stderr = stdout.text(), stderr.text()
         outcome.stdout_truncated, outcome.stderr_truncated = stdout.truncated, stderr.truncated
 
-    def _cpu_of_the_run(self, report: _Report) -> tuple[float, str]:
+    def _cpu_of_the_run(self, report: Report) -> tuple[float, str]:
         """The CPU time of the snippet's processes, and where it comes from.
 
         A cgroup counts every process ever in it, whatever the snippet did with its
@@ -402,7 +402,7 @@ class _Watch(Sandbox):
         return max(most - self.outcome.startup_cpu_s, 0.0), source
 
     @staticmethod
-    def _drain(fd: int, stream: _Stream) -> None:
+    def _drain(fd: int, stream: OutputStream) -> None:
         while True:
             try:
                 chunk = os.read(fd, 65536)
