@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -199,9 +198,9 @@ def test_pages_keep_answering_under_slow_and_waiting_clients(front):
     finally:
         slow.stopped.set()
         slow.join(timeout=10)
-    assert failures == []
-    assert max(latencies) < 1.0, sorted(latencies)[-5:]
-    assert statistics.quantiles(latencies, n=20)[-1] < 0.3, sorted(latencies)[-5:]
+    # Every probe answered 200 within ask's 2 s: how fast is `make bench`'s (bench_front,
+    # a ratio against the same requests without slow clients), not a timed assertion here.
+    assert failures == [] and latencies
     for thread in waiting:
         thread.join(timeout=90)
     # Every waiting client got an answer: the run's result, or 202 and where to look.

@@ -71,6 +71,16 @@ def test_a_run_for_an_idle_worker_on_this_machine_is_handed_over_past_the_queue(
     assert not DBTaskResult.objects.exists(), "it went through the queue's table"
 
 
+def test_with_the_hand_over_off_every_run_goes_through_the_queue(start_worker, settings):
+    settings.HANDOVER = False
+    start_worker(HANDOVER="0")
+    run = submit("print('queued')")
+    done = wait_for(lambda: finished(run))
+    assert done.status == Run.Status.SUCCEEDED and done.stdout == "queued\n"
+    assert DBTaskResult.objects.exists(), "it was handed over past the queue"
+    assert listening_workers() == [], "a worker listens for offers with the hand-over off"
+
+
 def test_a_request_waiting_for_a_handed_over_run_answers_the_run_as_stored(start_worker):
     start_worker()
     wait_for(lambda: len(listening_workers()) == 1)

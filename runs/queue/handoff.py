@@ -61,7 +61,9 @@ def _directory():
 def offer(payload: bytes) -> Handed | None:
     """Offer `payload` (a run, its row perhaps not yet written) to an idle worker here:
     the connection on which it answers (`Handed.taken`), or None when no worker here is
-    idle."""
+    idle (or the hand-over is off: settings.HANDOVER)."""
+    if not settings.HANDOVER:
+        return None
     try:
         paths = [entry.path for entry in os.scandir(_directory())]
     except OSError:
@@ -188,8 +190,9 @@ class Listener:
         self.sock: socket.socket | None = None
 
     def open(self) -> None:
-        """Listen for offers (no-op when listening already, or where it cannot)."""
-        if self.sock is not None:
+        """Listen for offers (no-op when listening already, where it cannot, or with
+        the hand-over off)."""
+        if self.sock is not None or not settings.HANDOVER:
             return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
