@@ -52,10 +52,10 @@ def finished_run(**fields) -> Run:
     return Run.objects.create(**values)
 
 
-def running_run() -> tuple[Run, execution._ProgressWriter]:
+def running_run() -> tuple[Run, execution.ProgressWriter]:
     """A run its (live) worker is running, and the writer that worker appends with."""
     Worker.objects.create(name="w", kind="queue")
     run = finished_run(
         status=Run.Status.RUNNING, finished_at=None, energy_kwh=None, stdout="", worker="w"
     )
-    return run, execution._ProgressWriter(run, tell=None, stop=threading.Event())
+    return run, execution.ProgressWriter(run, tell=None, stop=threading.Event())

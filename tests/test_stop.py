@@ -111,12 +111,12 @@ def test_the_time_limit_chosen_on_the_page_is_used_remembered_and_bounded(client
 @pytest.mark.django_db
 def test_a_stop_request_reaches_the_worker_with_its_next_progress_write():
     run, writer = running_run()
-    assert writer.record("1\n", "", [[0.5, 3.0]]) == Run.WRITTEN
+    assert writer.record("1\n", "", [[0.5, 3.0]]) == Run.Progress.WRITTEN
     assert run.cancel()  # asked while it runs: the worker is to end it
-    assert writer.record("1\n2\n", "", [[0.5, 3.0], [1.0, 3.0]]) == Run.STOP
+    assert writer.record("1\n2\n", "", [[0.5, 3.0], [1.0, 3.0]]) == Run.Progress.STOP
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING  # its end is the worker's
     Run.objects.filter(pk=run.pk).update(status=Run.Status.CANCELLED)
-    assert writer.record("1\n2\n3\n", "", []) == Run.OVER
+    assert writer.record("1\n2\n3\n", "", []) == Run.Progress.OVER
 
 
 def test_a_repeat_is_stopped_whole_by_its_browser_only(start_worker):

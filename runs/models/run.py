@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import uuid
@@ -379,10 +380,14 @@ class Run(models.Model):
         self.status, self.started_at, self.worker = self.Status.RUNNING, now, worker
         return True
 
-    # What record_progress found.
-    WRITTEN, STOP, OVER = "written", "stop", "over"
+    class Progress(enum.Enum):
+        """What record_progress found."""
 
-    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> str:
+        WRITTEN = "written"
+        STOP = "stop"  # its author asked to stop it
+        OVER = "over"  # it is no longer running
+
+    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> Run.Progress:
         """Append what a running run has printed since the last call, and its power
         samples so far (a few per second of its limit): WRITTEN; or, when nothing is
         written, STOP once its author has asked to stop it, OVER once it is no longer
@@ -393,9 +398,9 @@ class Run(models.Model):
             # never added after the end has gathered them.
             running = Run.objects.filter(pk=self.pk, status=self.Status.RUNNING)
             if not running.filter(cancel_requested_at=None).update(power_samples=power_samples):
-                return self.STOP if running.exists() else self.OVER
+                return self.Progress.STOP if running.exists() else self.Progress.OVER
             OutputChunk.objects.bulk_create(appended)
-        return self.WRITTEN
+        return self.Progress.WRITTEN
 
     def stoppable_by(self, session_key: str | None, client: str) -> bool:
         return sent_by(self, session_key, client)

@@ -60,7 +60,7 @@ class _Progress:
         self.samples: list[list[float]] = []
         self.last_elapsed = 0.0
         self.last_cpu = 0.0
-        self.writer: _ProgressWriter | None = None  # started at the first tick
+        self.writer: ProgressWriter | None = None  # started at the first tick
 
     def sample(self, elapsed: float, cpu_s: float, memory_bytes: int) -> None:
         span = elapsed - self.last_elapsed
@@ -88,12 +88,12 @@ class _Progress:
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
         if self.writer is None:
-            self.writer = _ProgressWriter(self.run, self.tell, self.stop)
+            self.writer = ProgressWriter(self.run, self.tell, self.stop)
             self.writer.start()
         self.writer.submit(tick.stdout, tick.stderr, list(self.samples))
 
 
-class _ProgressWriter(threading.Thread):
+class ProgressWriter(threading.Thread):
     """Writes a running run's progress beside its sandbox's watch, the latest only: a
     busy database (a lock held past its timeout) delays what its page shows, never the
     run itself, whose time limit runs on meanwhile."""
@@ -107,7 +107,7 @@ class _ProgressWriter(threading.Thread):
         self.stopped = False
         self.written: dict[str, int] = {stream: 0 for stream in OutputChunk.Stream}  # characters
 
-    def record(self, stdout: str, stderr: str, samples: list) -> str:
+    def record(self, stdout: str, stderr: str, samples: list) -> Run.Progress:
         """Append what is new since the last write (all of it if that write failed);
         what Run.record_progress found."""
         appended = [
@@ -119,7 +119,7 @@ class _ProgressWriter(threading.Thread):
             if (new := text[(start := self.written[stream]) :])
         ]
         found = self.of.record_progress(appended, samples)
-        if found == Run.WRITTEN:
+        if found == Run.Progress.WRITTEN:
             for chunk in appended:
                 self.written[chunk.stream] = chunk.end
         return found
@@ -145,9 +145,9 @@ class _ProgressWriter(threading.Thread):
                     latest, self.latest = self.latest, None
                 try:
                     found = self.record(*latest)
-                    if found == Run.STOP:
+                    if found == Run.Progress.STOP:
                         self.stop_run.set()  # its end writes everything
-                    if found != Run.WRITTEN:
+                    if found != Run.Progress.WRITTEN:
                         return  # stopped, or over: its end or a reaper has the row
                 except (OperationalError, InterfaceError) as exc:
                     logger.warning("progress of run %s not written: %s", self.of.public_id, exc)

@@ -17,7 +17,6 @@ from django.utils import timezone
 from ..models import Run, Series, limits
 from . import execution, handoff, handover, wakeup
 
-NOT_TAKEN = "not taken"  # a run handed over that was not this worker's to run
 logger = logging.getLogger(__name__)
 
 
@@ -26,19 +25,20 @@ def execute_run(run_id: int) -> str:
     run = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).first()
     if run is None:
         return "skipped"  # already run or failed elsewhere: never run twice
-    return run_then_dispatch(run)
+    ran = run_then_dispatch(run)
+    return ran.status if ran else "not taken"  # the task's result, kept by the queue
 
 
 def run_then_dispatch(
     run: Run,
     claim: Callable[[], bool] | None = None,
     told: Callable[[bool], None] | None = None,
-) -> str:
-    """Execute `run`, then hand its client's next waiting run to the workers. A run
-    handed over directly comes with its `claim` and `told` (see execution.execute)."""
+) -> Run | None:
+    """Execute `run`, then hand its client's next waiting run to the workers: the run
+    as it ended, or None where it was not this worker's to run (handed over directly,
+    with its `claim` and `told`: see execution.execute)."""
     try:
-        ran = execution.execute(run, claim=claim, told=told)
-        return ran.status if ran else NOT_TAKEN
+        return execution.execute(run, claim=claim, told=told)
     finally:
         if run.series_id:
             _continue(run.series_id)

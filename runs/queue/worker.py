@@ -109,7 +109,7 @@ class Worker(QueueWorker):
 
         try:
             claim = functools.partial(taken.claim, self.name)
-            if tasks.run_then_dispatch(taken.run, claim, told) != tasks.NOT_TAKEN:
+            if tasks.run_then_dispatch(taken.run, claim, told) is not None:
                 self._run_tasks += 1
         finally:
             taken.close()
