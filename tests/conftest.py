@@ -17,6 +17,15 @@ from runs.queue import execution, heartbeat, tasks
 from runs.sandbox import Limits, environments, host
 
 ROOT = Path(__file__).resolve().parent.parent
+HTMX = {"HX-Request": "true"}  # the header htmx sends with its requests
+
+
+def session_key(client) -> str:
+    """The test client's session key, made by a first page view."""
+    client.get("/")
+    return client.session.session_key
+
+
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 

@@ -18,11 +18,10 @@ from runs.queue import ahead, execution
 from runs.sandbox import build as builder
 from runs.sandbox import environments, host, launcher, standby
 
-from .conftest import built_environment, execute, limits
+from .conftest import HTMX, built_environment, execute, limits
 from .factories import finished_run
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
-HTMX = {"HX-Request": "true"}
 DECLARED = environments.declared()  # the project's own file, as CI builds it
 
 

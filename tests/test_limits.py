@@ -11,11 +11,9 @@ from runs.clients import client_of
 from runs.models import MAX_REPETITIONS, Run, Series, StoredBytes
 from runs.queue import tasks
 
-from .conftest import execute
+from .conftest import HTMX, execute
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HX-Request": "true"}
 
 
 def api(client, code="print(1)", address="203.0.113.7", **extra):

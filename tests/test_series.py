@@ -15,10 +15,10 @@ from runs.models import MAX_REPETITIONS, ControlRun, Run, Series, series_json
 from runs.queue import tasks
 from runs.snippets import diffs, outputs
 
+from .conftest import HTMX
 from .factories import finished_run
 
 pytestmark = pytest.mark.django_db
-HTMX = {"HX-Request": "true"}
 
 
 def make_series(kind: str, energies: dict[str, list[float]]) -> Series:

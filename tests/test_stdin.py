@@ -15,7 +15,7 @@ from runs.models import Run, Series, run_json, series_json
 from runs.sandbox import environments
 from runs.snippets import failures
 
-from .conftest import execute, limits, run_series, sandbox_processes
+from .conftest import HTMX, execute, limits, run_series, sandbox_processes
 
 READS = """\
 import sys
@@ -23,7 +23,6 @@ name = input()
 rest = sys.stdin.read()
 print(f"hello {name}; then {len(rest)} characters, {rest.count(chr(10))} lines")
 """
-HTMX = {"HX-Request": "true"}
 
 
 # --- in the sandbox --------------------------------------------------------------------

@@ -11,10 +11,9 @@ from django.test import Client
 from runs.models import Run, Series
 from runs.queue import tasks
 
-from .conftest import finished, wait_for
+from .conftest import HTMX, finished, wait_for
 from .factories import running_run
 
-HTMX = {"HX-Request": "true"}
 FOREVER = "import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.001)\n"
 BUSY_FOREVER = "print('busy', flush=True)\nx = 0\nwhile True:\n    x += 1\n"
 
