@@ -205,6 +205,16 @@ def run_series(series: Series) -> Series:
     return series
 
 
+class Following(sandbox.Observer):
+    """An observer that hands each tick to `each`, every `tick_seconds`."""
+
+    def __init__(self, each, tick_seconds: float = 0.5):
+        self.each, self.tick_seconds = each, tick_seconds
+
+    def tick(self, tick: sandbox.Tick) -> None:
+        self.each(tick)
+
+
 def run(code: str, **overrides) -> sandbox.Outcome:
     """`code` (dedented) in the real sandbox, as a worker runs it."""
     return sandbox.run(textwrap.dedent(code), limits(**overrides))

@@ -11,7 +11,7 @@ from runs import sandbox
 from runs.sandbox import command as sandbox_command
 from runs.sandbox import environments, launcher, watch
 
-from .conftest import limits, run, sandbox_processes
+from .conftest import Following, limits, run, sandbox_processes
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -33,7 +33,7 @@ def test_success_returns_output_and_exit_code_zero(mode):
 def test_output_shows_as_it_is_printed_not_when_a_buffer_fills(mode):
     ticks = []
     code = "import time\nprint('started')\nend = time.time() + 1\nwhile time.time() < end: pass\n"
-    outcome = sandbox.run(code, limits(), on_tick=ticks.append, tick_seconds=0.5)
+    outcome = sandbox.run(code, limits(), Following(ticks.append, tick_seconds=0.5))
     assert outcome.stdout == "started\n"
     # The first tick comes early, and already holds the line printed without flush=True.
     first = ticks[0]
@@ -314,7 +314,7 @@ def test_usage_reads_what_the_running_tree_holds(mode):
             )
 
     try:
-        outcome = sandboxed.execute(WRITES_AND_HOLDS.encode(), read, tick_seconds=0.2)
+        outcome = sandboxed.execute(WRITES_AND_HOLDS.encode(), Following(read, tick_seconds=0.2))
     finally:
         sandboxed.cleanup()
     assert outcome.exit_code == 0 and readings, outcome.stderr

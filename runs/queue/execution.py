@@ -47,13 +47,17 @@ class _Tell:
         wakeup.notify_run(self.run.pk)
 
 
-class _Progress:
-    """Turns the sandbox's ticks into live power samples written to the Run."""
+class _Progress(sandbox.Observer):
+    """The run's observer in the sandbox: claims the run as its code starts, turns the
+    sandbox's ticks into live power samples written to the Run, and passes on its
+    author's Stop."""
 
-    def __init__(self, run: Run, session: measure.Session, tell: _Tell):
+    def __init__(self, run: Run, session: measure.Session, tell: _Tell, claimed: _Claim):
         self.run = run
         self.session = session
         self.tell = tell
+        self.claimed = claimed
+        self.tick_seconds = settings.LIVE_SAMPLE_SECONDS
         # Set when its author asks to stop it (read with its progress): the sandbox's
         # watch ends the run.
         self.stop = threading.Event()
@@ -84,6 +88,12 @@ class _Progress:
         else:
             end = max(outcome.wall_s, self.last_elapsed)
             self.samples.append([round(end, 3), self.samples[-1][1]])
+
+    def started(self) -> bool:
+        return self.claimed()
+
+    def stop_requested(self) -> bool:
+        return self.stop.is_set()
 
     def tick(self, tick: sandbox.Tick) -> None:
         self.sample(tick.elapsed_s, tick.cpu_s, tick.memory_bytes)
@@ -198,16 +208,8 @@ def execute(
         limits = sandbox.Limits.from_settings(run.timeout_s, python=env.python)
         # The run carries its own timeout and grid, filled in when it was submitted.
         with measure.Session(run.country_iso_code, run.region) as session:
-            progress = _Progress(run, session, tell)
-            with sandbox.executed(
-                run.code,
-                limits,
-                on_tick=progress.tick,
-                tick_seconds=settings.LIVE_SAMPLE_SECONDS,
-                on_start=claimed,
-                stop=progress.stop,
-                stdin=run.stdin,
-            ) as outcome:
+            progress = _Progress(run, session, tell, claimed)
+            with sandbox.executed(run.code, limits, progress, stdin=run.stdin) as outcome:
                 figures = session.finish(outcome)
                 figures.provenance["environment"] = env.provenance()
                 progress.finish(outcome)

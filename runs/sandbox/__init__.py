@@ -21,8 +21,7 @@ start to its end, with `usage` and `teardown`), `standby` (sandboxes started ahe
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from .command import isolation
 from .contract import (
@@ -30,8 +29,10 @@ from .contract import (
     CPU_FROM_CGROUP,
     CPU_FROM_SUPERVISOR,
     FIRST_TICK_SECONDS,
+    NOBODY,
     Abandoned,
     Limits,
+    Observer,
     Outcome,
     SandboxUnavailable,
     Tick,
@@ -47,6 +48,7 @@ __all__ = [
     "FIRST_TICK_SECONDS",
     "Abandoned",
     "Limits",
+    "Observer",
     "Outcome",
     "SandboxUnavailable",
     "Tick",
@@ -61,44 +63,31 @@ __all__ = [
 ]
 
 
-def run(
-    code: str,
-    limits: Limits,
-    on_tick: Callable[[Tick], None] | None = None,
-    tick_seconds: float = 0.5,
-    stdin: str = "",
-) -> Outcome:
+def run(code: str, limits: Limits, observer: Observer = NOBODY, stdin: str = "") -> Outcome:
     """Run `code` to completion or to a limit; never raises for the snippet's faults.
 
     In the sandbox prepared ahead for this process (`prepare_standby`) when there is one
     with these limits, else in a new one."""
-    with executed(code, limits, on_tick, tick_seconds, stdin=stdin) as outcome:
+    with executed(code, limits, observer, stdin=stdin) as outcome:
         return outcome
 
 
 @contextlib.contextmanager
 def executed(
-    code: str,
-    limits: Limits,
-    on_tick: Callable[[Tick], None] | None = None,
-    tick_seconds: float = 0.5,
-    on_start: Callable[[], bool] | None = None,
-    stop: threading.Event | None = None,
-    stdin: str = "",
+    code: str, limits: Limits, observer: Observer = NOBODY, stdin: str = ""
 ) -> Iterator[Outcome]:
     """`run`, with the outcome in hand as soon as the snippet's processes are gone: the
     sandbox's own teardown (bubblewrap's exit, the cgroup) waits until the block ends,
     so a worker can store and answer first.
 
-    `on_start` is called once the code is in the sandbox (or, where the sandbox failed,
-    instead of sending it), so that the caller's own work overlaps the snippet's start;
-    returning False ends the sandbox at once and raises Abandoned. Setting `stop` (from
-    another thread) ends the run as a limit would, with `Outcome.cancelled`. `stdin` is
-    what the snippet reads on its standard input (end of file after it)."""
+    `observer.started()` is asked once the code is in the sandbox (or, where the sandbox
+    failed, instead of sending it), so that the caller's own work overlaps the snippet's
+    start; False ends the sandbox at once and raises Abandoned. `observer.tick` hears
+    how it goes; once `observer.stop_requested()` the run ends as a limit would, with
+    `Outcome.cancelled`. `stdin` is what the snippet reads on its standard input (end of
+    file after it)."""
     watch = take(limits) or launch(limits)
     try:
-        yield watch.execute(
-            code.encode(), on_tick, tick_seconds, on_start, stop, stdin=stdin.encode()
-        )
+        yield watch.execute(code.encode(), observer, stdin=stdin.encode())
     finally:
         watch.cleanup()

@@ -103,6 +103,27 @@ class Tick:
     stderr: str
 
 
+class Observer:
+    """Who follows a run from outside its sandbox, through one narrow door: told once
+    the code is in (and may refuse the run then: `started` returns False), told every
+    `tick_seconds` how it goes, and asked, as often, whether its author wants it
+    stopped. This one follows nothing; callers subclass it."""
+
+    tick_seconds = 0.5
+
+    def started(self) -> bool:
+        return True
+
+    def tick(self, tick: Tick) -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False
+
+
+NOBODY = Observer()
+
+
 @dataclass
 class Outcome:
     exit_code: int | None = None

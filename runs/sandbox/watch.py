@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 
 from django.conf import settings
 
@@ -34,12 +33,14 @@ from .contract import (
     EXIT_POLL_SECONDS,
     FIRST_TICK_SECONDS,
     INIT_WAIT_SECONDS,
+    NOBODY,
     REPORT_BYTES,
     SANDBOX_TMP,
     TIMEOUT,
     WATCH_SECONDS,
     Abandoned,
     Limits,
+    Observer,
     Outcome,
     OutputStream,
     Tick,
@@ -108,8 +109,8 @@ def launch(limits: Limits, nice: int = 0) -> Watch:
     return watch
 
 
-def _started(on_start: Callable[[], bool] | None) -> None:
-    if on_start is not None and not on_start():
+def _started(observer: Observer) -> None:
+    if not observer.started():
         raise Abandoned()  # the sandbox is ended on the way out (`executed`)
 
 
@@ -195,14 +196,12 @@ class Watch(Sandbox):
         if self.nice:
             self._set_priority(0)
 
-    def execute(
-        self, source: bytes, on_tick, tick_seconds: float, on_start=None, stop=None, stdin=b""
-    ) -> Outcome:
+    def execute(self, source: bytes, observer: Observer = NOBODY, stdin: bytes = b"") -> Outcome:
         """Send the code (and what the snippet reads on its standard input) and watch it
         to the end. Every figure counts from here."""
         outcome = self.outcome
         if outcome.error:
-            _started(on_start)
+            _started(observer)
             return outcome  # fail closed: the code never goes to an incomplete sandbox
         self._wait_until_ready()
         self.accounted_at_code = self.group.cpu_seconds() if self.group else None
@@ -218,8 +217,8 @@ class Watch(Sandbox):
         os.set_blocking(self.stdin_pipe.fileno(), False)
         if self._send_input():
             self.stdin_pipe.close()
-        _started(on_start)
-        self._watch(started, on_tick, tick_seconds, stop)
+        _started(observer)
+        self._watch(started, observer)
         return outcome
 
     def _send_input(self) -> bool:
@@ -265,7 +264,7 @@ class Watch(Sandbox):
             return f"could not move it into its cgroup: {exc.strerror or exc}"
         return ""
 
-    def _watch(self, started: float, on_tick, tick_seconds: float, stop=None) -> None:
+    def _watch(self, started: float, observer: Observer) -> None:
         outcome, limits = self.outcome, self.limits
         streams = {
             self.stdout_pipe.fileno(): OutputStream(limits.output_bytes),
@@ -284,6 +283,7 @@ class Watch(Sandbox):
             selector.register(self.stdin_pipe.fileno(), selectors.EVENT_WRITE)
         deadline = started + limits.timeout_s
         # The first tick comes early: a snippet's first output shows at once.
+        tick_seconds = observer.tick_seconds
         next_tick = started + min(tick_seconds, FIRST_TICK_SECONDS)
         next_check = started + WATCH_SECONDS
         last_check = started
@@ -294,7 +294,7 @@ class Watch(Sandbox):
             if now >= deadline:
                 outcome.timed_out = True
                 break
-            if stop is not None and stop.is_set():
+            if observer.stop_requested():
                 outcome.limit = CANCELLED  # at most WATCH_SECONDS after it was asked
                 break
             if now >= next_check:
@@ -309,10 +309,12 @@ class Watch(Sandbox):
                 exited = outcome.limit != "" or self.exited()
                 if exited:
                     break
-            if on_tick and now >= next_tick:
+            if now >= next_tick:
                 next_tick = now + tick_seconds
                 cpu = max(self.usage.cpu_seconds() - self.cpu_before_code, 0.0)
-                on_tick(Tick(now - started, cpu, memory, stdout.text(False), stderr.text(False)))
+                observer.tick(
+                    Tick(now - started, cpu, memory, stdout.text(False), stderr.text(False))
+                )
             timeout = max(0.0, min(deadline, next_check, next_tick) - now)
             if not any(fd in selector.get_map() for fd in streams):
                 # Both pipes closed: the sandbox is exiting; bubblewrap follows its
