@@ -97,4 +97,4 @@ bench: setup
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache tests/axe/node_modules
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache tests/axe/node_modules
