@@ -1,7 +1,8 @@
 """What a request may ask for: a run, a repeat, a comparison. Each form parses its fields
 (defaults, a textarea's line breaks, a checkbox) and checks each one once, with the
-model layer's own rule and message, before anything reaches the database; the views,
-the API and `runsnippet` read `is_valid()` and the cleaned data."""
+model layer's own rule and message, before anything reaches the database; the views
+and the API read `is_valid()` and the cleaned data (`runsnippet`, with no request, has
+the same rules applied by `Run.objects.submit`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .models import (
     clean_stdin,
     clean_timeout,
 )
+from .sandbox.launcher import MAX_NAME  # a section's name, as the supervisor keeps it
 
 # A refused form is shown again with what was typed, unless it is this many times
 # larger than what a run accepts: a page that size helps nobody and costs the server.
@@ -164,7 +166,7 @@ class CompareForm(forms.Form):
         return clean_repetitions(self.cleaned_data["repetitions"], MAX_REPETITIONS)
 
     def clean_section(self) -> str:
-        return str(self.cleaned_data["section"]).strip()[:100]
+        return str(self.cleaned_data["section"]).strip()[:MAX_NAME]
 
     def clean(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -182,7 +184,6 @@ class CompareForm(forms.Form):
     def redisplay(self) -> dict[str, Any]:
         """The compare page's form as it was sent, for a refusal."""
         data, code, stdin = self.data, settings.MAX_CODE_BYTES, settings.MAX_STDIN_BYTES
-        repetitions = self.cleaned_data.get("repetitions") if hasattr(self, "cleaned_data") else 0
         return {
             "code_a": kept(data.get("code_a", ""), code),
             "code_b": kept(data.get("code_b", ""), code),
@@ -191,7 +192,7 @@ class CompareForm(forms.Form):
             "stdin_a": kept(typed(data.get("stdin_a", "")), stdin),
             "stdin_b": kept(typed(data.get("stdin_b", "")), stdin),
             "stdin_apart": data.get("stdin_apart") == "on",
-            "repetitions": repetitions or MAX_REPETITIONS,
+            "repetitions": str(data.get("repetitions", ""))[:3] or MAX_REPETITIONS,
             "warmup": data.get("warmup") == "on",
-            "section": str(data.get("section", ""))[:100],
+            "section": str(data.get("section", ""))[:MAX_NAME],
         }
