@@ -241,7 +241,11 @@ def post_json(port: int, path: str, body: dict) -> tuple[int, dict]:
 
 def server_process(port: int, *words: str) -> psutil.Process:
     """The process of the server on `port` whose command line holds all `words`."""
-    serve = next(p for p in psutil.process_iter(["cmdline"]) if _serves(p, port))
+    # bin/serve's own subshells (a restart loop each) look like it: the top one is the
+    # one whose parent is none of them, whatever order the process ids came in.
+    serves = [p for p in psutil.process_iter(["cmdline"]) if _serves(p, port)]
+    pids = {p.pid for p in serves}
+    serve = next(p for p in serves if p.ppid() not in pids)
     for child in serve.children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if all(word in " ".join(child.cmdline()) for word in words):
