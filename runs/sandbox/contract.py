@@ -38,7 +38,7 @@ class SandboxUnavailable(RuntimeError):
 
 
 class Abandoned(Exception):
-    """The caller refused the run once its code was in the sandbox (`on_start`)."""
+    """The caller refused the run once its code was in the sandbox (`Observer.started`)."""
 
 
 @dataclass(frozen=True)

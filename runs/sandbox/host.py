@@ -72,7 +72,7 @@ def interpreter_candidates(declared: str) -> list[str]:
 def interpreter_library_dirs(python: str) -> tuple[str, ...]:
     """The interpreter's own shared library's folder, where it has one outside the
     system's: the sandbox has no /etc/ld.so.cache, and a copied interpreter's
-    RUNPATH names the place it was copied from (runs.management snippetenv)."""
+    RUNPATH names the place it was copied from (runs.sandbox.build)."""
     prefix = Path(os.path.realpath(python)).parent.parent
     if any(prefix.is_relative_to(d) for d in SYSTEM_DIRS):
         return ()
