@@ -72,6 +72,59 @@ def test_a_snippet_that_crashes_is_failed_with_the_line_it_crashed_on():
     assert run.error == "The snippet was killed by signal 11 (SIGSEGV) on line 3."
 
 
+# The line profile's sampler crashes CPython 3.11 and 3.12 only when a sample lands in a
+# race of a few instructions (launcher.Measure.sampler_crashed): it cannot be caused on
+# demand. These snippets leave what the sampler leaves when it does (a stack's header
+# written, none of its lines, signals held so that no real sample comes between) and
+# crash: the real sandbox, supervisor, worker and database take it from there.
+SAMPLER_CRASH = """\
+import ctypes, os, signal
+from playground import section
+launcher = section.__init__.__globals__
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF})
+os.write(launcher["CHANNELS"]["profile"], b"Stack (most recent call first):\\n")
+ctypes.string_at(0)
+"""
+
+
+def test_a_go_the_profile_sampler_crashed_is_dropped_and_run_again_without_it():
+    code = (
+        "from playground import section\n"
+        "profiled = section.__init__.__globals__['PROFILE']['arm'] is not None\n"
+        "print('first go' if profiled else 'second go')\n"
+        "if profiled:\n" + "".join("    " + line + "\n" for line in SAMPLER_CRASH.splitlines())
+    )
+    run = execute(code)
+    assert run.status == Run.Status.SUCCEEDED, (run.error, run.stderr)
+    # Nothing of the first go: not its output, live or stored, nor its crash.
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "second go\n", "")
+    assert not run.output_chunks.exists()
+    assert breakdown.PROFILE_CRASHED in run.measurement_notes
+    assert run.lines == []
+    assert run.cpu_seconds > 0 and run.energy_kwh > 0
+    assert run.energy_kwh == pytest.approx(
+        run.cpu_energy_kwh + run.ram_energy_kwh + (run.gpu_energy_kwh or 0)
+    )
+
+
+def test_a_snippet_that_crashes_the_same_way_without_a_profile_fails_after_one_more_go():
+    profiled = "from playground import section\n" + (
+        "print(section.__init__.__globals__['PROFILE']['arm'] is not None)\n"
+    )
+    run = execute(profiled + SAMPLER_CRASH)
+    assert run.status == Run.Status.FAILED
+    assert (run.exit_code, run.stdout) == (-11, "False\n")  # the second go's
+    assert run.error == "The snippet was killed by signal 11 (SIGSEGV) on line 8."
+    assert run.measurement_notes.count(breakdown.PROFILE_CRASHED) == 1
+
+
+def test_a_snippet_that_crashes_in_its_own_code_is_not_run_again():
+    outcome = sandbox.run("import ctypes\nctypes.string_at(0)\n", sandbox.Limits.from_settings(5))
+    assert outcome.exit_code == -11 and not outcome.sampler_crashed
+    crashed = sandbox.run(SAMPLER_CRASH, sandbox.Limits.from_settings(5))
+    assert crashed.exit_code == -11 and crashed.sampler_crashed
+
+
 def test_a_syntax_error_names_the_line():
     run = execute("def f(:\n    pass\n")
     assert run.status == Run.Status.FAILED

@@ -51,6 +51,13 @@ PROFILE_UNSAFE = (
     "while C code calls back into Python (CPython gh-123967, fixed in 3.12.8 and 3.13.1), "
     "and measuring must never change how a run ends. Sections are measured as usual."
 )
+PROFILE_CRASHED = (
+    "No line profile: a first go of this run ended when the line profile's own sampler "
+    "crashed the interpreter (CPython before 3.13 can be sampled in the instant it starts "
+    "Python code called from C, and faulthandler then reads a frame not made yet). It was "
+    "run again from the start, without the profile: what it printed and every figure here "
+    "are that second go's."
+)
 SECTIONS_FLOODED = (
     f"The snippet entered and left sections more than {launcher.MAX_EVENTS // 2:,} times: "
     "measuring each costs CPU time (charged to the run, as all measuring is), so sections "
@@ -70,6 +77,7 @@ NOTES = {
     launcher.PROFILE_STOPPED: PROFILE_STOPPED,
     launcher.PROFILE_UNSAFE: PROFILE_UNSAFE,
     launcher.PROFILE_UNSUPPORTED: PROFILE_UNSUPPORTED,
+    launcher.PROFILE_CRASHED: PROFILE_CRASHED,
     launcher.SECTIONS_UNSYNCHRONIZED: SECTIONS_UNSYNCHRONIZED,
     launcher.SECTIONS_FLOODED: SECTIONS_FLOODED,
     launcher.PROFILE_FLOODED: PROFILE_FLOODED,

@@ -402,6 +402,15 @@ class Run(models.Model):
             OutputChunk.objects.bulk_create(appended)
         return self.Progress.WRITTEN
 
+    def drop_live_output(self) -> None:
+        """Forget what a running run's worker appended of a go it dropped (see
+        runs.queue.execution): the next go's output starts from the beginning."""
+
+        def drop() -> None:
+            OutputChunk.objects.filter(run_id=self.pk).delete()
+
+        write_patiently(drop, self._state.db, f"run {self.public_id}")
+
     def stoppable_by(self, session_key: str | None, client: str) -> bool:
         return sent_by(self, session_key, client)
 

@@ -17,7 +17,7 @@ from django.db import InterfaceError, OperationalError, connection
 from .. import sandbox
 from ..figures import measure
 from ..models import OutputChunk, Run, Worker
-from ..sandbox import environments
+from ..sandbox import environments, launcher
 from . import heartbeat, wakeup
 from .ahead import prepare_next_sandbox
 from .baselines import current_baseline, current_repeatability
@@ -88,6 +88,13 @@ class _Progress(sandbox.Observer):
         else:
             end = max(outcome.wall_s, self.last_elapsed)
             self.samples.append([round(end, 3), self.samples[-1][1]])
+
+    def drop(self) -> None:
+        """Forget this go: its progress writes end, and what they appended goes."""
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer.join()
+        self.run.drop_live_output()
 
     def started(self) -> bool:
         return self.claimed()
@@ -205,20 +212,30 @@ def execute(
         if env is None:
             # Chosen when it was submitted, gone since (the operator removed it).
             raise sandbox.SandboxUnavailable(environments.unknown(run.env_name))
-        limits = sandbox.Limits.from_settings(run.timeout_s, python=env.python)
-        # The run carries its own timeout and grid, filled in when it was submitted.
-        with measure.Session(run.country_iso_code, run.region) as session:
-            progress = _Progress(run, session, tell, claimed)
-            with sandbox.executed(run.code, limits, progress, stdin=run.stdin) as outcome:
-                figures = session.finish(outcome)
-                figures.provenance["environment"] = env.provenance()
-                progress.finish(outcome)
-                run.power_samples = progress.samples
-                run.apply_baseline(current_baseline(env))
-                run.host_repeatability = current_repeatability()
-                run.finish(outcome, figures)
-                # Stored: told now, while the sandbox's teardown goes on.
-                tell.ended()
+        # A go that the line profile's sampler crashed (sandbox.Outcome.sampler_crashed)
+        # says nothing of the snippet: it is dropped, what it printed and used with it,
+        # and the run goes again from the start without the profile, once.
+        for profile in (True, False):
+            limits = sandbox.Limits.from_settings(run.timeout_s, env.python, profile)
+            # The run carries its own timeout and grid, filled in when it was submitted.
+            with measure.Session(run.country_iso_code, run.region) as session:
+                progress = _Progress(run, session, tell, claimed)
+                with sandbox.executed(run.code, limits, progress, stdin=run.stdin) as outcome:
+                    if outcome.sampler_crashed and not outcome.limit and profile:
+                        progress.drop()
+                        continue
+                    if not profile:
+                        outcome.note(launcher.PROFILE_CRASHED)
+                    figures = session.finish(outcome)
+                    figures.provenance["environment"] = env.provenance()
+                    progress.finish(outcome)
+                    run.power_samples = progress.samples
+                    run.apply_baseline(current_baseline(env))
+                    run.host_repeatability = current_repeatability()
+                    run.finish(outcome, figures)
+                    # Stored: told now, while the sandbox's teardown goes on.
+                    tell.ended()
+            break
     except sandbox.Abandoned:
         pass  # not ours: its sandbox is ended, nothing stored
     except Run.NotUpdated:

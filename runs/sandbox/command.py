@@ -153,7 +153,7 @@ def launcher_arguments(
         "1" if unix_sockets else "0",
         str(report_fd),
         str(-1 if cpu_counter_fd is None else cpu_counter_fd),
-        str(round(settings.PROFILE_INTERVAL_MS * 1000)),
+        str(round(settings.PROFILE_INTERVAL_MS * 1000) if limits.profile else 0),
         *landlock,
     ]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .launcher import NOTE
+
 LAUNCHER_SOURCE = (Path(__file__).parent / "launcher.py").read_text()
 SANDBOX_TMP = "/tmp"
 SANDBOX_SHM = "/dev/shm"
@@ -52,13 +54,16 @@ class Limits:
     # The interpreter of the run's environment (runs.sandbox.environments); "": the
     # default environment's.
     python: str = ""
+    # Whether the line profile samples the snippet (every PROFILE_INTERVAL_MS of CPU).
+    profile: bool = True
 
     @classmethod
-    def from_settings(cls, timeout_s: float, python: str = "") -> Limits:
+    def from_settings(cls, timeout_s: float, python: str = "", profile: bool = True) -> Limits:
         """The configured limits, with this run's own wall-clock timeout, in the
         environment whose interpreter is `python`."""
         return cls(
             python=python,
+            profile=profile,
             timeout_s=timeout_s,
             memory_bytes=settings.SANDBOX_MEMORY_MB * 1024 * 1024,
             max_processes=settings.SANDBOX_MAX_PROCESSES,
@@ -149,6 +154,14 @@ class Outcome:
     measurements: str = ""
     # The line of main.py the snippet was on when it ended or was stopped.
     last_line: int | None = None
+    # The process died in the line profile's sampler, not in the snippet's code
+    # (launcher.PROFILE_CRASHED): how it ended says nothing of the snippet.
+    sampler_crashed: bool = False
+
+    def note(self, note: str) -> None:
+        """Add one of the launcher's notes to what the supervisor measured: one its
+        worker knows of, such as a first attempt's end (runs.figures.breakdown)."""
+        self.measurements = "\n".join(filter(None, [self.measurements, f"{NOTE}\t{note}"]))
 
 
 @dataclass

@@ -98,6 +98,9 @@ PROFILE_STOPPED = "profile-stopped"  # samples stopped while the CPU time went o
 SECTIONS_UNSYNCHRONIZED = "sections-unsynchronized"  # events sent without waiting
 PROFILE_UNSUPPORTED = "profile-unsupported"  # this interpreter's stacks lack exact lines
 PROFILE_UNSAFE = "profile-unsafe"  # this interpreter's faulthandler can crash a sample
+PROFILE_CRASHED = "profile-crashed"  # the process died of a fault while a sample was written
+# The faults a sampler reading a frame that is not there yet dies of.
+SAMPLER_FAULTS = (signal.SIGSEGV, signal.SIGBUS)
 # CPython's faulthandler crashes when a trampoline frame is on top of the stack (a
 # sample taken while C code calls back into Python: importing, say) before 3.12.8 and
 # 3.13.1 (CPython gh-123967): sampling there would change the run's outcome.
@@ -516,6 +519,7 @@ class Measure:
         self.profile_flooded = False
         self.pending = None  # a sample's weight, until its line is read
         self.samples = 0
+        self.sample_open = False  # the last stack's header came, none of its lines yet
         # The process's clock when measuring began, and at the last samples read.
         self.started_cpu = self.sampled_cpu = self.cpu() or 0.0
         self.final_cpu = None
@@ -610,7 +614,8 @@ class Measure:
         if samples and now is not None:
             weight, self.sampled_cpu = (now - self.sampled_cpu) / samples, now
         for line in lines:
-            if line.startswith(PROFILE_HEADER):
+            self.sample_open = line.startswith(PROFILE_HEADER)
+            if self.sample_open:
                 self.pending = weight
                 self.samples += 1
             elif self.pending is not None and line.lstrip().startswith(self.marker):
@@ -622,6 +627,16 @@ class Measure:
                     counts[1] += self.pending
                     self.last_line = key[1]
                 self.pending = None
+
+    def sampler_crashed(self, status):
+        """Whether the snippet's process died of a fault in the middle of writing a
+        sample: in the sampler, not in the snippet's code, which a signal handler
+        interrupts and never the reverse. CPython before 3.13 makes a frame the thread's
+        current one in two steps (`tstate->cframe`, then its `current_frame`) each time
+        C code calls into Python; faulthandler, sampling in between, follows a pointer
+        not yet set."""
+        cut = self.sample_open or bool(self.profile)  # a header alone, or half a line
+        return cut and os.WIFSIGNALED(status) and os.WTERMSIG(status) in SAMPLER_FAULTS
 
     def profile_overflows(self, now):
         """Whether the pipe has held more than the timer can have written by `now`."""
@@ -637,7 +652,7 @@ class Measure:
         lag = self.final_cpu - self.sampled_cpu
         return lag > max(20 * self.interval, 0.1) and lag > 0.25 * self.final_cpu
 
-    def report(self):
+    def report(self, status):
         lines = []
         for path, (calls, wall, cpu) in self.sections.items():
             if calls:  # entered, never left (the snippet ended inside it): not reported
@@ -655,6 +670,7 @@ class Measure:
             (self.unsynchronized, SECTIONS_UNSYNCHRONIZED),
             (self.flooded, SECTIONS_FLOODED),
             (self.profile_flooded, PROFILE_FLOODED),
+            (self.sampler_crashed(status), PROFILE_CRASHED),
         ]
         lines += ["%s\t%s" % (NOTE, note) for wanted, note in notes if wanted]
         return lines
@@ -916,7 +932,7 @@ def supervise(supervisor, report):
         status = signal.SIGKILL  # stopped by the worker before it ended
     # The snippet's status, its processes' CPU, and ours (start-up, fork, reaping,
     # measuring): the worker charges the run both, less what came before its code.
-    lines = supervisor.measure.report()
+    lines = supervisor.measure.report(status)
     lines.append(
         "%s %d %.6f %.6f"
         % (END, status, tree.ru_utime + tree.ru_stime, own.ru_utime + own.ru_stime)

@@ -71,6 +71,8 @@ class Teardown:
             elif line.startswith(launcher.LAST_LINE + "\t"):
                 number = line.split("\t")[1]
                 self.sandbox.outcome.last_line = int(number) if number.isdigit() else None
+            elif line == f"{launcher.NOTE}\t{launcher.PROFILE_CRASHED}":
+                self.sandbox.outcome.sampler_crashed = True  # its worker's to say more
             elif "\t" in line:
                 measurements.append(line)
         self.sandbox.outcome.startup_cpu_s = supervisor_startup + prepared
