@@ -148,11 +148,11 @@ class HistoryRow:
         series = self.series
         assert series is not None, "only a series' row is summarized"
         results = series.results(runs)
-        first = results["variants"]["A"]
-        self.energy_kwh = first["energy"].median if first["energy"] else None
-        self.emissions_g = first["emissions"].median if first["emissions"] else None
-        self.duration_s = first["duration"].median if first["duration"] else None
-        self.finished, self.total = results["finished"], results["total"]
+        first = results.variants["A"]
+        self.energy_kwh = first.energy.median if first.energy else None
+        self.emissions_g = first.emissions.median if first.emissions else None
+        self.duration_s = first.duration.median if first.duration else None
+        self.finished, self.total = results.finished, results.total
         if series.kind == Series.Kind.COMPARE:
             self.summary = series.headline(results) or "No verdict yet."
 
@@ -195,7 +195,7 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
     stop it)."""
     runs = series.ordered_runs()
     results = series.results(runs)
-    measured = [m for data in results["variants"].values() for m in data["measured"].values()]
+    measured = [m for data in results.variants.values() for m in data.measured.values()]
     units = formatting.units_for(
         measured + [r for r in runs if r.status == Run.Status.SUCCEEDED],
         energy_kwh="energy",
@@ -203,15 +203,15 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
         duration_s="duration",
     )
     energies = {
-        variant: [m.energy_kwh for m in data["measured"].values()]
-        for variant, data in results["variants"].items()
+        variant: [m.energy_kwh for m in data.measured.values() if m.energy_kwh is not None]
+        for variant, data in results.variants.items()
     }
     context = {
         "series": series,
         "results": results,
-        "can_stop": request is not None and not results["is_over"] and may_stop(request, series),
-        "waiting_behind": 0 if results["is_over"] else series.waiting_behind(),
-        "warnings": results["warnings"],
+        "can_stop": request is not None and not results.is_over and may_stop(request, series),
+        "waiting_behind": 0 if results.is_over else series.waiting_behind(),
+        "warnings": results.warnings,
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
         "host_spreads": series.host_spreads(),
@@ -229,7 +229,7 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
         },
     }
     if series.kind == Series.Kind.COMPARE:
-        context["decision"] = results["decision"]
+        context["decision"] = results.decision
         context |= STOPPING_RULE
         context["max_diff_lines"] = diffs.MAX_LINES
         context["headline"] = series.headline(results)

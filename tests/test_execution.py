@@ -369,11 +369,11 @@ def test_a_comparison_on_a_section_leaves_the_set_up_out():
     on_section = Series.objects.submit(Series.Kind.COMPARE, [a, b], 3, section="sort")
     run_series(on_section)
     results = on_section.results()
-    assert results["energy"].change == pytest.approx(-0.5, abs=0.1)
+    assert results.compared["energy"].change == pytest.approx(-0.5, abs=0.1)
     # The whole runs differ far less: the set-up dilutes the difference.
     whole = Series.objects.get(pk=on_section.pk)
     whole.section = ""
-    assert whole.results()["energy"].change > results["energy"].change + 0.2
+    assert whole.results().compared["energy"].change > results.compared["energy"].change + 0.2
     assert series_json(on_section)["section"] == "sort"
 
 

@@ -117,7 +117,7 @@ def test_a_snippet_that_rewrites_what_it_can_reach_cannot_forge_a_section_verdic
         assert 0.25 <= work["cpu_seconds"] <= run.cpu_seconds, (run.variant, work)
     results = series.results()
     # The same work on both sides: whatever the verdict's noise, not B using 95% less.
-    assert results["energy"].change > -0.3, results["energy"]
+    assert results.compared["energy"].change > -0.3, results.compared["energy"]
 
 
 def test_section_events_sent_without_waiting_are_not_shown():

@@ -244,7 +244,7 @@ def test_a_comparison_on_a_section_whose_work_is_in_a_child_sees_the_same_work()
     assert all(r.status == Run.Status.SUCCEEDED for r in runs), [r.stderr for r in runs]
     results = series.results()
     # The same work on both sides: whatever the verdict's noise, never "B uses 99% less".
-    assert results["energy"].change > -0.3, series.headline(results)
+    assert results.compared["energy"].change > -0.3, series.headline(results)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -303,16 +303,16 @@ def test_a_comparisons_code_side_by_side_is_computed_once_and_bounded(client):
 def test_a_noisy_side_and_runs_that_are_mostly_start_up_are_warned_about():
     noisy = make_series("repeat", {"A": [1e-6, 2e-6, 1e-6, 3e-6, 1.2e-6]})
     results = noisy.results()
-    assert results["variants"]["A"]["energy"].cv > comparisons.NOISY_CV
-    assert any("vary by" in w and "The runs" in w for w in results["warnings"])
+    assert results.variants["A"].energy.cv > comparisons.NOISY_CV
+    assert any("vary by" in w and "The runs" in w for w in results.warnings)
 
     steady = make_series("repeat", {"A": [1e-6, 1.01e-6, 0.99e-6, 1e-6]})
     Run.objects.filter(series=steady).update(cpu_seconds=0.01)
-    warnings = steady.results()["warnings"]
+    warnings = steady.results().warnings
     assert not any("vary by" in w for w in warnings)
     assert any("Put the work in a loop" in w for w in warnings)
     Run.objects.filter(series=steady).update(cpu_seconds=0.5)
-    assert steady.results()["warnings"] == []
+    assert steady.results().warnings == []
 
 
 def finish_round(series: Series, energies: dict[str, list[float]]) -> None:
@@ -348,7 +348,7 @@ def test_a_comparison_runs_round_by_round_until_clear(client, django_capture_on_
     assert len(added) == 2 * stats.ROUND_PAIRS and series.repetitions == 10
     assert series.finished_at is None
     results = series.results()
-    assert results["decision"].outcome == stats.CONTINUE and not results["is_over"]
+    assert results.decision.outcome == stats.CONTINUE and not results.is_over
     assert "Not clear yet after 5 pairs" in client.get(series.get_absolute_url()).text
     assert tasks.continue_comparison(series) == []  # its round is still running
 
@@ -358,8 +358,8 @@ def test_a_comparison_runs_round_by_round_until_clear(client, django_capture_on_
     series.refresh_from_db()
     assert series.finished_at is not None and series.repetitions == 10
     results = series.results()
-    assert results["decision"].outcome == stats.DIFFERENT and results["is_over"]
-    assert results["decision"].comparison.level == 1 - stats.nominal_level(6)
+    assert results.decision.outcome == stats.DIFFERENT and results.is_over
+    assert results.decision.comparison.level == 1 - stats.nominal_level(6)
     html = client.get(series.get_absolute_url()).text
     assert "B uses" in html and "more energy than A (95% CI" in html
     assert "hx-trigger" not in html  # over: no more polling
@@ -379,7 +379,7 @@ def test_a_comparison_stops_at_its_cap_or_when_a_round_gives_nothing(
     finish_round(series, {"A": [1.0e-6, 1.1e-6], "B": [1.05e-6, 0.96e-6]})
     tasks.continue_comparison(series)
     series.refresh_from_db()
-    decision = series.results()["decision"]
+    decision = series.results().decision
     assert series.finished_at and decision.outcome == stats.UNSETTLED
     assert decision.verdict().startswith("No clear difference in energy after 7 pairs: B against")
 
@@ -402,7 +402,7 @@ def test_a_comparison_over_the_cpu_budget_stops_and_says_why(settings):
     assert tasks.continue_comparison(series) == []
     series.refresh_from_db()
     assert series.finished_at and "Stopped after 5 pairs" in series.stop_reason
-    assert series.stop_reason in series.results()["warnings"]
+    assert series.stop_reason in series.results().warnings
 
 
 def test_a_stalled_comparison_is_continued_by_the_workers_repairs(
@@ -419,9 +419,9 @@ def test_a_stalled_comparison_is_continued_by_the_workers_repairs(
 
 def test_a_warm_up_run_is_shown_but_left_out_of_the_statistics(client):
     series = make_series("repeat", {"A": [9e-6, 1e-6, 1e-6, 1e-6]})
-    assert series.results()["variants"]["A"]["energy"].n == 4
+    assert series.results().variants["A"].energy.n == 4
     series.warmup = True
-    warmed = series.results()["variants"]["A"]["energy"]
+    warmed = series.results().variants["A"].energy
     assert warmed.n == 3 and warmed.median == pytest.approx(1e-6)
     series.save()
     assert "warm-up" in client.get(series.get_absolute_url()).text
@@ -481,7 +481,7 @@ def test_a_run_and_a_comparison_keep_the_repeatability_of_when_they_ran(client):
 def test_a_comparison_warns_only_where_its_pairs_make_the_verdict_fragile(client):
     steady = make_series("compare", {"A": [1e-6] * 8, "B": [1.1e-6, 1.12e-6, 1.09e-6, 1.11e-6] * 2})
     Run.objects.filter(series=steady).update(cpu_seconds=0.5)  # not mostly start-up
-    assert steady.results()["warnings"] == []
+    assert steady.results().warnings == []
     # The difference appears halfway through: the machine, not the code, changed.
     moving = make_series(
         "compare",
@@ -490,7 +490,7 @@ def test_a_comparison_warns_only_where_its_pairs_make_the_verdict_fragile(client
             "B": [1.0e-6, 1.01e-6, 0.99e-6, 1.02e-6, 1.3e-6, 1.31e-6, 1.29e-6, 1.32e-6],
         },
     )
-    warnings = moving.results()["warnings"]
+    warnings = moving.results().warnings
     assert any("The difference moved while this ran" in w for w in warnings), warnings
     html = client.get(moving.get_absolute_url()).text
     assert "The difference moved while this ran" in html
@@ -503,8 +503,8 @@ def test_a_comparison_warns_only_where_its_pairs_make_the_verdict_fragile(client
         },
     )
     results = split.results()
-    assert results["decision"].outcome == stats.DIFFERENT
-    assert any("in only 6 of 9 pairs" in w for w in results["warnings"]), results["warnings"]
+    assert results.decision.outcome == stats.DIFFERENT
+    assert any("in only 6 of 9 pairs" in w for w in results.warnings), results.warnings
 
 
 def test_a_grid_just_chosen_prices_the_shown_run_at_it_and_says_new_runs_use_it(client):
@@ -537,7 +537,7 @@ def test_a_side_that_fails_on_its_expensive_runs_gets_no_less_energy_verdict(cli
         status=Run.Status.FAILED, exit_code=1
     )
     results = series.results()
-    assert results["variants"]["B"]["counted"] == 10, "the failed runs' energy is counted"
+    assert results.variants["B"].counted == 10, "the failed runs' energy is counted"
     headline = series.headline(results)
     assert headline.startswith(f"B failed in {len(failed)} of 10 runs; A in none. ")
     assert "less energy" not in headline
@@ -558,7 +558,7 @@ def test_the_side_that_fails_more_is_never_called_the_cheaper_one():
     )
     series.runs.filter(variant="B").update(status=Run.Status.TIMED_OUT)
     results = series.results()
-    assert results["decision"].outcome == stats.DIFFERENT
+    assert results.decision.outcome == stats.DIFFERENT
     headline = series.headline(results)
     assert headline.startswith("B failed in 5 of 5 runs; A in none. No verdict on energy: ")
     assert "less energy" not in headline
@@ -572,7 +572,7 @@ def test_sides_that_fail_together_read_as_before():
     )  # fmt: skip
     series.runs.filter(repetition=2).update(status=Run.Status.FAILED)
     results = series.results()
-    assert results["failures"] is None
+    assert results.failures is None
     assert series.headline(results).startswith("B uses 23% less energy than A")
 
 
@@ -580,8 +580,8 @@ def test_a_repeat_counts_its_failed_runs_and_says_so():
     series = make_series("repeat", {"A": [1e-6, 1e-6, 3e-6, 1e-6]})
     series.runs.filter(repetition=3).update(status=Run.Status.LIMIT_EXCEEDED)
     results = series.results()
-    assert results["variants"]["A"]["energy"].n == 4
-    assert "1 of 4 runs failed or hit a limit" in " ".join(results["warnings"])
+    assert results.variants["A"].energy.n == 4
+    assert "1 of 4 runs failed or hit a limit" in " ".join(results.warnings)
 
 
 # --- did A and B do the same job? -------------------------------------------------------
@@ -637,10 +637,10 @@ def test_the_short_run_warning_speaks_of_the_figure_beside_it():
     whole = make_series("compare", {"A": [1e-6] * 4, "B": [1e-6] * 4})
     # 60 ms of CPU, 40 of them start-up: the code's own work is what is short.
     Run.objects.filter(series=whole).update(cpu_seconds=0.06, baseline_cpu_seconds=0.04)
-    warnings = " ".join(whole.results()["warnings"])
+    warnings = " ".join(whole.results().warnings)
     assert "B's runs use 20 ms of CPU each beyond the interpreter's start-up" in warnings
     Run.objects.filter(series=whole).update(cpu_seconds=0.5)
-    assert "beyond the interpreter's start-up" not in " ".join(whole.results()["warnings"])
+    assert "beyond the interpreter's start-up" not in " ".join(whole.results().warnings)
 
     on_section = make_series("compare", {"A": [1e-6] * 4, "B": [1e-6] * 4})
     Series.objects.filter(pk=on_section.pk).update(section="work")
@@ -648,7 +648,7 @@ def test_the_short_run_warning_speaks_of_the_figure_beside_it():
     part = {"name": "work", "calls": 1, "duration_s": 0.01, "cpu_seconds": 0.01,
             "energy_kwh": 1e-8, "share": 0.5}  # fmt: skip
     Run.objects.filter(series=on_section).update(cpu_seconds=0.5, sections=[part])
-    warnings = " ".join(on_section.results()["warnings"])
+    warnings = " ".join(on_section.results().warnings)
     assert "spend 10 ms of CPU each in the section “work”" in warnings
     assert "start-up" not in warnings
 

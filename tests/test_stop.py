@@ -155,7 +155,7 @@ def test_a_stopped_comparison_adds_no_round_and_says_why_it_ended(client):
     assert series.finished_at and "Stopped on request after" in series.stop_reason
     assert tasks.continue_comparison(series) == [] and series.runs.count() == first_round
     results = series.results(series.ordered_runs())
-    assert results["is_over"] and series.stop_reason in results["warnings"]
+    assert results.is_over and series.stop_reason in results.warnings
     assert tasks.cancel_series(series) == []  # over: nothing more to stop
 
 

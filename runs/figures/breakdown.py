@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..sandbox import launcher
 from . import formatting
@@ -93,10 +94,16 @@ def source_lines(code: str) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
+# A section as the supervisor reported it: its name, calls, wall and CPU seconds.
+RawSection = tuple[str, float, float, float]
+# The line profile: (section, line) -> (samples, CPU seconds they share).
+Samples = dict[tuple[str, int], tuple[float, float]]
+
+
 @dataclass
 class Breakdown:
-    sections: list[dict] = field(default_factory=list)
-    lines: list[dict] = field(default_factory=list)
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -108,22 +115,23 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def of(measurements: str, run) -> Breakdown:
+def of(measurements: str, run: Any) -> Breakdown:
     """Sections and per-line figures of a finished `run` (its figures set) from what
     the supervisor reported."""
     result = Breakdown()
     if not measurements or run.cpu_seconds is None or run.energy_kwh is None:
         return result
-    raw_sections: list[tuple] = []
-    samples: dict = {}
+    raw_sections: list[RawSection] = []
+    samples: Samples = {}
     notes: list[str] = []
     code_lines = len(source_lines(run.code))
     for line in measurements.split("\n"):
         parts = line.split("\t", 4)
         if parts[0] == launcher.SECTION and len(parts) == 5 and len(raw_sections) < MAX_SECTIONS:
             numbers = [_number(p) for p in parts[1:4]]
-            if parts[4] and None not in numbers:
-                raw_sections.append((parts[4], *numbers))
+            calls, wall, cpu = numbers
+            if parts[4] and calls is not None and wall is not None and cpu is not None:
+                raw_sections.append((parts[4], calls, wall, cpu))
         elif parts[0] == launcher.LINE and len(parts) == 5 and parts[1].isdigit():
             number, count, weight = int(parts[1]), _number(parts[2]), _number(parts[3])
             if 1 <= number <= code_lines and count and weight is not None:
@@ -138,9 +146,10 @@ def of(measurements: str, run) -> Breakdown:
     return result
 
 
-def _sections(raw: list[tuple], run, notes: list[str]) -> list[dict]:
+def _sections(raw: list[RawSection], run: Any, notes: list[str]) -> list[dict[str, Any]]:
     cpu_total, wall_total = run.cpu_seconds, run.duration_s or 0.0
-    sections, clipped = [], False
+    sections: list[dict[str, Any]] = []
+    clipped = False
     for name, calls, wall, cpu in raw:
         if cpu > cpu_total or wall > wall_total:
             clipped = True
@@ -164,7 +173,7 @@ def _sections(raw: list[tuple], run, notes: list[str]) -> list[dict]:
     return sections
 
 
-def _energy(run, cpu_seconds: float, wall_seconds: float) -> float:
+def _energy(run: Any, cpu_seconds: float, wall_seconds: float) -> float:
     """A part's energy by the run's own model: its CPU share of the CPU energy, its
     share of the run's time of the RAM (and GPU) energy."""
     cpu_share = cpu_seconds / run.cpu_seconds if run.cpu_seconds else 0.0
@@ -176,7 +185,9 @@ def _energy(run, cpu_seconds: float, wall_seconds: float) -> float:
     )
 
 
-def _lines(samples: dict, run, sections: list[dict], notes: list[str]) -> list[dict]:
+def _lines(
+    samples: Samples, run: Any, sections: list[dict[str, Any]], notes: list[str]
+) -> list[dict[str, Any]]:
     """Each sampled line's figures: within each section the main thread was in (and
     outside them all), the lines share out that part's own measured figure (less its
     inner sections') by their sampled CPU time. Where sections overlapped, or a sample
@@ -192,7 +203,7 @@ def _lines(samples: dict, run, sections: list[dict], notes: list[str]) -> list[d
     weights: dict[str, float] = {}
     for (context, _), (_, weight) in samples.items():
         weights[context] = weights.get(context, 0.0) + weight
-    lines: dict[int, dict] = {}
+    lines: dict[int, dict[str, Any]] = {}
     for (context, number), (count, weight) in samples.items():
         if not weights[context]:
             continue
@@ -210,7 +221,7 @@ def _lines(samples: dict, run, sections: list[dict], notes: list[str]) -> list[d
     return [lines[number] for number in sorted(lines)]
 
 
-def _own_figures(parts: dict[str, tuple[float, float]]) -> dict | None:
+def _own_figures(parts: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]] | None:
     """Each part's (CPU, energy) less its direct inner sections' ("" is the whole run,
     "a/b" is inside "a"); None where inner parts add up to more than their whole (they
     overlapped in threads), beyond the rounding of their figures."""
@@ -230,9 +241,9 @@ def _own_figures(parts: dict[str, tuple[float, float]]) -> dict | None:
     return own
 
 
-def _merged(samples: dict) -> dict:
+def _merged(samples: Samples) -> Samples:
     """The samples of each line across every section it was sampled in."""
-    merged: dict[tuple[str, int], tuple[float, float]] = {}
+    merged: Samples = {}
     for (_, number), (count, weight) in samples.items():
         seen_count, seen_weight = merged.get(("", number), (0.0, 0.0))
         merged[("", number)] = (seen_count + count, seen_weight + weight)
@@ -246,7 +257,7 @@ def defines_section(code: str, name: str) -> bool:
     return re.search(rf"""section\(\s*(['"]){re.escape(last)}\1\s*\)""", code) is not None
 
 
-def section_figures(run, name: str) -> dict | None:
+def section_figures(run: Any, name: str) -> dict[str, Any] | None:
     """One named section of a run, as compared across runs (None if it has none)."""
     return next((s for s in run.sections if s["name"] == name), None)
 
@@ -254,7 +265,7 @@ def section_figures(run, name: str) -> dict | None:
 HOTTEST_LINES = 5
 
 
-def for_page(run) -> dict:
+def for_page(run: Any) -> dict[str, Any]:
     """What the run page shows: the sections, and the code with each line's share."""
     shares = {line["line"]: line for line in run.lines}
     top = max((line["share"] for line in run.lines), default=0) or 1
@@ -287,7 +298,7 @@ def for_page(run) -> dict:
     }
 
 
-def _heat(shares: dict, number: int, top: float) -> int:
+def _heat(shares: dict[int, dict[str, Any]], number: int, top: float) -> int:
     """0–100: how hot a line is against the hottest one, for its bar."""
     line = shares.get(number)
     return round(100 * line["share"] / top) if line else 0

@@ -7,6 +7,8 @@ width instead of scaling with a viewBox.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .formatting import DURATION_UNITS, Unit, significant
 
 # The SVG's own coordinates; the page stretches them to the box.
@@ -28,7 +30,9 @@ def _nice_ceiling(value: float) -> float:
     return 10 * magnitude
 
 
-def power_chart(samples: list, duration_s: float | None = None) -> dict | None:
+def power_chart(
+    samples: list[list[float]], duration_s: float | None = None
+) -> dict[str, Any] | None:
     """Geometry and a text alternative for watts over time, or None with too few
     samples to draw. The time axis ends at the run's length (its last sample while
     it runs).
@@ -80,7 +84,9 @@ def power_chart(samples: list, duration_s: float | None = None) -> dict | None:
     }
 
 
-def strip_chart(values: dict[str, list[float]], unit: Unit, labels: dict[str, str]) -> dict | None:
+def strip_chart(
+    values: dict[str, list[float]], unit: Unit, labels: dict[str, str]
+) -> dict[str, Any] | None:
     """Each repetition as a dot, one row per variant, on one shared axis (all HTML)."""
     every = [v for series in values.values() for v in series]
     if not every:

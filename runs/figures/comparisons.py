@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from . import stats
 
@@ -55,52 +56,103 @@ COMPARED = [
     Compared("duration", "duration_s", "Duration", "time", "takes"),
 ]
 HEADLINE = COMPARED[0]
+# Each compared figure, B against A, and its verdict in words (None: not measured).
+Verdicts = list[tuple[Compared, stats.Comparison | None, str | None]]
 
 
 def _known(values: Iterable[float | None]) -> list[float]:
     return [value for value in values if value is not None]
 
 
-def side(measured: dict[int, Measured | None]) -> dict:
+@dataclass
+class Side:
+    """One side of a series (a repeat has one, A): its runs, and the summaries of those
+    that were measured. A figure no run has is None, not a zero."""
+
+    runs: list[Any]  # its Run rows, for the pages (this module knows no model)
+    measured: dict[int, Measured]  # by repetition, the runs that reported the figures
+    without_section: int  # runs that did not report the series' section
+    energy: stats.Summary | None
+    net_energy: stats.Summary | None
+    duration: stats.Summary | None
+    emissions: stats.Summary | None
+    cpu: stats.Summary | None
+    own_cpu: stats.Summary | None
+    succeeded: int  # measured runs that succeeded
+    failed: int  # counted runs that are over and did not succeed
+    ended_badly: set[int]  # repetitions whose snippet itself ended badly
+    counted: int  # measured runs, warm-up left out
+
+
+def side(measured: dict[int, Measured | None], runs: list[Any], **counts: Any) -> Side:
     """One side's figures, from its measured runs by repetition (None: a run that did
-    not report the series' section): a figure a run lacks is left out, not a zero."""
+    not report the series' section), with `counts` (Side's succeeded, failed,
+    ended_badly, counted)."""
     ok = [m for m in measured.values() if m is not None]
-    return {
-        "measured": {k: m for k, m in measured.items() if m is not None},
-        "without_section": len(measured) - len(ok),
-        "energy": stats.summarize(_known(m.energy_kwh for m in ok)),
-        "net_energy": stats.summarize(_known(m.net_energy_kwh for m in ok)),
-        "duration": stats.summarize(_known(m.duration_s for m in ok)),
-        "emissions": stats.summarize(_known(m.emissions_g for m in ok)),
-        "cpu": stats.summarize(_known(m.cpu_seconds for m in ok)),
-        "own_cpu": stats.summarize(_known(m.own_cpu_seconds for m in ok)),
-    }
+    return Side(
+        runs=runs,
+        measured={k: m for k, m in measured.items() if m is not None},
+        without_section=len(measured) - len(ok),
+        energy=stats.summarize(_known(m.energy_kwh for m in ok)),
+        net_energy=stats.summarize(_known(m.net_energy_kwh for m in ok)),
+        duration=stats.summarize(_known(m.duration_s for m in ok)),
+        emissions=stats.summarize(_known(m.emissions_g for m in ok)),
+        cpu=stats.summarize(_known(m.cpu_seconds for m in ok)),
+        own_cpu=stats.summarize(_known(m.own_cpu_seconds for m in ok)),
+        **counts,
+    )
 
 
-def pairs(variants: dict, look: int) -> list[tuple[Measured, Measured]]:
-    a, b = variants["A"]["measured"], variants["B"]["measured"]
+class Failures(NamedTuple):
+    """Where one side of a comparison ended badly more often than the other."""
+
+    worse: str  # "A" or "B"
+    sentence: str  # said first, before any verdict
+
+
+@dataclass
+class Results:
+    """What a series' runs say (runs.models.Series.results): each side, and for a
+    comparison B against A at its last completed look."""
+
+    names: tuple[str, str]  # how verdicts name A and B
+    variants: dict[str, Side]
+    finished: int
+    total: int
+    is_over: bool
+    decision: stats.Decision | None = None  # the headline's, at the last look
+    # Each compared figure (COMPARED's keys), at the decision's level.
+    compared: dict[str, stats.Comparison | None] = field(default_factory=dict)
+    pairs: int = 0  # complete pairs counted
+    look: int = 0  # the pairs the last completed look saw
+    failures: Failures | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def pairs(variants: dict[str, Side], look: int) -> list[tuple[Measured, Measured]]:
+    a, b = variants["A"].measured, variants["B"].measured
     return [(a[k], b[k]) for k in sorted(a.keys() & b.keys()) if k <= look]
 
 
-def energy_pairs(variants: dict, look: int) -> list[tuple[float, float]]:
+def energy_pairs(variants: dict[str, Side], look: int) -> list[tuple[float, float]]:
     """The headline's figures of each pair up to `look`: what the verdict tests."""
     field = HEADLINE.field
     return [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs(variants, look)]
 
 
-def compare(variants: dict, look: int, is_over: bool, pair_cap: int) -> dict:
-    """B against A at the last completed look: the headline's decision (which says
-    when a comparison that runs until clear stops) and every compared figure, each
-    interval at the decision's level.
+def compare(results: Results, look: int, pair_cap: int) -> None:
+    """B against A at the last completed look, on `results`: the headline's decision
+    (which says when a comparison that runs until clear stops) and every compared
+    figure, each interval at the decision's level.
 
     Runs of the same repetition ran back to back: compare them in pairs (the
     machine's drift cancels); with fewer than two complete pairs, no verdict yet.
     """
-    paired = pairs(variants, look)
+    paired = pairs(results.variants, look)
     decision = None
     if look:
-        decision = stats.decide(energy_pairs(variants, look), look, pair_cap)
-        if is_over and decision.outcome == stats.CONTINUE:
+        decision = stats.decide(energy_pairs(results.variants, look), look, pair_cap)
+        if results.is_over and decision.outcome == stats.CONTINUE:
             # Stopped before it was clear (failed runs, a limit): not settled.
             decision = dataclasses.replace(decision, outcome=stats.UNSETTLED)
     level = decision.comparison.level if decision and decision.comparison else None
@@ -111,32 +163,29 @@ def compare(variants: dict, look: int, is_over: bool, pair_cap: int) -> dict:
             return None  # not measured for a section: the start-up is the run's
         return stats.compare_paired(values, interval=level)
 
-    return {c.key: of(c.field) for c in COMPARED} | {
-        "decision": decision,
-        "pairs": len(paired),
-        "look": look,
-    }
+    results.compared = {c.key: of(c.field) for c in COMPARED}
+    results.decision, results.pairs, results.look = decision, len(paired), look
 
 
 def warnings(
-    results: dict, *, repeat: bool, labels: dict[str, str], section: str, stop_reason: str
+    results: Results, *, repeat: bool, labels: dict[str, str], section: str, stop_reason: str
 ) -> list[str]:
     """What makes a series' figures less sure than they look."""
     found = []
-    if repeat and results["variants"]["A"]["ended_badly"]:
-        data = results["variants"]["A"]
+    if repeat and results.variants["A"].ended_badly:
+        data = results.variants["A"]
         found.append(
-            f"{len(data['ended_badly'])} of {data['counted']} runs failed or hit a limit: "
+            f"{len(data.ended_badly)} of {data.counted} runs failed or hit a limit: "
             "their energy was spent and is counted in the figures above."
         )
-    for variant, data in results["variants"].items():
-        if data["without_section"]:
+    for variant, data in results.variants.items():
+        if data.without_section:
             found.append(
-                f"{data['without_section']} of {labels[variant]}'s runs did not report "
+                f"{data.without_section} of {labels[variant]}'s runs did not report "
                 f"the section “{section}” (they ended inside it) and are left out."
             )
         who = "The runs" if repeat else f"{labels[variant]}'s runs"
-        energy, own_cpu = data["energy"], data["own_cpu"]
+        energy, own_cpu = data.energy, data.own_cpu
         # A repeat's spread is its answer's uncertainty; a comparison's sides spread
         # with the machine's drift, which the pairs cancel (its own warnings below).
         if repeat and energy and energy.n >= 3 and energy.cv > NOISY_CV:
@@ -160,18 +209,17 @@ def warnings(
                     "the runs are mostly the interpreter and the sandbox, not your code. "
                     "Put the work in a loop so that it dominates."
                 )
-    if results.get("decision"):
-        found += fragility(results)
+    if results.decision:
+        found += fragility(results.decision, results.variants, results.look)
     if stop_reason:
         found.append(stop_reason)
     return found
 
 
-def fragility(results: dict) -> list[str]:
+def fragility(decision: stats.Decision, variants: dict[str, Side], look: int) -> list[str]:
     """Where the pairs themselves make the verdict fragile: the difference moved
     while the comparison ran, or many pairs point the other way."""
-    decision = results["decision"]
-    energy = energy_pairs(results["variants"], results["look"])
+    energy = energy_pairs(variants, look)
     found = []
     moved = stats.drift(energy)
     if moved:
@@ -194,53 +242,53 @@ def fragility(results: dict) -> list[str]:
     return found
 
 
-def failures(variants: dict, names: tuple[str, ...]) -> dict | None:
+def failures(variants: dict[str, Side], names: tuple[str, ...]) -> Failures | None:
     """Where one side of a comparison ended badly (failed, timed out, hit a limit) in
     runs where the other did not: who failed more, and the sentence that says so first.
     None where both ended badly in the same repetitions, or neither did."""
     if len(variants) != 2:
         return None
     (a, a_data), (b, b_data) = zip(names, variants.values(), strict=True)
-    if a_data["ended_badly"] == b_data["ended_badly"]:
+    if a_data.ended_badly == b_data.ended_badly:
         return None
     sides = [(b, b_data), (a, a_data)]
-    if len(a_data["ended_badly"]) > len(b_data["ended_badly"]):
+    if len(a_data.ended_badly) > len(b_data.ended_badly):
         sides.reverse()
     (worse, worse_data), (other, other_data) = sides
-    other_count = len(other_data["ended_badly"])
-    return {
-        "worse": "A" if worse == a else "B",
-        "sentence": f"{worse} failed in {len(worse_data['ended_badly'])} of "
-        f"{worse_data['counted']} runs; {other} in "
-        f"{'none' if not other_count else f'{other_count} of {other_data["counted"]}'}.",
-    }
+    other_count = len(other_data.ended_badly)
+    return Failures(
+        worse="A" if worse == a else "B",
+        sentence=f"{worse} failed in {len(worse_data.ended_badly)} of "
+        f"{worse_data.counted} runs; {other} in "
+        f"{'none' if not other_count else f'{other_count} of {other_data.counted}'}.",
+    )
 
 
-def headline(results: dict) -> str | None:
+def headline(results: Results) -> str | None:
     """A comparison's one answer, in plain words (None before its first look). Where one
     side failed more, that comes first; and that side is never called the cheaper one,
     since a run that fails may stop before its work is done."""
-    decision = results.get("decision")
+    decision = results.decision
     if decision is None:
         return None
-    names = results.get("names", ("A", "B"))
+    names = results.names
     verdict = decision.verdict(HEADLINE.quantity, HEADLINE.verb, names)
-    failed = results.get("failures")
+    failed = results.failures
     if not failed:
         return verdict
     comparison = decision.comparison
     cheaper = "B" if comparison and comparison.change < 0 else "A"
-    if decision.outcome == stats.DIFFERENT and cheaper == failed["worse"]:
+    if decision.outcome == stats.DIFFERENT and comparison and cheaper == failed.worse:
         name = names["AB".index(cheaper)]
         verdict = (
             f"No verdict on {HEADLINE.quantity}: {name} measured lower with every run "
             f"counted ({comparison.interval()} for B against A), but a run that fails may "
             "stop before its work is done, so that may only mean it did less."
         )
-    return f"{failed['sentence']} {verdict}"
+    return f"{failed.sentence} {verdict}"
 
 
-def basis(results: dict, provenance: dict) -> str:
+def basis(results: Results, provenance: dict[str, Any]) -> str:
     """What the headline rests on (its runs' provenance), and why time may say
     otherwise."""
     cpu = provenance.get("cpu", {})
@@ -256,15 +304,14 @@ def basis(results: dict, provenance: dict) -> str:
         )
     else:
         rests = "Energy here follows CPU time"
-    decision, duration = results.get("decision"), results.get("duration")
+    decision, duration = results.decision, results.compared.get("duration")
     if decision and decision.comparison and duration:
         energy = decision.comparison
         if energy.significant != duration.significant or (
             energy.significant and (energy.change > 0) != (duration.change > 0)
         ):
             if duration.significant:
-                names = results.get("names", ("A", "B"))
-                time = duration.verdict("time", "takes", names).removesuffix(".")
+                time = duration.verdict("time", "takes", results.names).removesuffix(".")
             else:
                 time = f"no clear difference in time ({duration.interval()})"
             return (
@@ -275,10 +322,10 @@ def basis(results: dict, provenance: dict) -> str:
     return f"{rests}; time is shown below for comparison."
 
 
-def verdicts(results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
+def verdicts(results: Results) -> Verdicts:
     """Each compared figure, B against A, for the page's breakdown and the export."""
-    names = results.get("names", ("A", "B"))
-    return [
-        (c, results[c.key], c.verdict(results[c.key], names) if results[c.key] else None)
-        for c in COMPARED
-    ]
+    found: Verdicts = []
+    for c in COMPARED:
+        comparison = results.compared.get(c.key)
+        found.append((c, comparison, c.verdict(comparison, results.names) if comparison else None))
+    return found

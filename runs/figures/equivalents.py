@@ -6,6 +6,7 @@ Each constant names its source; the methodology page lists them for users.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .formatting import ENERGY_UNITS, KWH_IN_J, MASS_UNITS, scaled, significant
 
@@ -86,7 +87,7 @@ class Everyday:
     runs_text: str
     energy: str
     emissions: str
-    items: list[dict]
+    items: list[dict[str, Any]]
 
 
 def scale_for(energy_kwh: float) -> tuple[int, str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 KWH_IN_J = 3.6e6
 MISSING = "—"
@@ -25,7 +27,7 @@ def terminal_safe(text: str) -> str:
     return text.translate(_TERMINAL_SAFE)
 
 
-def _number(value) -> float | None:
+def _number(value: object) -> float | None:
     """The value as a number, or None for what templates pass when there is none ("")."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -61,14 +63,14 @@ class Unit:
     symbol: str
     do_not_call_in_templates = True  # templates pass it to the in_unit filter
 
-    def __call__(self, value) -> str:
-        value = _number(value)
-        if value is None:
+    def __call__(self, value: object) -> str:
+        number = _number(value)
+        if number is None:
             return MISSING
-        return f"{significant(value / self.factor)} {self.symbol}"
+        return f"{significant(number / self.factor)} {self.symbol}"
 
     @classmethod
-    def fitting(cls, values, units: list[tuple[float, str]]) -> Unit:
+    def fitting(cls, values: Iterable[object], units: list[tuple[float, str]]) -> Unit:
         """The largest unit the largest of `values` reaches (None and "" ignored)."""
         largest = max((abs(v) for v in map(_number, values) if v is not None), default=0)
         for factor, symbol in units:
@@ -77,7 +79,7 @@ class Unit:
         return cls(*units[-1])
 
 
-def units_for(rows, **columns: str) -> dict[str, Unit]:
+def units_for(rows: Sequence[object], **columns: str) -> dict[str, Unit]:
     """{column: Unit} for attributes of `rows`; `columns` maps a column to its kind
     ("energy", "mass" or "duration"), e.g. units_for(runs, energy_kwh="energy")."""
     tables = {"energy": ENERGY_UNITS, "mass": MASS_UNITS, "duration": DURATION_UNITS}
@@ -87,11 +89,12 @@ def units_for(rows, **columns: str) -> dict[str, Unit]:
     }
 
 
-def percent(fraction: float | None) -> str:
-    """0.4321 -> '43%'; below 1%, one decimal."""
-    if fraction in (None, ""):
+def percent(fraction: float | str | None) -> str:
+    """0.4321 -> '43%'; below 1%, one decimal ("" from a template: none)."""
+    number = _number(fraction)
+    if number is None:
         return MISSING
-    value = fraction * 100
+    value = number * 100
     return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
 
 
@@ -137,7 +140,7 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms"
 
 
-def summary_lines(run, grid_name: str = "") -> list[str]:
+def summary_lines(run: Any, grid_name: str = "") -> list[str]:
     """The metrics summary `runsnippet` prints under the snippet's output; `grid_name`
     names the grid the run was priced at (its codes when not given)."""
     lines = [

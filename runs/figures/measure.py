@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -46,11 +47,11 @@ CPU_TIME_SOURCES = {
     "discard its children's CPU time)",
 }
 
-_trackers: dict[tuple[str, str], object] = {}
+_trackers: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
 
-def tracker_for(country: str, region: str = ""):
+def tracker_for(country: str, region: str = "") -> Any:
     key = (country.upper(), region.lower())
     with _lock:
         tracker = _trackers.get(key)
@@ -97,7 +98,7 @@ class _Monitor:
     of the GIL), and calls `function` as CodeCarbon's does: every `interval` seconds
     while started, the first an interval after `start`."""
 
-    def __init__(self, interval: float, function):
+    def __init__(self, interval: float, function: Callable[[], None]):
         self.interval = interval
         self.function = function
         self._lock = threading.Lock()
@@ -196,7 +197,7 @@ class Hardware:
         }[self.cpu_power_source]
 
     @classmethod
-    def of(cls, tracker) -> Hardware:
+    def of(cls, tracker: Any) -> Hardware:
         # CodeCarbon has no public API for what it detected: we read its private
         # attributes (_hardware, _conf and the CPU's _mode, _model, _tdp, _cpu_count),
         # which is safe only because requirements.txt pins its exact version, and
@@ -245,7 +246,7 @@ def _codecarbon_knows(model: str) -> bool:
 
 
 @functools.cache
-def _hardware_of(tracker) -> Hardware:
+def _hardware_of(tracker: Any) -> Hardware:
     # What CodeCarbon detected does not change for a tracker's life: read it once.
     return Hardware.of(tracker)
 
@@ -267,7 +268,7 @@ class Figures:
     carbon_intensity_g_per_kwh: float
     country_iso_code: str
     region: str
-    provenance: dict = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
 class Session:
@@ -289,7 +290,7 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.end()
 
     def end(self) -> None:
@@ -299,7 +300,7 @@ class Session:
         if not self.stopped:
             self._stop()
 
-    def _stop(self):
+    def _stop(self) -> Any:
         """Stop CodeCarbon's task, once; its figures."""
         self.stopped = True
         task = self.tracker.stop_task(self.task)
@@ -349,7 +350,7 @@ class Session:
             provenance=self.provenance(task, outcome),
         )
 
-    def provenance(self, task, outcome: Outcome) -> dict:
+    def provenance(self, task: Any, outcome: Outcome) -> dict[str, Any]:
         hw = self.hardware
         if hw.cpu_measured:
             cpu: dict[str, Any] = {
@@ -416,7 +417,7 @@ class Machine(NamedTuple):
     gpu: float
 
 
-def machine_figures(task, hw: Hardware, wall_s: float, window_s: float, own: float) -> Machine:
+def machine_figures(task: Any, hw: Hardware, wall_s: float, window_s: float, own: float) -> Machine:
     """CodeCarbon's task figure, which spans `window_s` (the sandbox's start and end,
     and what a fresh tracker had not accounted yet), taken over the run's own `wall_s`:
     its average power × the run's time. Then held where it is physically possible:
@@ -435,4 +436,4 @@ def machine_figures(task, hw: Hardware, wall_s: float, window_s: float, own: flo
 
 def _machine_cpu_seconds() -> float:
     t = psutil.cpu_times()
-    return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0))

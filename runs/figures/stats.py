@@ -17,6 +17,7 @@ import functools
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 CONFIDENCE = 0.95
 
@@ -39,7 +40,7 @@ class Summary:
         """Coefficient of variation (stdev / mean); 0 for a single value."""
         return self.stdev / self.mean if self.mean else 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "median": self.median,
@@ -88,7 +89,7 @@ class Comparison:
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "change": self.change,
             "ci_low": self.low,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psutil
 from django.conf import settings
@@ -16,7 +16,7 @@ from django.utils import timezone
 from ..figures import stats
 
 
-class WorkerQuerySet(models.QuerySet):
+class WorkerQuerySet(models.QuerySet["Worker"]):
     def alive(self) -> WorkerQuerySet:
         cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
         return self.filter(last_seen_at__gte=cutoff)
@@ -152,7 +152,7 @@ class Repeatability(NamedTuple):
     def unstable(self) -> bool:
         return self.cv > UNSTABLE_HOST_CV
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "host": self.host,
             "cv": self.cv,
@@ -162,7 +162,7 @@ class Repeatability(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, stored: dict) -> Repeatability:
+    def from_dict(cls, stored: dict[str, Any]) -> Repeatability:
         def moment(value: str | None) -> datetime | None:
             return datetime.fromisoformat(value) if value else None
 
@@ -186,7 +186,7 @@ REPEATABILITY_RUNS = 10
 REPEATABILITY_MAX_AGE = timedelta(hours=24)
 
 
-class ControlRunQuerySet(models.QuerySet):
+class ControlRunQuerySet(models.QuerySet["ControlRun"]):
     def repeatability(self, host: str, at: datetime | None = None) -> Repeatability | None:
         """The spread (CV) of `host`'s last control runs as of `at` (now)."""
         at = at or timezone.now()

@@ -3,7 +3,7 @@ the downloads (what each key means: docs/measurement.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..figures import stats
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .series import Series
 
 
-def run_json(run: Run) -> dict:
+def run_json(run: Run) -> dict[str, Any]:
     """A run as the API, `runsnippet --json` and its download give it."""
     return {
         "id": str(run.public_id),
@@ -61,12 +61,12 @@ def run_json(run: Run) -> dict:
     }
 
 
-def series_json(series: Series) -> dict:
+def series_json(series: Series) -> dict[str, Any]:
     """The JSON export of a series: its runs, summaries and comparison."""
     runs = series.ordered_runs()
     results = series.results(runs)
 
-    def summary(s: stats.Summary | None) -> dict | None:
+    def summary(s: stats.Summary | None) -> dict[str, Any] | None:
         return s.as_dict() if s else None
 
     data = {
@@ -75,17 +75,17 @@ def series_json(series: Series) -> dict:
         "repetitions": series.repetitions,
         "warmup": series.warmup,
         "section": series.section or None,
-        "warnings": results["warnings"],
+        "warnings": results.warnings,
         "created_at": series.created_at.isoformat(),
         "code": {v: series.code_of(v) for v in series.variants},
         "env": {v: series.env_of(v) for v in series.variants},
         "stdin": {v: series.stdin_of(v) for v in series.variants},
-        "finished": results["finished"],
-        "total": results["total"],
+        "finished": results.finished,
+        "total": results.total,
         "host_repeatability": [spread.as_dict() for spread in series.host_spreads()],
         "summary": {
             v: {
-                name: summary(results["variants"][v][name])
+                name: summary(getattr(results.variants[v], name))
                 for name in ("energy", "net_energy", "duration", "emissions")
             }
             | {
@@ -107,16 +107,16 @@ def series_json(series: Series) -> dict:
         else None
     )
     if series.kind == series.Kind.COMPARE:
-        decision = results["decision"]
+        decision = results.decision
         data["comparison"] = {
             compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
             for compared, comparison, verdict in series.verdicts(results)
         } | {
             "verdict": series.headline(results),
             # Where one side failed in runs where the other did not (said first).
-            "failures": results["failures"]["sentence"] if results["failures"] else None,
+            "failures": results.failures.sentence if results.failures else None,
             "outcome": decision.outcome if decision else None,
-            "pairs": results["pairs"],
+            "pairs": results.pairs,
             "max_pairs": series.pair_cap,
             "runs_until_clear": series.runs_until_clear,
         }

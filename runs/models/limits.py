@@ -119,7 +119,7 @@ class _Counts(NamedTuple):
     stored: int  # bytes this client's runs stored today (UTC): StoredBytes
 
 
-def _counts(client: str, minute_ago, hour_ago) -> _Counts:
+def _counts(client: str, minute_ago: datetime, hour_ago: datetime) -> _Counts:
     """One read of indexed rows: this client's in flight or of the last two hours (a
     run that ended in the last hour started in them), the queue's size, and what the
     client stored today.

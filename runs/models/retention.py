@@ -9,8 +9,9 @@ once an hour for the whole fleet (a conditional update on one row decides who), 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -26,7 +27,7 @@ PURGE_EVERY = timedelta(hours=1)
 OUTPUT_KEPT_CHARACTERS = 4096
 
 
-def purge(now=None) -> dict[str, int]:
+def purge(now: datetime | None = None) -> dict[str, int]:
     """Delete and trim what is past its retention; returns how much of each."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.RUN_RETENTION_DAYS)
@@ -46,7 +47,7 @@ def purge(now=None) -> dict[str, int]:
     return done
 
 
-def _delete_in_batches(queryset) -> int:
+def _delete_in_batches(queryset: models.QuerySet[Any]) -> int:
     # Bounded work per statement: a year of runs is not one transaction.
     deleted = 0
     while ids := list(queryset.values_list("pk", flat=True)[:BATCH]):
@@ -55,7 +56,7 @@ def _delete_in_batches(queryset) -> int:
     return deleted
 
 
-def _trim_output(cutoff) -> int:
+def _trim_output(cutoff: datetime) -> int:
     trimmed = 0
     for stream in ("stdout", "stderr"):
         long = Run.objects.annotate(length=Length(stream)).filter(
@@ -70,7 +71,7 @@ def _trim_output(cutoff) -> int:
     return trimmed
 
 
-def claim(name: str, every: timedelta, now=None) -> bool:
+def claim(name: str, every: timedelta, now: datetime | None = None) -> bool:
     """True for exactly one caller in the fleet per `every`, whoever asks first."""
     now = now or timezone.now()
     try:

@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def sent_by(sent, session_key: str | None, client: str) -> bool:
+def sent_by(sent: Any, session_key: str | None, client: str) -> bool:
     """Whether a request comes from the author of `sent` (a run or a series), who alone
     may stop it: its own browser session, or, for one sent through the API, the client
     that sent it."""
@@ -43,20 +43,20 @@ def sent_by(sent, session_key: str | None, client: str) -> bool:
 
 
 class RunQuerySet(models.QuerySet["Run"]):
-    def submit(self, code: object, **fields) -> Run:
+    def submit(self, code: object, **fields: Any) -> Run:
         """Create a queued run from input nobody has checked yet (runsnippet, a re-run,
         scripts); requests are checked by runs.forms, which calls the same rules."""
         fields["env"] = clean_env(fields.get("env"))
         fields["stdin"] = clean_stdin(fields.get("stdin"))
         return self.add(clean_code(code), **fields)
 
-    def add(self, code: str, **fields) -> Run:
+    def add(self, code: str, **fields: Any) -> Run:
         """Create a queued run from checked input (`new`, saved)."""
         run = self.new(code, **fields)
         run.save(force_insert=True, using=self.db)
         return run
 
-    def new(self, code: str, **fields) -> Run:
+    def new(self, code: str, **fields: Any) -> Run:
         """A run of checked input (a form's cleaned data, `submit`'s), not yet saved
         (runs.queue.tasks.store_and_enqueue saves it): the server's defaults where the
         input chose nothing."""
@@ -283,10 +283,10 @@ class Run(models.Model):
         return (self.provenance or {}).get("python")
 
     @property
-    def environment(self) -> dict:
+    def environment(self) -> dict[str, Any]:
         """The environment it ran in, as stored in its provenance (or, before it ran,
         as it is declared now): name, label, interpreter and packages."""
-        stored = (self.provenance or {}).get("environment")
+        stored: dict[str, Any] | None = (self.provenance or {}).get("environment")
         if stored:
             return stored
         env = environments.named(self.env_name)
@@ -387,7 +387,9 @@ class Run(models.Model):
         STOP = "stop"  # its author asked to stop it
         OVER = "over"  # it is no longer running
 
-    def record_progress(self, appended: list[OutputChunk], power_samples: list) -> Run.Progress:
+    def record_progress(
+        self, appended: list[OutputChunk], power_samples: list[list[float]]
+    ) -> Run.Progress:
         """Append what a running run has printed since the last call, and its power
         samples so far (a few per second of its limit): WRITTEN; or, when nothing is
         written, STOP once its author has asked to stop it, OVER once it is no longer

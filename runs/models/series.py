@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..figures import breakdown, comparisons, stats
-from ..figures.comparisons import Compared, Measured
+from ..figures.comparisons import Measured
 from ..sandbox import environments
 from ..snippets import diffs, outputs
 from .fleet import ControlRun, Repeatability
@@ -26,10 +26,10 @@ class SeriesQuerySet(models.QuerySet["Series"]):
         kind: str,
         codes: list[object],
         repetitions: int,
-        run_fields=None,
+        run_fields: dict[str, Any] | None = None,
         envs: list[str | None] | None = None,
         stdins: list[str | None] | None = None,
-        **fields,
+        **fields: Any,
     ) -> Series:
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
         queues them, as for single runs); `run_fields` are set on every run (its grid),
@@ -49,10 +49,10 @@ class SeriesQuerySet(models.QuerySet["Series"]):
         kind: str,
         codes: list[str],
         repetitions: int,
-        run_fields: dict | None,
+        run_fields: dict[str, Any] | None,
         envs: list[str],
         stdins: list[str],
-        **fields,
+        **fields: Any,
     ) -> Series:
         """`submit`'s series, from checked input (a form's cleaned data, or `submit`'s)."""
         if kind == Series.Kind.COMPARE:
@@ -193,7 +193,7 @@ class Series(models.Model):
             return ("A", "B")
         return (f"A ({self.env_of('A')})", f"B ({self.env_of('B')})")
 
-    def add_runs(self, repetitions: range, **run_fields) -> list[Run]:
+    def add_runs(self, repetitions: range, **run_fields: Any) -> list[Run]:
         """Queued runs for these repetitions, interleaved A, B, A, B (the caller
         queues them)."""
         return [
@@ -287,13 +287,13 @@ class Series(models.Model):
         if not self.runs_until_clear or self.finished_at or not all(r.is_over for r in runs):
             return 0
         results = self.results(runs)
-        decision = results["decision"]
+        decision = results.decision
         if decision is None or decision.outcome != stats.CONTINUE:
             return 0
         previous = max(
             (look for look in stats.looks(self.pair_cap) if look < self.repetitions), default=0
         )
-        a, b = (results["variants"][v]["measured"] for v in "AB")
+        a, b = (results.variants[v].measured for v in "AB")
         if not any(n in a and n in b for n in range(previous + 1, self.repetitions + 1)):
             return 0  # the last round gave no pair to compare: more would not either
         later = [look for look in stats.looks(self.pair_cap) if look > self.repetitions]
@@ -351,7 +351,7 @@ class Series(models.Model):
             part["cpu_seconds"], part["cpu_seconds"],
         )  # fmt: skip
 
-    def results(self, runs: list[Run] | None = None) -> dict:
+    def results(self, runs: list[Run] | None = None) -> comparisons.Results:
         """Per-variant summaries and, for a comparison, B against A, from every run that
         ran to its end or to a limit (warm-up runs left out): a failed or timed-out run's
         energy was spent, and leaving it out would rest the verdict on the runs that
@@ -365,26 +365,25 @@ class Series(models.Model):
             measured = [
                 r for r in counted if r.status in Run.MEASURED_ENDINGS and r.energy_kwh is not None
             ]
-            variants[variant] = comparisons.side({r.number: self.measured(r) for r in measured}) | {
-                "runs": mine,
-                "succeeded": sum(1 for r in measured if r.status == Run.Status.SUCCEEDED),
-                "failed": sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
-                # The repetitions in which the snippet itself ended badly.
-                "ended_badly": {r.number for r in measured if r.status != Run.Status.SUCCEEDED},
-                "counted": len(measured),
-            }
-        result: dict[str, Any] = {
-            "names": self.names,
-            "variants": variants,
-            "finished": sum(1 for r in runs if r.is_over),
-            "total": len(runs),
-            "is_over": self.is_finished(runs),
-        }
+            variants[variant] = comparisons.side(
+                {r.number: self.measured(r) for r in measured},
+                runs=mine,
+                succeeded=sum(1 for r in measured if r.status == Run.Status.SUCCEEDED),
+                failed=sum(1 for r in counted if r.is_over and r.status != Run.Status.SUCCEEDED),
+                ended_badly={r.number for r in measured if r.status != Run.Status.SUCCEEDED},
+                counted=len(measured),
+            )
+        result = comparisons.Results(
+            names=self.names,
+            variants=variants,
+            finished=sum(1 for r in runs if r.is_over),
+            total=len(runs),
+            is_over=self.is_finished(runs),
+        )
         if self.kind == self.Kind.COMPARE:
-            look = self.completed_look(runs)
-            result |= comparisons.compare(variants, look, result["is_over"], self.pair_cap)
-        result["failures"] = comparisons.failures(variants, self.names)
-        result["warnings"] = comparisons.warnings(
+            comparisons.compare(result, self.completed_look(runs), self.pair_cap)
+        result.failures = comparisons.failures(variants, self.names)
+        result.warnings = comparisons.warnings(
             result,
             repeat=self.kind == self.Kind.REPEAT,
             labels=self.variant_labels,
@@ -426,11 +425,11 @@ class Series(models.Model):
             text = outputs.diff(stored.get(a.pk, ""), stored.get(b.pk, ""), labels)
         return outputs.Agreement(len(pairs), differing, text)
 
-    def headline(self, results: dict) -> str | None:
+    def headline(self, results: comparisons.Results) -> str | None:
         """A comparison's one answer, in plain words (None before its first look)."""
         return comparisons.headline(results)
 
-    def basis(self, results: dict, runs: list[Run]) -> str:
+    def basis(self, results: comparisons.Results, runs: list[Run]) -> str:
         """What the headline rests on, and why time may say otherwise."""
         provenance: dict[str, Any] = next(
             (r.provenance for r in runs if r.provenance.get("cpu")), {}
@@ -452,6 +451,6 @@ class Series(models.Model):
         spreads = [ControlRun.objects.repeatability(host, at=moment) for host in hosts if host]
         return [spread for spread in spreads if spread]
 
-    def verdicts(self, results: dict) -> list[tuple[Compared, stats.Comparison | None, str | None]]:
+    def verdicts(self, results: comparisons.Results) -> comparisons.Verdicts:
         """Each compared figure, B against A, for the page's breakdown and the export."""
         return comparisons.verdicts(results)
