@@ -44,8 +44,7 @@ run: setup
 
 .PHONY: lint
 lint: var/secret_key $(VENV)/.installed
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 	SECRET_KEY=$$(cat var/secret_key) $(VENV)/bin/mypy
 
 # The fast loop: every test that needs no sandbox, worker or browser (the markers in

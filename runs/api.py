@@ -58,7 +58,7 @@ def _read_json(request: HttpRequest) -> dict:
     if request.content_type != "application/json":
         raise BadRequest("Send JSON with Content-Type: application/json.", 415)
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(request.headers.get("content-length") or 0)
     except ValueError:
         raise BadRequest("Bad Content-Length.") from None
     if length > MAX_BODY_BYTES:

@@ -39,7 +39,7 @@ def _is_trusted(address) -> bool:
 
 def _from_the_front(request: HttpRequest) -> bool:
     token = settings.FRONT_TOKEN
-    sent = request.META.get("HTTP_X_FRONT_TOKEN", "")
+    sent = request.headers.get("x-front-token", "")
     return not token or hmac.compare_digest(sent.encode(), token.encode())
 
 
@@ -47,7 +47,7 @@ def client_of(request: HttpRequest) -> str:
     """The client a request is counted against: an address (IPv6: its /64)."""
     address = _parse(request.META.get("REMOTE_ADDR", ""))
     if _is_trusted(address) and _from_the_front(request):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")
         for hop in reversed([h for h in forwarded if h.strip()]):
             address = _parse(hop)
             if not _is_trusted(address):
