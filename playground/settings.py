@@ -221,7 +221,7 @@ SANDBOX_DISK_MB = env_number("SANDBOX_DISK_MB", 64, int, 1)
 SANDBOX_MAX_FILES = env_number("SANDBOX_MAX_FILES", 10_000, int, 16)
 # CPUs a run may use at once (a cgroup quota); the rest stay free for the web server.
 SANDBOX_CPUS = env_number("SANDBOX_CPUS", 1.0, float, 0.1)
-# A run for an idle worker on this machine is handed to it directly (runs.queue.handover),
+# A run for an idle worker on this machine is handed to it directly (runs.queue.direct.protocol),
 # before its row is written; off: every run goes through the queue table, and workers
 # listen for no offers.
 HANDOVER = env_bool("HANDOVER", True)

@@ -24,7 +24,8 @@ from django.views.decorators.csrf import csrf_exempt
 from .clients import client_of, may_stop
 from .forms import RunForm
 from .models import ControlRun, Offsets, Run, Worker, limits, run_json
-from .queue import handoff, tasks, waiting
+from .queue import tasks
+from .queue.direct import sockets, waiting
 from .queue.tasks import store_and_enqueue
 from .sandbox import environments
 
@@ -125,9 +126,9 @@ def _csrf_refused(request: HttpRequest) -> bool:
 
 def _submit(
     request: HttpRequest, payload: dict, watch: bool = False
-) -> tuple[Run, handoff.Handed | None]:
+) -> tuple[Run, sockets.Handed | None]:
     """The run a body asks for, stored and queued; with `watch`, the connection to the
-    worker it was handed to, if it was (runs.queue.waiting follows it)."""
+    worker it was handed to, if it was (runs.queue.direct.waiting follows it)."""
     client = client_of(request)
     refusal = limits.check(client)
     if refusal:
@@ -159,7 +160,7 @@ def _accepted(request: HttpRequest, run: Run) -> JsonResponse:
 def run(request: HttpRequest, payload: dict) -> JsonResponse:
     """POST /run: the original design's endpoint; waits for the run to finish."""
     submitted, handed = _submit(request, payload, watch=True)
-    # Waiters are bounded (runs.queue.waiting): past the bound the answer is 202 at once.
+    # Waiters are bounded (runs.queue.direct.waiting): past the bound the answer is 202 at once.
     if not waiting.wait_for(submitted, settings.API_WAIT_SECONDS, handed=handed):
         return _accepted(request, submitted)
     return JsonResponse(run_json(submitted))

@@ -7,4 +7,4 @@ class RunsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, logins  # noqa: F401 (register the system checks, signals)
-        from .queue import waiting  # noqa: F401 (register the system checks, signals)
+        from .queue.direct import waiting  # noqa: F401 (register the system checks, signals)

@@ -4,6 +4,7 @@ itself back through others. tests/test_architecture.py holds the code to this.
 
 - web: what answers HTTP, and its helpers (who a client is, what it may do now).
 - queue: a submitted run's way to a worker and through it (`execution`).
+- hand-over: the queue's fast path on one machine (`runs.queue.direct`).
 - models: what is stored, and the rules over stored data (limits, retention).
 - figures and snippets: numbers and words from measurements, and reading a
   snippet's text; no database.
@@ -31,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("queue", ("runs.queue",)),
+    ("hand-over", ("runs.queue.direct",)),
     ("models", ("runs.models", "runs.migrations")),
     ("figures", ("runs.figures", "runs.snippets")),
     ("sandbox", ("runs.sandbox",)),

@@ -24,7 +24,8 @@ from .clients import client_of, may_stop
 from .figures import formatting, grids
 from .forms import CompareForm, RepeatForm, RunForm
 from .models import Offsets, Run, Series, limits, run_json, series_json
-from .queue import tasks, waiting
+from .queue import tasks
+from .queue.direct import waiting
 from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments
 from .snippets import examples

@@ -12,7 +12,8 @@ from django.db import connections
 from runs import sandbox
 from runs.figures import breakdown, charts, grids, measure
 from runs.models import ControlRun, Run, Series, run_json, series_json
-from runs.queue import baselines, execution, handover
+from runs.queue import baselines, execution
+from runs.queue.direct import protocol
 from runs.sandbox import environments
 from runs.snippets import failures
 
@@ -432,7 +433,7 @@ def test_a_handed_over_run_is_claimed_while_its_code_starts():
 
     def grant() -> bool:
         statuses.append(Run.objects.get(pk=run.pk).status)
-        return handover.claim(run, "this-worker")
+        return protocol.claim(run, "this-worker")
 
     done = execution.execute(run, claim=grant)
     assert statuses == [Run.Status.QUEUED], "the run was marked before its claim"

@@ -22,8 +22,8 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs.models import Run, run_json
-from runs.queue import handoff, rendezvous, waiting, wakeup
-from runs.queue.handover import row_of, run_of
+from runs.queue.direct import rendezvous, sockets, waiting, wakeup
+from runs.queue.direct.protocol import row_of, run_of
 from runs.queue.tasks import enqueue, execute_run, store_and_enqueue
 
 from .conftest import ROOT, database_url, finished, printed, sandbox_processes, wait_for
@@ -57,7 +57,7 @@ def test_every_one_of_100_submissions_runs_exactly_once_with_two_workers(start_w
 
 
 def listening_workers() -> list[Path]:
-    return list(handoff._directory().glob("*.sock"))
+    return list(sockets._directory().glob("*.sock"))
 
 
 def test_a_run_for_an_idle_worker_on_this_machine_is_handed_over_past_the_queue(
@@ -127,10 +127,10 @@ def test_a_run_crosses_a_hand_over_whole_to_the_microsecond(transactional_db):
         assert getattr(crossed, field.attname) == getattr(run, field.attname), field.name
 
 
-def offered_and_taken() -> tuple[handoff.Offer, handoff.Handed]:
+def offered_and_taken() -> tuple[sockets.Offer, sockets.Handed]:
     """Both ends of a hand-over, the run taken and stored as row 42."""
     worker_end, web_end = socket.socketpair()
-    offer, handed = handoff.Offer(worker_end, b""), handoff.Handed(web_end)
+    offer, handed = sockets.Offer(worker_end, b""), sockets.Handed(web_end)
     offer.answer(42)
     assert handed.taken() == 42
     return offer, handed
@@ -140,8 +140,8 @@ def test_the_hand_over_connection_carries_progress_the_run_and_its_end():
     offer, handed = offered_and_taken()
     assert handed.receive(0) is None, "a word before the worker said one"
     offer.progress()
-    assert handed.receive(1) is handoff.PROGRESS
-    offer.result(b"x" * (handoff.MAX_RESULT_BYTES + 1))
+    assert handed.receive(1) is sockets.PROGRESS
+    offer.result(b"x" * (sockets.MAX_RESULT_BYTES + 1))
     assert handed.receive(1) == b"", "a row too large to send is read from the database"
     try:
         handed.receive(1)
@@ -162,8 +162,8 @@ def test_a_followed_run_is_hung_up_on_once_the_response_has_gone_out(transaction
     run = Run.objects.submit("print(1)", client="a")
     worker_end, web_end = socket.socketpair()
     row = row_of(run)
-    worker_end.sendall(handoff.RESULT + handoff.LENGTH.pack(len(row)) + row)
-    waiting.wait_for(run, 1, handed=handoff.Handed(web_end))
+    worker_end.sendall(sockets.RESULT + sockets.LENGTH.pack(len(row)) + row)
+    waiting.wait_for(run, 1, handed=sockets.Handed(web_end))
     assert select.select([worker_end], [], [], 0)[0] == [], "hung up before the response"
     request_finished.send(sender=None)
     assert worker_end.recv(1) == b"", "the connection outlived its request"
@@ -172,13 +172,13 @@ def test_a_followed_run_is_hung_up_on_once_the_response_has_gone_out(transaction
 
 def test_a_refusal_or_no_answer_is_not_taken():
     worker_end, web_end = socket.socketpair()
-    handoff.Offer(worker_end, b"").answer(None)
-    handed = handoff.Handed(web_end)
+    sockets.Offer(worker_end, b"").answer(None)
+    handed = sockets.Handed(web_end)
     assert handed.taken() is None
     handed.close()
     worker_end, web_end = socket.socketpair()
     web_end.settimeout(0.1)
-    handed = handoff.Handed(web_end)
+    handed = sockets.Handed(web_end)
     assert handed.taken() is None, "no answer in time read as taken"
     handed.close()
     worker_end.close()
@@ -188,7 +188,7 @@ def test_a_run_offered_before_it_is_stored_is_stored_by_the_worker_running_it(st
     start_worker()
     wait_for(lambda: len(listening_workers()) == 1)
     run = Run.objects.new("print('offered first')", client="a")
-    handed = handoff.offer(row_of(run))  # nothing of it is written yet
+    handed = sockets.offer(row_of(run))  # nothing of it is written yet
     assert handed is not None
     key = handed.taken()
     assert key is not None, "the idle worker did not take the run"
@@ -210,7 +210,7 @@ def test_a_run_the_worker_may_not_take_is_ended_and_nothing_of_it_stored(start_w
     prepared = wait_for(lambda: {p.pid for p in sandbox_processes()})
     Run.objects.submit("print(0)", client="a", dispatched_at=timezone.now())
     run = Run.objects.new("import time\ntime.sleep(60)", client="a")
-    handed = handoff.offer(row_of(run))
+    handed = sockets.offer(row_of(run))
     assert handed is not None
     assert handed.taken() is None, "the worker took a second run of a client in flight"
     handed.close()
@@ -243,7 +243,7 @@ def test_a_busy_worker_takes_no_hand_over_and_the_queue_carries_the_run(start_wo
     wait_for(lambda: printed(busy) == "busy\n")
     assert listening_workers() == [], "a busy worker listens for hand-overs"
     offered = row_of(Run.objects.submit("print(1)", client="b"))
-    assert handoff.offer(offered) is None, "a busy worker took a hand-over"
+    assert sockets.offer(offered) is None, "a busy worker took a hand-over"
     Run.objects.filter(client="b").delete()
 
     queued = submit("print('queued')", client="b")
@@ -379,7 +379,7 @@ def test_the_form_answers_a_short_run_finished_and_one_press_makes_one_run(
 WAIT_FOR_RUN = """
 import django, sys, time
 django.setup()
-from runs.queue import wakeup
+from runs.queue.direct import wakeup
 wakeup.Waiter.for_run(int(sys.argv[1]))
 print("waiting", flush=True)
 time.sleep(60)

@@ -18,9 +18,10 @@ from .. import sandbox
 from ..figures import measure
 from ..models import OutputChunk, Run, Worker
 from ..sandbox import environments, launcher
-from . import heartbeat, wakeup
+from . import heartbeat
 from .ahead import prepare_next_sandbox
 from .baselines import current_baseline, current_repeatability
+from .direct import wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +178,8 @@ class ProgressWriter(threading.Thread):
 
 class _Claim:
     """Whether this worker may store a run: at once for a run it took from the queue;
-    for one handed over directly, the answer of `claim` (runs.queue.handover.claim), asked once,
-    while the code starts or before a failure is stored."""
+    for one handed over directly, the answer of `claim` (runs.queue.direct.protocol.claim),
+    asked once, while the code starts or before a failure is stored."""
 
     def __init__(self, claim: Callable[[], bool] | None):
         self.claim = claim

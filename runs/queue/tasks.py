@@ -15,7 +15,8 @@ from django.tasks import task
 from django.utils import timezone
 
 from ..models import Run, Series, limits
-from . import execution, handoff, handover, wakeup
+from . import execution
+from .direct import protocol, sockets, wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def continue_stalled() -> int:
 
 def enqueue(*runs: Run) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
-    an idle worker on this machine where there is one (runs.queue.handover), else through the
+    an idle worker on this machine where there is one (runs.queue.direct.protocol), else through the
     workers' queue."""
     first: dict[str, Run] = {}  # each client's first run: the others follow it through the queue
     for run in runs:
@@ -95,7 +96,7 @@ def enqueue(*runs: Run) -> None:
 
     def send() -> None:
         for run in first.values():
-            handed = handover.offer(run)
+            handed = protocol.offer(run)
             if handed is None:
                 dispatch(run.client)  # through the queue table
             else:
@@ -104,17 +105,17 @@ def enqueue(*runs: Run) -> None:
     transaction.on_commit(send)
 
 
-def store_and_enqueue(run: Run, watch: bool = False) -> handoff.Handed | None:
+def store_and_enqueue(run: Run, watch: bool = False) -> sockets.Handed | None:
     """Store `run`, one new run (Run.objects.new), and queue it as `enqueue` does; but
     an idle worker here is handed it before anything is written, starts its code and
-    stores it itself, as running: one write, beside the code (runs.queue.handover).
-    With `watch`, the connection to that worker, for runs.queue.waiting to follow the
+    stores it itself, as running: one write, beside the code (runs.queue.direct.protocol).
+    With `watch`, the connection to that worker, for runs.queue.direct.waiting to follow the
     run on (None where the run went through the queue)."""
     if transaction.get_connection().in_atomic_block:
         run.save(force_insert=True)  # offered once the transaction commits
         enqueue(run)
         return None
-    handed = handover.offer(run)
+    handed = protocol.offer(run)
     if handed is not None:
         if watch:
             return handed
@@ -123,7 +124,7 @@ def store_and_enqueue(run: Run, watch: bool = False) -> handoff.Handed | None:
     try:
         run.save(force_insert=True)
     except IntegrityError:
-        if handover.stored_instead(run):
+        if protocol.stored_instead(run):
             return None
         raise
     dispatch(run.client)

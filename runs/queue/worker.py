@@ -17,7 +17,8 @@ from .. import sandbox
 from ..figures import measure
 from ..models import Run, retention
 from ..sandbox import cgroups
-from . import ahead, baselines, handoff, handover, heartbeat, tasks, wakeup
+from . import ahead, baselines, heartbeat, tasks
+from .direct import protocol, sockets, wakeup
 
 PURGE_CHECK_SECONDS = 60
 # Control runs when a worker starts, so that a fresh host has a spread at once.
@@ -35,13 +36,13 @@ def chore(function) -> None:
 
 class Worker(QueueWorker):
     """django-tasks-db's worker, but an idle one wakes as soon as a run is queued here,
-    and takes runs handed to it directly (runs.queue.handoff)."""
+    and takes runs handed to it directly (runs.queue.direct.sockets)."""
 
     def __init__(self, waiter: wakeup.Waiter, name: str, **kwargs):
         super().__init__(**kwargs)
         self.waiter = waiter
         self.name = name
-        self.listener = handoff.Listener()
+        self.listener = sockets.Listener()
 
     def claim(self) -> DBTaskResult | None:
         tasks = DBTaskResult.objects.ready().filter(
@@ -92,11 +93,11 @@ class Worker(QueueWorker):
                 return
 
     def take_offer(self) -> None:
-        """Run what a web process here handed over (runs.queue.handover): its code
+        """Run what a web process here handed over (runs.queue.direct.protocol): its code
         starts while the run is claimed, and the web process is answered then, told
         when the run prints, and sent the run once stored."""
         offered = self.listener.accept()
-        taken = handover.Taken.of(offered) if offered is not None else None
+        taken = protocol.Taken.of(offered) if offered is not None else None
         if taken is None:
             return
 
@@ -136,7 +137,7 @@ def serve(interval: float, max_tasks: int | None, say, complain) -> None:
         f"{baseline.duration_s * 1000:.0f} ms wall ({baseline.isolation})."
     )
     waiter = wakeup.Waiter()
-    handoff.sweep()
+    sockets.sweep()
     wakeup.sweep()
     worker = Worker(
         waiter,

@@ -1,5 +1,5 @@
 """A run handed straight to an idle worker on this machine: both ends, in the order it
-happens. The socket beneath is runs.queue.handoff's; at every step that does not
+happens. The socket beneath is runs.queue.direct.sockets's; at every step that does not
 happen (no idle worker, a refusal, no answer in time) the queue table takes over.
 
 1. The web process offers the run (`offer`): a new run before anything of it is
@@ -30,8 +30,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from ..models import Run
-from . import handoff
+from ...models import Run
+from . import sockets
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ logger = logging.getLogger(__name__)
 # --- 1. the offer ------------------------------------------------------------------
 
 
-def offer(run: Run) -> handoff.Handed | None:
+def offer(run: Run) -> sockets.Handed | None:
     """Offer `run` to an idle worker here and read its answer (4.): the connection to
     the worker that took it, still open (the caller follows the run on it,
-    runs.queue.waiting, or closes it), or None. A new run gets the primary key of the
+    runs.queue.direct.waiting, or closes it), or None. A new run gets the primary key of the
     row the worker wrote."""
-    handed = handoff.offer(row_of(run))
+    handed = sockets.offer(row_of(run))
     if handed is None:
         return None
     key = handed.taken()
@@ -90,11 +90,11 @@ def run_of(row: bytes) -> Run:
 class Taken:
     """A worker's end of a run handed over to it."""
 
-    def __init__(self, offered: handoff.Offer, run: Run):
+    def __init__(self, offered: sockets.Offer, run: Run):
         self.offered, self.run = offered, run
 
     @classmethod
-    def of(cls, offered: handoff.Offer) -> Taken | None:
+    def of(cls, offered: sockets.Offer) -> Taken | None:
         """The run offered, or None (answered "not taken") when it cannot be read."""
         try:
             return cls(offered, run_of(offered.payload))
@@ -161,7 +161,7 @@ def claim(run: Run, worker: str) -> bool:
 
 
 def follow(
-    run: Run, handed: handoff.Handed, deadline: float, printed: Callable[[], bool]
+    run: Run, handed: sockets.Handed, deadline: float, printed: Callable[[], bool]
 ) -> bool | None:
     """Wait on the worker's own word until `run` ends, or until it has printed when
     `printed()` (asked at each PROGRESS) says so; whether it is over, or None if the
@@ -171,7 +171,7 @@ def follow(
             message = handed.receive(deadline - time.monotonic())
         except (OSError, EOFError):
             return None
-        if message is handoff.PROGRESS:
+        if message is sockets.PROGRESS:
             if printed():
                 return run.is_over
             continue

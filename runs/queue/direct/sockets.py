@@ -2,7 +2,7 @@
 
 Queueing a run through the table costs a row, a poll (or a wake-up) and a claim: more
 than `print('hi')` takes to run. So an idle worker also listens on a Unix socket of its
-own (in this machine's meeting place for its database, runs.queue.rendezvous), and only
+own (in this machine's meeting place for its database, runs.queue.direct.rendezvous), and only
 while idle (or ending the sandbox of a run it has
 stored and sent): a busy worker's socket is closed, and offering to it costs a refused
 connect. The web process offers the run itself (its row, serialized) to one idle
@@ -20,7 +20,7 @@ connection that ends without the row (the worker died) leaves the waiter to the
 database.
 
 Nothing here knows about runs: payloads go both ways, a key, and pokes. The protocol
-that carries a run over it, both ends, is runs.queue.handover.
+that carries a run over it, both ends, is runs.queue.direct.protocol.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ A run handed straight to a worker here is followed on that worker's connection, 
 brings the stored run itself; any other through its named pipe and the database. That
 connection is closed once the response has gone out (Django's request_finished, sent
 after the server has written it): the worker waits for this hang-up (at most
-handoff.HANG_UP_SECONDS) before it ends the run's sandbox and starts the next one,
+sockets.HANG_UP_SECONDS) before it ends the run's sandbox and starts the next one,
 work that would otherwise compete with the answer for the host's cores.
 """
 
@@ -21,8 +21,8 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.dispatch import receiver
 
-from ..models import OutputChunk, Run
-from . import handoff, handover, wakeup
+from ...models import OutputChunk, Run
+from . import protocol, sockets, wakeup
 
 FALLBACK_POLL_SECONDS = 0.2
 
@@ -32,7 +32,7 @@ _followed = threading.local()
 
 
 def wait_for(
-    run: Run, seconds: float, until_output: bool = False, handed: handoff.Handed | None = None
+    run: Run, seconds: float, until_output: bool = False, handed: sockets.Handed | None = None
 ) -> bool:
     """Wait up to `seconds` for `run` to end, or with `until_output` for it to end or
     print; False without a free slot or when it is still going. Either way `run` is
@@ -46,7 +46,7 @@ def wait_for(
         try:
             deadline = time.monotonic() + seconds
             if handed is not None:
-                settled = handover.follow(
+                settled = protocol.follow(
                     run, handed, deadline, lambda: until_output and _settled(run, until_output)
                 )
                 if settled is not None:
