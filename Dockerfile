@@ -22,8 +22,8 @@ RUN apt-get update \
     && mkdir -p /data && chown app:app /data && chmod 700 /data
 
 WORKDIR /app
-COPY requirements.txt constraints.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
 # The environments, readable by every user; then the static files. Anything these

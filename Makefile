@@ -16,18 +16,22 @@ var/secret_key:
 	@mkdir -p var && chmod 700 var
 	@umask 077 && $(PYTHON_BASE) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+# Exactly the lock, every package pinned and checked against its hashes.
+$(VENV)/.installed: requirements-dev.lock
 	@test -n "$(PYTHON_BASE)" || { echo "Python 3.12+ not found; set PYTHON_BASE=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	@touch $@
 
-# Pins what requirements*.txt pulled in, after changing them (CI installs exactly this).
-.PHONY: constraints
-constraints: $(VENV)/.installed
-	@{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
-	mv constraints.txt.new constraints.txt
+# The locks, from what requirements*.txt choose, after changing either (pip-tools: the
+# versions those name, the newest of the rest, every file's hash from the index).
+.PHONY: lock
+lock: $(VENV)/.installed
+	for name in requirements requirements-dev; do \
+		CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+			--strip-extras --allow-unsafe --no-emit-index-url \
+			--no-emit-find-links --output-file $$name.lock $$name.txt || exit 1; \
+	done
 
 .PHONY: setup
 setup: var/secret_key $(VENV)/.installed

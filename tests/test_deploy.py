@@ -2,6 +2,7 @@
 and compose.yaml for real (deploy/image/test.py); these check what needs no container."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,19 +98,34 @@ def test_the_image_serves_through_the_front_with_its_packages():
     assert "@LISTEN@" in (ROOT / "deploy" / "nginx.conf").read_text()
 
 
-def test_every_installed_package_is_pinned():
-    """The virtual environment is what constraints.txt says, to the version (make
-    constraints writes it): nothing a dependency pulls in floats."""
+def locked(lock: str) -> dict[str, str]:
+    """{package: version} of a lock `make lock` wrote, checking that each has hashes."""
+    pinned = {}
+    for entry in re.split(r"\n(?=\S)", (ROOT / lock).read_text()):
+        first = entry.split("\n", 1)[0]
+        if first and not first.startswith("#"):
+            name, version = first.split(" ", 1)[0].split("==")
+            assert "--hash=sha256:" in entry, f"{lock}: {name} has no hash"
+            pinned[name.lower().replace("_", "-")] = version
+    return pinned
+
+
+def test_every_installed_package_is_pinned_with_its_hashes():
+    """The virtual environment is what requirements-dev.lock says, to the version (make
+    lock writes it): nothing a dependency pulls in floats."""
     from importlib import metadata
 
-    pinned = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, version = line.split("==")
-            pinned[name.lower().replace("_", "-")] = version
     installed = {
-        d.metadata["Name"].lower().replace("_", "-"): d.version
-        for d in metadata.distributions()
-        if d.metadata["Name"].lower() != "pip"
+        d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()
     }
-    assert installed == pinned
+    assert installed == locked("requirements-dev.lock")
+
+
+def test_the_image_lock_is_the_servers_part_of_the_dev_lock():
+    """What the image installs (requirements.lock) is what the tests ran against."""
+    server, dev = locked("requirements.lock"), locked("requirements-dev.lock")
+    assert server.items() <= dev.items()
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name = re.split(r"[\[=]", line)[0].lower()
+            assert name in server, name

@@ -58,12 +58,11 @@ PLANTED = [
 # What the app runs, and nothing else, at the top of /app.
 APP_FILES = {
     "bin",
-    "constraints.txt",
     "deploy",
     "environments.toml",
     "manage.py",
     "playground",
-    "requirements.txt",
+    "requirements.lock",
     "runs",
     "static",
     "staticfiles",
