@@ -14,6 +14,7 @@ the one before) and returns (a stop in a module the path had already left). The 
 describe the code, not this machine; run it on two commits to compare them.
 """
 
+import itertools
 import json
 import os
 import sys
@@ -67,7 +68,7 @@ def traced(call):
     finally:
         sys.setprofile(None)
     left, climbs, returns = set(), 0, 0
-    for before, module in zip(stops, stops[1:], strict=False):
+    for before, module in itertools.pairwise(stops):
         left.add(before)
         climbs += part(module) < part(before)
         returns += module in left

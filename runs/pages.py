@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404, HttpRequest
+from django.utils.html import escape
 
 from . import sandbox
 from .clients import may_stop
@@ -67,11 +68,51 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         context |= breakdown.for_page(run)
     if run.is_over and request is not None:
         context["previous"] = Run.objects.previous_of(run, request.session.session_key)
+        context["share"] = share(run, request)
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV
         context["everyday"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
         context["what_if"] = grids.what_if(run.energy_kwh, run.country_iso_code, run.region)
+    return context
+
+
+# An embed's frame, as the snippet to paste sets it: the width of a column of text, the
+# height of a short snippet and its figures (it scrolls within).
+EMBED_WIDTH, EMBED_HEIGHT = 640, 420
+
+
+def share(shared: Run | Series, request: HttpRequest) -> dict[str, str]:
+    """What Share offers: the short link, and the HTML that embeds the read-only view."""
+    embed = request.build_absolute_uri(shared.embed_url())
+    kind = "Run" if isinstance(shared, Run) else shared.get_kind_display()
+    title = f"{kind} {shared.public_id.hex[:8]} on CodeCarbon Playground"
+    return {
+        "key": str(shared.public_id),
+        "link": request.build_absolute_uri(shared.short_url()),
+        "embed": f'<iframe src="{embed}" title="{escape(title)}" width="{EMBED_WIDTH}" '
+        f'height="{EMBED_HEIGHT}" loading="lazy" style="border: 1px solid #ccc"></iframe>',
+    }
+
+
+def embed_context(run: Run, request: HttpRequest) -> dict:
+    """A run's embed: its code, status and figures, read only, and the link to its page."""
+    return {
+        "run": run,
+        "link": request.build_absolute_uri(run.get_absolute_url()),
+        "environment": run.environment,
+        "grid": grids.grid_of(run.country_iso_code, run.region),
+        "units": formatting.units_for(
+            [run], energy_kwh="energy", emissions_g="mass", duration_s="duration"
+        ),
+    }
+
+
+def series_embed_context(series: Series, request: HttpRequest) -> dict:
+    """A repeat's or a comparison's embed: each side's code and medians, and its verdict."""
+    context = series_context(series)
+    context["link"] = request.build_absolute_uri(series.get_absolute_url())
+    context["codes"] = {variant: series.code_of(variant) for variant in series.variants}
     return context
 
 
@@ -215,6 +256,7 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
         "units": units,
         "strip": charts.strip_chart(energies, units["energy_kwh"], series.variant_labels),
         "host_spreads": series.host_spreads(),
+        "share": share(series, request) if request is not None and results.is_over else None,
         "outputs": (agreement := series.outputs(runs)),
         "outputs_sentence": agreement.sentence(series.kind == Series.Kind.COMPARE)
         if agreement

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,6 +16,8 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 from django_htmx.middleware import HtmxDetails
@@ -23,7 +26,7 @@ from . import api, export, pages
 from .clients import client_of, may_stop
 from .figures import formatting, grids
 from .forms import CompareForm, RepeatForm, RunForm
-from .models import Offsets, Run, Series, limits, run_json, series_json
+from .models import Offsets, Run, Series, limits, links, run_json, series_json
 from .queue import tasks
 from .queue.direct import waiting
 from .queue.tasks import enqueue, store_and_enqueue
@@ -153,6 +156,27 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
         request, run.code, error_line=run.failing_line, chosen_grid=context["grid"].key
     ) | _opened_in(run)
     return render(request, "runs/detail.html", context)
+
+
+# Any site may frame an embed (and nothing else: X_FRAME_OPTIONS, SECURE_CSP). It shows
+# what its link shows, read only: no form, no session, nothing to click but the link.
+EMBED_CSP: dict[str, Any] = {**settings.SECURE_CSP, "frame-ancestors": ["*"]}
+
+
+@xframe_options_exempt
+@csp_override(EMBED_CSP)
+@require_safe
+def embed(request: HttpRequest, public_id) -> HttpResponse:
+    run = get_object_or_404(Run, public_id=public_id)
+    return render(request, "runs/embed.html", pages.embed_context(run, request))
+
+
+@xframe_options_exempt
+@csp_override(EMBED_CSP)
+@require_safe
+def series_embed(request: HttpRequest, public_id) -> HttpResponse:
+    series = get_object_or_404(Series, public_id=public_id)
+    return render(request, "runs/embed.html", pages.series_embed_context(series, request))
 
 
 @require_safe
@@ -402,13 +426,7 @@ def series_cancel(request: HtmxHttpRequest, public_id) -> HttpResponse:
 def short_link(request: HttpRequest, prefix: str, kind: str) -> HttpResponse:
     """The short id a title shows (`/runs/9ab9f4b5/`): to the run or series it starts,
     while exactly one does. A range on the unique index, whatever the table's size."""
-    lowest, highest = uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
-    within = {"public_id__range": (lowest, highest)}
-    found: list[Run] | list[Series] = (
-        list(Run.objects.filter(**within)[:2])
-        if kind == "run"
-        else list(Series.objects.filter(**within)[:2])
-    )
+    found = list(links.starting((Run if kind == "run" else Series).objects.all(), prefix)[:2])
     if len(found) != 1:
         raise Http404("No such id." if not found else "More than one id starts so.")
     return redirect(found[0])

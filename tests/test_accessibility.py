@@ -62,6 +62,8 @@ def pages(settings):
         "history": "/runs/",
         "compare": "/compare/",
         "comparison": series.get_absolute_url(),
+        "run-embed": succeeded.embed_url(),
+        "comparison-embed": series.embed_url(),
         "methodology": "/methodology/",
     }
 

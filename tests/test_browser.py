@@ -1,9 +1,12 @@
 """The playground in a real Chromium, against a live server and a real worker."""
 
+import contextlib
 import csv
+import http.server
 import io
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -570,3 +573,75 @@ def test_exports_download_and_parse(site, page):
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert [row["run_id"] for row in rows] == [data["id"]]
     assert float(rows[0]["energy_consumed"]) == pytest.approx(data["energy_kwh"])
+
+
+@contextlib.contextmanager
+def elsewhere(body: str):
+    """Another site: `body` served at its own origin (127.0.0.2, a loopback address of
+    its own), for as long as the block runs."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.2:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_share_copies_a_short_link_and_the_embed_may_be_framed_elsewhere(site, chromium):
+    context = chromium.new_context(
+        viewport={"width": 1366, "height": 768}, permissions=["clipboard-read", "clipboard-write"]
+    )
+    page = context.new_page()
+    open_with_code(page, site, "print('shared')")
+    result = run_and_wait(page, "succeeded")
+    result.locator("[data-share] > summary").click()
+    result.locator("[data-copy^=share-link]").click()
+    expect(result.locator("[data-copy-status]")).to_have_text("Link copied")
+    link = page.evaluate("navigator.clipboard.readText()")
+    run = Run.objects.get()
+    assert link == f"{site}/runs/{run.public_id.hex[:8]}/"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "share-panel-1366.png")
+    result.locator("[data-copy^=share-embed]").click()
+    expect(result.locator("[data-copy-status]")).to_have_text("Embed code copied")
+    embed = page.evaluate("navigator.clipboard.readText()")
+    assert embed.startswith(f'<iframe src="{site}{run.embed_url()}"')
+
+    # Another site, a server of its own on another loopback address, frames the embed
+    # as pasted; the run's own page it may not frame.
+    framing = f"<!doctype html><title>Elsewhere</title>{embed}"
+    framing += f'<iframe id="page" src="{site}{run.get_absolute_url()}"></iframe>'
+    with elsewhere(framing) as other:
+        page.goto(other)  # once every frame has loaded, or failed to
+    framed = page.frame_locator("iframe[title]")
+    expect(framed.locator(".embed-title")).to_contain_text(run.public_id.hex[:8])
+    expect(framed.locator(".embed-code")).to_contain_text("print('shared')")
+    expect(framed.locator("[data-metric=energy]")).to_be_visible()
+    # Chromium puts its own error page in a frame the framed page's policy refuses.
+    refused = page.locator("#page").element_handle().content_frame()
+    assert refused.url.startswith("chrome-error://"), refused.url
+    page.screenshot(path=SCREENSHOTS / "embed-framed-light.png")
+    context.close()
+    for name, options in (
+        ("dark", {"viewport": {"width": 1366, "height": 768}, "color_scheme": "dark"}),
+        ("phone", {"viewport": {"width": 390, "height": 844}, "color_scheme": "light"}),
+    ):
+        shot = chromium.new_context(**options)
+        embed_page = shot.new_page()
+        embed_page.goto(f"{site}{run.embed_url()}")
+        expect(embed_page.locator(".embed-title")).to_be_visible()
+        embed_page.screenshot(path=SCREENSHOTS / f"embed-{name}.png")
+        shot.close()

@@ -19,6 +19,7 @@ from ..figures import breakdown
 from ..sandbox import contract as sandbox_contract
 from ..sandbox import environments
 from ..snippets import failures, outputs
+from . import links
 from .busy import write_patiently
 from .fleet import Baseline, Repeatability, Worker
 from .output import Offsets, OutputChunk
@@ -276,6 +277,14 @@ class Run(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("runs:detail", kwargs={"public_id": self.public_id})
+
+    def short_url(self) -> str:
+        """The link to share: its short id's while that names it alone."""
+        short = links.short_id(self)
+        return reverse("runs:short-run", args=[short]) if short else self.get_absolute_url()
+
+    def embed_url(self) -> str:
+        return reverse("runs:embed", kwargs={"public_id": self.public_id})
 
     @property
     def python_version(self) -> str | None:

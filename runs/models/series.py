@@ -15,6 +15,7 @@ from ..figures import breakdown, comparisons, stats
 from ..figures.comparisons import Measured
 from ..sandbox import environments
 from ..snippets import diffs, outputs
+from . import links
 from .fleet import ControlRun, Repeatability
 from .rules import clean_code, clean_env, clean_repetitions, clean_section, clean_stdin
 from .run import Run, sent_by
@@ -133,6 +134,17 @@ class Series(models.Model):
     def get_absolute_url(self) -> str:
         name = "runs:compare-detail" if self.kind == self.Kind.COMPARE else "runs:series-detail"
         return reverse(name, kwargs={"public_id": self.public_id})
+
+    def short_url(self) -> str:
+        """The link to share: its short id's while that names it alone."""
+        short = links.short_id(self)
+        if short is None:
+            return self.get_absolute_url()
+        name = "runs:short-compare" if self.kind == self.Kind.COMPARE else "runs:short-series"
+        return reverse(name, args=[short])
+
+    def embed_url(self) -> str:
+        return reverse("runs:series-embed", kwargs={"public_id": self.public_id})
 
     def ordered_runs(self) -> list[Run]:
         return list(self.runs.order_by("repetition", "variant"))
