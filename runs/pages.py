@@ -3,8 +3,12 @@ and the figures (the views in runs.views handle the request around it)."""
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.http import Http404, HttpRequest
+from django.urls import reverse
 from django.utils.html import escape
 
 from . import sandbox
@@ -87,12 +91,30 @@ def share(shared: Run | Series, request: HttpRequest) -> dict[str, str]:
     embed = request.build_absolute_uri(shared.embed_url())
     kind = "Run" if isinstance(shared, Run) else shared.get_kind_display()
     title = f"{kind} {shared.public_id.hex[:8]} on CodeCarbon Playground"
-    return {
+    offered = {
         "key": str(shared.public_id),
         "link": request.build_absolute_uri(shared.short_url()),
         "embed": f'<iframe src="{embed}" title="{escape(title)}" width="{EMBED_WIDTH}" '
         f'height="{EMBED_HEIGHT}" loading="lazy" style="border: 1px solid #ccc"></iframe>',
     }
+    if isinstance(shared, Run):
+        offered["code_link"] = request.build_absolute_uri(reverse("runs:playground")) + (
+            code_fragment(shared.code, shared.env_name, shared.stdin)
+        )
+    return offered
+
+
+def code_fragment(code: str, env: str, stdin: str = "") -> str:
+    """A playground link's fragment that opens the editor with `code`, in `env`, reading
+    `stdin` (static/js/playground.js reads it): in the fragment, the server never sees
+    it, so nothing is stored and no request line grows with the code."""
+    fields = {"code": code, "env": env} | ({"stdin": stdin} if stdin else {})
+    return "#" + urlencode(
+        {
+            name: base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+            for name, text in fields.items()
+        }
+    )
 
 
 def embed_context(run: Run, request: HttpRequest) -> dict:

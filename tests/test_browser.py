@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings as conf
 from playwright.sync_api import expect
 
-from runs import sandbox
+from runs import pages, sandbox
 from runs.figures import charts, formatting, grids
 from runs.models import Run, Series
 from runs.sandbox import environments, launcher
@@ -645,3 +645,22 @@ def test_share_copies_a_short_link_and_the_embed_may_be_framed_elsewhere(site, c
         expect(embed_page.locator(".embed-title")).to_be_visible()
         embed_page.screenshot(path=SCREENSHOTS / f"embed-{name}.png")
         shot.close()
+
+
+def test_a_link_with_the_code_opens_the_playground_with_it_and_stores_nothing(site, page):
+    code, stdin = "name = input()\nprint('hello', name)\n", "Ada\n"
+    other = next(e.name for e in environments.available() if e != environments.default())
+    open_with_code(page, site, "print('my draft')")
+    page.goto(f"{site}/methodology/")
+    page.goto(f"{site}/{pages.code_fragment(code, other, stdin)}")  # a new page
+    expect(page.locator(".cm-content")).to_contain_text("print('hello', name)")
+    expect(page.locator("#env")).to_have_value(other)
+    expect(page.locator("#stdin")).to_have_value(stdin)
+    assert "#" not in page.url  # dropped once read: a reload keeps what is edited
+    assert Run.objects.count() == 0
+    page.get_by_role("button", name="Bring back your draft").click()
+    expect(page.locator(".cm-content")).to_contain_text("print('my draft')")
+    # Followed from the playground itself: only the fragment changes, and it is read.
+    page.goto(f"{site}/{pages.code_fragment('print(2 + 2)', other)}")
+    expect(page.locator(".cm-content")).to_contain_text("print(2 + 2)")
+    assert Run.objects.count() == 0

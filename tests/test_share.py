@@ -1,7 +1,9 @@
 """Share: a short link that names one run or series, and an embed any site may frame."""
 
+import base64
 import html
 import re
+import urllib.parse
 import uuid
 
 import pytest
@@ -30,6 +32,21 @@ def test_a_finished_run_shares_a_short_link_that_leads_to_it(client):
     short = run.public_id.hex[: SHORT_LENGTHS[0]]
     assert share["link"] == f"http://testserver/runs/{short}/"
     assert client.get(share["link"])["Location"] == run.get_absolute_url()
+
+
+def test_a_runs_link_with_the_code_carries_its_code_environment_and_input(client):
+    run = finished_run(code="name = input()\nprint('hé', name)\n", stdin="Ada\n")
+    link = re.search(
+        r'value="([^"]+)"[^>]*readonly data-share-code', client.get(run.get_absolute_url()).text
+    )
+    playground, fragment = html.unescape(link.group(1)).split("#")
+    assert playground == "http://testserver/"
+    fields = {
+        name: base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        for name, value in urllib.parse.parse_qsl(fragment)
+    }
+    assert fields == {"code": run.code, "env": run.env_name, "stdin": "Ada\n"}
+    assert Run.objects.count() == 1  # a link stores nothing: the playground reads it
 
 
 def test_a_short_link_grows_until_it_names_one_run(client):

@@ -63,11 +63,47 @@
     notice.hidden = false;
   }
 
-  // Which code the editor opens with: the playground's draft on the playground; on a
-  // run's page (or ?from=) the run's code, or the edits made to it here before.
+  // A link with the code in it (Share's, runs.pages.code_fragment): #code=, env= and
+  // stdin=, each UTF-8 in base64url. Read here, never sent: nothing is stored until Run.
+  function fromLink() {
+    const fields = new URLSearchParams(location.hash.slice(1));
+    if (!fields.has("code")) return null;
+    const decoded = {};
+    try {
+      for (const [name, value] of fields) {
+        const bytes = Uint8Array.from(atob(value.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+        if (name === "code" && bytes.length > Number(textarea.dataset.maxBytes)) return null;
+        decoded[name] = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      }
+    } catch (e) { return null; } // not a link of ours: the draft as usual
+    return decoded;
+  }
+
+  // Which code the editor opens with: a link's; else the playground's draft on the
+  // playground; on a run's page (or ?from=) the run's code, or the edits made to it here
+  // before.
   const serverCode = textarea.value;
   const saved = draftOf ? runDrafts.get(draftOf) : store.get(PLAYGROUND);
-  if (serverCode.trim() === "") {
+  function openLinked(linked, draft) {
+    setCode(linked.code);
+    const env = document.getElementById("env");
+    if (linked.env && [...env.options].some((o) => o.value === linked.env)) {
+      env.value = linked.env;
+      env.dispatchEvent(new Event("change"));
+    }
+    if (linked.stdin) {
+      document.getElementById("stdin").value = linked.stdin;
+      document.querySelector("[data-stdin-box]").open = true;
+    }
+    history.replaceState(null, "", location.pathname + location.search); // a reload keeps the edits
+    if (draft !== null && draft.trim() !== "" && draft !== linked.code) {
+      showNotice("Opened with the code from the link.", "Bring back your draft", () => setCode(draft));
+    }
+  }
+  const linked = !source ? fromLink() : null;
+  if (linked) {
+    openLinked(linked, saved);
+  } else if (serverCode.trim() === "") {
     textarea.value = saved !== null ? saved : examples[0].code;
   } else if (source && saved !== null && saved.trim() !== "" && saved !== serverCode) {
     textarea.value = saved;
@@ -83,7 +119,14 @@
   } else {
     textarea.addEventListener("input", () => remember(textarea.value));
   }
-  if (serverCode.trim() === "") remember(textarea.value);
+  if (serverCode.trim() === "") remember(textarea.value); // a link's code: the draft now
+  // A link followed from this very page changes only the fragment: no new page.
+  if (!source) {
+    window.addEventListener("hashchange", () => {
+      const followed = fromLink();
+      if (followed) openLinked(followed, editor ? editor.getValue() : textarea.value);
+    });
+  }
   if (editor && textarea.dataset.errorLine) editor.markLine(Number(textarea.dataset.errorLine));
 
   select.addEventListener("change", () => {
