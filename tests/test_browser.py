@@ -664,3 +664,23 @@ def test_a_link_with_the_code_opens_the_playground_with_it_and_stores_nothing(si
     page.goto(f"{site}/{pages.code_fragment('print(2 + 2)', other)}")
     expect(page.locator(".cm-content")).to_contain_text("print(2 + 2)")
     assert Run.objects.count() == 0
+
+
+def test_at_1366_by_768_the_editor_shows_15_lines_and_run_is_above_the_fold(site, chromium):
+    context = chromium.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    open_with_code(page, site, "\n".join(f"x{n} = {n}" for n in range(40)))
+    page.screenshot(path=SCREENSHOTS / "playground-1366x768.png")
+    editor = page.locator(".cm-scroller").bounding_box()
+    line = page.locator(".cm-line").first.bounding_box()
+    fold = page.viewport_size["height"]
+    visible = min(editor["y"] + editor["height"], fold) - editor["y"]
+    assert visible >= 15 * line["height"], (visible, line["height"])
+    run = page.locator("#run-button").bounding_box()
+    assert run["y"] + run["height"] <= fold, run
+    # The three choices share a row.
+    tops = {
+        round(page.locator(f"#{name}").bounding_box()["y"]) for name in ("example", "env", "grid")
+    }
+    assert len(tops) == 1, tops
+    context.close()
