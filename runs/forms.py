@@ -55,17 +55,31 @@ def typed(value: object) -> object:
     return value.replace("\r\n", "\n") if isinstance(value, str) else value
 
 
-class RunForm(forms.Form):
-    """One run from the playground's editor (and the API's body: `code`, `env`, `stdin`)."""
+class CodeForm(forms.Form):
+    """A snippet alone: the editor's Format and its checks as one types (and the start of
+    a run's form)."""
 
     code = Text()
+
+    def clean_code(self) -> str:
+        return clean_code(self.cleaned_data["code"])
+
+    def messages(self) -> list[str]:
+        return messages(self)
+
+    def too_large(self) -> bool:
+        """Whether what was refused was refused for its size (the API answers 413)."""
+        refused = self.errors.as_data().values()
+        return any(error.code == "too_large" for errors in refused for error in errors)
+
+
+class RunForm(CodeForm):
+    """One run from the playground's editor (and the API's body: `code`, `env`, `stdin`)."""
+
     stdin = Text()
     env = Text()
     grid = Text()
     timeout = Text()
-
-    def clean_code(self) -> str:
-        return clean_code(self.cleaned_data["code"])
 
     def clean_stdin(self) -> str:
         return clean_stdin(typed(self.cleaned_data["stdin"]))
@@ -100,14 +114,6 @@ class RunForm(forms.Form):
             session["timeout"] = data["timeout"]
         if self.data.get("env"):
             session["env"] = data["env"]
-
-    def messages(self) -> list[str]:
-        return messages(self)
-
-    def too_large(self) -> bool:
-        """Whether what was refused was refused for its size (the API answers 413)."""
-        refused = self.errors.as_data().values()
-        return any(error.code == "too_large" for errors in refused for error in errors)
 
     def redisplay(self) -> dict[str, str]:
         """What was typed, for the editor that shows the refusal."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
@@ -25,13 +26,13 @@ from django_htmx.middleware import HtmxDetails
 from . import api, export, pages
 from .clients import client_of, may_stop
 from .figures import formatting, grids
-from .forms import CompareForm, RepeatForm, RunForm
+from .forms import CodeForm, CompareForm, RepeatForm, RunForm
 from .models import Offsets, Run, Series, limits, links, run_json, series_json
 from .queue import tasks
 from .queue.direct import waiting
 from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments
-from .snippets import examples
+from .snippets import examples, tidy
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -156,6 +157,42 @@ def detail(request: HtmxHttpRequest, public_id) -> HttpResponse:
         request, run.code, error_line=run.failing_line, chosen_grid=context["grid"].key
     ) | _opened_in(run)
     return render(request, "runs/detail.html", context)
+
+
+def _code_refused(form: CodeForm) -> JsonResponse:
+    return JsonResponse(
+        {"error": " ".join(form.messages())}, status=413 if form.too_large() else 422
+    )
+
+
+TIDY_BUSY = "Busy with other snippets; try again in a moment."
+
+
+@require_POST
+def format_code(request: HttpRequest) -> JsonResponse:
+    """The editor's Format: the code as ruff formats it, or why it cannot be."""
+    form = CodeForm(request.POST)
+    if not form.is_valid():
+        return _code_refused(form)
+    try:
+        return JsonResponse({"code": tidy.formatted(form.cleaned_data["code"])})
+    except tidy.Busy:
+        return JsonResponse({"error": TIDY_BUSY}, status=503, headers={"Retry-After": "1"})
+    except tidy.NotFormatted as exc:
+        return JsonResponse({"error": str(exc), "line": exc.line}, status=422)
+
+
+@require_POST
+def check_code(request: HttpRequest) -> JsonResponse:
+    """The editor's checks as one types: what would fail when the code runs, by line."""
+    form = CodeForm(request.POST)
+    if not form.is_valid():
+        return _code_refused(form)
+    try:
+        found = tidy.diagnostics(form.cleaned_data["code"])
+    except tidy.Busy:
+        return JsonResponse({"error": TIDY_BUSY}, status=503, headers={"Retry-After": "1"})
+    return JsonResponse({"diagnostics": [asdict(d) for d in found]})
 
 
 # Any site may frame an embed (and nothing else: X_FRAME_OPTIONS, SECURE_CSP). It shows

@@ -684,3 +684,25 @@ def test_at_1366_by_768_the_editor_shows_15_lines_and_run_is_above_the_fold(site
     }
     assert len(tops) == 1, tops
     context.close()
+
+
+def test_format_tidies_the_code_and_the_checks_mark_what_would_fail(site, page):
+    open_with_code(page, site, "x=1\nif x :\n  print( x )")
+    page.locator("#format-button").click()
+    expect(page.locator(".cm-content")).to_contain_text("if x:    print(x)")
+    page.keyboard.press("Control+z")  # one step of undo brings the code back
+    expect(page.locator(".cm-content")).to_contain_text("if x :  print( x )")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nprint(y)")
+    diagnostics = page.locator("#diagnostics")
+    expect(diagnostics).to_have_text("Line 4: Undefined name `y`")
+    expect(page.locator(".cm-error-line")).to_have_count(1)
+    run_and_wait(page, "failed")  # it never stands in the way of Run
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.keyboard.type("x)")
+    expect(diagnostics).to_be_hidden()
+    expect(page.locator(".cm-error-line")).to_have_count(0)

@@ -111,13 +111,61 @@
   }
 
   const submit = () => { if (!inFlight()) form.requestSubmit(); };  // one run at a time
+
+  // Format (ruff's formatter) and the checks as one types (ruff's, for what would fail
+  // when the code runs: syntax errors, undefined names), both on the server
+  // (runs.snippets.tidy). What they find is shown and its first line marked; neither
+  // stands in the way of Run.
+  const diagnostics = document.getElementById("diagnostics");
+  const formatButton = document.getElementById("format-button");
+  const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
+  const currentCode = () => (editor ? editor.getValue() : textarea.value);
+  async function ask(url, code) {
+    try {
+      const answer = await fetch(url, {
+        method: "POST", headers: { "X-CSRFToken": csrf }, body: new URLSearchParams({ code }),
+      });
+      return await answer.json();
+    } catch (e) { return { error: "The server did not answer." }; }
+  }
+  function showFound(found) {
+    diagnostics.replaceChildren(...found.slice(0, 3).map((d) => {
+      const item = document.createElement("p");
+      item.textContent = d.line ? `Line ${d.line}: ${d.message}` : d.message;
+      return item;
+    }));
+    diagnostics.hidden = found.length === 0;
+    if (editor) editor.markLine(found.length ? found[0].line : null);
+  }
+  let checks = 0; // the latest check's number: an older answer is dropped
+  let checkTimer = null;
+  function checkSoon() {
+    clearTimeout(checkTimer);
+    checkTimer = setTimeout(async () => {
+      const number = ++checks;
+      const answer = await ask(diagnostics.dataset.url, currentCode());
+      if (number === checks && answer.diagnostics) showFound(answer.diagnostics);
+    }, 600);
+  }
+  formatButton.addEventListener("click", async () => {
+    const answer = await ask(formatButton.dataset.url, currentCode());
+    if (answer.code === undefined) {
+      showFound([{ line: answer.line, message: answer.error }]);
+      return;
+    }
+    if (answer.code !== currentCode()) setCode(answer.code); // one step of undo
+    showFound([]);
+    if (editor) editor.focus();
+  });
   if (window.PlaygroundEditor) {
     // The cursor's line's share, for keyboards and screen readers (the gutter is a picture).
     const heatStatus = document.getElementById("heat-status");
     const onHeatLine = (label) => { heatStatus.textContent = label; heatStatus.hidden = !label; };
-    editor = window.PlaygroundEditor.create(textarea, { onRun: submit, onChange: remember, onHeatLine });
+    editor = window.PlaygroundEditor.create(textarea, {
+      onRun: submit, onChange: (text) => { remember(text); checkSoon(); }, onHeatLine,
+    });
   } else {
-    textarea.addEventListener("input", () => remember(textarea.value));
+    textarea.addEventListener("input", () => { remember(textarea.value); checkSoon(); });
   }
   if (serverCode.trim() === "") remember(textarea.value); // a link's code: the draft now
   // A link followed from this very page changes only the fragment: no new page.
