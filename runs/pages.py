@@ -169,17 +169,19 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
         "chosen_env": request.session.get("env") or environments.default().name,
         "grids": grids.grids().values(),
         "chosen_grid": request.session.get("grid", default_grid()),
+        # Nobody chose one yet: the page proposes the grid of the browser's time zone.
+        "propose_grid": "grid" not in request.session,
         "timeout": request.session.get("timeout", settings.EXECUTION_TIMEOUT),
         "min_timeout": MIN_PAGE_TIMEOUT,
         "max_timeout": settings.MAX_EXECUTION_TIMEOUT,
     } | extra
 
 
-def grid_note_context(grid: grids.Grid, run: Run | None) -> dict:
+def grid_note_context(grid: grids.Grid, run: Run | None, zone: str = "") -> dict:
     """What the editor says when the grid changes: new runs use it, and the shown run
     (when it has figures) priced at it, beside what is stored."""
     intensity = grids.intensity_for(grid.country, grid.region)
-    context = {"note_grid": grid, "intensity": intensity, "shown": None}
+    context = {"note_grid": grid, "intensity": intensity, "shown": None, "proposed_zone": zone}
     if run is not None and run.energy_kwh is not None and run.emissions_g is not None:
         repriced = run.energy_kwh * intensity
         unit = formatting.Unit.fitting([repriced, run.emissions_g], formatting.MASS_UNITS)

@@ -43,6 +43,7 @@ urlpatterns = [
     path("compare/<short:prefix>/", views.short_link, {"kind": "series"}, name="short-compare"),
     path("methodology/", views.methodology, name="methodology"),
     path("grid", views.grid_note, name="grid-note"),
+    path("grid/zone", views.grid_zone, name="grid-zone"),
     # JSON API (POST /run and GET /healthz keep the original design's names).
     path("run", api.run, name="api-run"),
     path("api/runs", api.create, name="api-create"),

@@ -259,7 +259,21 @@ def grid_note(request: HttpRequest) -> HttpResponse:
         if _is_uuid(source)
         else None
     )
-    return render(request, "runs/playground.html#grid-note", pages.grid_note_context(grid, run))
+    # Proposed from the browser's time zone (runs:grid-zone), it says so.
+    zone = request.GET.get("zone", "")[:MAX_ZONE]
+    context = pages.grid_note_context(grid, run, zone if grids.for_time_zone(zone) == grid else "")
+    return render(request, "runs/playground.html#grid-note", context)
+
+
+MAX_ZONE = 64  # the longest IANA time zone name is 32 characters
+
+
+@require_safe
+def grid_zone(request: HttpRequest) -> JsonResponse:
+    """The grid of the country a browser's time zone (`?tz=`) lies in; null where the
+    zone names no one country CodeCarbon has data for (the server's default stays)."""
+    grid = grids.for_time_zone(request.GET.get("tz", "")[:MAX_ZONE])
+    return JsonResponse({"grid": grid.key if grid else None, "name": grid.name if grid else None})
 
 
 @require_safe

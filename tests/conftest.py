@@ -393,8 +393,10 @@ def chromium():
 
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
+        # In UTC, whatever the host's zone: a zone names a country, whose grid the
+        # playground proposes (a test that wants one sets its context's timezone_id).
         browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, env=os.environ | {"TZ": "UTC"}
         )
         yield browser
         browser.close()

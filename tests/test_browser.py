@@ -706,3 +706,20 @@ def test_format_tidies_the_code_and_the_checks_mark_what_would_fail(site, page):
     page.keyboard.type("x)")
     expect(diagnostics).to_be_hidden()
     expect(page.locator(".cm-error-line")).to_have_count(0)
+
+
+def test_a_first_visit_is_offered_the_grid_of_its_time_zone_and_told_so(site, chromium):
+    france = grids.grids()["FRA"]
+    context = chromium.new_context(timezone_id="Europe/Paris")
+    page = context.new_page()
+    open_with_code(page, site, "print('priced in Germany')")
+    expect(page.locator("#grid")).to_have_value(france.key)
+    note = page.locator("#grid-note")
+    expect(note).to_contain_text(f"From your time zone (Europe/Paris): new runs use {france.name}")
+    page.select_option("#grid", "DEU")  # chosen: the visitor's from their run on
+    run_and_wait(page, "succeeded")
+    assert Run.objects.get().country_iso_code == "DEU"
+    page.goto(site)
+    expect(page.locator("#grid")).to_have_value("DEU")
+    expect(note).to_be_hidden()
+    context.close()

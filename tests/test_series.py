@@ -708,3 +708,23 @@ def test_a_side_by_side_view_covers_both_snippets_whatever_they_are():
     assert diffs.opcodes(code, edited) == [
         ("equal", 0, 150, 0, 150), ("replace", 150, 151, 150, 151), ("equal", 151, 300, 151, 300)
     ]  # fmt: skip
+
+
+def test_a_time_zone_proposes_its_countrys_grid_and_the_note_says_so(client):
+    # What the tz database says of each zone (an old name included), and the grid of
+    # that country's ISO code.
+    assert client.get("/grid/zone", {"tz": "Europe/Paris"}).json()["grid"] == "FRA"
+    assert client.get("/grid/zone", {"tz": "Asia/Calcutta"}).json()["grid"] == "IND"
+    for nowhere in ("UTC", "Etc/GMT+3", "Nowhere/Else", "x" * 10_000, ""):
+        assert client.get("/grid/zone", {"tz": nowhere}).json() == {"grid": None, "name": None}
+    france = grids.grids()["FRA"]
+    note = client.get("/grid", {"grid": "FRA", "zone": "Europe/Paris"}).text
+    assert f"From your time zone (Europe/Paris): new runs use {france.name}" in note
+    # A zone that does not name the grid is not claimed for it.
+    assert "From your time zone" not in client.get("/grid", {"grid": "FRA", "zone": "UTC"}).text
+    page = client.get("/").text
+    assert 'data-grid-zone="/grid/zone"' in page
+    session = client.session
+    session["grid"] = "DEU"
+    session.save()
+    assert "data-grid-zone" not in client.get("/").text  # chosen: nothing to propose

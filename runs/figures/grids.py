@@ -5,7 +5,10 @@ offline data only: no tracker, no hardware."""
 from __future__ import annotations
 
 import functools
+from importlib import resources
 from typing import Any, NamedTuple
+
+import pycountry
 
 
 @functools.cache
@@ -64,6 +67,33 @@ def grid_of(country: str, region: str = "") -> Grid:
     """The grid a run was priced at, named (an unknown one keeps its codes as its name)."""
     key = f"{country}/{region}" if region else country
     return grids().get(key) or Grid(country, region, key)
+
+
+@functools.cache
+def _zone_countries() -> dict[str, str]:
+    """IANA time zone -> the ISO 3166 alpha-2 code of its country, from the tz database
+    (the tzdata package): zone.tab for each zone's country, tzdata.zi's links for the
+    old names browsers still give ("Asia/Calcutta" for "Asia/Kolkata")."""
+    data = resources.files("tzdata").joinpath("zoneinfo")
+    zones = {}
+    for line in data.joinpath("zone.tab").read_text().splitlines():
+        if line and not line.startswith("#"):
+            alpha2, _, zone = line.split("\t")[:3]
+            zones[zone] = alpha2
+    for line in data.joinpath("tzdata.zi").read_text().splitlines():
+        if line.startswith("L "):
+            _, target, alias = line.split()
+            if target in zones:
+                zones.setdefault(alias, zones[target])
+    return zones
+
+
+def for_time_zone(zone: str) -> Grid | None:
+    """The grid of the country a time zone lies in (None: a zone of no one country, such
+    as UTC, or a country CodeCarbon has no data for)."""
+    alpha2 = _zone_countries().get(zone)
+    country = pycountry.countries.get(alpha_2=alpha2) if alpha2 else None
+    return grids().get(country.alpha_3) if country else None
 
 
 WHAT_IF_COUNTRIES = [

@@ -295,10 +295,26 @@
 
   // A grid just chosen: say that new runs use it, and price the shown run at it.
   const grid = document.getElementById("grid");
+  function noteGrid(zone = "") {
+    const query = new URLSearchParams({ grid: grid.value, run: currentRun, zone });
+    htmx.ajax("GET", `${form.dataset.gridNote}?${query}`, { target: "#grid-note", swap: "outerHTML" });
+  }
   if (grid && window.htmx) {
-    grid.addEventListener("change", () => {
-      const query = new URLSearchParams({ grid: grid.value, run: currentRun });
-      htmx.ajax("GET", `${form.dataset.gridNote}?${query}`, { target: "#grid-note", swap: "outerHTML" });
-    });
+    grid.addEventListener("change", () => noteGrid());
+  }
+  // Nobody chose a grid yet: propose the one of the browser's time zone, and say so
+  // (where the zone names no country with data, the server's default stays, unsaid).
+  if (grid && window.htmx && form.dataset.gridZone && !source) {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    const before = grid.value;
+    fetch(`${form.dataset.gridZone}?${new URLSearchParams({ tz: zone })}`)
+      .then((answer) => answer.json())
+      .then((proposed) => {
+        // Chosen meanwhile by the visitor: theirs stands.
+        if (!proposed.grid || proposed.grid === grid.value || grid.value !== before) return;
+        grid.value = proposed.grid;
+        noteGrid(zone);
+      })
+      .catch(() => { /* the default stays */ });
   }
 })();
