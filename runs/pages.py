@@ -160,6 +160,7 @@ def editor_context(request: HttpRequest, code: str, **extra) -> dict:
     """What the playground's editor form needs, on the playground and on a run's page."""
     return {
         "examples": examples.EXAMPLES,
+        "comparisons": examples.COMPARISONS,
         "code": code,
         "max_code_bytes": settings.MAX_CODE_BYTES,
         "max_stdin_bytes": settings.MAX_STDIN_BYTES,

@@ -405,6 +405,18 @@ def compare(request: HttpRequest) -> HttpResponse:
                 "stdin_apart": a.stdin != b.stdin,
                 "from_runs": (a, b),
             }
+    # A starter that opens a comparison (the playground's picker).
+    starter = examples.comparison(request.GET.get("example", ""))
+    if starter:
+        default = environments.default().name
+        others = [env.name for env in environments.available() if env.name != default]
+        context |= {
+            "code_a": starter["code_a"],
+            "code_b": starter["code_b"],
+            "env_a": default,
+            "env_b": others[0] if starter["other_env"] and others else default,
+            "from_example": starter,
+        }
     source = request.GET.get("from", "")
     # "Edit and compare again": the comparison's two snippets, ready to change.
     earlier = (

@@ -723,3 +723,24 @@ def test_a_first_visit_is_offered_the_grid_of_its_time_zone_and_told_so(site, ch
     expect(page.locator("#grid")).to_have_value("DEU")
     expect(note).to_be_hidden()
     context.close()
+
+
+def test_starters_name_themselves_offer_undo_and_open_comparisons(site, page):
+    from runs.snippets import examples
+
+    open_with_code(page, site, "print('my own draft')")
+    expect(page.locator("#example")).to_have_value("")  # a draft of one's own
+    sections = next(e for e in examples.EXAMPLES if e["slug"] == "sections")
+    page.select_option("#example", "sections")
+    expect(page.locator(".cm-content")).to_contain_text('with section("sort"):')
+    page.get_by_role("button", name="Undo").click()
+    expect(page.locator(".cm-content")).to_contain_text("print('my own draft')")
+    page.select_option("#example", "sections")
+    page.reload()
+    expect(page.locator("#example")).to_have_value("sections")  # the picker names it
+    assert sections["title"] in page.locator("#example option:checked").inner_text()
+    starter = examples.COMPARISONS[0]
+    page.select_option("#example", starter["slug"])
+    page.wait_for_url(f"**/compare/?example={starter['slug']}")
+    expect(page.locator("[data-from-example]")).to_contain_text(starter["title"])
+    expect(page.locator(".cm-content").first).to_contain_text("# A: bubble sort")

@@ -1,6 +1,7 @@
 """The playground and a run's page: the form, its refusals, htmx fragments, polls,
 re-runs, and pages that answer only the methods they serve."""
 
+import html
 import re
 from datetime import timedelta
 
@@ -10,6 +11,8 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from runs.models import Run, Series
+from runs.sandbox import environments
+from runs.snippets import examples
 
 from .conftest import HTMX
 from .factories import finished_run, running_run
@@ -255,3 +258,19 @@ def test_rerun_over_htmx_redirects_the_browser(client):
     response = client.post(reverse("runs:rerun", args=[original.public_id]), headers=HTMX)
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith("/runs/")
+
+
+def test_a_starter_opens_a_prefilled_comparison_in_the_environments_it_names(client):
+    page = client.get("/").text
+    for starter in examples.COMPARISONS:
+        assert f'data-href="/compare/?example={starter["slug"]}"' in page
+        compare = client.get("/compare/", {"example": starter["slug"]}).text
+        assert "data-from-example" in compare and "data-code-from-server" in compare
+        for side in "ab":
+            assert html.escape(starter[f"code_{side}"]).split("\n")[0] in compare
+        default = environments.default().name
+        others = [env.name for env in environments.available() if env.name != default]
+        env_b = others[0] if starter["other_env"] and others else default
+        chosen = re.findall(r"<option value=\"([^\"]+)\" data-summary=\"[^\"]*\" selected", compare)
+        assert chosen[:2] == [default, env_b], chosen
+    assert "data-from-example" not in client.get("/compare/", {"example": "nope"}).text

@@ -1,4 +1,21 @@
-"""Starter snippets offered on the playground page."""
+"""Starter snippets offered on the playground page, and the comparisons it opens."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Comparison(TypedDict):
+    """A starter that opens the comparison page with two snippets ready to compare."""
+
+    slug: str
+    title: str
+    code_a: str
+    code_b: str
+    # Side B in another environment: the first declared one that is not A's ("" keeps
+    # both in the default), to compare interpreters rather than code.
+    other_env: bool
+
 
 EXAMPLES = [
     {
@@ -14,25 +31,25 @@ print(f"{total:,}")
 """,
     },
     {
-        "slug": "sort-two-ways",
-        "title": "Sorting: sorted() vs. a hand-written bubble sort",
+        "slug": "sections",
+        "title": "Where the energy goes: named sections",
         "code": """import random
 
-random.seed(42)
-data = [random.random() for _ in range(2_000)]
+from playground import section
 
-def bubble_sort(items):
-    items = list(items)
-    for i in range(len(items)):
-        for j in range(len(items) - 1 - i):
-            if items[j] > items[j + 1]:
-                items[j], items[j + 1] = items[j + 1], items[j]
-    return items
+# Each section's CPU time and energy are measured by the sandbox, not by this
+# code: the run's page shows them in a table, nested ones indented.
+with section("make data"):
+    random.seed(1)
+    data = [random.random() for _ in range(300_000)]
 
-# Swap the two lines below and compare the energy of each run.
-result = bubble_sort(data)
-# result = sorted(data)
-print(result[:3])
+with section("sort"):
+    ordered = sorted(data)
+
+with section("sum of squares"):
+    total = sum(x * x for x in data)
+
+print(f"{ordered[0]:.6f} {total:,.0f}")
 """,
     },
     {
@@ -74,6 +91,50 @@ print("done: compare this run's energy with the busy loop")
 """,
     },
 ]
+
+SORT_SETUP = """import random
+
+random.seed(42)
+data = [random.random() for _ in range(2_000)]
+"""
+BUBBLE_SORT = """
+def bubble_sort(items):
+    items = list(items)
+    for i in range(len(items)):
+        for j in range(len(items) - 1 - i):
+            if items[j] > items[j + 1]:
+                items[j], items[j + 1] = items[j + 1], items[j]
+    return items
+"""
+INTERPRETER_LOOP = """# The same pure-Python loop in each interpreter: a JIT (PyPy) or not.
+total = 0
+for i in range(5_000_000):
+    total += i * i % 7
+print(total)
+"""
+
+# Starters that open the comparison page (the playground's picker lists them too).
+COMPARISONS: list[Comparison] = [
+    {
+        "slug": "compare-sorting",
+        "title": "Compare: sorted() vs. a hand-written bubble sort",
+        "code_a": f"# A: bubble sort\n{SORT_SETUP}{BUBBLE_SORT}\nprint(bubble_sort(data)[:3])\n",
+        "code_b": f"# B: the built-in sorted()\n{SORT_SETUP}\nprint(sorted(data)[:3])\n",
+        "other_env": False,
+    },
+    {
+        "slug": "compare-interpreters",
+        "title": "Compare interpreters: one loop in two environments",
+        "code_a": INTERPRETER_LOOP,
+        "code_b": INTERPRETER_LOOP,
+        "other_env": True,
+    },
+]
+
+
+def comparison(slug: str) -> Comparison | None:
+    return next((c for c in COMPARISONS if c["slug"] == slug), None)
+
 
 # The comparison page's starting pair: the same sum, two ways.
 COMPARE_A = """# A: summing in a Python loop

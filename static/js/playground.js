@@ -177,10 +177,23 @@
   }
   if (editor && textarea.dataset.errorLine) editor.markLine(Number(textarea.dataset.errorLine));
 
+  // The picker names the starter the editor holds, if it holds one as it was.
+  const held = () => examples.find((e) => e.code === (editor ? editor.getValue() : textarea.value));
+  select.value = held()?.slug || "";
   select.addEventListener("change", () => {
+    const chosen = select.selectedOptions[0];
+    if (chosen?.dataset.href) { location.href = chosen.dataset.href; return; }
     const example = examples.find((e) => e.slug === select.value);
     if (!example) return;
+    // A draft of one's own is one click from coming back.
+    const draft = editor ? editor.getValue() : textarea.value;
     setCode(example.code);
+    if (draft.trim() && !examples.some((e) => e.code === draft)) {
+      showNotice(`Your code was replaced by the starter “${example.title}”.`, "Undo", () => {
+        setCode(draft);
+        select.value = "";
+      });
+    }
     if (editor) editor.focus(); else remember(example.code);
   });
 
