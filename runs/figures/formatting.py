@@ -132,12 +132,12 @@ def mass(grams: float | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    value = _number(value)
-    if value is None:
+    """A duration alone, by the rule every figure follows (its unit, three significant
+    digits): the header's "10.1 ms" is the card's."""
+    number = _number(value)
+    if number is None:
         return MISSING
-    if value >= 1:
-        return f"{value:.2f} s"
-    return f"{value * 1000:.0f} ms"
+    return scaled(number, DURATION_UNITS)
 
 
 def summary_lines(run: Any, grid_name: str = "") -> list[str]:
