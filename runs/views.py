@@ -93,7 +93,7 @@ def create(request: HtmxHttpRequest) -> HttpResponse:
         # for); a longer one as soon as it has printed something.
         waiting.wait_for(run, settings.PAGE_WAIT_SECONDS, until_output=True, handed=handed)
         context = pages.run_context(run, request=request)
-        response = render(request, "runs/detail.html#run", context, status=201)
+        response = render(request, "runs/detail.html#created", context, status=201)
         return push_url(response, run.get_absolute_url())
     return redirect(run)
 

@@ -744,3 +744,13 @@ def test_starters_name_themselves_offer_undo_and_open_comparisons(site, page):
     page.wait_for_url(f"**/compare/?example={starter['slug']}")
     expect(page.locator("[data-from-example]")).to_contain_text(starter["title"])
     expect(page.locator(".cm-content").first).to_contain_text("# A: bubble sort")
+
+
+def test_after_run_the_heading_is_the_runs_as_the_address_is(site, page):
+    open_with_code(page, site, "print('titled')")
+    expect(page.locator("h1")).to_have_text("Measure a Python snippet's energy")
+    run_and_wait(page, "succeeded")
+    run = Run.objects.get()
+    expect(page.locator("h1")).to_have_text(f"Run {run.public_id.hex[:8]}")
+    assert page.url.endswith(run.get_absolute_url())
+    expect(page.locator("h1")).to_have_count(1)
