@@ -65,3 +65,12 @@ def test_format_and_check_are_bounded_per_process(client):
     finally:
         for _ in held:
             tidy._slots.release()
+
+
+def test_a_server_without_ruff_says_so_and_never_fails_a_request(monkeypatch, client):
+    # The fault of an incomplete install, made by pointing at a ruff that is not there.
+    monkeypatch.setattr(tidy, "FORMAT", ["/nonexistent/ruff", *tidy.FORMAT[1:]])
+    monkeypatch.setattr(tidy, "CHECK", ["/nonexistent/ruff", *tidy.CHECK[1:]])
+    answer = client.post("/code/format", {"code": "x=1"})
+    assert answer.status_code == 422 and "not installed" in answer.json()["error"]
+    assert client.post("/code/check", {"code": "print(y)"}).json() == {"diagnostics": []}

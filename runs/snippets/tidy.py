@@ -67,6 +67,8 @@ def formatted(code: str) -> str:
         done = _ruff(FORMAT, code)
     except subprocess.TimeoutExpired:
         raise NotFormatted(f"The formatter took over {TIMEOUT_SECONDS:g} s.") from None
+    except OSError:  # no ruff beside this interpreter: the server's install is incomplete
+        raise NotFormatted("The formatter is not installed on this server.") from None
     if done.returncode == 0:
         return done.stdout
     found = PARSE_ERROR.search(done.stderr)
@@ -81,7 +83,7 @@ def diagnostics(code: str) -> list[Diagnostic]:
     answer in time: it never stands in the way of a run)."""
     try:
         done = _ruff(CHECK, code)
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, OSError):
         return []
     return sorted(
         Diagnostic(
