@@ -36,19 +36,9 @@ from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from runs.architecture import LAYERS  # noqa: E402
+from runs.architecture import layer_of  # noqa: E402
 from runs.models import Run  # noqa: E402
 from runs.queue import tasks  # noqa: E402
-
-
-def part(module: str) -> int:
-    """The index of `module`'s part in LAYERS, by its longest prefix (0 is the highest)."""
-    best, depth = len(LAYERS), -1
-    for index, (_, prefixes) in enumerate(LAYERS):
-        for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > depth:
-                best, depth = index, len(prefix)
-    return best
 
 
 def traced(call):
@@ -70,7 +60,7 @@ def traced(call):
     left, climbs, returns = set(), 0, 0
     for before, module in itertools.pairwise(stops):
         left.add(before)
-        climbs += part(module) < part(before)
+        climbs += layer_of(module) < layer_of(before)
         returns += module in left
     return {
         "stops": len(stops),

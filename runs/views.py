@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -200,17 +201,17 @@ def check_code(request: HttpRequest) -> JsonResponse:
 EMBED_CSP: dict[str, Any] = {**settings.SECURE_CSP, "frame-ancestors": ["*"]}
 
 
-@xframe_options_exempt
-@csp_override(EMBED_CSP)
-@require_safe
+def embeddable(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    return xframe_options_exempt(csp_override(EMBED_CSP)(require_safe(view)))
+
+
+@embeddable
 def embed(request: HttpRequest, public_id) -> HttpResponse:
     run = get_object_or_404(Run, public_id=public_id)
     return render(request, "runs/embed.html", pages.embed_context(run, request))
 
 
-@xframe_options_exempt
-@csp_override(EMBED_CSP)
-@require_safe
+@embeddable
 def series_embed(request: HttpRequest, public_id) -> HttpResponse:
     series = get_object_or_404(Series, public_id=public_id)
     return render(request, "runs/embed.html", pages.series_embed_context(series, request))
