@@ -56,6 +56,15 @@ def test_every_one_of_100_submissions_runs_exactly_once_with_two_workers(start_w
     assert len(set(Run.objects.values_list("worker", flat=True))) == 2, "both workers took runs"
 
 
+@pytest.fixture(autouse=True)
+def _hand_over_on(settings, monkeypatch):
+    """These tests are of the direct hand-over too: on, in this process and in the workers
+    they start, whatever HANDOVER the suite runs under (the rest of it passes with it
+    off). A test of the switch turns it off itself."""
+    settings.HANDOVER = True
+    monkeypatch.setenv("HANDOVER", "1")
+
+
 def listening_workers() -> list[Path]:
     return list(sockets._directory().glob("*.sock"))
 
