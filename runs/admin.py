@@ -30,6 +30,8 @@ RUN_FIELDS: tuple[str, ...] = (
     "duration_s",
     "cpu_seconds",
     "peak_memory_bytes",
+    "energy",
+    "co2",
     "energy_kwh",
     "cpu_energy_kwh",
     "ram_energy_kwh",
@@ -83,11 +85,15 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Energy", ordering="energy_kwh")
     def energy(self, run: Run) -> str:
-        return formatting.energy(run.energy_kwh)
+        return formatting.energy(run.energy_kwh) + formatting.ranged(
+            run.energy_range, formatting.ENERGY_UNITS
+        )
 
     @admin.display(description="CO₂", ordering="emissions_g")
     def co2(self, run: Run) -> str:
-        return formatting.mass(run.emissions_g)
+        return formatting.mass(run.emissions_g) + formatting.ranged(
+            run.emissions_range, formatting.MASS_UNITS
+        )
 
     @admin.display(description="Duration", ordering="duration_s")
     def duration(self, run: Run) -> str:

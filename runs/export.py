@@ -22,6 +22,8 @@ EXTRA_COLUMNS = [
     "machine_energy_consumed", "machine_emissions", "baseline_energy", "net_energy_consumed",
     "cpu_method", "isolation", "series_id", "variant", "repetition", "url_path",
     "python_version", "env", "code", "stdin", "sections", "lines",
+    "energy_consumed_low", "energy_consumed_high", "emissions_low", "emissions_high",
+    "cpu_power_source", "cpu_generation",
 ]  # fmt: skip
 PROJECT = "codecarbon-playground"
 # A spreadsheet reads a cell that begins with one of these as a formula (CSV injection),
@@ -44,6 +46,7 @@ def _row(run) -> dict:
     rate = emissions_kg / run.duration_s if emissions_kg is not None and run.duration_s else None
     machine_kg = run.machine_emissions_g / 1000 if run.machine_emissions_g is not None else None
     series_id = run.series.public_id if run.series_id else ""
+    energy_range, emissions_range = run.energy_range, run.emissions_range
     return {
         "timestamp": (run.started_at or run.created_at).isoformat(timespec="seconds"),
         "project_name": PROJECT,
@@ -88,6 +91,13 @@ def _row(run) -> dict:
         # As JSON, the same objects as the run's JSON export.
         "sections": json.dumps(run.sections, separators=(",", ":")) if run.sections else "",
         "lines": json.dumps(run.lines, separators=(",", ":")) if run.lines else "",
+        # The power model's range (runs.figures.cpu_power); empty where a counter measured.
+        "energy_consumed_low": energy_range[0] if energy_range else None,
+        "energy_consumed_high": energy_range[1] if energy_range else None,
+        "emissions_low": emissions_range[0] / 1000 if emissions_range else None,
+        "emissions_high": emissions_range[1] / 1000 if emissions_range else None,
+        "cpu_power_source": cpu.get("power_source", ""),
+        "cpu_generation": cpu.get("generation") or "",
     }
 
 

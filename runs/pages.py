@@ -13,7 +13,7 @@ from django.utils.html import escape
 
 from . import sandbox
 from .clients import may_stop
-from .figures import breakdown, charts, equivalents, formatting, grids, measure, stats
+from .figures import breakdown, charts, cpu_power, equivalents, formatting, grids, stats
 from .models import (
     MAX_REPETITIONS,
     MIN_PAGE_TIMEOUT,
@@ -76,7 +76,9 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV
-        context["everyday"] = equivalents.for_figures(run.energy_kwh, run.emissions_g)
+        context["everyday"] = equivalents.for_figures(
+            run.energy_kwh, run.emissions_g, run.energy_range
+        )
         context["what_if"] = grids.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
 
@@ -344,5 +346,5 @@ def methodology_context() -> dict:
         "repeatability_hours": round(REPEATABILITY_MAX_AGE.total_seconds() / 3600),
         **STOPPING_RULE,
         "nominal_levels": sorted(stats.NOMINAL_LEVELS.items()),
-        "default_watts_per_thread": measure.codecarbon_default_watts_per_thread(),
+        "published": cpu_power.published_table(),
     }

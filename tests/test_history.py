@@ -5,7 +5,7 @@ import re
 import pytest
 
 from runs import sandbox
-from runs.figures import formatting, measure, stats
+from runs.figures import cpu_power, formatting, measure, stats
 
 from .conftest import HTMX, session_key
 from .factories import finished_run
@@ -59,7 +59,14 @@ def test_methodology_page(client, settings):
     assert "Run until clear." in text and "repeated</em> confidence interval" in text
     for looks, level in stats.NOMINAL_LEVELS.items():
         assert f"{looks} look{'s' if looks > 1 else ''}: {level:.4f}" in text
-    assert f"default of {measure.codecarbon_default_watts_per_thread():g} W per thread" in text
+    # The published power model, from the project's data file: every row, its source
+    # and the range its load curve gives.
+    published = cpu_power.published_table()
+    for row in published["microarchitectures"]:
+        assert f"<th scope=\"row\">{row['name']}</th><td class=\"num\">{row['idle_w']}</td>" in text
+    assert published["model_url"] in text and published["model_licence"] in text
+    assert f"{published['low']:.2f} × the figure" in text
+    assert f"{published['high']:.2f} × the figure" in text
     assert "CPU_WATTS_PER_THREAD" in text
     assert "Measured by the sandbox, not by your snippet." in text
 

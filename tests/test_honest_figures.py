@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from runs import sandbox
-from runs.figures import breakdown, measure
+from runs.figures import breakdown, cpu_power, measure
 from runs.figures.formatting import KWH_IN_J
 from runs.models import Run, Series, limits, run_json
 from runs.snippets import examples
@@ -298,16 +298,30 @@ def test_the_cpu_power_says_where_it_comes_from():
     hardware = host_hardware()
     cpu = run.provenance["cpu"]
     assert cpu["power_source"] == hardware.cpu_power_source
-    if hardware.cpu_power_source == measure.POWER_DEFAULT:
-        # This host's CPU model is missing from CodeCarbon's table: say so, not "TDP".
-        from codecarbon.core.cpu import DEFAULT_POWER_PER_CORE
-
+    if hardware.cpu_power_source == measure.POWER_PUBLISHED:
+        # This host's CPU model is missing from CodeCarbon's table: the published model
+        # prices its generation, and the run says so, not "TDP".
+        published = cpu_power.published(cpu_power.host_identity())
+        assert hardware.watts_per_thread == pytest.approx(published.watts)
         assert "has no power figure for this CPU model" in cpu["source"]
-        assert f"assumes {DEFAULT_POWER_PER_CORE:g} W per thread" in cpu["source"]
-        assert "TDP" not in cpu["source"]
+        assert published.sentence() in cpu["source"] and "TDP" not in cpu["source"]
     elif hardware.cpu_power_source == measure.POWER_TABLE:
         assert f"{hardware.cpu_tdp_w:g} W TDP" in cpu["source"]
     assert cpu["power"] == hardware.cpu_power()
+    # Every run names its processor, from the processor's own numbers.
+    assert cpu["identity"] == cpu_power.host_identity().as_dict()
+    assert run.processor == cpu_power.host_identity().described()
+    if hardware.cpu_measured:
+        assert run.energy_range is None
+    else:
+        low, high = cpu_power.range_factors()
+        assert cpu["range_w"] == pytest.approx(
+            [hardware.watts_per_thread * low, hardware.watts_per_thread * high]
+        )
+        rest = run.energy_kwh - run.cpu_energy_kwh
+        assert run.energy_range == pytest.approx(
+            (rest + run.cpu_energy_kwh * low, rest + run.cpu_energy_kwh * high)
+        )
 
 
 def test_an_operator_can_set_the_power_of_a_thread(settings):

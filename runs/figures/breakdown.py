@@ -279,7 +279,7 @@ def for_page(run: Any) -> dict[str, Any]:
         for number, text in enumerate(source_lines(run.code), start=1)
     ]
     hottest = sorted(run.lines, key=lambda line: -line["share"])[:HOTTEST_LINES]
-    sections = [s | {"depth": s["name"].count("/")} for s in run.sections]
+    sections = [s | {"depth": s["name"].count("/"), "range": run.range_of(s)} for s in run.sections]
     return {
         "listing": listing if run.lines else [],
         # For the editor's gutter (static/js/playground.js): each profiled line's bar.
@@ -292,7 +292,10 @@ def for_page(run: Any) -> dict[str, Any]:
             }
             for line in run.lines
         ],
-        "hottest": [line | {"text": listing[line["line"] - 1]["text"]} for line in hottest],
+        "hottest": [
+            line | {"text": listing[line["line"] - 1]["text"], "range": run.range_of(line)}
+            for line in hottest
+        ],
         # In the run page's units (runs.pages.run_context), as its cards and lines are.
         "section_rows": sections,
     }

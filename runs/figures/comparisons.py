@@ -7,11 +7,13 @@ Series model gathers its runs' figures and asks here.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import stats
+from .cpu_power import Range
 
 # A side of a series whose energy varies more than this, run to run, is called noisy.
 NOISY_CV = 0.10
@@ -30,6 +32,8 @@ class Measured(NamedTuple):
     # The CPU time of the snippet's own work: beyond the measured start-up for a whole
     # run, all of it for a section (which holds no start-up).
     own_cpu_seconds: float | None = None
+    # The power model's range of its energy (runs.figures.cpu_power; None: measured).
+    energy_range: Range | None = None
 
 
 class Compared(NamedTuple):
@@ -82,6 +86,28 @@ class Side:
     failed: int  # counted runs that are over and did not succeed
     ended_badly: set[int]  # repetitions whose snippet itself ended badly
     counted: int  # measured runs, warm-up left out
+    # The median's range by the power model: the medians of its runs' lows and highs
+    # (None: any run measured by a counter, or none measured).
+    energy_range: Range | None = None
+    emissions_range: Range | None = None
+
+
+def _median_ranges(ok: list[Measured]) -> tuple[Range | None, Range | None]:
+    """The median's energy and CO₂e ranges (None: any run without one)."""
+    if not ok or any(not m.energy_range or not m.energy_kwh for m in ok):
+        return None, None
+    lows, highs, grams_low, grams_high = [], [], [], []
+    for m in ok:
+        low, high = m.energy_range or (0.0, 0.0)
+        intensity = (m.emissions_g or 0.0) / (m.energy_kwh or 1.0)
+        lows.append(low)
+        highs.append(high)
+        grams_low.append(low * intensity)
+        grams_high.append(high * intensity)
+    return (
+        (statistics.median(lows), statistics.median(highs)),
+        (statistics.median(grams_low), statistics.median(grams_high)),
+    )
 
 
 def side(measured: dict[int, Measured | None], runs: list[Any], **counts: Any) -> Side:
@@ -89,6 +115,7 @@ def side(measured: dict[int, Measured | None], runs: list[Any], **counts: Any) -
     not report the series' section), with `counts` (Side's succeeded, failed,
     ended_badly, counted)."""
     ok = [m for m in measured.values() if m is not None]
+    energy_range, emissions_range = _median_ranges(ok)
     return Side(
         runs=runs,
         measured={k: m for k, m in measured.items() if m is not None},
@@ -99,6 +126,8 @@ def side(measured: dict[int, Measured | None], runs: list[Any], **counts: Any) -
         emissions=stats.summarize(_known(m.emissions_g for m in ok)),
         cpu=stats.summarize(_known(m.cpu_seconds for m in ok)),
         own_cpu=stats.summarize(_known(m.own_cpu_seconds for m in ok)),
+        energy_range=energy_range,
+        emissions_range=emissions_range,
         **counts,
     )
 
@@ -300,7 +329,8 @@ def basis(results: Results, provenance: dict[str, Any]) -> str:
     elif cpu.get("power"):
         rests = (
             f"Energy here is CPU time × a constant ({cpu['power']}) plus a small share "
-            "for memory: it follows CPU time, so the energy verdict is a CPU-time verdict"
+            "for memory: it follows CPU time, so the energy verdict is a CPU-time verdict, "
+            "and the constant's range, which scales A and B alike, cancels out of it"
         )
     else:
         rests = "Energy here follows CPU time"

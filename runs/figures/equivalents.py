@@ -88,6 +88,8 @@ class Everyday:
     energy: str
     emissions: str
     items: list[dict[str, Any]]
+    # How much more or less each could be, by the power model's range ("" if measured).
+    range_note: str = ""
 
 
 def scale_for(energy_kwh: float) -> tuple[int, str]:
@@ -97,11 +99,21 @@ def scale_for(energy_kwh: float) -> tuple[int, str]:
     return SCALES[-1]
 
 
-def for_figures(energy_kwh: float | None, emissions_g: float | None) -> Everyday | None:
+def for_figures(
+    energy_kwh: float | None,
+    emissions_g: float | None,
+    energy_range: tuple[float, float] | None = None,
+) -> Everyday | None:
     """The figures in everyday terms, at the scale where they read naturally (None for
-    a run without them)."""
+    a run without them); `energy_range`, the power model's, carries into each."""
     if not energy_kwh or emissions_g is None:
         return None
+    range_note = ""
+    if energy_range:
+        low, high = (significant(value / energy_kwh, 2) for value in energy_range)
+        range_note = (
+            f"Each could be from {low} to {high} times as much: the power model's range."
+        )
     runs, runs_text = scale_for(energy_kwh)
     kwh, grams = energy_kwh * runs, emissions_g * runs
     items = [
@@ -137,4 +149,5 @@ def for_figures(energy_kwh: float | None, emissions_g: float | None) -> Everyday
         energy=scaled(kwh, ENERGY_UNITS),
         emissions=scaled(grams, MASS_UNITS),
         items=items,
+        range_note=range_note,
     )

@@ -69,6 +69,14 @@ class Unit:
             return MISSING
         return f"{significant(number / self.factor)} {self.symbol}"
 
+    def range(self, values: tuple[float, float] | None) -> str:
+        """'(0.16–0.59)': a figure's range beside it, in its unit, to two significant
+        digits (a range is coarser than the figure it bounds); "" for none."""
+        if not values:
+            return ""
+        low, high = (significant(value / self.factor, 2) for value in values)
+        return f"({low}–{high})"
+
     @classmethod
     def fitting(cls, values: Iterable[object], units: list[tuple[float, str]]) -> Unit:
         """The largest unit the largest of `values` reaches (None and "" ignored)."""
@@ -140,6 +148,14 @@ def seconds(value: float | None) -> str:
     return scaled(number, DURATION_UNITS)
 
 
+def ranged(values: tuple[float, float] | None, units: list[tuple[float, str]]) -> str:
+    """' (range 0.16–0.59 mWh)' for a figure estimated by the power model; "" for none."""
+    if not values:
+        return ""
+    unit = Unit.fitting(values, units)
+    return f" (range {unit.range(values)[1:-1]} {unit.symbol})"
+
+
 def summary_lines(run: Any, grid_name: str = "") -> list[str]:
     """The metrics summary `runsnippet` prints under the snippet's output; `grid_name`
     names the grid the run was priced at (its codes when not given)."""
@@ -155,10 +171,12 @@ def summary_lines(run: Any, grid_name: str = "") -> list[str]:
         parts = f"{energy(run.cpu_energy_kwh)} / {energy(run.ram_energy_kwh)} / {gpu}"
         lines += [
             f"   duration          {seconds(run.duration_s)} wall, {seconds(run.cpu_seconds)} CPU",
-            f"   snippet energy    {energy(run.energy_kwh)}",
+            f"   snippet energy    {energy(run.energy_kwh)}"
+            + ranged(run.energy_range, ENERGY_UNITS),
             f"     CPU / RAM / GPU {parts}",
             f"   machine energy    {energy(run.machine_energy_kwh)} (whole machine, CodeCarbon)",
-            f"   emissions         {mass(run.emissions_g)} CO₂e at "
+            f"   emissions         {mass(run.emissions_g)}{ranged(run.emissions_range, MASS_UNITS)}"
+            " CO₂e at "
             f"{run.carbon_intensity_g_per_kwh:.0f} g/kWh ("
             + (grid_name or run.country_iso_code + (f", {run.region}" if run.region else ""))
             + ")",

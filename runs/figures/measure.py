@@ -26,6 +26,7 @@ import psutil
 from django.conf import settings
 
 from ..sandbox import CPU_FROM_CGROUP, Outcome
+from . import cpu_power
 from .formatting import KWH_IN_J
 from .grids import intensity_for
 
@@ -37,7 +38,7 @@ MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "windows_emi", "powerm
 POWER_COUNTER = "counter"  # an energy counter: no constant at all
 POWER_OPERATOR = "operator"  # CPU_WATTS_PER_THREAD
 POWER_TABLE = "codecarbon-table"  # CodeCarbon's TDP for this CPU model
-POWER_DEFAULT = "codecarbon-default"  # CodeCarbon's guess for a model it does not know
+POWER_PUBLISHED = "published"  # the published model, for a model CodeCarbon does not know
 # How the CPU time is obtained, by its source (runs.sandbox).
 CPU_TIME_SOURCES = {
     CPU_FROM_CGROUP: "the kernel's CPU accounting of the run's cgroup: every process ever "
@@ -63,11 +64,9 @@ def tracker_for(country: str, region: str = "") -> Any:
 
             # Offline: the online tracker calls the network for every new tracker and
             # quietly falls back to Canada when it cannot.
-            operator = settings.CPU_WATTS_PER_THREAD
-            # The operator's figure, for the whole CPU as CodeCarbon takes it: its own
-            # machine figure then agrees with the snippet's.
             # Left out unless set: CodeCarbon's default reads its own configuration.
-            forced: dict[str, Any] = {"force_cpu_power": operator * _threads()} if operator else {}
+            whole_cpu_w = _forced_cpu_watts()
+            forced: dict[str, Any] = {"force_cpu_power": whole_cpu_w} if whole_cpu_w else {}
             tracker = OfflineEmissionsTracker(
                 **forced,
                 country_iso_code=key[0],
@@ -153,6 +152,43 @@ def _threads() -> int:
     return psutil.cpu_count() or 1
 
 
+def _forced_cpu_watts() -> float | None:
+    """What tracker_for gives CodeCarbon as the whole CPU's power (None: nothing)."""
+    from codecarbon.core import cpu
+    from codecarbon.core.hardware_cache import get_cached_tdp
+
+    return forced_cpu_watts(
+        cpu.is_rapl_available(),
+        get_cached_tdp(cpu).model or "",
+        cpu_power.host_identity(),
+        _threads(),
+    )
+
+
+def forced_cpu_watts(
+    counter: bool, model: str, identity: cpu_power.Identity, threads: int
+) -> float | None:
+    """The whole CPU's power we give CodeCarbon, so that its machine figure prices a
+    busy thread as the snippet's figure does: the operator's, or the published
+    model's where CodeCarbon would guess. None: CodeCarbon's own (an energy counter,
+    which a forced figure would switch off, or its TDP table)."""
+    if settings.CPU_WATTS_PER_THREAD:
+        return settings.CPU_WATTS_PER_THREAD * threads
+    if counter or _codecarbon_knows(model):
+        return None
+    return cpu_power.published(identity).watts * threads
+
+
+def power_source(cpu_mode: str, model: str) -> str:
+    """What prices a busy thread, best first: an energy counter, the operator's
+    figure, CodeCarbon's TDP for this model, the published model for its generation."""
+    if cpu_mode in MEASURED_CPU_MODES:
+        return POWER_COUNTER
+    if settings.CPU_WATTS_PER_THREAD:
+        return POWER_OPERATOR
+    return POWER_TABLE if _codecarbon_knows(model) else POWER_PUBLISHED
+
+
 @dataclass(frozen=True)
 class Hardware:
     cpu_mode: str
@@ -164,6 +200,7 @@ class Hardware:
     gpu_count: int
     gpu_model: str
     cpu_power_source: str = POWER_TABLE
+    cpu_identity: cpu_power.Identity = cpu_power.UNKNOWN
 
     @property
     def cpu_measured(self) -> bool:
@@ -173,6 +210,19 @@ class Hardware:
     def watts_per_thread(self) -> float:
         return self.cpu_tdp_w / max(self.cpu_threads, 1)
 
+    @property
+    def range_w(self) -> tuple[float, float] | None:
+        """What a busy thread may draw, by the published load curve (None: a counter
+        measures it)."""
+        if self.cpu_measured:
+            return None
+        low, high = cpu_power.range_factors()
+        return (self.watts_per_thread * low, self.watts_per_thread * high)
+
+    @property
+    def published(self) -> cpu_power.Published:
+        return cpu_power.published(self.cpu_identity)
+
     def cpu_power(self) -> str:
         """Where the power of a busy thread comes from, in a few words (the card)."""
         return {
@@ -180,21 +230,27 @@ class Hardware:
             POWER_OPERATOR: f"{self.watts_per_thread:g} W per busy thread, set by the operator",
             POWER_TABLE: f"{self.watts_per_thread:g} W per busy thread, from CodeCarbon's "
             "TDP table",
-            POWER_DEFAULT: f"{self.watts_per_thread:g} W per busy thread, CodeCarbon's "
-            "default for an unknown CPU",
+            POWER_PUBLISHED: f"{self.watts_per_thread:g} W per busy thread, from "
+            f"{cpu_power.reference()['model']}",
         }[self.cpu_power_source]
 
     def cpu_power_sentence(self) -> str:
         """The same, in a sentence that says what the figure rests on."""
         per_thread = f"CPU time × {self.watts_per_thread:g} W per busy thread"
-        default = codecarbon_default_watts_per_thread()
         return {
             POWER_OPERATOR: f"{per_thread}, set by this server's operator (CPU_WATTS_PER_THREAD)",
             POWER_TABLE: f"{per_thread}: CodeCarbon's {self.cpu_tdp_w:g} W TDP for the "
             f"{self.cpu_model} shared by its {self.cpu_threads} threads",
-            POWER_DEFAULT: f"{per_thread}: CodeCarbon has no power figure for this CPU model "
-            f"({self.cpu_model!r}) and assumes {default:g} W per thread",
+            POWER_PUBLISHED: f"{per_thread}: CodeCarbon has no power figure for this CPU model "
+            f"({self.cpu_model!r}); {self.cpu_described()}, priced by "
+            f"{self.published.sentence()}",
         }[self.cpu_power_source]
+
+    def cpu_described(self) -> str:
+        identity = self.cpu_identity
+        if cpu_power.generation_of(identity):
+            return f"its numbers name the {identity.described()}"
+        return f"its numbers name no generation we know ({identity.described()})"
 
     @classmethod
     def of(cls, tracker: Any) -> Hardware:
@@ -209,12 +265,6 @@ class Hardware:
         ram = next((h for h in tracker._hardware if isinstance(h, RAM)), None)
         conf = tracker._conf
         model = cpu._model or conf.get("cpu_model") or "unknown CPU"
-        if cpu._mode in MEASURED_CPU_MODES:
-            source = POWER_COUNTER
-        elif settings.CPU_WATTS_PER_THREAD:
-            source = POWER_OPERATOR
-        else:
-            source = POWER_TABLE if _codecarbon_knows(model) else POWER_DEFAULT
         return cls(
             cpu_mode=cpu._mode,
             cpu_model=model,
@@ -224,18 +274,11 @@ class Hardware:
             ram_w=ram.total_power().W if ram else 0.0,
             gpu_count=int(conf.get("gpu_count") or 0),
             gpu_model=str(conf.get("gpu_model") or ""),
-            cpu_power_source=source,
+            cpu_power_source=power_source(cpu._mode, model),
+            cpu_identity=cpu_power.host_identity(),
         )
 
 
-def codecarbon_default_watts_per_thread() -> float:
-    """What CodeCarbon assumes for one thread of a CPU model it does not know."""
-    from codecarbon.core.cpu import DEFAULT_POWER_PER_CORE
-
-    return DEFAULT_POWER_PER_CORE
-
-
-@functools.cache
 def _codecarbon_knows(model: str) -> bool:
     """Whether CodeCarbon's TDP table has a figure for this CPU model: without one it
     assumes a default per thread (private API, see Hardware.of)."""
@@ -362,8 +405,12 @@ class Session:
                 "method": "estimate",
                 "source": f"{hw.cpu_power_sentence()}; no energy counter (RAPL) readable "
                 "on this host",
+                "range_w": list(hw.range_w or ()),
+                "reference": cpu_power.reference(),
             }
         cpu |= {
+            "identity": hw.cpu_identity.as_dict(),
+            "generation": cpu_power.generation_of(hw.cpu_identity),
             "power": hw.cpu_power(),
             "power_source": hw.cpu_power_source,
             "time": CPU_TIME_SOURCES.get(outcome.cpu_source, ""),

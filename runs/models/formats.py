@@ -6,9 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..figures import stats
+    from ..figures import comparisons
     from .run import Run
     from .series import Series
+
+
+def _listed(values: tuple[float, float] | None) -> list[float] | None:
+    return list(values) if values else None
 
 
 def run_json(run: Run) -> dict[str, Any]:
@@ -29,6 +33,9 @@ def run_json(run: Run) -> dict[str, Any]:
         "gpu_energy_kwh": run.gpu_energy_kwh,
         "machine_energy_kwh": run.machine_energy_kwh,
         "emissions_g": run.emissions_g,
+        # [low, high] by the power model's range; null where a counter measured it.
+        "energy_kwh_range": _listed(run.energy_range),
+        "emissions_g_range": _listed(run.emissions_range),
         "carbon_intensity_g_per_kwh": run.carbon_intensity_g_per_kwh,
         "country_iso_code": run.country_iso_code,
         "region": run.region,
@@ -61,13 +68,23 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
+def _side_json(side: comparisons.Side) -> dict[str, Any]:
+    """One side's summaries, their units, and the power model's range of its medians."""
+    data: dict[str, Any] = {
+        name: summary.as_dict() if (summary := getattr(side, name)) else None
+        for name in ("energy", "net_energy", "duration", "emissions")
+    }
+    return data | {
+        "energy_range": _listed(side.energy_range),
+        "emissions_range": _listed(side.emissions_range),
+        "unit": {"energy": "kWh", "net_energy": "kWh", "duration": "s", "emissions": "g"},
+    }
+
+
 def series_json(series: Series) -> dict[str, Any]:
     """The JSON export of a series: its runs, summaries and comparison."""
     runs = series.ordered_runs()
     results = series.results(runs)
-
-    def summary(s: stats.Summary | None) -> dict[str, Any] | None:
-        return s.as_dict() if s else None
 
     data = {
         "id": str(series.public_id),
@@ -83,21 +100,7 @@ def series_json(series: Series) -> dict[str, Any]:
         "finished": results.finished,
         "total": results.total,
         "host_repeatability": [spread.as_dict() for spread in series.host_spreads()],
-        "summary": {
-            v: {
-                name: summary(getattr(results.variants[v], name))
-                for name in ("energy", "net_energy", "duration", "emissions")
-            }
-            | {
-                "unit": {
-                    "energy": "kWh",
-                    "net_energy": "kWh",
-                    "duration": "s",
-                    "emissions": "g",
-                }
-            }
-            for v in series.variants
-        },
+        "summary": {v: _side_json(results.variants[v]) for v in series.variants},
         "runs": [run_json(run) for run in runs],
     }
     agreement = series.outputs(runs)

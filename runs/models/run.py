@@ -15,7 +15,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from ..figures import breakdown
+from ..figures import breakdown, cpu_power
 from ..sandbox import contract as sandbox_contract
 from ..sandbox import environments
 from ..snippets import failures, outputs
@@ -320,6 +320,38 @@ class Run(models.Model):
         if self.energy_kwh is None or self.baseline_energy_kwh is None:
             return None
         return max(self.energy_kwh - self.baseline_energy_kwh, 0.0)
+
+    @property
+    def processor(self) -> str:
+        """The processor it ran on, as its numbers name it ("" before it was stored)."""
+        stored = (self.provenance or {}).get("cpu", {}).get("identity")
+        return cpu_power.Identity.from_dict(stored).described() if stored else ""
+
+    @property
+    def range_factors(self) -> cpu_power.Range | None:
+        """How far its CPU energy may be from the figure, as fractions of it (None:
+        measured by a counter, or not measured)."""
+        return cpu_power.factors_of((self.provenance or {}).get("cpu", {}))
+
+    @property
+    def energy_range(self) -> cpu_power.Range | None:
+        return cpu_power.ranged(self.energy_kwh, self.cpu_energy_kwh, self.range_factors)
+
+    @property
+    def cpu_range(self) -> cpu_power.Range | None:
+        return cpu_power.ranged(self.cpu_energy_kwh, self.cpu_energy_kwh, self.range_factors)
+
+    @property
+    def emissions_range(self) -> cpu_power.Range | None:
+        return cpu_power.scaled_range(self.energy_range, self.carbon_intensity_g_per_kwh)
+
+    def range_of(self, part: dict[str, Any]) -> cpu_power.Range | None:
+        """A section's or a line's energy range: its share of the CPU energy by its CPU
+        time, as its figure was (runs.figures.breakdown)."""
+        if not self.cpu_seconds or self.cpu_energy_kwh is None:
+            return None
+        cpu_kwh = self.cpu_energy_kwh * part["cpu_seconds"] / self.cpu_seconds
+        return cpu_power.ranged(part["energy_kwh"], cpu_kwh, self.range_factors)
 
     @property
     def repeatability(self) -> Repeatability | None:

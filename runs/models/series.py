@@ -352,7 +352,7 @@ class Series(models.Model):
                 own_cpu = max(run.cpu_seconds - run.baseline_cpu_seconds, 0.0)
             return Measured(
                 run.energy_kwh, run.net_energy_kwh, run.duration_s, run.emissions_g,
-                run.cpu_seconds, own_cpu,
+                run.cpu_seconds, own_cpu, run.energy_range,
             )  # fmt: skip
         part = breakdown.section_figures(run, self.section)
         if part is None:
@@ -360,7 +360,7 @@ class Series(models.Model):
         intensity = run.carbon_intensity_g_per_kwh or 0.0
         return Measured(
             part["energy_kwh"], None, part["duration_s"], part["energy_kwh"] * intensity,
-            part["cpu_seconds"], part["cpu_seconds"],
+            part["cpu_seconds"], part["cpu_seconds"], run.range_of(part),
         )  # fmt: skip
 
     def results(self, runs: list[Run] | None = None) -> comparisons.Results:

@@ -20,6 +20,12 @@ def in_unit(value, unit: formatting.Unit) -> str:
 
 
 @register.filter
+def range_in(values, unit: formatting.Unit) -> str:
+    """`{{ run.energy_range|range_in:units.energy_kwh }}`: an estimate's range, "(0.16–0.59)"."""
+    return unit.range(values)
+
+
+@register.filter
 def item(mapping: dict, key):
     return mapping.get(key)
 
