@@ -5,7 +5,7 @@ import re
 import pytest
 
 from runs import sandbox
-from runs.figures import cpu_power, formatting, measure, stats
+from runs.figures import cpu_power, formatting, stats
 
 from .conftest import HTMX, session_key
 from .factories import finished_run
@@ -63,8 +63,10 @@ def test_methodology_page(client, settings):
     # and the range its load curve gives.
     published = cpu_power.published_table()
     for row in published["microarchitectures"]:
-        assert f"<th scope=\"row\">{row['name']}</th><td class=\"num\">{row['idle_w']}</td>" in text
+        assert f'<th scope="row">{row["name"]}</th><td class="num">{row["idle_w"]}</td>' in text
     assert published["model_url"] in text and published["model_licence"] in text
+    for point in published["load_curve"]:
+        assert f"{point['load']}% load draws {point['tdp']}" in text
     assert f"{published['low']:.2f} × the figure" in text
     assert f"{published['high']:.2f} × the figure" in text
     assert "CPU_WATTS_PER_THREAD" in text

@@ -173,7 +173,7 @@ def test_every_estimated_figure_of_a_run_carries_the_range():
                 "energy_kwh": 1.1e-7,
                 "share": 0.44,
             }
-        ],  # fmt: skip
+        ],
         provenance={
             "cpu": {
                 "method": "estimate",
@@ -229,13 +229,13 @@ def test_a_verdict_is_the_same_whatever_prices_a_thread():
                 {
                     n: Measured(e * factor, None, 0.1, e * factor * 700, 0.1, 0.1)
                     for n, e in enumerate(values, start=1)
-                },  # fmt: skip
+                },
                 runs=[],
                 succeeded=len(values),
                 failed=0,
                 ended_badly=set(),
                 counted=6,
-            )  # fmt: skip
+            )
             for name, values in (("A", a), ("B", b))
         }
         results = comparisons.Results(("A", "B"), variants, 12, 12, True)

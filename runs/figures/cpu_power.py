@@ -254,7 +254,7 @@ def published_table() -> dict[str, Any]:
             for name, row in ccf["microarchitectures"].items()
         ],
         "average": {"idle_w": ccf["average"]["min_w"], "busy_w": ccf["average"]["max_w"]},
-        "curve": [{"load": load, "tdp": fraction} for load, fraction in curve["points"]],
+        "load_curve": [{"load": load, "tdp": fraction} for load, fraction in curve["points"]],
         "low": low,
         "high": high,
         "generations": len(_data()["generation"]),

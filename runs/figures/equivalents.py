@@ -111,9 +111,7 @@ def for_figures(
     range_note = ""
     if energy_range:
         low, high = (significant(value / energy_kwh, 2) for value in energy_range)
-        range_note = (
-            f"Each could be from {low} to {high} times as much: the power model's range."
-        )
+        range_note = f"Each could be from {low} to {high} times as much: the power model's range."
     runs, runs_text = scale_for(energy_kwh)
     kwh, grams = energy_kwh * runs, emissions_g * runs
     items = [

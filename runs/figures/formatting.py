@@ -183,6 +183,8 @@ def summary_lines(run: Any, grid_name: str = "") -> list[str]:
             f"   CPU figure        {run.provenance.get('cpu', {}).get('method', '?')}: "
             f"{run.provenance.get('cpu', {}).get('source', '')}",
         ]
+        if run.processor:
+            lines.append(f"   processor         {run.processor}")
     for section in run.sections:
         calls = f"{section['calls']} call" + ("s" if section["calls"] != 1 else "")
         lines.append(

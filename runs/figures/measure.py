@@ -242,15 +242,9 @@ class Hardware:
             POWER_TABLE: f"{per_thread}: CodeCarbon's {self.cpu_tdp_w:g} W TDP for the "
             f"{self.cpu_model} shared by its {self.cpu_threads} threads",
             POWER_PUBLISHED: f"{per_thread}: CodeCarbon has no power figure for this CPU model "
-            f"({self.cpu_model!r}); {self.cpu_described()}, priced by "
+            f"({self.cpu_model!r}), so its generation is priced by "
             f"{self.published.sentence()}",
         }[self.cpu_power_source]
-
-    def cpu_described(self) -> str:
-        identity = self.cpu_identity
-        if cpu_power.generation_of(identity):
-            return f"its numbers name the {identity.described()}"
-        return f"its numbers name no generation we know ({identity.described()})"
 
     @classmethod
     def of(cls, tracker: Any) -> Hardware:
