@@ -12,7 +12,7 @@ import json
 import uuid
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -22,19 +22,33 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from .clients import client_of, may_stop
-from .forms import RunForm
-from .models import ControlRun, Offsets, Run, Worker, limits, run_json
+from .forms import CompareForm, RunForm
+from .models import (
+    VARIANTS,
+    ControlRun,
+    Offsets,
+    Run,
+    Series,
+    Worker,
+    clean_variants,
+    limits,
+    run_json,
+    series_json,
+)
 from .queue import tasks
 from .queue.direct import sockets, waiting
-from .queue.tasks import store_and_enqueue
+from .queue.tasks import enqueue, store_and_enqueue
 from .sandbox import environments
 
 # A JSON body holds one snippet and its input: their largest escaped forms and some
 # room. Bodies past this are read and thrown away up to DISCARD_BYTES, so the client
 # reads our 413.
 MAX_BODY_BYTES = (settings.MAX_CODE_BYTES + settings.MAX_STDIN_BYTES) * 6 + 1024
+# A comparison's body: up to four snippets and one input.
+MAX_COMPARISON_BYTES = (
+    len(VARIANTS) * settings.MAX_CODE_BYTES + settings.MAX_STDIN_BYTES
+) * 6 + 1024
 DISCARD_BYTES = 16 * 1024 * 1024
-TOO_LARGE = f"Request body too large: at most {MAX_BODY_BYTES:,} bytes."
 # How long a stop request waits for the run to end (its worker ends it within a second).
 STOP_WAIT_SECONDS = 3
 
@@ -55,29 +69,36 @@ def json_error(message: str, status: int, retry_after: int | None = None) -> Jso
     return response
 
 
-def _read_json(request: HttpRequest) -> dict:
+def _read_json(request: HttpRequest, expects: str, limit: int) -> dict:
     if request.content_type != "application/json":
         raise BadRequest("Send JSON with Content-Type: application/json.", 415)
     try:
         length = int(request.headers.get("content-length") or 0)
     except ValueError:
         raise BadRequest("Bad Content-Length.") from None
-    if length > MAX_BODY_BYTES:
+    if length > limit:
         _discard(request, length)
-        raise BadRequest(TOO_LARGE, 413)
+        raise BadRequest(f"Request body too large: at most {limit:,} bytes.", 413)
     try:
         payload = json.loads(request.body.decode("utf-8"))
     except RequestDataTooBig:
-        raise BadRequest(TOO_LARGE, 413) from None
+        raise BadRequest(f"Request body too large: at most {limit:,} bytes.", 413) from None
     except UnicodeDecodeError:
         raise BadRequest("The body is not valid UTF-8.") from None
     except RecursionError:
         raise BadRequest("The JSON is nested too deeply.") from None
     except ValueError:
         raise BadRequest("The body is not valid JSON.") from None
-    if not isinstance(payload, dict) or "code" not in payload:
-        raise BadRequest('Expected an object like {"code": "print(1)"}.')
+    if not isinstance(payload, dict) or expects not in payload:
+        raise BadRequest(f"Expected an object like {EXAMPLES[expects]}.")
     return payload
+
+
+# What a body must hold, by the key it must have: the example its refusal shows.
+EXAMPLES = {
+    "code": '{"code": "print(1)"}',
+    "variants": '{"variants": [{"code": "sorted(x)"}, {"code": "x.sort()", "env": "pypy"}]}',
+}
 
 
 def _discard(request: HttpRequest, length: int) -> None:
@@ -92,9 +113,10 @@ def _discard(request: HttpRequest, length: int) -> None:
         left -= len(chunk)
 
 
-def api_view(*methods: str, body: bool = True):
+def api_view(*methods: str, body: bool = True, expects: str = "code", limit: int = MAX_BODY_BYTES):
     """Method check and, for POST with a `body`, the parsed body passed to the view as
-    `payload` (a POST without one reads nothing of it)."""
+    `payload` (a POST without one reads nothing of it): an object with the key
+    `expects`, of at most `limit` bytes."""
 
     # HEAD is GET without a body (monitors and link checkers ask with it).
     allowed = (*methods, "HEAD") if "GET" in methods else methods
@@ -108,7 +130,7 @@ def api_view(*methods: str, body: bool = True):
                 return response
             try:
                 if request.method == "POST" and body:
-                    kwargs["payload"] = _read_json(request)
+                    kwargs["payload"] = _read_json(request, expects, limit)
                 return view(request, *args, **kwargs)
             except BadRequest as exc:
                 return json_error(str(exc), exc.status, exc.retry_after)
@@ -207,6 +229,92 @@ def detail(request: HttpRequest, public_id: str) -> JsonResponse:
         return json_error("since must be two offsets, as in a previous answer's since.", 400)
     found.stdout, found.stderr, since = found.output_after(seen or Offsets())
     return JsonResponse(run_json(found) | {"since": str(since)})
+
+
+@api_view("POST", expects="variants", limit=MAX_COMPARISON_BYTES)
+def comparison_create(request: HttpRequest, payload: dict) -> JsonResponse:
+    """POST /api/comparisons: 2 to 4 variants, each {"code", "env"}, run in rounds until
+    the answer is clear; "stdin", "max_pairs", "section" and "warmup" as on the page."""
+    variants = payload["variants"]
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+        raise BadRequest(f"variants must be a list of objects like {EXAMPLES['variants']}.")
+    try:
+        codes = clean_variants([variant.get("code") for variant in variants])
+    except ValidationError as exc:
+        raise BadRequest(" ".join(exc.messages), 413 if exc.code == "too_large" else 400) from None
+    fields = {f"code_{key}": code for key, code in zip("abcd", codes, strict=False)}
+    fields |= {f"env_{key}": v.get("env") or "" for key, v in zip("abcd", variants, strict=False)}
+    form = CompareForm(
+        fields
+        | {
+            "stdin_a": payload.get("stdin") or "",
+            "repetitions": payload.get("max_pairs") or "",
+            "section": payload.get("section") or "",
+            "warmup": bool(payload.get("warmup")),
+        }
+    )
+    if not form.is_valid():
+        raise BadRequest(" ".join(form.messages()))
+    data, client = form.cleaned_data, client_of(request)
+    refusal = limits.check(client, len(codes) * Series.first_round(data["repetitions"]))
+    if refusal:
+        raise BadRequest(refusal.message, refusal.status, refusal.retry_after)
+    series = Series.objects.start(
+        Series.Kind.COMPARE,
+        data["codes"],
+        data["repetitions"],
+        None,
+        data["envs"],
+        [data["stdin_a"]],
+        source=Run.Source.API,
+        client=client,
+        warmup=data["warmup"],
+        section=data["section"],
+    )
+    enqueue(*series.ordered_runs())
+    url = reverse("runs:api-comparison", args=[series.public_id])
+    response = JsonResponse(
+        {
+            "id": str(series.public_id),
+            "variants": list(series.variants),
+            "url": request.build_absolute_uri(url),
+            "page": request.build_absolute_uri(series.get_absolute_url()),
+        },
+        status=202,
+    )
+    response["Location"] = url
+    return response
+
+
+def _comparison(public_id: str) -> Series:
+    try:
+        return Series.objects.get(public_id=uuid.UUID(public_id), kind=Series.Kind.COMPARE)
+    except (ValueError, Series.DoesNotExist):
+        raise BadRequest("No such comparison.", 404) from None
+
+
+@never_cache
+@api_view("GET")
+def comparison_detail(request: HttpRequest, public_id: str) -> JsonResponse:
+    """GET /api/comparisons/<id>: its runs, summaries, ranking and verdict so far."""
+    return JsonResponse(series_json(_comparison(public_id)))
+
+
+@api_view("POST", body=False)
+def comparison_cancel(request: HttpRequest, public_id: str) -> JsonResponse:
+    """POST /api/comparisons/<id>/cancel: no new round, and its runs in flight stopped,
+    for the client that sent it."""
+    series = _comparison(public_id)
+    if not may_stop(request, series):
+        return json_error("Only the client that sent this comparison may stop it.", 403)
+    if series.source != Run.Source.API and _csrf_refused(request):
+        return json_error(
+            "Stopping a comparison of the web pages needs the page's CSRF token (X-CSRFToken).",
+            403,
+        )
+    for stopped in tasks.cancel_series(series):
+        waiting.wait_for(stopped, STOP_WAIT_SECONDS)
+    return JsonResponse(series_json(series))
 
 
 @api_view("GET")

@@ -135,14 +135,27 @@ class RepeatForm(RunForm):
         return clean_repetitions(self.cleaned_data["repetitions"], self.DEFAULT_REPETITIONS)
 
 
+def _optional_code(code: object) -> str:
+    """A variant that may be left out: blank is none, anything else is code to run."""
+    if isinstance(code, str) and not code.strip():
+        return ""
+    return clean_code(code)
+
+
 class CompareForm(forms.Form):
-    """Two snippets, A and B, in turn until the answer is clear (at most `repetitions`
-    pairs); B reads A's standard input unless `stdin_apart`."""
+    """Two to four snippets, A, B and optionally C and D, in turn until the answer is
+    clear (at most `repetitions` rounds); B reads A's standard input unless
+    `stdin_apart`, C and D read A's. Its cleaned data adds `codes` and `envs`, one per
+    variant in use (an empty C or D is not one)."""
 
     code_a = Text()
     code_b = Text()
+    code_c = Text()
+    code_d = Text()
     env_a = Text()
     env_b = Text()
+    env_c = Text()
+    env_d = Text()
     stdin_a = Text()
     stdin_b = Text()
     stdin_apart = forms.BooleanField(required=False)
@@ -162,6 +175,18 @@ class CompareForm(forms.Form):
     def clean_env_b(self) -> str:
         return clean_env(self.cleaned_data["env_b"])
 
+    def clean_code_c(self) -> str:
+        return _optional_code(self.cleaned_data["code_c"])
+
+    def clean_code_d(self) -> str:
+        return _optional_code(self.cleaned_data["code_d"])
+
+    def clean_env_c(self) -> str:
+        return clean_env(self.cleaned_data["env_c"])
+
+    def clean_env_d(self) -> str:
+        return clean_env(self.cleaned_data["env_d"])
+
     def clean_stdin_a(self) -> str:
         return clean_stdin(typed(self.cleaned_data["stdin_a"]))
 
@@ -179,9 +204,11 @@ class CompareForm(forms.Form):
         if not data["stdin_apart"] and "stdin_a" in data:
             data["stdin_b"] = data["stdin_a"]
             self.errors.pop("stdin_b", None)
-        codes = [data.get("code_a", ""), data.get("code_b", "")]
-        if data.get("section") and all(codes):
-            clean_section(codes, data["section"])
+        used = [v for v in "abcd" if v in "ab" or data.get(f"code_{v}")]
+        data["codes"] = [data.get(f"code_{v}", "") for v in used]
+        data["envs"] = [data.get(f"env_{v}", "") for v in used]
+        if data.get("section") and all(data["codes"]):
+            clean_section(data["codes"], data["section"])
         return data
 
     def messages(self) -> list[str]:
@@ -193,8 +220,12 @@ class CompareForm(forms.Form):
         return {
             "code_a": kept(data.get("code_a", ""), code),
             "code_b": kept(data.get("code_b", ""), code),
+            "code_c": kept(data.get("code_c", ""), code),
+            "code_d": kept(data.get("code_d", ""), code),
             "env_a": data.get("env_a", ""),
             "env_b": data.get("env_b", ""),
+            "env_c": data.get("env_c", ""),
+            "env_d": data.get("env_d", ""),
             "stdin_a": kept(typed(data.get("stdin_a", "")), stdin),
             "stdin_b": kept(typed(data.get("stdin_b", "")), stdin),
             "stdin_apart": data.get("stdin_apart") == "on",

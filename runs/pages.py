@@ -13,13 +13,23 @@ from django.utils.html import escape
 
 from . import sandbox
 from .clients import may_stop
-from .figures import breakdown, charts, cpu_power, equivalents, formatting, grids, stats
+from .figures import (
+    breakdown,
+    charts,
+    comparisons,
+    cpu_power,
+    equivalents,
+    formatting,
+    grids,
+    stats,
+)
 from .models import (
     MAX_REPETITIONS,
     MIN_PAGE_TIMEOUT,
     REPEATABILITY_MAX_AGE,
     REPEATABILITY_RUNS,
     UNSTABLE_HOST_CV,
+    VARIANTS,
     Baseline,
     ControlRun,
     Offsets,
@@ -73,6 +83,8 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
     if run.is_over and request is not None:
         context["previous"] = Run.objects.previous_of(run, request.session.session_key)
         context["share"] = share(run, request)
+        named = [env.name for env in environments.available()][: len(VARIANTS)]
+        context["every_environment"] = named if len(named) > 1 else []
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = run.repeatability  # as it was when the run ran
         context["unstable_cv"] = UNSTABLE_HOST_CV
@@ -309,7 +321,41 @@ def series_context(series: Series, request: HttpRequest | None = None) -> dict:
             if comparison
         ]
         context["diff"] = diffs.from_storage(series.diff)  # computed when it was created
+        context["variant_codes"] = [
+            (variant, series.env_of(variant), series.code_of(variant))
+            for variant in series.variants
+        ]
+    if series.is_n_way:
+        context["outputs"] = None  # each variant's against A's, in the ranking instead
+        context["against_count"] = len(series.variants) - 1
+        context["ranking"] = [
+            {
+                "row": row,
+                "comparison": row.against.decision.comparison
+                if row.against and row.against.decision
+                else None,
+                "outputs": series.outputs(runs, row.variant) if row.against else None,
+            }
+            for row in comparisons.ranking(results)
+        ]
     return context
+
+
+def with_more_variants(context: dict) -> dict:
+    """The compare form's optional variants (C, D), from its context's code_c, env_c…"""
+    return context | {
+        "more_variants": [
+            {
+                "key": key,
+                "name": key.upper(),
+                "code": context.get(f"code_{key}", ""),
+                "env": context.get(f"env_{key}") or context["env_a"],
+                "env_id": f"env_{key}",
+                "env_label": f"Environment of {key.upper()}",
+            }
+            for key in VARIANTS[2:].lower()
+        ]
+    }
 
 
 def compare_form_context() -> dict:
@@ -320,6 +366,8 @@ def compare_form_context() -> dict:
         "environments": environments.available(),
         "env_a": default,
         "env_b": default,
+        "env_c": default,
+        "env_d": default,
         "max_stdin_bytes": settings.MAX_STDIN_BYTES,
         **STOPPING_RULE,
     }

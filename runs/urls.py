@@ -29,6 +29,11 @@ urlpatterns = [
     path("runs/<uuid:public_id>/embed", views.embed, name="embed"),
     path("runs/<uuid:public_id>/rerun", views.rerun, name="rerun"),
     path("runs/<uuid:public_id>/cancel", views.cancel, name="cancel"),
+    path(
+        "runs/<uuid:public_id>/every-environment",
+        views.compare_environments,
+        name="compare-environments",
+    ),
     path("runs/<uuid:public_id>.json", views.run_export, name="run-export"),
     path("runs.csv", views.history_export, name="history-export"),
     path("series/new", views.series_create, name="series-create"),
@@ -48,6 +53,13 @@ urlpatterns = [
     path("run", api.run, name="api-run"),
     path("api/runs", api.create, name="api-create"),
     path("api/environments", api.environment_list, name="api-environments"),
+    path("api/comparisons", api.comparison_create, name="api-comparisons"),
+    path("api/comparisons/<str:public_id>", api.comparison_detail, name="api-comparison"),
+    path(
+        "api/comparisons/<str:public_id>/cancel",
+        api.comparison_cancel,
+        name="api-comparison-cancel",
+    ),
     # Any id: one that is not a run's gets a JSON 404, not the site's page.
     path("api/runs/<str:public_id>", api.detail, name="api-detail"),
     path("api/runs/<str:public_id>/cancel", api.cancel, name="api-cancel"),

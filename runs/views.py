@@ -28,7 +28,17 @@ from . import api, export, pages
 from .clients import client_of, may_stop
 from .figures import formatting, grids
 from .forms import CodeForm, CompareForm, RepeatForm, RunForm
-from .models import Offsets, Run, Series, limits, links, run_json, series_json
+from .models import (
+    MAX_REPETITIONS,
+    VARIANTS,
+    Offsets,
+    Run,
+    Series,
+    limits,
+    links,
+    run_json,
+    series_json,
+)
 from .queue import tasks
 from .queue.direct import waiting
 from .queue.tasks import enqueue, store_and_enqueue
@@ -376,7 +386,9 @@ def _compare_refused(
 ) -> HttpResponse:
     """The compare page again, as it was sent, with what to do about it above the form."""
     context = pages.compare_form_context() | form.redisplay() | {"errors": messages}
-    response = render(request, "runs/compare.html", context, status=status)
+    response = render(
+        request, "runs/compare.html", pages.with_more_variants(context), status=status
+    )
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
     return response
@@ -427,10 +439,13 @@ def compare(request: HttpRequest) -> HttpResponse:
     )
     if earlier:
         context |= {
-            "code_a": earlier.code_a,
-            "code_b": earlier.code_b,
-            "env_a": earlier.env_of("A"),
-            "env_b": earlier.env_of("B"),
+            f"{name}_{variant.lower()}": value
+            for variant in earlier.variants
+            for name, value in (
+                ("code", earlier.code_of(variant)),
+                ("env", earlier.env_of(variant)),
+            )
+        } | {
             "stdin_a": earlier.stdin_a,
             "stdin_b": earlier.stdin_b,
             "stdin_apart": earlier.inputs_apart,
@@ -439,7 +454,7 @@ def compare(request: HttpRequest) -> HttpResponse:
             "section": earlier.section,
             "from_series": earlier,
         }
-    return render(request, "runs/compare.html", context)
+    return render(request, "runs/compare.html", pages.with_more_variants(context))
 
 
 @require_POST
@@ -451,22 +466,55 @@ def compare_create(request: HttpRequest) -> HttpResponse:
     client = client_of(request)
     # Admitted by its first round; later rounds wait their turn in the queue and answer
     # only to the hourly CPU budget (runs.queue.tasks.continue_comparison).
-    refusal = limits.check(client, 2 * Series.first_round(data["repetitions"]))
+    codes = data["codes"]
+    refusal = limits.check(client, len(codes) * Series.first_round(data["repetitions"]))
     if refusal:
         return _compare_refused(
             request, form, [refusal.message], refusal.status, refusal.retry_after
         )
     series = Series.objects.start(
         Series.Kind.COMPARE,
-        [data["code_a"], data["code_b"]],
+        codes,
         data["repetitions"],
         None,
-        [data["env_a"], data["env_b"]],
+        data["envs"],
         [data["stdin_a"], data["stdin_b"]],
         session_key=_session_key(request),
         client=client,
         warmup=data["warmup"],
         section=data["section"],
+    )
+    enqueue(*series.ordered_runs())
+    return redirect(series)
+
+
+@require_POST
+def compare_environments(request: HttpRequest, public_id) -> HttpResponse:
+    """A run page's "Compare on every environment": its code and input, once per
+    environment (up to four), run until the answer is clear."""
+    run = get_object_or_404(Run.objects.only("code", "stdin", "env"), public_id=public_id)
+    names = [env.name for env in environments.available()][: len(VARIANTS)]
+    if len(names) < 2:
+        return HttpResponse("This server has one environment: nothing to compare.", status=409)
+    # Its own environment first: the others are compared with what it ran on.
+    names.sort(key=lambda name: name != run.env_name)
+    client = client_of(request)
+    pairs = MAX_REPETITIONS
+    refusal = limits.check(client, len(names) * Series.first_round(pairs))
+    if refusal:
+        response = HttpResponse(refusal.message, status=refusal.status)
+        if refusal.retry_after is not None:
+            response["Retry-After"] = str(refusal.retry_after)
+        return response
+    series = Series.objects.start(
+        Series.Kind.COMPARE,
+        [run.code] * len(names),
+        pairs,
+        None,
+        names,
+        [run.stdin],
+        session_key=_session_key(request),
+        client=client,
     )
     enqueue(*series.ordered_runs())
     return redirect(series)

@@ -45,7 +45,7 @@ class Compared(NamedTuple):
     quantity: str
     verb: str
 
-    def verdict(self, comparison: stats.Comparison, names: tuple[str, str] = ("A", "B")) -> str:
+    def verdict(self, comparison: stats.Comparison, names: tuple[str, ...] = ("A", "B")) -> str:
         return comparison.verdict(self.quantity, self.verb, names)
 
 
@@ -142,9 +142,10 @@ class Failures(NamedTuple):
 @dataclass
 class Results:
     """What a series' runs say (runs.models.Series.results): each side, and for a
-    comparison B against A at its last completed look."""
+    comparison B against A at its last completed look; for one of more than two
+    variants, each against A (`against`), as a two-sided Results of its own."""
 
-    names: tuple[str, str]  # how verdicts name A and B
+    names: tuple[str, ...]  # how verdicts name each variant, A first
     variants: dict[str, Side]
     finished: int
     total: int
@@ -156,6 +157,25 @@ class Results:
     look: int = 0  # the pairs the last completed look saw
     failures: Failures | None = None
     warnings: list[str] = field(default_factory=list)
+    # An N-way comparison's variants after A, each against A (key "B" in each: the other).
+    against: dict[str, Results] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        """Whether no more pairs are wanted: every comparison's look says it is clear,
+        or that it cannot become so (False before the first look)."""
+        decisions = (
+            [sub.decision for sub in self.against.values()] if self.against else [self.decision]
+        )
+        return all(d is not None and d.outcome != stats.CONTINUE for d in decisions)
+
+    @property
+    def wants_more(self) -> bool:
+        """Whether a look was taken and some comparison asks for more pairs."""
+        decisions = (
+            [sub.decision for sub in self.against.values()] if self.against else [self.decision]
+        )
+        return any(d is not None and d.outcome == stats.CONTINUE for d in decisions)
 
 
 def pairs(variants: dict[str, Side], look: int) -> list[tuple[Measured, Measured]]:
@@ -169,7 +189,7 @@ def energy_pairs(variants: dict[str, Side], look: int) -> list[tuple[float, floa
     return [(getattr(a, field) or 0.0, getattr(b, field) or 0.0) for a, b in pairs(variants, look)]
 
 
-def compare(results: Results, look: int, pair_cap: int) -> None:
+def compare(results: Results, look: int, pair_cap: int, comparisons: int = 1) -> None:
     """B against A at the last completed look, on `results`: the headline's decision
     (which says when a comparison that runs until clear stops) and every compared
     figure, each interval at the decision's level.
@@ -180,7 +200,7 @@ def compare(results: Results, look: int, pair_cap: int) -> None:
     paired = pairs(results.variants, look)
     decision = None
     if look:
-        decision = stats.decide(energy_pairs(results.variants, look), look, pair_cap)
+        decision = stats.decide(energy_pairs(results.variants, look), look, pair_cap, comparisons)
         if results.is_over and decision.outcome == stats.CONTINUE:
             # Stopped before it was clear (failed runs, a limit): not settled.
             decision = dataclasses.replace(decision, outcome=stats.UNSETTLED)
@@ -194,6 +214,113 @@ def compare(results: Results, look: int, pair_cap: int) -> None:
 
     results.compared = {c.key: of(c.field) for c in COMPARED}
     results.decision, results.pairs, results.look = decision, len(paired), look
+
+
+def compare_each(results: Results, look: int, pair_cap: int) -> None:
+    """Each variant after A against A, on `results.against`: the same two-sided rule,
+    each at its share of the error (`stats.decide`), so that together they keep it."""
+    first, *others = results.variants
+    for index, variant in enumerate(others, start=1):
+        sub = Results(
+            names=(results.names[0], results.names[index]),
+            variants={"A": results.variants[first], "B": results.variants[variant]},
+            finished=results.finished,
+            total=results.total,
+            is_over=results.is_over,
+        )
+        compare(sub, look, pair_cap, comparisons=len(others))
+        sub.failures = failures(sub.variants, sub.names)
+        if sub.decision:
+            sub.warnings = fragility(sub.decision, sub.variants, look, sub.names)
+        results.against[variant] = sub
+    results.look = look
+    results.pairs = min((sub.pairs for sub in results.against.values()), default=0)
+
+
+# A variant's place in an N-way comparison's ranking, in words (its verdict against A).
+LESS, MORE, SAME_AS_A, NOT_CLEAR, FAILED_MORE = "less", "more", "same", "unclear", "failed"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One variant of an N-way comparison, in the ranking: by median energy, lowest
+    first, each with its verdict against A (None for A itself)."""
+
+    variant: str
+    name: str
+    side: Side
+    against: Results | None
+
+    @property
+    def standing(self) -> str:
+        if self.against is None:
+            return ""
+        decision, failed = self.against.decision, self.against.failures
+        if failed and failed.worse == "B":
+            return FAILED_MORE
+        if decision is None or decision.comparison is None:
+            return NOT_CLEAR
+        if decision.outcome == stats.DIFFERENT:
+            return LESS if decision.comparison.change < 0 else MORE
+        return SAME_AS_A if decision.outcome == stats.SAME else NOT_CLEAR
+
+    @property
+    def verdict(self) -> str:
+        """Its comparison with A in a sentence (A's own row: "the reference")."""
+        if self.against is None:
+            return "The reference the others are compared with."
+        return headline(self.against) or "The verdict comes after the first pairs."
+
+
+def ranking(results: Results) -> list[Ranked]:
+    """An N-way comparison's variants, lowest median energy first ([] for two)."""
+    if not results.against:
+        return []
+    rows = [
+        Ranked(variant, name, results.variants[variant], results.against.get(variant))
+        for variant, name in zip(results.variants, results.names, strict=True)
+    ]
+
+    def median(row: Ranked) -> float:
+        return row.side.energy.median if row.side.energy else float("inf")
+
+    return sorted(rows, key=median)
+
+
+def ranking_headline(results: Results) -> str | None:
+    """An N-way comparison's one answer: which variant uses the least energy, if any
+    clearly does, against A (None before the first look)."""
+    rows = ranking(results)
+    if not rows or all(row.against is None or row.against.decision is None for row in rows):
+        return None
+    others = [row for row in rows if row.against is not None]
+    less = [row for row in others if row.standing == LESS]
+    first, m = results.names[0], len(others)
+    corrected = f"intervals corrected for {m} comparisons with {first}"
+    if less:
+        best = min(less, key=_change)
+        sub = best.against
+        assert sub is not None and sub.decision is not None  # a LESS standing has both
+        said = sub.decision.verdict(HEADLINE.quantity, HEADLINE.verb, sub.names)
+        return f"{said.rstrip('.')}: the least of the {m + 1} ({corrected})."
+    if all(row.standing == MORE for row in others):
+        return (
+            f"{first} uses the least energy: every other variant uses clearly more ({corrected})."
+        )
+    if all(row.standing == SAME_AS_A for row in others):
+        margin = f"±{stats.EQUIVALENCE_MARGIN:.0%}"
+        return f"All {m + 1} use the same energy as {first} within {margin} ({corrected})."
+    if results.wants_more:
+        return (
+            f"Not clear yet: no variant uses clearly less energy than {first} so far; "
+            "more rounds are running."
+        )
+    return f"No variant uses clearly less energy than {first} ({corrected})."
+
+
+def _change(row: Ranked) -> float:
+    decision = row.against.decision if row.against else None
+    return decision.comparison.change if decision and decision.comparison else 0.0
 
 
 def warnings(
@@ -239,22 +366,27 @@ def warnings(
                     "Put the work in a loop so that it dominates."
                 )
     if results.decision:
-        found += fragility(results.decision, results.variants, results.look)
+        found += fragility(results.decision, results.variants, results.look, results.names)
+    for sub in results.against.values():
+        found += sub.warnings
     if stop_reason:
         found.append(stop_reason)
     return found
 
 
-def fragility(decision: stats.Decision, variants: dict[str, Side], look: int) -> list[str]:
+def fragility(
+    decision: stats.Decision, variants: dict[str, Side], look: int, names: tuple[str, ...]
+) -> list[str]:
     """Where the pairs themselves make the verdict fragile: the difference moved
     while the comparison ran, or many pairs point the other way."""
+    a, b = names[0], names[1]
     energy = energy_pairs(variants, look)
     found = []
     moved = stats.drift(energy)
     if moved:
         first, second = (stats.signed_percent(value) for value in moved)
         found.append(
-            f"The difference moved while this ran: B against A was {first} in the first "
+            f"The difference moved while this ran: {b} against {a} was {first} in the first "
             f"half of the pairs and {second} in the second. The verdict is an average "
             "over a moving target; run it again at a quieter moment to see which holds."
         )
@@ -264,7 +396,7 @@ def fragility(decision: stats.Decision, variants: dict[str, Side], look: int) ->
         if total and (total - agree) / total >= stats.DISAGREEING_SHARE:
             way = "more" if change > 0 else "less"
             found.append(
-                f"B used {way} energy than A in only {agree} of {total} pairs: the "
+                f"{b} used {way} energy than {a} in only {agree} of {total} pairs: the "
                 "difference is small against the spread between pairs, so the verdict "
                 "is fragile. Running the comparison again would tell whether it holds."
             )

@@ -108,7 +108,7 @@ class Comparison:
         return f"{self.confidence:.0%} CI {low} to {high}"
 
     def verdict(
-        self, quantity: str, verb: str = "uses", names: tuple[str, str] = ("A", "B")
+        self, quantity: str, verb: str = "uses", names: tuple[str, ...] = ("A", "B")
     ) -> str:
         """Plain words: 'B uses 23% less energy (95% CI 19–27%)' or no clear difference;
         `names` say which is which where A and B ran in different environments."""
@@ -324,7 +324,7 @@ class Decision:
         return self.outcome in (DIFFERENT, SAME)
 
     def verdict(
-        self, quantity: str = "energy", verb: str = "uses", names: tuple[str, str] = ("A", "B")
+        self, quantity: str = "energy", verb: str = "uses", names: tuple[str, ...] = ("A", "B")
     ) -> str:
         """The comparison's headline, in plain words."""
         a, b = names
@@ -351,11 +351,16 @@ class Decision:
         )
 
 
-def decide(pairs: list[tuple[float, float]], look: int, max_pairs: int) -> Decision:
+def decide(
+    pairs: list[tuple[float, float]], look: int, max_pairs: int, comparisons: int = 1
+) -> Decision:
     """The sequential rule at the look taken after `look` pairs of at most `max_pairs`:
-    `pairs` are the (A, B) figures of the complete pairs up to that look."""
+    `pairs` are the (A, B) figures of the complete pairs up to that look. One of
+    `comparisons` made at once (each variant of an N-way comparison against A) tests
+    at its share of the error (Bonferroni), so that all of them together call a
+    difference that is not there at most 5% of the time."""
     schedule = looks(max_pairs)
-    level = 1 - nominal_level(len(schedule))
+    level = 1 - nominal_level(len(schedule)) / comparisons
     comparison = compare_paired(pairs, interval=level)
     last = look >= max_pairs
     if comparison is None:

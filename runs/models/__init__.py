@@ -18,12 +18,14 @@ from .output import Offsets, OutputChunk
 from .rules import (
     MAX_REPETITIONS,
     MIN_PAGE_TIMEOUT,
+    VARIANTS,
     clean_code,
     clean_env,
     clean_repetitions,
     clean_section,
     clean_stdin,
     clean_timeout,
+    clean_variants,
 )
 from .run import Run
 from .series import Series
@@ -38,6 +40,7 @@ __all__ = [
     "REPEATABILITY_RUNS",
     "RESULT_WRITE_SECONDS",
     "UNSTABLE_HOST_CV",
+    "VARIANTS",
     "Baseline",
     "ControlRun",
     "LoginFailure",
@@ -55,6 +58,7 @@ __all__ = [
     "clean_section",
     "clean_stdin",
     "clean_timeout",
+    "clean_variants",
     "run_json",
     "series_json",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..figures import comparisons
+
 if TYPE_CHECKING:
-    from ..figures import comparisons
     from .run import Run
     from .series import Series
 
@@ -99,6 +100,7 @@ def series_json(series: Series) -> dict[str, Any]:
         "stdin": {v: series.stdin_of(v) for v in series.variants},
         "finished": results.finished,
         "total": results.total,
+        "is_over": results.is_over,
         "host_repeatability": [spread.as_dict() for spread in series.host_spreads()],
         "summary": {v: _side_json(results.variants[v]) for v in series.variants},
         "runs": [run_json(run) for run in runs],
@@ -109,7 +111,9 @@ def series_json(series: Series) -> dict[str, Any]:
         if agreement
         else None
     )
-    if series.kind == series.Kind.COMPARE:
+    if series.is_n_way:
+        data["comparison"] = _ranking_json(series, results, runs)
+    elif series.kind == series.Kind.COMPARE:
         decision = results.decision
         data["comparison"] = {
             compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
@@ -124,3 +128,43 @@ def series_json(series: Series) -> dict[str, Any]:
             "runs_until_clear": series.runs_until_clear,
         }
     return data
+
+
+def _ranking_json(series: Series, results: comparisons.Results, runs: list[Run]) -> dict[str, Any]:
+    """An N-way comparison: its verdict, and its variants by median energy, each
+    against A with every compared figure (its intervals corrected for the number of
+    comparisons), and whether its output matched A's."""
+
+    def against(sub: comparisons.Results | None) -> dict[str, Any] | None:
+        if sub is None:
+            return None
+        decision = sub.decision
+        return {
+            compared.key: comparison.as_dict() | {"verdict": verdict} if comparison else None
+            for compared, comparison, verdict in comparisons.verdicts(sub)
+        } | {
+            "outcome": decision.outcome if decision else None,
+            "failures": sub.failures.sentence if sub.failures else None,
+        }
+
+    return {
+        "verdict": series.headline(results),
+        "variants": list(series.variants),
+        "correction": f"Bonferroni, {len(series.variants) - 1} comparisons with A",
+        "ranking": [
+            {
+                "variant": row.variant,
+                "name": row.name,
+                "standing": row.standing or "reference",
+                "verdict": row.verdict,
+                "against_a": against(row.against),
+                "outputs": agreement.as_dict()
+                if row.against and (agreement := series.outputs(runs, row.variant))
+                else None,
+            }
+            for row in comparisons.ranking(results)
+        ],
+        "pairs": results.pairs,
+        "max_pairs": series.pair_cap,
+        "runs_until_clear": series.runs_until_clear,
+    }

@@ -3,6 +3,8 @@ user can act on. runs.forms calls them for requests, `submit` for everyone else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -88,9 +90,22 @@ def clean_repetitions(raw: object, default: int) -> int:
     return value
 
 
+# A comparison's variants, by name: two (A/B) to four.
+VARIANTS = "ABCD"
+
+
+def clean_variants(codes: Sequence[object]) -> list[str]:
+    """The variants' code, or ValidationError: two to four, each code to run."""
+    if not 2 <= len(codes) <= len(VARIANTS):
+        raise ValidationError(
+            f"A comparison has 2 to {len(VARIANTS)} variants; this one has {len(codes)}."
+        )
+    return [clean_code(code) for code in codes]
+
+
 def clean_section(codes: list[str], section: str) -> None:
     """ValidationError unless every snippet defines the section a comparison is on."""
-    for label, code in zip("AB", codes, strict=False):
+    for label, code in zip(VARIANTS, codes, strict=False):
         if section and not breakdown.defines_section(code, section):
             raise ValidationError(
                 f"Snippet {label} has no section named “{section}”: wrap the part to "

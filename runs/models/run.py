@@ -109,8 +109,9 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status=Run.Status.QUEUED)
 
     def undispatched(self) -> RunQuerySet:
-        """Queued runs not yet handed to the workers (runs.queue.tasks)."""
-        return self.queued().filter(dispatched_at__isnull=True)
+        """Queued runs not yet handed to the workers (runs.queue.tasks). A terminal's
+        runs (runsnippet) are its own process's to run, never the workers'."""
+        return self.queued().filter(dispatched_at__isnull=True).exclude(source=Run.Source.CLI)
 
     def waiting_or_running(self) -> RunQuerySet:
         return self.filter(status__in=Run.IN_FLIGHT)

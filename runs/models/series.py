@@ -4,6 +4,7 @@ say together (its numbers and words: runs.figures.comparisons)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,15 @@ from ..sandbox import environments
 from ..snippets import diffs, outputs
 from . import links
 from .fleet import ControlRun, Repeatability
-from .rules import clean_code, clean_env, clean_repetitions, clean_section, clean_stdin
+from .rules import (
+    VARIANTS,
+    clean_code,
+    clean_env,
+    clean_repetitions,
+    clean_section,
+    clean_stdin,
+    clean_variants,
+)
 from .run import Run, sent_by
 
 
@@ -25,21 +34,22 @@ class SeriesQuerySet(models.QuerySet["Series"]):
     def submit(
         self,
         kind: str,
-        codes: list[object],
+        codes: Sequence[object],
         repetitions: int,
         run_fields: dict[str, Any] | None = None,
-        envs: list[str | None] | None = None,
-        stdins: list[str | None] | None = None,
+        envs: Sequence[str | None] | None = None,
+        stdins: Sequence[str | None] | None = None,
         **fields: Any,
     ) -> Series:
         """Create a series and its runs, interleaved: A1, B1, A2, B2, ... (the caller
         queues them, as for single runs); `run_fields` are set on every run (its grid),
-        `envs` name each side's environment (the default where None), `stdins` what
-        each side reads on its standard input (B shares A's where it has none).
+        `envs` name each variant's environment (the default where None), `stdins` what
+        A and B read on standard input (B shares A's where it has none; C and D read
+        A's). A comparison has two to four variants (`codes`).
         A comparison runs until its answer is clear, at most `repetitions` pairs: only
         its first round is created here (the queue adds the next, runs.queue.tasks)."""
         repetitions = clean_repetitions(repetitions, repetitions)
-        checked = [clean_code(code) for code in codes]
+        checked = clean_variants(codes) if kind == Series.Kind.COMPARE else [clean_code(codes[0])]
         sides = [clean_env(env) for env in (envs or [None] * len(codes))]
         inputs = [clean_stdin(text) for text in (stdins or [""])]
         clean_section(checked, fields.get("section", ""))
@@ -59,7 +69,8 @@ class SeriesQuerySet(models.QuerySet["Series"]):
         if kind == Series.Kind.COMPARE:
             fields["max_pairs"] = repetitions
             repetitions = Series.first_round(repetitions)
-            fields["diff"] = diffs.for_storage(codes[0], codes[1])
+            # Two variants are shown side by side; more, each in turn.
+            fields["diff"] = diffs.for_storage(codes[0], codes[1]) if len(codes) == 2 else None
         with transaction.atomic():
             series = self.create(
                 kind=kind,
@@ -69,6 +80,10 @@ class SeriesQuerySet(models.QuerySet["Series"]):
                 env_b=envs[1] if len(envs) > 1 else "",
                 stdin_a=stdins[0],
                 stdin_b=stdins[1] if len(stdins) > 1 and len(codes) > 1 else stdins[0],
+                others=[
+                    {"code": code, "env": env}
+                    for code, env in zip(codes[2:], envs[2:] or [""] * len(codes[2:]), strict=True)
+                ],
                 repetitions=repetitions,
                 **fields,
             )
@@ -77,14 +92,17 @@ class SeriesQuerySet(models.QuerySet["Series"]):
 
     def stalled(self) -> SeriesQuerySet:
         """Comparisons not finished with no run waiting or running: their last round
-        ended but nobody started the next (its worker died in between)."""
-        return self.filter(
-            kind=Series.Kind.COMPARE, max_pairs__isnull=False, finished_at__isnull=True
-        ).exclude(runs__status__in=Run.IN_FLIGHT)
+        ended but nobody started the next (its worker died in between). A terminal's
+        comparison is its own process's to continue (runsnippet)."""
+        return (
+            self.filter(kind=Series.Kind.COMPARE, max_pairs__isnull=False, finished_at__isnull=True)
+            .exclude(runs__status__in=Run.IN_FLIGHT)
+            .exclude(source=Run.Source.CLI)
+        )
 
 
 class Series(models.Model):
-    """Repetitions of one snippet, or of two interleaved for an A/B comparison."""
+    """Repetitions of one snippet, or of two to four interleaved for a comparison."""
 
     class Kind(models.TextChoices):
         REPEAT = "repeat", "Repeat"
@@ -101,6 +119,8 @@ class Series(models.Model):
     # What each side reads on its standard input (the same unless set apart).
     stdin_a = models.TextField(blank=True, default="")
     stdin_b = models.TextField(blank=True, default="")
+    # A comparison's variants after B (C, D): [{"code", "env"}], each reading A's input.
+    others = models.JSONField(default=list, blank=True)
     repetitions = models.PositiveSmallIntegerField()
     # The first run of each side is a warm-up: kept and shown, left out of the statistics.
     warmup = models.BooleanField(default=False)
@@ -172,15 +192,37 @@ class Series(models.Model):
 
     @property
     def variants(self) -> str:
-        return "AB" if self.kind == self.Kind.COMPARE else "A"
+        if self.kind != self.Kind.COMPARE:
+            return "A"
+        return VARIANTS[: 2 + len(self.others)]
+
+    @property
+    def title(self) -> str:
+        """What its pages call it: "Repeated run", "A/B comparison", "3-way comparison"."""
+        if self.kind != self.Kind.COMPARE:
+            return "Repeated run"
+        return "A/B comparison" if not self.is_n_way else f"{len(self.variants)}-way comparison"
+
+    @property
+    def is_n_way(self) -> bool:
+        """A comparison of more than two variants: each against A, ranked."""
+        return len(self.variants) > 2
 
     @property
     def variant_labels(self) -> dict[str, str]:
         """How the page names each variant: a repeat has one, which is not an "A"."""
-        return {"A": "A", "B": "B"} if self.kind == self.Kind.COMPARE else {"A": "Runs"}
+        if self.kind != self.Kind.COMPARE:
+            return {"A": "Runs"}
+        return {variant: variant for variant in self.variants}
+
+    def _other(self, variant: str) -> dict[str, str]:
+        other: dict[str, str] = self.others[VARIANTS.index(variant) - 2]
+        return other
 
     def code_of(self, variant: str) -> str:
-        return self.code_b if variant == "B" else self.code_a
+        if variant in "AB":
+            return self.code_b if variant == "B" else self.code_a
+        return self._other(variant)["code"]
 
     def stdin_of(self, variant: str) -> str:
         return self.stdin_b if variant == "B" else self.stdin_a
@@ -191,23 +233,32 @@ class Series(models.Model):
         return self.kind == self.Kind.COMPARE and self.stdin_a != self.stdin_b
 
     def env_of(self, variant: str) -> str:
-        return (self.env_b if variant == "B" else self.env_a) or environments.default().name
+        if variant in "AB":
+            env = self.env_b if variant == "B" else self.env_a
+        else:
+            env = self._other(variant)["env"]
+        return env or environments.default().name
 
     @property
     def across_environments(self) -> bool:
-        """A comparison whose two sides run in different environments."""
-        return self.kind == self.Kind.COMPARE and self.env_of("A") != self.env_of("B")
+        """A comparison whose variants run in more than one environment."""
+        return self.kind == self.Kind.COMPARE and len({self.env_of(v) for v in self.variants}) > 1
 
     @property
-    def names(self) -> tuple[str, str]:
-        """How its verdicts name A and B: with their environments where those differ."""
+    def environments_named(self) -> str:
+        """ "A cpython-3.12, B pypy-3.10": each variant's environment, in a line."""
+        return ", ".join(f"{v} {self.env_of(v)}" for v in self.variants)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """How its verdicts name each variant: with its environment where they differ."""
         if not self.across_environments:
-            return ("A", "B")
-        return (f"A ({self.env_of('A')})", f"B ({self.env_of('B')})")
+            return tuple(self.variants)
+        return tuple(f"{v} ({self.env_of(v)})" for v in self.variants)
 
     def add_runs(self, repetitions: range, **run_fields: Any) -> list[Run]:
-        """Queued runs for these repetitions, interleaved A, B, A, B (the caller
-        queues them)."""
+        """Queued runs for these repetitions, interleaved A, B, (C, D,) A, B… (the
+        caller queues them)."""
         return [
             Run.objects.add(
                 self.code_of(variant),
@@ -299,14 +350,17 @@ class Series(models.Model):
         if not self.runs_until_clear or self.finished_at or not all(r.is_over for r in runs):
             return 0
         results = self.results(runs)
-        decision = results.decision
-        if decision is None or decision.outcome != stats.CONTINUE:
+        if not results.wants_more:
             return 0
         previous = max(
             (look for look in stats.looks(self.pair_cap) if look < self.repetitions), default=0
         )
-        a, b = (results.variants[v].measured for v in "AB")
-        if not any(n in a and n in b for n in range(previous + 1, self.repetitions + 1)):
+        first, *others = (results.variants[v].measured for v in self.variants)
+        if not any(
+            n in first and n in other
+            for other in others
+            for n in range(previous + 1, self.repetitions + 1)
+        ):
             return 0  # the last round gave no pair to compare: more would not either
         later = [look for look in stats.looks(self.pair_cap) if look > self.repetitions]
         return later[0] - self.repetitions if later else 0
@@ -392,7 +446,9 @@ class Series(models.Model):
             total=len(runs),
             is_over=self.is_finished(runs),
         )
-        if self.kind == self.Kind.COMPARE:
+        if self.is_n_way:
+            comparisons.compare_each(result, self.completed_look(runs), self.pair_cap)
+        elif self.kind == self.Kind.COMPARE:
             comparisons.compare(result, self.completed_look(runs), self.pair_cap)
         result.failures = comparisons.failures(variants, self.names)
         result.warnings = comparisons.warnings(
@@ -404,10 +460,10 @@ class Series(models.Model):
         )
         return result
 
-    def outputs(self, runs: list[Run]) -> outputs.Agreement | None:
-        """Whether its runs printed the same: A's and B's of each pair, or each of a
-        repeat's runs against its first (None until two have ended). Reads no output
-        but the first differing pair's, for its diff."""
+    def outputs(self, runs: list[Run], other: str = "B") -> outputs.Agreement | None:
+        """Whether its runs printed the same: A's and `other`'s of each pair, or each
+        of a repeat's runs against its first (None until two have ended). Reads no
+        output but the first differing pair's, for its diff."""
         ended = {
             (r.variant, r.number): r
             for r in runs
@@ -415,9 +471,9 @@ class Series(models.Model):
         }
         if self.kind == self.Kind.COMPARE:
             pairs = [
-                (n, a, ended[("B", n)])
+                (n, a, ended[(other, n)])
                 for (v, n), a in ended.items()
-                if v == "A" and ("B", n) in ended
+                if v == "A" and (other, n) in ended
             ]
         else:
             first = min(ended.values(), key=lambda r: r.number, default=None)
@@ -431,7 +487,7 @@ class Series(models.Model):
             n, a, b = next(pair for pair in pairs if pair[0] == differing[0])
             stored = dict(Run.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "stdout"))
             if self.kind == self.Kind.COMPARE:
-                labels = (f"A, pair {n}", f"B, pair {n}")
+                labels = (f"A, pair {n}", f"{other}, pair {n}")
             else:
                 labels = (f"run {a.repetition}", f"run {b.repetition}")
             text = outputs.diff(stored.get(a.pk, ""), stored.get(b.pk, ""), labels)
@@ -439,6 +495,8 @@ class Series(models.Model):
 
     def headline(self, results: comparisons.Results) -> str | None:
         """A comparison's one answer, in plain words (None before its first look)."""
+        if self.is_n_way:
+            return comparisons.ranking_headline(results)
         return comparisons.headline(results)
 
     def basis(self, results: comparisons.Results, runs: list[Run]) -> str:

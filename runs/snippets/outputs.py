@@ -52,6 +52,12 @@ class Agreement:
             f"({_listed('run', self.differing)}): the code's work may change from run to run."
         )
 
+    def briefly(self) -> str:
+        """An N-way ranking's cell: one variant's output against A's."""
+        if self.agree:
+            return f"Same as A in {_all(self.compared, 'round')}"
+        return f"Differs from A in {len(self.differing)} of {self.compared} rounds"
+
     def as_dict(self) -> dict:
         return {"agree": self.agree, "compared": self.compared, "differing": self.differing,
                 "diff": self.diff}  # fmt: skip

@@ -6,9 +6,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.figures import grids
-from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe
-from runs.models import Run, Worker, run_json
+from runs.figures import comparisons, grids
+from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe, watt_hours
+from runs.models import MAX_REPETITIONS, Run, Series, Worker, run_json, series_json
 from runs.queue import execution, heartbeat
 
 
@@ -19,13 +19,28 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("path", help="File with the snippet, or - to read stdin.")
+        parser.add_argument(
+            "path",
+            nargs="+",
+            help="File with the snippet, or - to read stdin. Two to four files compare "
+            "them; one file with several --env compares it on each environment.",
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--timeout", type=float, help="Wall-clock limit in seconds.")
         parser.add_argument("--country", help="3-letter ISO code of the grid (e.g. FRA).")
         parser.add_argument("--region", help="Region within the country (e.g. california).")
         parser.add_argument(
-            "--env", help="The environment to run in (default: the default one; see snippetenv)."
+            "--env",
+            action="append",
+            help="The environment to run in (default: the default one; see snippetenv). "
+            "Repeat it to compare: one per file, or several for one file.",
+        )
+        parser.add_argument(
+            "--pairs",
+            type=int,
+            default=MAX_REPETITIONS,
+            help=f"A comparison's rounds at most (default {MAX_REPETITIONS}): it runs until "
+            "the answer is clear.",
         )
         parser.add_argument(
             "--stdin",
@@ -33,11 +48,16 @@ class Command(BaseCommand):
             help="A file the snippet reads on its standard input (default: none).",
         )
 
-    def handle(self, *, path, json: bool, timeout, country, region, env, stdin, **options) -> None:
-        if path == "-" and stdin == "-":
+    def handle(
+        self, *, path, json: bool, timeout, country, region, env, stdin, pairs, **options
+    ) -> None:
+        paths, envs = path, env or []
+        if stdin == "-" and "-" in paths:
             raise CommandError("The snippet and its --stdin cannot both come from -.")
-        code = self.read(path)
-        fields = {"source": Run.Source.CLI, "env": env}
+        if len(paths) > 1 or len(envs) > 1:
+            return self.compare(paths, envs, stdin, pairs, json)
+        code = self.read(paths[0])
+        fields = {"source": Run.Source.CLI, "env": envs[0] if envs else None}
         if stdin is not None:
             fields["stdin"] = self.read(stdin)
         if timeout is not None:
@@ -71,6 +91,56 @@ class Command(BaseCommand):
             self.stdout.write(self.shown(summary, self.stdout))
         if run.status != Run.Status.SUCCEEDED:
             sys.exit(1)
+
+    def compare(self, paths: list[str], envs: list[str], stdin, pairs: int, json: bool) -> None:
+        """Two to four variants (files, or one file on several environments) in rounds
+        until the answer is clear, run here one after another as the workers would."""
+        if len(paths) == 1:
+            codes = [self.read(paths[0])] * len(envs)
+        elif len(envs) <= 1:
+            codes, envs = [self.read(p) for p in paths], envs * len(paths)
+        elif len(envs) == len(paths):
+            codes = [self.read(p) for p in paths]
+        else:
+            raise CommandError("Give one --env for all the files, or one per file.")
+        try:
+            series = Series.objects.submit(
+                Series.Kind.COMPARE,
+                codes,
+                pairs,
+                envs=envs or None,
+                stdins=[self.read(stdin)] if stdin is not None else None,
+                source=Run.Source.CLI,
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        while True:
+            for run in series.runs.filter(status=Run.Status.QUEUED).order_by(
+                "repetition", "variant"
+            ):
+                execution.execute(run, kind=Worker.Kind.CLI)
+                if not json:
+                    self.stderr.write(f"{run.variant}{run.repetition} {run.get_status_display()}")
+            count = series.next_round(series.runs_for_results())
+            if not count:
+                series.finish()
+                break
+            series.add_round(count)
+        heartbeat.stop()
+        if json:
+            self.stdout.write(dumps(series_json(series)))
+            return
+        results = series.results()
+        summary = [f"{series.title} {series.public_id}", series.headline(results) or ""]
+        for row in comparisons.ranking(results) or [
+            comparisons.Ranked(v, n, results.variants[v], None)
+            for v, n in zip(series.variants, series.names, strict=True)
+        ]:
+            energy = row.side.energy
+            median = watt_hours(energy.median) if energy else "—"
+            said = row.verdict if row.against is not None else "(the reference)"
+            summary.append(f"   {row.name:<12} median {median:<12} {said}")
+        self.stdout.write(self.shown("\n".join(summary), self.stdout))
 
     @staticmethod
     def shown(text: str, stream) -> str:
