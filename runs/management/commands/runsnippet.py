@@ -127,8 +127,11 @@ class Command(BaseCommand):
                 break
             series.add_round(count)
         heartbeat.stop()
+        failed = series.runs.exclude(status=Run.Status.SUCCEEDED).exists()
         if json:
             self.stdout.write(dumps(series_json(series)))
+            if failed:
+                sys.exit(1)
             return
         results = series.results()
         summary = [f"{series.title} {series.public_id}", series.headline(results) or ""]
@@ -141,6 +144,8 @@ class Command(BaseCommand):
             said = row.verdict if row.against is not None else "(the reference)"
             summary.append(f"   {row.name:<12} median {median:<12} {said}")
         self.stdout.write(self.shown("\n".join(summary), self.stdout))
+        if failed:
+            sys.exit(1)
 
     @staticmethod
     def shown(text: str, stream) -> str:
