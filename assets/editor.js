@@ -113,7 +113,9 @@ const heatLine = lineMark("cm-heat-line", [setHeat]);
 
 // Key bindings a visitor chose (static/js/settings.js): every editor starts with them
 // and follows a change at once.
-const KEYMAPS = { vim: () => vim(), emacs: () => emacs() };
+// Vim's status line under the editor says its mode (--NORMAL--, --INSERT--): without it
+// nothing tells whether a key types or commands.
+const KEYMAPS = { vim: () => vim({ status: true }), emacs: () => emacs() };
 const keyBindings = (name) => (KEYMAPS[name] ? Prec.highest(KEYMAPS[name]()) : []);
 const chosenKeys = () => (window.PlaygroundSettings ? window.PlaygroundSettings.read().keys : "");
 

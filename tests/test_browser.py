@@ -412,6 +412,11 @@ def test_settings_theme_font_size_and_vim_keys_are_kept_in_the_browser(site, pag
     page.keyboard.press("0")
     page.keyboard.press("x")
     expect(page.locator(".cm-content")).to_have_text("bc = 1")
+    # Vim's status line says its mode, and follows it.
+    expect(page.locator(".cm-vim-panel")).to_contain_text("--NORMAL--")
+    page.keyboard.press("i")
+    expect(page.locator(".cm-vim-panel")).to_contain_text("--INSERT--")
+    page.keyboard.press("Escape")
     page.reload()
     expect(html).to_have_attribute("data-theme", "dark")
     expect(page.locator(".cm-editor")).to_have_css("font-size", "20px")
