@@ -203,8 +203,10 @@ def grid_note_context(grid: grids.Grid, run: Run | None, zone: str = "") -> dict
         context |= {
             "shown": run,
             "repriced": unit(repriced),
+            "repriced_range": unit.range(cpu_power.scaled_range(run.energy_range, intensity)),
             "stored": unit(run.emissions_g),
-            "stored_grid": grids.grid_of(run.country_iso_code, run.region),
+            "stored_grid": (stored := grids.grid_of(run.country_iso_code, run.region)),
+            "same_grid": stored == grid,
         }
     return context
 

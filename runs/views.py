@@ -264,7 +264,13 @@ def grid_note(request: HttpRequest) -> HttpResponse:
     run = (
         Run.objects.filter(public_id=source)
         .only(
-            "energy_kwh", "emissions_g", "country_iso_code", "region", "carbon_intensity_g_per_kwh"
+            "energy_kwh",
+            "cpu_energy_kwh",
+            "emissions_g",
+            "country_iso_code",
+            "region",
+            "carbon_intensity_g_per_kwh",
+            "provenance",  # the power model's range, repriced with the rest
         )
         .first()
         if _is_uuid(source)
@@ -273,7 +279,7 @@ def grid_note(request: HttpRequest) -> HttpResponse:
     # Proposed from the browser's time zone (runs:grid-zone), it says so.
     zone = request.GET.get("zone", "")[:MAX_ZONE]
     context = pages.grid_note_context(grid, run, zone if grids.for_time_zone(zone) == grid else "")
-    return render(request, "runs/playground.html#grid-note", context)
+    return render(request, "runs/_grid_note.html", context)
 
 
 MAX_ZONE = 64  # the longest IANA time zone name is 32 characters

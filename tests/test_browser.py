@@ -299,6 +299,16 @@ def test_the_grid_chosen_is_used_shown_and_remembered(site, page):
     expect(note).to_contain_text("New runs use India")
     expect(note.locator("[data-repriced]")).to_be_visible()
     expect(note).to_contain_text(f"at {france.name}")
+    # The cards in view follow it, said to be a what-if, the stored figure beside.
+    india = grids.grids()["IND"]
+    expect(page.locator('#grid-card [data-metric="grid"]')).to_contain_text(india.name)
+    expect(page.locator("#co2-card .card-label")).to_have_text(f"CO₂e on {india.name}'s grid")
+    expect(page.locator('#co2-card [data-metric="co2-stored"]')).to_contain_text(
+        f"at {france.name}"
+    )
+    expect(page.locator('#co2-card [data-metric="co2"]')).to_contain_text(
+        note.locator("[data-repriced]").inner_text().removesuffix(" CO₂e")
+    )
 
 
 def test_the_environment_chosen_is_described_used_shown_and_remembered(site, page):

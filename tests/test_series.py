@@ -515,6 +515,12 @@ def test_a_grid_just_chosen_prices_the_shown_run_at_it_and_says_new_runs_use_it(
     assert f"New runs use {france.name} ({intensity:.0f} g/kWh)" in note
     unit = formatting.Unit.fitting([2e-6 * intensity, run.emissions_g], formatting.MASS_UNITS)
     assert f"{unit(2e-6 * intensity)} CO₂e" in note and f"stored: {unit(run.emissions_g)}" in note
+    # The cards in view follow it (out of band), said to be a what-if.
+    assert 'id="co2-card" hx-swap-oob="true"' in note and 'id="grid-card" hx-swap-oob' in note
+    assert f"CO₂e on {france.name}'s grid" in note and "as if run there" in note
+    own = grids.grid_of(run.country_iso_code, run.region).key
+    back = client.get("/grid", {"grid": own, "run": str(run.public_id)}).text
+    assert 'id="co2-card" hx-swap-oob' in back and "card--repriced" not in back
     alone = client.get("/grid", {"grid": "FRA"}).text
     assert "New runs use" in alone and "priced at it" not in alone
     assert client.get("/grid", {"grid": "ATLANTIS"}).status_code == 400
