@@ -55,6 +55,10 @@ def pages(settings):
         Series.Kind.COMPARE, ["x = sum(range(10**6))", "x = 1"], 2, session_key=session
     )
     run_series(series)
+    three = Series.objects.submit(
+        Series.Kind.COMPARE, ["x = sum(range(10**6))", "x = 1", "x = 2"], 2, session_key=session
+    )
+    run_series(three)
     return session, {
         "playground": "/",
         "run": succeeded.get_absolute_url(),
@@ -62,6 +66,7 @@ def pages(settings):
         "history": "/runs/",
         "compare": "/compare/",
         "comparison": series.get_absolute_url(),
+        "comparison-3": three.get_absolute_url(),
         "run-embed": succeeded.embed_url(),
         "comparison-embed": series.embed_url(),
         "methodology": "/methodology/",

@@ -566,6 +566,38 @@ def test_a_comparison_end_to_end_with_a_shareable_link(site, page, chromium):
     stranger.close()
 
 
+def test_three_variants_are_compared_and_ranked(site, page):
+    page.goto(f"{site}/compare/")
+    page.evaluate(
+        """() => {
+            localStorage.setItem('ccp:compare:a', 'x = sum(i * i for i in range(300_000))');
+            localStorage.setItem('ccp:compare:b', 'x = 1');
+        }"""
+    )
+    page.reload()
+    expect(page.locator("#code_c")).to_be_hidden()  # a box to open: two is the usual case
+    page.locator("#more-variants > summary").click()
+    editor_c = page.locator("#more-variants .cm-content").first
+    expect(editor_c).to_be_visible()
+    editor_c.click()
+    page.keyboard.type("x = sum(i * i for i in range(600_000))")
+    page.fill("#repetitions", "3")
+    page.click("#compare-button")
+
+    finished = page.locator(".series[data-finished=true]")
+    expect(finished).to_be_visible(timeout=90_000)
+    expect(page.locator("h1")).to_contain_text("3-way comparison")
+    rows = finished.locator("table.ranking tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_have_attribute("data-ranked", "B")  # x = 1: the least work
+    expect(finished.locator("[data-correction]")).to_contain_text("Bonferroni")
+    expect(finished.locator('[data-verdict="energy"]')).to_contain_text("corrected for 2")
+    # Back to the form with all three, to edit and compare again.
+    finished.locator("[data-edit-compare]").click()
+    expect(page.locator("#more-variants")).to_have_attribute("open", "")
+    expect(page.locator("#more-variants .cm-content").first).to_contain_text("600_000")
+
+
 def test_exports_download_and_parse(site, page):
     open_with_code(page, site, "print('exported')")
     done = run_and_wait(page, "succeeded")

@@ -239,6 +239,13 @@ def compare_each(results: Results, look: int, pair_cap: int) -> None:
 
 # A variant's place in an N-way comparison's ranking, in words (its verdict against A).
 LESS, MORE, SAME_AS_A, NOT_CLEAR, FAILED_MORE = "less", "more", "same", "unclear", "failed"
+STANDING_WORDS = {
+    LESS: "clearly less",
+    MORE: "clearly more",
+    SAME_AS_A: "the same",
+    NOT_CLEAR: "not clear",
+    FAILED_MORE: "failed more",
+}
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,11 @@ class Ranked:
         if decision.outcome == stats.DIFFERENT:
             return LESS if decision.comparison.change < 0 else MORE
         return SAME_AS_A if decision.outcome == stats.SAME else NOT_CLEAR
+
+    @property
+    def standing_words(self) -> str:
+        """Its standing in two words, for a narrow cell ("" for A)."""
+        return STANDING_WORDS.get(self.standing, "")
 
     @property
     def verdict(self) -> str:
