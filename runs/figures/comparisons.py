@@ -308,7 +308,7 @@ def ranking_headline(results: Results) -> str | None:
     others = [row for row in rows if row.against is not None]
     less = [row for row in others if row.standing == LESS]
     first, m = results.names[0], len(others)
-    corrected = f"intervals corrected for {m} comparisons with {first}"
+    corrected = f"intervals corrected for {m} comparisons with A"
     if less:
         best = min(less, key=_change)
         sub = best.against
