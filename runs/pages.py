@@ -74,9 +74,12 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         "sample_seconds": settings.LIVE_SAMPLE_SECONDS,
         "first_sample_seconds": sandbox.FIRST_TICK_SECONDS,
         "profile_interval_ms": settings.PROFILE_INTERVAL_MS,
-        "units": formatting.units_for(
-            [run, _Machine(run)], energy_kwh="energy", emissions_g="mass", duration_s="duration"
-        ),
+        # The snippet's figures in the units its own energy, CO₂e and time fit (the
+        # headline reads "724 µWh", as admin, exports and runsnippet print it; the
+        # whole machine's card has its own); durations with its CPU time, which threads
+        # may make the longer.
+        "units": formatting.units_for([run], energy_kwh="energy", emissions_g="mass")
+        | formatting.units_for([run, _CpuTime(run)], duration_s="duration"),
     }
     if run.lines or run.sections:
         context |= breakdown.for_page(run)
@@ -152,12 +155,10 @@ def series_embed_context(series: Series, request: HttpRequest) -> dict:
     return context
 
 
-class _Machine:
-    """The whole machine's figures of a run, read as a row next to the snippet's own."""
+class _CpuTime:
+    """A run's CPU time, read as a duration beside its wall time."""
 
     def __init__(self, run: Run):
-        self.energy_kwh = run.machine_energy_kwh
-        self.emissions_g = run.machine_emissions_g
         self.duration_s = run.cpu_seconds
 
 
