@@ -103,5 +103,13 @@ def test_no_serious_accessibility_violation_on_any_page(live_server, chromium, p
         # No page scrolls sideways on a phone: tables scroll inside their own box.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= LAYOUTS[layout]["viewport"]["width"], (name, width)
+        # And a table's key columns (energy, CO₂e, share) are in view without scrolling.
+        hidden = page.evaluate(
+            """() => [...document.querySelectorAll("table.history th[scope=col]")]
+                .filter(th => /^(energy|co₂e|share)/i.test(th.textContent.trim()))
+                .filter(th => th.getBoundingClientRect().right > window.innerWidth + 1)
+                .map(th => th.textContent.trim())"""
+        )
+        assert not hidden, (name, layout, hidden)
     context.close()
     assert found == {}
