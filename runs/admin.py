@@ -164,6 +164,7 @@ SERIES_FIELDS: tuple[str, ...] = (
     "code_b",
     "stdin_a",
     "stdin_b",
+    "others",
     "host_repeatability",
 )
 
