@@ -71,7 +71,8 @@ def test_each_variant_is_compared_with_a_at_its_share_of_the_error(client):
         comparisons.LESS, "", comparisons.SAME_AS_A, comparisons.MORE
     ]  # fmt: skip
     headline = series.headline(results)
-    assert headline.startswith("C uses 30% less energy than A") and "the least of the 4" in headline
+    assert headline.startswith("C uses 30% less energy than A")
+    assert "the only variant clearly below A" in headline
     assert "corrected for 3 comparisons" in headline
     # A wider interval than the same pairs would get alone: that is the price of three.
     alone = stats.compare_paired(
@@ -87,6 +88,16 @@ def test_each_variant_is_compared_with_a_at_its_share_of_the_error(client):
     assert "Bonferroni" in page and 'data-outcome="ranked"' in page
     for variant in "ABCD":
         assert f'data-code-of="{variant}"' in page
+
+
+def test_several_below_a_are_named_but_not_ranked_against_each_other():
+    series = Series.objects.submit(Series.Kind.COMPARE, CODES, 5)
+    finish_round(series, {"A": CLEAR["A"], "B": [0.8e-6, 0.81e-6, 0.79e-6, 0.8e-6, 0.82e-6],
+                          "C": CLEAR["C"]})  # fmt: skip
+    headline = series.headline(series.results())
+    assert headline.startswith("C uses 30% less energy than A")
+    assert "the largest saving against A; B also uses clearly less" in headline
+    assert "not compared with each other" in headline and "least" not in headline
 
 
 def test_it_runs_until_every_comparison_is_clear(django_capture_on_commit_callbacks):

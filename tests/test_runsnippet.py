@@ -57,6 +57,8 @@ ADDED = {
     "variant",
     "repetition",
     "created_at",
+    "energy_kwh_range",
+    "emissions_g_range",
 }
 
 

@@ -313,8 +313,18 @@ def ranking_headline(results: Results) -> str | None:
         best = min(less, key=_change)
         sub = best.against
         assert sub is not None and sub.decision is not None  # a LESS standing has both
-        said = sub.decision.verdict(HEADLINE.quantity, HEADLINE.verb, sub.names)
-        return f"{said.rstrip('.')}: the least of the {m + 1} ({corrected})."
+        said = sub.decision.verdict(HEADLINE.quantity, HEADLINE.verb, sub.names).rstrip(".")
+        if len(less) == 1:
+            return f"{said}: the only variant clearly below {first} ({corrected})."
+        # Those below A are not tested against each other: the largest saving is named,
+        # not called the least, which the data may not tell.
+        also = [row.name for row in less if row is not best]
+        verb = "uses" if len(also) == 1 else "use"
+        return (
+            f"{said}: the largest saving against {first}; {' and '.join(also)} also {verb} "
+            "clearly less "
+            f"({corrected}; those below {first} are not compared with each other)."
+        )
     if all(row.standing == MORE for row in others):
         return (
             f"{first} uses the least energy: every other variant uses clearly more ({corrected})."
