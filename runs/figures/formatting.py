@@ -43,6 +43,13 @@ def significant(value: float, digits: int = 3) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _rounded(value: float, digits: int) -> float:
+    """`value` to `digits` significant digits, before the point too: 1442 -> 1400."""
+    if value == 0:
+        return 0.0
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def scaled(value: float, units: list[tuple[float, str]]) -> str:
     """`value` in the largest unit it reaches (the smallest when it reaches none)."""
     return Unit.fitting([value], units)(value)
@@ -74,7 +81,7 @@ class Unit:
         digits (a range is coarser than the figure it bounds); "" for none."""
         if not values:
             return ""
-        low, high = (significant(value / self.factor, 2) for value in values)
+        low, high = (significant(_rounded(value / self.factor, 2), 2) for value in values)
         return f"({low}–{high})"
 
     @classmethod
