@@ -381,6 +381,13 @@ def test_each_environment_runs_in_its_own_sandbox(name):
     # and a note saying why not elsewhere.
     version = tuple(int(part) for part in env.version.split("."))
     off = launcher.profile_off(env.implementation.lower(), version)
+    if not off and breakdown.PROFILE_CRASHED in run.measurement_notes:
+        # CPython before 3.13 can crash in the sampler itself (launcher.Measure.
+        # sampler_crashed): importing this data stack makes it likeliest, and a CI pass
+        # has hit it. That go was dropped and run again unprofiled, as the note says;
+        # the profile itself is then shown by a run of its own.
+        assert not run.lines
+        run = execute(code + "# again\n", env=name, timeout_s=settings.MAX_EXECUTION_TIMEOUT)
     if not off:
         assert run.lines, f"{env.interpreter_name}'s runs have a line profile"
     else:
