@@ -86,7 +86,7 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
     if run.is_over and request is not None:
         context["previous"] = Run.objects.previous_of(run, request.session.session_key)
         context["share"] = share(run, request)
-        named = [env.name for env in environments.available()][: len(VARIANTS)]
+        named = every_environment()
         context["every_environment"] = named if len(named) > 1 else []
     if run.is_over and run.energy_kwh is not None:
         context["repeatability"] = run.repeatability  # as it was when the run ran
@@ -96,6 +96,11 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         )
         context["what_if"] = grids.what_if(run.energy_kwh, run.country_iso_code, run.region)
     return context
+
+
+def every_environment() -> list[str]:
+    """The environments "Compare on every environment" compares: the first four."""
+    return [env.name for env in environments.available()][: len(VARIANTS)]
 
 
 # An embed's frame, as the snippet to paste sets it: the width of a column of text, the

@@ -30,7 +30,6 @@ from .figures import formatting, grids
 from .forms import CodeForm, CompareForm, RepeatForm, RunForm
 from .models import (
     MAX_REPETITIONS,
-    VARIANTS,
     Offsets,
     Run,
     Series,
@@ -499,7 +498,7 @@ def compare_environments(request: HttpRequest, public_id) -> HttpResponse:
     """A run page's "Compare on every environment": its code and input, once per
     environment (up to four), run until the answer is clear."""
     run = get_object_or_404(Run.objects.only("code", "stdin", "env"), public_id=public_id)
-    names = [env.name for env in environments.available()][: len(VARIANTS)]
+    names = pages.every_environment()
     if len(names) < 2:
         return HttpResponse("This server has one environment: nothing to compare.", status=409)
     # Its own environment first: the others are compared with what it ran on.

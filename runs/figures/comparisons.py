@@ -161,21 +161,22 @@ class Results:
     against: dict[str, Results] = field(default_factory=dict)
 
     @property
+    def _decisions(self) -> list[stats.Decision | None]:
+        """Each comparison's decision: B's, or each variant's against A."""
+        if self.against:
+            return [sub.decision for sub in self.against.values()]
+        return [self.decision]
+
+    @property
     def settled(self) -> bool:
         """Whether no more pairs are wanted: every comparison's look says it is clear,
         or that it cannot become so (False before the first look)."""
-        decisions = (
-            [sub.decision for sub in self.against.values()] if self.against else [self.decision]
-        )
-        return all(d is not None and d.outcome != stats.CONTINUE for d in decisions)
+        return all(d is not None and d.outcome != stats.CONTINUE for d in self._decisions)
 
     @property
     def wants_more(self) -> bool:
         """Whether a look was taken and some comparison asks for more pairs."""
-        decisions = (
-            [sub.decision for sub in self.against.values()] if self.against else [self.decision]
-        )
-        return any(d is not None and d.outcome == stats.CONTINUE for d in decisions)
+        return any(d is not None and d.outcome == stats.CONTINUE for d in self._decisions)
 
 
 def pairs(variants: dict[str, Side], look: int) -> list[tuple[Measured, Measured]]:
