@@ -152,18 +152,40 @@ def test_the_range_is_the_load_curves_first_and_last_slopes():
     assert low < 1 < high  # the figure it bounds lies within
 
 
+WATTS = 3.5  # the per-thread figure the runs below were priced at
+
+
+def estimated_run(cpu: dict | None = None, **fields):
+    """A run priced at WATTS per busy thread, with the range the load curve gives:
+    0.2 s of CPU, 2e-7 kWh of CPU energy, 5e-8 of RAM, on a 700 g/kWh grid."""
+    low, high = cpu_power.range_factors()
+    estimate = {
+        "method": "estimate",
+        "watts_per_thread": WATTS,
+        "range_w": [WATTS * low, WATTS * high],
+        "power": f"{WATTS} W per busy thread",
+    }
+    values = {
+        "cpu_seconds": 0.2,
+        "energy_kwh": 2.5e-7,
+        "cpu_energy_kwh": 2e-7,
+        "ram_energy_kwh": 5e-8,
+        "emissions_g": 2.5e-7 * 700,
+        "carbon_intensity_g_per_kwh": 700,
+        "provenance": {
+            "cpu": estimate | (cpu or {}),
+            "ram": {"method": "estimate", "source": "RAM"},
+            "gpu": {"method": "none", "source": "no GPU"},
+        },
+    }
+    return finished_run(**values | fields)
+
+
 @pytest.mark.django_db
 def test_every_estimated_figure_of_a_run_carries_the_range():
-    watts = 3.5
     low, high = cpu_power.range_factors()
-    run = finished_run(
-        cpu_seconds=0.2,
+    run = estimated_run(
         duration_s=0.25,
-        energy_kwh=2.5e-7,
-        cpu_energy_kwh=2e-7,
-        ram_energy_kwh=5e-8,
-        emissions_g=2.5e-7 * 700,
-        carbon_intensity_g_per_kwh=700,
         sections=[
             {
                 "name": "s",
@@ -174,14 +196,6 @@ def test_every_estimated_figure_of_a_run_carries_the_range():
                 "share": 0.44,
             }
         ],
-        provenance={
-            "cpu": {
-                "method": "estimate",
-                "watts_per_thread": watts,
-                "range_w": [watts * low, watts * high],
-                "power": f"{watts} W per busy thread",
-            }
-        },
     )
     # Only the CPU part moves; RAM's constant stays.
     assert run.energy_range == pytest.approx((5e-8 + 2e-7 * low, 5e-8 + 2e-7 * high))
@@ -259,27 +273,12 @@ def test_a_verdict_is_the_same_whatever_prices_a_thread():
 def test_the_range_reaches_the_page_the_api_the_export_and_the_terminal(client):
     from runs.figures import formatting
 
-    watts = 3.5
-    low, high = cpu_power.range_factors()
-    run = finished_run(
-        cpu_seconds=0.2,
-        cpu_energy_kwh=2e-7,
-        ram_energy_kwh=5e-8,
-        energy_kwh=2.5e-7,
-        emissions_g=2.5e-7 * 700,
-        carbon_intensity_g_per_kwh=700,
-        provenance={
-            "cpu": {
-                "method": "estimate",
-                "source": "CPU time × 3.5 W per busy thread",
-                "power": "3.5 W per busy thread, from Cloud Carbon Footprint",
-                "watts_per_thread": watts,
-                "range_w": [watts * low, watts * high],
-                "identity": cpu_power.identify(GENERIC_EPYC).as_dict(),
-            },
-            "ram": {"method": "estimate", "source": "RAM"},
-            "gpu": {"method": "none", "source": "no GPU"},
-        },
+    run = estimated_run(
+        {
+            "source": "CPU time × 3.5 W per busy thread",
+            "power": "3.5 W per busy thread, from Cloud Carbon Footprint",
+            "identity": cpu_power.identify(GENERIC_EPYC).as_dict(),
+        }
     )
     energy_unit = formatting.Unit.fitting([run.energy_kwh], formatting.ENERGY_UNITS)
     html = client.get(run.get_absolute_url()).text
