@@ -244,11 +244,15 @@ def compose(*args: str, check: bool = True) -> str:
 
 def compose_down() -> None:
     """compose down, then what podman-compose's down leaves behind: the containers a
-    `--scale` added, the containers' anonymous volumes (/data), and so its network."""
+    `--scale` added, the containers' anonymous volumes (/data), and so its network.
+
+    Removal is tried again for a while: when `podman rm` returns, the cleanup process
+    conmon started for a stopped container can still hold its volume, and the
+    `volume rm` that comes too early fails (one CI run left the db volume so)."""
     label = f"label=io.podman.compose.project={PROJECT}"
 
     def left() -> dict[str, list[str]]:
-        return {
+        listed = {
             kind: sh("podman", *command, "--filter", label, check=False).split()
             for kind, command in {
                 "containers": ("ps", "--all", "--quiet"),
@@ -256,23 +260,29 @@ def compose_down() -> None:
                 "networks": ("network", "ls", "--quiet"),
             }.items()
         }
+        listed["volumes"] += [v for v in anonymous if exists("volume", v)]
+        listed["networks"] += [n for n in [f"{PROJECT}_default"] if exists("network", n)]
+        return {kind: sorted(set(names)) for kind, names in listed.items() if names}
 
-    containers = left()["containers"]
-    inspected = json.loads(sh("podman", "inspect", *containers)) if containers else []
+    containers = sh("podman", "ps", "--all", "--quiet", "--filter", label, check=False)
+    inspected = json.loads(sh("podman", "inspect", *containers.split())) if containers else []
     anonymous = {m["Name"] for c in inspected for m in c["Mounts"] if m.get("Name")}
     compose("down", "--volumes", check=False)
-    remaining = left()
-    if remaining["containers"]:
-        sh("podman", "rm", "--force", "--volumes", *remaining["containers"], check=False)
-    for volume in anonymous | set(remaining["volumes"]):
-        sh("podman", "volume", "rm", "--force", volume, check=False)
-    for network in {*remaining["networks"], f"{PROJECT}_default"}:
-        sh("podman", "network", "rm", "--force", network, check=False)
-    leftovers = {kind: names for kind, names in left().items() if names}
-    leftovers |= {"volumes": v} if (v := [a for a in anonymous if exists("volume", a)]) else {}
-    if exists("network", f"{PROJECT}_default"):
-        leftovers["networks"] = [f"{PROJECT}_default"]
-    expect(not leftovers, f"compose down left nothing behind {leftovers or ''}".strip())
+    failures: list[str] = []
+    deadline = time.monotonic() + 60
+    while (leftovers := left()) and time.monotonic() < deadline:
+        for kind, command in (
+            ("containers", ("rm", "--force", "--volumes")),
+            ("volumes", ("volume", "rm", "--force")),
+            ("networks", ("network", "rm", "--force")),
+        ):
+            if names := leftovers.get(kind):
+                done = subprocess.run(("podman", *command, *names), capture_output=True, text=True)
+                failures += [done.stderr.strip()] if done.returncode else []
+        if left():
+            time.sleep(2)
+    said = f" (podman said: {' | '.join(failures[-3:])})" if leftovers and failures else ""
+    expect(not leftovers, f"compose down left nothing behind {leftovers or ''}".strip() + said)
 
 
 def exists(kind: str, name: str) -> bool:
