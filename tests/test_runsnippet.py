@@ -3,17 +3,21 @@
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from runs.figures import grids
 from runs.figures.formatting import KWH_IN_J
-from runs.models import Run
+from runs.models import Run, Series, Worker
+from runs.queue import tasks
 
-from .conftest import host_hardware
+from .conftest import host_hardware, wait_for
 
 CONTRACT = {
     "id",
@@ -213,3 +217,122 @@ def test_json_output_keeps_control_characters_escaped(runsnippet):
     text = result.stdout.decode()
     assert not any(0x7F <= ord(c) < 0xA0 or c in "\x1b\x07\u202e" for c in text)
     assert "\\u009b" in text and "\\u007f" in text
+
+
+# Ctrl+C, a TERM and a KILL: what each leaves behind. Each command runs in a session of
+# its own, as a terminal's foreground job: a Ctrl+C goes to its whole process group.
+FOREVER = "import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.001)\n"
+ROUND = "import time\nprint('{}', flush=True)\ntime.sleep(0.4)\n"
+
+
+def started(worker_env, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runsnippet", *args],
+        cwd=settings.BASE_DIR,
+        env=worker_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def comparing(worker_env, tmp_path) -> subprocess.Popen:
+    files = [tmp_path / "a.py", tmp_path / "b.py"]
+    for path in files:
+        path.write_text(ROUND.format(path.stem))
+    return started(worker_env, *map(str, files), "--pairs", "30", "--json")
+
+
+def running_cli_run() -> Run:
+    return wait_for(
+        lambda: Run.objects.filter(source=Run.Source.CLI, status=Run.Status.RUNNING).first(),
+        timeout=60,
+    )
+
+
+def test_ctrl_c_stops_the_run_as_the_stop_button_does(worker_env, tmp_path):
+    (path := tmp_path / "forever.py").write_text(FOREVER)
+    proc = started(worker_env, "--json", str(path))
+    run = wait_for(
+        lambda: Run.objects.filter(source=Run.Source.CLI, output_chunks__isnull=False).first(),
+        timeout=60,
+    )
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, err.decode()
+    assert "Stopping" in err.decode() and "Traceback" not in err.decode()
+    data = json.loads(out)
+    assert data["id"] == str(run.public_id)
+    # The snippet, in its own session, never saw the Ctrl+C: the stop ended it.
+    assert data["status"] == "cancelled" and "Stopped on request" in data["error"]
+    assert data["stdout"].startswith("started") and data["duration_s"] > 0
+    parts = [data[f"{part}_energy_kwh"] or 0.0 for part in ("cpu", "ram", "gpu")]
+    assert data["energy_kwh"] == pytest.approx(sum(parts)) and data["energy_kwh"] > 0
+    stored = Run.objects.get(pk=run.pk)
+    assert stored.status == Run.Status.CANCELLED and stored.finished_at is not None
+    assert not Worker.objects.exists()  # it left cleanly: nothing for a reaper
+
+
+def test_a_terminated_comparison_stops_whole_and_says_why(worker_env, tmp_path):
+    proc = comparing(worker_env, tmp_path)
+    running_cli_run()
+    proc.terminate()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    series = Series.objects.get()
+    assert series.finished_at and "Stopped on request after" in series.stop_reason
+    statuses = set(series.runs.values_list("status", flat=True))
+    assert Run.Status.CANCELLED in statuses
+    assert statuses <= {Run.Status.SUCCEEDED, Run.Status.CANCELLED}
+    data = json.loads(out)
+    assert data["is_over"] and series.stop_reason in data["warnings"]
+    assert not Worker.objects.exists()
+
+
+def test_what_a_killed_runsnippet_left_queued_is_stopped_by_the_repairs(
+    worker_env, tmp_path, settings
+):
+    settings.WORKER_STALE_SECONDS = float(worker_env["WORKER_STALE_SECONDS"])
+    proc = comparing(worker_env, tmp_path)
+    series = running_cli_run().series
+    proc.kill()
+    proc.communicate(timeout=10)
+    left = set(series.runs.filter(status=Run.Status.QUEUED).values_list("pk", flat=True))
+    assert left  # what this test is about: a round it never ran
+    wait_for(lambda: not Worker.objects.alive().exists(), timeout=10)
+    Run.objects.fail_orphans()  # the run it was running, if it was: the reaper's part
+    assert tasks.stop_abandoned() == len(left)
+    series.refresh_from_db()
+    assert series.finished_at and "its terminal (runsnippet) went away" in series.stop_reason
+    assert not series.runs.filter(status__in=Run.IN_FLIGHT).exists()
+    for run in series.runs.filter(pk__in=left):
+        assert run.status == Run.Status.CANCELLED and run.error == Run.ABANDONED
+    assert tasks.stop_abandoned() == 0
+
+
+@pytest.mark.django_db
+def test_only_a_terminal_that_went_away_has_its_runs_stopped(settings):
+    settings.WORKER_STALE_SECONDS = 30
+    fresh = Run.objects.submit("print(1)", source=Run.Source.CLI)
+    old = Run.objects.submit("print(2)", source=Run.Source.CLI)
+    web = Run.objects.submit("print(3)")
+    long_ago = timezone.now() - timedelta(seconds=60)
+    Run.objects.filter(pk__in=[old.pk, web.pk]).update(created_at=long_ago)
+    # A comparison whose runsnippet still beats: its queued round waits for it.
+    series = Series.objects.submit(
+        Series.Kind.COMPARE, ["print(1)", "print(2)"], 5, source=Run.Source.CLI
+    )
+    series.runs.update(created_at=long_ago)
+    terminal = Worker.objects.create(name="runsnippet-here", kind=Worker.Kind.CLI)
+    first = series.runs.order_by("repetition", "variant").first()
+    Run.objects.filter(pk=first.pk).update(
+        status=Run.Status.SUCCEEDED, worker=terminal.name, finished_at=timezone.now()
+    )
+    assert list(Run.objects.abandoned()) == [old]  # not a fresh one, nor the web's
+    assert tasks.stop_abandoned() == 1
+    assert Run.objects.get(pk=old.pk).error == Run.ABANDONED
+    assert Run.objects.get(pk=fresh.pk).status == Run.Status.QUEUED
+    # Its process silent, the comparison's queued runs are stopped too.
+    Worker.objects.filter(pk=terminal.pk).update(last_seen_at=long_ago)
+    assert set(Run.objects.abandoned()) == set(series.runs.filter(status=Run.Status.QUEUED))

@@ -113,6 +113,22 @@ class RunQuerySet(models.QuerySet["Run"]):
         runs (runsnippet) are its own process's to run, never the workers'."""
         return self.queued().filter(dispatched_at__isnull=True).exclude(source=Run.Source.CLI)
 
+    def abandoned(self) -> RunQuerySet:
+        """A terminal's runs left queued by a runsnippet that went away (killed, its
+        machine restarted): none of its comparison runs now, and the process that ran
+        its others beats no more (or, for one nothing ran yet, a heartbeat's grace has
+        passed since it was queued). Nobody else runs a terminal's runs (undispatched)."""
+        alive = Worker.objects.alive().values("name")
+        cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+        busy = Run.objects.filter(source=Run.Source.CLI, series__isnull=False).filter(
+            models.Q(status=Run.Status.RUNNING) | models.Q(worker__in=alive)
+        )
+        return (
+            self.queued()
+            .filter(source=Run.Source.CLI, created_at__lt=cutoff)
+            .exclude(series__in=busy.values("series"))
+        )
+
     def waiting_or_running(self) -> RunQuerySet:
         return self.filter(status__in=Run.IN_FLIGHT)
 
@@ -458,16 +474,18 @@ class Run(models.Model):
     def stoppable_by(self, session_key: str | None, client: str) -> bool:
         return sent_by(self, session_key, client)
 
-    def cancel(self) -> bool:
-        """Stop this run for its author: a queued run at once (Cancelled, nothing ran);
-        a running one by its worker, which ends its sandbox within a second and keeps
-        what it printed and used until then. False if it is over already."""
+    STOPPED_BEFORE_START = "Stopped on request before it started."
+    ABANDONED = "Not run: the terminal (runsnippet) that queued it went away before it started."
+
+    def cancel(self, reason: str = STOPPED_BEFORE_START) -> bool:
+        """Stop this run for its author: a queued run at once (Cancelled, nothing ran,
+        `reason` its error); a running one by its worker, which ends its sandbox within
+        a second and keeps what it printed and used until then. False if it is over
+        already."""
         now = timezone.now()
         with transaction.atomic():
             if Run.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
-                status=self.Status.CANCELLED,
-                finished_at=now,
-                error="Stopped on request before it started.",
+                status=self.Status.CANCELLED, finished_at=now, error=reason
             ):
                 StoredBytes.charge(self.client, self.stored_bytes())  # its code and input
                 return True

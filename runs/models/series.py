@@ -334,15 +334,18 @@ class Series(models.Model):
     def stoppable_by(self, session_key: str | None, client: str) -> bool:
         return sent_by(self, session_key, client)
 
-    def stop(self) -> list[Run]:
-        """Stop it for its author: no new round, and each of its runs still queued or
-        running stopped (Run.cancel). The runs that were."""
+    def stop(self, abandoned: bool = False) -> list[Run]:
+        """Stop it for its author (or, `abandoned`, for the terminal that ran it and went
+        away): no new round, and each of its runs still queued or running stopped
+        (Run.cancel). The runs that were."""
         if self.runs_until_clear and self.finished_at is None:
+            why = "its terminal (runsnippet) went away" if abandoned else "on request"
             self.finish(
-                f"Stopped on request after {self.repetitions} pairs, before the answer was clear."
+                f"Stopped {why} after {self.repetitions} pairs, before the answer was clear."
             )
+        reason = Run.ABANDONED if abandoned else Run.STOPPED_BEFORE_START
         in_flight = self.runs.filter(status__in=Run.IN_FLIGHT).only("pk", "status")
-        return [run for run in in_flight if run.cancel()]
+        return [run for run in in_flight if run.cancel(reason)]
 
     def next_round(self, runs: list[Run]) -> int:
         """How many pairs a comparison that runs until clear adds now: the next round

@@ -86,6 +86,18 @@ def continue_stalled() -> int:
     return sum(bool(continue_comparison(series)) for series in Series.objects.stalled()[:100])
 
 
+def stop_abandoned() -> int:
+    """Stop what a terminal left queued when its runsnippet went away (Run.objects.
+    abandoned): a comparison's end is stored, and no run waits forever. How many runs
+    were stopped; workers, and each runsnippet as it starts, call it."""
+    runs = list(Run.objects.abandoned()[:100])
+    alone = [run for run in runs if run.series_id is None]
+    comparisons = Series.objects.filter(pk__in={r.series_id for r in runs if r.series_id})
+    return sum(run.cancel(Run.ABANDONED) for run in alone) + sum(
+        len(series.stop(abandoned=True)) for series in comparisons
+    )
+
+
 def enqueue(*runs: Run) -> None:
     """Queue `runs` once the transaction that created them has committed: straight to
     an idle worker on this machine where there is one (runs.queue.direct.protocol), else through the

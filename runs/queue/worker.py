@@ -68,9 +68,11 @@ class Worker(QueueWorker):
             if now >= next_repair:
                 next_repair = now + settings.WORKER_HEARTBEAT_SECONDS
                 # Clients whose runs wait with none in flight (their worker died, say),
-                # and comparisons whose next round nobody started.
+                # comparisons whose next round nobody started, and what a killed
+                # runsnippet left queued.
                 chore(tasks.dispatch_waiting)
                 chore(tasks.continue_stalled)
+                chore(tasks.stop_abandoned)
             if now >= next_purge:
                 next_purge = now + PURGE_CHECK_SECONDS
                 # Hourly for the whole fleet; asking costs one conditional update.

@@ -1,15 +1,19 @@
 import json
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from runs.figures import comparisons, grids
 from runs.figures.formatting import BIDI_CONTROLS, summary_lines, terminal_safe, watt_hours
 from runs.models import MAX_REPETITIONS, Run, Series, Worker, run_json, series_json
-from runs.queue import execution, heartbeat
+from runs.queue import execution, heartbeat, tasks
 
 
 class Command(BaseCommand):
@@ -74,12 +78,15 @@ class Command(BaseCommand):
             fields["country_iso_code"] = country
         if region is not None:
             fields["region"] = region.lower()
+        tasks.stop_abandoned()
         try:
             run = Run.objects.submit(code, **fields)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        execution.execute(run, kind=Worker.Kind.CLI)
+        with Interrupt(lambda: Run.objects.get(pk=run.pk).cancel(), self.stderr) as interrupt:
+            execution.execute(run, kind=Worker.Kind.CLI)
         heartbeat.stop()
+        run.refresh_from_db()  # stopped before it started: execute stored nothing on it
         if json:
             self.stdout.write(dumps(run_json(run)))
         else:
@@ -89,8 +96,7 @@ class Command(BaseCommand):
             # The summary holds snippet-made text too: its error, its sections' names.
             summary = "\n".join(summary_lines(run, grid.name))
             self.stdout.write(self.shown(summary, self.stdout))
-        if run.status != Run.Status.SUCCEEDED:
-            sys.exit(1)
+        interrupt.exit(succeeded=run.status == Run.Status.SUCCEEDED)
 
     def compare(self, paths: list[str], envs: list[str], stdin, pairs: int, json: bool) -> None:
         """Two to four variants (files, or one file on several environments) in rounds
@@ -103,6 +109,7 @@ class Command(BaseCommand):
             codes = [self.read(p) for p in paths]
         else:
             raise CommandError("Give one --env for all the files, or one per file.")
+        tasks.stop_abandoned()
         try:
             series = Series.objects.submit(
                 Series.Kind.COMPARE,
@@ -114,24 +121,34 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        while True:
-            for run in series.runs.filter(status=Run.Status.QUEUED).order_by(
-                "repetition", "variant"
-            ):
-                execution.execute(run, kind=Worker.Kind.CLI)
-                if not json:
-                    self.stderr.write(f"{run.variant}{run.repetition} {run.get_status_display()}")
-            count = series.next_round(series.runs_for_results())
-            if not count:
-                series.finish()
-                break
-            series.add_round(count)
+        with Interrupt(lambda: Series.objects.get(pk=series.pk).stop(), self.stderr) as interrupt:
+            while not interrupt.signal:
+                for run in series.runs.filter(status=Run.Status.QUEUED).order_by(
+                    "repetition", "variant"
+                ):
+                    if interrupt.signal:
+                        break
+                    execution.execute(run, kind=Worker.Kind.CLI)
+                    run.refresh_from_db(fields=["status"])
+                    if not json:
+                        self.stderr.write(
+                            f"{run.variant}{run.repetition} {run.get_status_display()}"
+                        )
+                if interrupt.signal:
+                    break
+                count = series.next_round(series.runs_for_results())
+                if not count:
+                    series.finish()
+                    break
+                series.add_round(count)
+        if interrupt.signal:
+            series.stop()  # a round its stop did not see yet: added while it stopped
         heartbeat.stop()
+        series.refresh_from_db()
         failed = series.runs.exclude(status=Run.Status.SUCCEEDED).exists()
         if json:
             self.stdout.write(dumps(series_json(series)))
-            if failed:
-                sys.exit(1)
+            interrupt.exit(succeeded=not failed)
             return
         results = series.results()
         summary = [f"{series.title} {series.public_id}", series.headline(results) or ""]
@@ -144,8 +161,7 @@ class Command(BaseCommand):
             said = row.verdict if row.against is not None else "(the reference)"
             summary.append(f"   {row.name:<12} median {median:<12} {said}")
         self.stdout.write(self.shown("\n".join(summary), self.stdout))
-        if failed:
-            sys.exit(1)
+        interrupt.exit(succeeded=not failed)
 
     @staticmethod
     def shown(text: str, stream) -> str:
@@ -161,6 +177,61 @@ class Command(BaseCommand):
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CommandError(f"{path} is not UTF-8 text; is it a binary file?") from None
+
+
+class Interrupt:
+    """Ctrl+C (or a TERM) is the page's Stop button: the first asks `stop` to stop the
+    run or the comparison, whose sandbox then ends within a second and is stored as
+    Stopped with what it printed and used, and the command ends after its summary with
+    128 + the signal's number. A second one ends the command at once (what ran is then
+    the workers' reaper's)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: Callable[[], object], stderr):
+        self.stop, self.stderr = stop, stderr
+        self.signal = 0
+        self.stopper: threading.Thread | None = None
+
+    def __enter__(self) -> "Interrupt":
+        # Signals reach the main thread only (call_command may come from another).
+        main = threading.current_thread() is threading.main_thread()
+        self.previous = {n: signal.signal(n, self.handle) for n in self.SIGNALS if main}
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        self.restore()
+        if self.stopper is not None:
+            self.stopper.join()
+        if kind is KeyboardInterrupt:  # the second Ctrl+C: no traceback
+            raise SystemExit(128 + signal.SIGINT)
+
+    def exit(self, succeeded: bool) -> None:
+        """The command's status: 0 only when all succeeded, 128 + the signal's number
+        when one stopped it."""
+        if self.signal:
+            sys.exit(128 + self.signal)
+        if not succeeded:
+            sys.exit(1)
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def handle(self, number: int, frame) -> None:
+        self.restore()  # the next one ends the command
+        self.signal = number
+        # Not in the handler itself: it runs between two steps of the main thread,
+        # maybe in the middle of a query on the main thread's database connection.
+        self.stopper = threading.Thread(target=self._stop, name="runsnippet-stop")
+        self.stopper.start()
+        self.stderr.write("Stopping; press Ctrl+C again to quit at once.")
+
+    def _stop(self) -> None:
+        try:
+            self.stop()
+        finally:
+            connection.close()  # this thread's own
 
 
 # JSON escapes only the controls below 0x20: DEL and the C1 controls (CSI, OSC, ...)
