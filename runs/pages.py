@@ -78,7 +78,9 @@ def run_context(run: Run, seen: Offsets | None = None, request: HttpRequest | No
         # headline reads "724 µWh", as admin, exports and runsnippet print it; the
         # whole machine's card has its own); durations with its CPU time, which threads
         # may make the longer.
-        "units": formatting.units_for([run], energy_kwh="energy", emissions_g="mass")
+        "units": formatting.units_for(
+            [run], energy_kwh="energy", emissions_g="mass", machine_energy_kwh="energy"
+        )
         | formatting.units_for([run, _CpuTime(run)], duration_s="duration"),
     }
     if run.lines or run.sections:

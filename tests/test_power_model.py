@@ -278,11 +278,19 @@ def test_the_range_reaches_the_page_the_api_the_export_and_the_terminal(client):
             "source": "CPU time × 3.5 W per busy thread",
             "power": "3.5 W per busy thread, from Cloud Carbon Footprint",
             "identity": cpu_power.identify(GENERIC_EPYC).as_dict(),
-        }
+        },
+        machine_energy_kwh=4e-6,  # the whole machine's, priced by the same model
+        machine_cpu_energy_kwh=3e-6,
+        machine_ram_energy_kwh=1e-6,
     )
+    low, high = cpu_power.range_factors()
+    assert run.machine_range == pytest.approx((1e-6 + 3e-6 * low, 1e-6 + 3e-6 * high))
     energy_unit = formatting.Unit.fitting([run.energy_kwh], formatting.ENERGY_UNITS)
+    machine_unit = formatting.Unit.fitting([run.machine_energy_kwh], formatting.ENERGY_UNITS)
     html = client.get(run.get_absolute_url()).text
     assert f'data-metric="energy-range">{energy_unit.range(run.energy_range)}<' in html
+    machine_range = machine_unit.range(run.machine_range)
+    assert f'data-metric="machine-energy-range">{machine_range}<' in html
     assert 'data-metric="co2-range">(' in html
     assert cpu_power.identify(GENERIC_EPYC).described() in html  # the processor, named
     assert "Quote the snippet's energy" in html and 'data-metric="equivalents-range"' in html
@@ -290,9 +298,11 @@ def test_the_range_reaches_the_page_the_api_the_export_and_the_terminal(client):
     data = client.get(f"/api/runs/{run.public_id}").json()
     assert data["energy_kwh_range"] == pytest.approx(list(run.energy_range))
     assert data["emissions_g_range"] == pytest.approx(list(run.emissions_range))
+    assert data["machine_energy_kwh_range"] == pytest.approx(list(run.machine_range))
 
     header = b"".join(client.get("/runs.csv").streaming_content).decode().splitlines()[0]
     assert "energy_consumed_low,energy_consumed_high,emissions_low,emissions_high" in header
 
     summary = "\n".join(formatting.summary_lines(run))
     assert formatting.ranged(run.energy_range, formatting.ENERGY_UNITS) in summary
+    assert formatting.ranged(run.machine_range, formatting.ENERGY_UNITS) in summary

@@ -63,6 +63,7 @@ ADDED = {
     "created_at",
     "energy_kwh_range",
     "emissions_g_range",
+    "machine_energy_kwh_range",
 }
 
 

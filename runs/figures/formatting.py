@@ -181,7 +181,9 @@ def summary_lines(run: Any, grid_name: str = "") -> list[str]:
             f"   snippet energy    {energy(run.energy_kwh)}"
             + ranged(run.energy_range, ENERGY_UNITS),
             f"     CPU / RAM / GPU {parts}",
-            f"   machine energy    {energy(run.machine_energy_kwh)} (whole machine, CodeCarbon)",
+            f"   machine energy    {energy(run.machine_energy_kwh)}"
+            + ranged(run.machine_range, ENERGY_UNITS)
+            + " (whole machine, CodeCarbon)",
             f"   emissions         {mass(run.emissions_g)}{ranged(run.emissions_range, MASS_UNITS)}"
             " CO₂e at "
             f"{run.carbon_intensity_g_per_kwh:.0f} g/kWh ("

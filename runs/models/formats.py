@@ -37,6 +37,7 @@ def run_json(run: Run) -> dict[str, Any]:
         # [low, high] by the power model's range; null where a counter measured it.
         "energy_kwh_range": _listed(run.energy_range),
         "emissions_g_range": _listed(run.emissions_range),
+        "machine_energy_kwh_range": _listed(run.machine_range),
         "carbon_intensity_g_per_kwh": run.carbon_intensity_g_per_kwh,
         "country_iso_code": run.country_iso_code,
         "region": run.region,

@@ -359,6 +359,14 @@ class Run(models.Model):
         return cpu_power.ranged(self.cpu_energy_kwh, self.cpu_energy_kwh, self.range_factors)
 
     @property
+    def machine_range(self) -> cpu_power.Range | None:
+        """The whole machine's: CodeCarbon priced its CPU as it priced the snippet's
+        (runs.figures.measure.forced_cpu_watts), so the same range holds."""
+        return cpu_power.ranged(
+            self.machine_energy_kwh, self.machine_cpu_energy_kwh, self.range_factors
+        )
+
+    @property
     def emissions_range(self) -> cpu_power.Range | None:
         return cpu_power.scaled_range(self.energy_range, self.carbon_intensity_g_per_kwh)
 
