@@ -325,7 +325,7 @@ def test_only_a_terminal_that_went_away_has_its_runs_stopped(settings):
         Series.Kind.COMPARE, ["print(1)", "print(2)"], 5, source=Run.Source.CLI
     )
     series.runs.update(created_at=long_ago)
-    terminal = Worker.objects.create(name="runsnippet-here", kind=Worker.Kind.CLI)
+    terminal = Worker.objects.create(name=Worker.name_for_this_process(), kind=Worker.Kind.CLI)
     first = series.runs.order_by("repetition", "variant").first()
     Run.objects.filter(pk=first.pk).update(
         status=Run.Status.SUCCEEDED, worker=terminal.name, finished_at=timezone.now()
@@ -334,6 +334,13 @@ def test_only_a_terminal_that_went_away_has_its_runs_stopped(settings):
     assert tasks.stop_abandoned() == 1
     assert Run.objects.get(pk=old.pk).error == Run.ABANDONED
     assert Run.objects.get(pk=fresh.pk).status == Run.Status.QUEUED
-    # Its process silent, the comparison's queued runs are stopped too.
+    # Its heartbeat late, the comparison's queued runs look abandoned; but its process
+    # is seen running here (this one), so they wait, as the reaper's runs do.
     Worker.objects.filter(pk=terminal.pk).update(last_seen_at=long_ago)
-    assert set(Run.objects.abandoned()) == set(series.runs.filter(status=Run.Status.QUEUED))
+    queued = set(series.runs.filter(status=Run.Status.QUEUED))
+    assert set(Run.objects.abandoned()) == queued
+    assert tasks.stop_abandoned() == 0
+    # Its process gone (a name no process here has): they are stopped.
+    series.runs.filter(worker=terminal.name).update(worker="gone:1:dead@0")
+    assert tasks.stop_abandoned() == len(queued)
+    assert not series.runs.filter(status=Run.Status.QUEUED).exists()

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.tasks import task
 from django.utils import timezone
 
-from ..models import Run, Series, limits
+from ..models import Run, Series, Worker, limits
 from . import execution
 from .direct import protocol, sockets, wakeup
 
@@ -92,7 +92,15 @@ def stop_abandoned() -> int:
     were stopped; workers, and each runsnippet as it starts, call it."""
     runs = list(Run.objects.abandoned()[:100])
     alone = [run for run in runs if run.series_id is None]
-    comparisons = Series.objects.filter(pk__in={r.series_id for r in runs if r.series_id})
+    comparisons = [
+        series
+        for series in Series.objects.filter(pk__in={r.series_id for r in runs if r.series_id})
+        # As the reaper does: a late heartbeat is not a dead process (a locked database).
+        if not any(
+            Worker.still_running(name, series.created_at)
+            for name in set(series.runs.exclude(worker="").values_list("worker", flat=True))
+        )
+    ]
     return sum(run.cancel(Run.ABANDONED) for run in alone) + sum(
         len(series.stop(abandoned=True)) for series in comparisons
     )
