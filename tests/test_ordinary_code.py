@@ -13,12 +13,13 @@ import textwrap
 
 import pytest
 
+from runs import sandbox
 from runs.figures import breakdown
 from runs.models import Run, Series
 from runs.models import limits as rate_limits
 from runs.sandbox import environments, launcher
 
-from .conftest import built_environment, execute, run, run_series
+from .conftest import built_environment, execute, limits, run, run_series
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -197,13 +198,24 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def counted_run(code: str, **overrides) -> tuple[sandbox.Outcome, float]:
+    """`code` run as conftest.run runs it (a go CPython's sampler race crashed goes
+    again, once), and the CPU the host saw of the go that is kept: one CI run counted
+    both, 9.0 s seen for 5.3 s charged."""
+    for _ in range(2):
+        before = children_cpu()
+        outcome = sandbox.run(textwrap.dedent(code), limits(**overrides))
+        seen = children_cpu() - before
+        if not outcome.sampler_crashed:
+            break
+    return outcome, seen
+
+
 @pytest.mark.parametrize("channel", sorted(FLOODS))
 def test_a_flooded_channel_is_charged_to_the_run_and_said(mode, channel):
     code, note = FLOODS[channel]
     run("pass")  # the isolation probe, and anything else a first run starts, done
-    before = children_cpu()
-    outcome = run(code, timeout_s=30)
-    seen = children_cpu() - before
+    outcome, seen = counted_run(code, timeout_s=30)
     assert outcome.exit_code == 0, outcome.stderr
     # The host saw the sandbox from bubblewrap's start; the run counts from its code.
     assert outcome.cpu_s >= 0.9 * (seen - outcome.startup_cpu_s), (outcome.cpu_s, seen)
@@ -283,9 +295,7 @@ FLOOD_BOTH = FLOODS["raw-events"][0].replace("1.5", "0.8") + FLOODS["profile"][0
 def test_flooded_channels_are_charged_in_every_environment(name):
     env = built_environment(name)
     run("pass", python=env.python)  # the isolation probe, and this interpreter's files, read
-    before = children_cpu()
-    outcome = run(FLOOD_BOTH, timeout_s=30, python=env.python)
-    seen = children_cpu() - before
+    outcome, seen = counted_run(FLOOD_BOTH, timeout_s=30, python=env.python)
     assert outcome.exit_code == 0, outcome.stderr
     assert outcome.cpu_s >= 0.9 * (seen - outcome.startup_cpu_s), (outcome.cpu_s, seen)
     notes = breakdown.of(outcome.measurements, _FiguresOf(outcome)).notes
