@@ -8,18 +8,16 @@ counts only the sandboxes it ran.
 """
 
 import os
-import resource
 import textwrap
 
 import pytest
 
-from runs import sandbox
 from runs.figures import breakdown
 from runs.models import Run, Series
 from runs.models import limits as rate_limits
 from runs.sandbox import environments, launcher
 
-from .conftest import built_environment, execute, limits, run, run_series
+from .conftest import built_environment, counted_run, execute, run, run_series
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -191,24 +189,6 @@ FLOODS = {
         breakdown.PROFILE_FLOODED,
     ),
 }
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def counted_run(code: str, **overrides) -> tuple[sandbox.Outcome, float]:
-    """`code` run as conftest.run runs it (a go CPython's sampler race crashed goes
-    again, once), and the CPU the host saw of the go that is kept: one CI run counted
-    both, 9.0 s seen for 5.3 s charged."""
-    for _ in range(2):
-        before = children_cpu()
-        outcome = sandbox.run(textwrap.dedent(code), limits(**overrides))
-        seen = children_cpu() - before
-        if not outcome.sampler_crashed:
-            break
-    return outcome, seen
 
 
 @pytest.mark.parametrize("channel", sorted(FLOODS))
